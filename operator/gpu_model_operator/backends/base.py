@@ -1,0 +1,154 @@
+"""The contract every backend fulfils, in the style of crossplane's external clients.
+
+Each operation is idempotent and non-blocking: ``observe_*`` reads what exists, the mutating calls start
+work and return at once (the reconciler comes back later and observes again). Deleting what is already gone
+is success. Failures are raised as :class:`TransientBackendError` (retry with backoff, honour
+``retry_after``) or :class:`PermanentBackendError` (the user must change something; no retry loop).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..models import GpuModelDeploymentSpec
+
+
+class ComputeState(str, enum.Enum):
+    ABSENT = "Absent"
+    CREATING = "Creating"
+    READY = "Ready"
+    FAILED = "Failed"
+    DELETING = "Deleting"
+
+
+class ServiceState(str, enum.Enum):
+    ABSENT = "Absent"
+    TRANSITIONING = "Transitioning"
+    HEALTHY = "Healthy"
+    UNHEALTHY = "Unhealthy"
+    FAILED = "Failed"
+    DELETING = "Deleting"
+
+
+@dataclass(frozen=True)
+class ObservedCompute:
+    name: str
+    state: ComputeState
+    gpus_total: int = 0
+    #: The machine has no GPU at all (local backend); replicas may run on CPU only if the spec opts in.
+    cpu_only: bool = False
+    #: True when this operator created it (recorded at the backend, e.g. as a tag), so it may delete it.
+    created_by_operator: bool = False
+    attached: bool = False
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceOnCompute:
+    """A service found on a compute, for the GPU cap: whose it is and how many GPUs it holds."""
+
+    name: str
+    replicas: int
+    gpu_cores: int
+    #: "namespace/name" of the GpuModelDeployment that owns it, or None for a service made by someone else.
+    owner: str | None = None
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.gpu_cores
+
+
+@dataclass(frozen=True)
+class ObservedService:
+    name: str
+    state: ServiceState
+    replicas: int = 0
+    scoring_uri: str | None = None
+    #: Hash of what was deployed (entry script, environment, model, resources); a change means redeploy.
+    fingerprint: str | None = None
+    owner: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class DeploymentInputs:
+    """Everything a backend needs for one resource, resolved by the controller from Kubernetes objects.
+
+    Backends never read Kubernetes themselves: the controller reads the ConfigMap and Secret in the
+    resource's own namespace, so a backend cannot be tricked into reading another namespace.
+    """
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: GpuModelDeploymentSpec
+    entry_script: str
+    conda_spec: str
+    #: Service-principal credentials (azureml only): tenantId, clientId, clientSecret.
+    credentials: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Hash of the inputs that require a redeploy when they change.
+    fingerprint: str = ""
+
+    @property
+    def owner(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class BackendError(Exception):
+    """A backend failure with a message a user can act on (never containing a secret)."""
+
+    def __init__(self, message: str, *, reason: str = "BackendError") -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+
+
+class TransientBackendError(BackendError):
+    def __init__(self, message: str, *, reason: str = "BackendUnavailable", retry_after: float | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
+
+
+class PermanentBackendError(BackendError):
+    pass
+
+
+class Backend(Protocol):
+    """Compute and service operations for one kind of backend."""
+
+    name: str
+
+    async def observe_compute(self, inputs: DeploymentInputs) -> ObservedCompute: ...
+
+    async def create_compute(self, inputs: DeploymentInputs) -> None: ...
+
+    async def delete_compute(self, inputs: DeploymentInputs) -> None:
+        """Delete (provisioned) or detach (attached) the compute; gone already is success."""
+
+    async def services_on_compute(self, inputs: DeploymentInputs) -> list[ServiceOnCompute]: ...
+
+    async def observe_service(self, inputs: DeploymentInputs) -> ObservedService: ...
+
+    async def deploy_service(self, inputs: DeploymentInputs, replicas: int) -> list[str]:
+        """Create or redeploy the service with ``replicas``; returns warnings for the user."""
+
+    async def scale_service(self, inputs: DeploymentInputs, replicas: int) -> None: ...
+
+    async def delete_service(self, inputs: DeploymentInputs) -> None: ...
+
+    async def get_keys(self, inputs: DeploymentInputs) -> tuple[str, str] | None:
+        """Primary and secondary scoring keys, or None when auth is disabled."""
+
+    async def probe(self, inputs: DeploymentInputs) -> ProbeResult:
+        """A real request to the service's health endpoint through its scoring URL."""
+
+    async def close(self) -> None: ...
