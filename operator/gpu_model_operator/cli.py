@@ -1,0 +1,105 @@
+"""The console command: ``gpu-model-operator run`` (also ``python -m gpu_model_operator``).
+
+Every option also reads a ``GMO_<OPTION>`` environment variable, which is how the Deployment in
+``manifests/`` configures the operator.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+import kopf
+
+from . import __version__
+from .settings import Settings, default_state_dir
+
+
+def build_controller(settings: Settings) -> object:
+    """Clients are built here, at start-up, never at import (kopf convention)."""
+    from kubernetes import client, config
+
+    from .backends.local import LocalBackend
+    from .controller import Controller
+    from .kube import KubeClient
+    from .models import BackendKind
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    backends = {BackendKind.LOCAL: LocalBackend(state_dir=settings.state_dir, declared_gpus=settings.declared_gpus)}
+    try:
+        from .backends.azureml import AzureMLBackend
+    except ImportError:  # pragma: no cover - the azureml backend is optional at runtime
+        pass
+    else:
+        backends[BackendKind.AZUREML] = AzureMLBackend(workers=settings.azure_workers)
+    return Controller(settings, backends, KubeClient(client.ApiClient()))
+
+
+@click.group(context_settings={"auto_envvar_prefix": "GMO", "show_default": True})
+@click.version_option(__version__)
+def main() -> None:
+    """GPU Model Operator: serve models on GPUs from GpuModelDeployment resources."""
+
+
+@main.command()
+@click.option("--namespace", "-n", "namespaces", multiple=True, help="Namespace to watch (repeatable).")
+@click.option("--all-namespaces", "-A", is_flag=True, help="Watch every namespace (cluster-wide install).")
+@click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.option("--log-format", default="text", type=click.Choice(["text", "json"]))
+@click.option("--health-port", default=8080, help="Port of the liveness endpoint /healthz (0: off).")
+@click.option("--metrics-port", default=9090, help="Port of the Prometheus /metrics endpoint (0: off).")
+@click.option("--poll-seconds", default=10.0, help="Seconds between checks of an operation in flight.")
+@click.option("--resync-seconds", default=900.0, help="Seconds between drift checks of a converged resource.")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=default_state_dir, help="Local backend state.")
+@click.option("--declared-gpus", type=int, default=None, help="Declared GPU inventory (testing): skip discovery.")
+@click.option("--azure-workers", default=8, help="Threads for Azure ML SDK calls.")
+def run(
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    log_level: str,
+    log_format: str,
+    health_port: int,
+    metrics_port: int,
+    poll_seconds: float,
+    resync_seconds: float,
+    state_dir: Path,
+    declared_gpus: int | None,
+    azure_workers: int,
+) -> None:
+    """Run the operator until interrupted."""
+    if bool(namespaces) == all_namespaces:
+        raise click.UsageError("give --namespace (one or more) or --all-namespaces")
+    settings = Settings(
+        namespaces=list(namespaces),
+        poll_seconds=poll_seconds,
+        resync_seconds=resync_seconds,
+        state_dir=state_dir,
+        declared_gpus=declared_gpus,
+        azure_workers=azure_workers,
+        health_port=health_port,
+        metrics_port=metrics_port,
+        log_level=log_level,
+        log_format=log_format,
+    )
+    from . import metrics
+    from .handlers import build_registry
+
+    kopf.configure(
+        debug=log_level == "DEBUG",
+        verbose=log_level in ("DEBUG", "INFO"),
+        log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL,
+    )
+    logging.getLogger().setLevel(log_level)
+    metrics.serve(metrics_port)
+    registry = build_registry(settings, lambda: build_controller(settings))
+    kopf.run(
+        registry=registry,
+        standalone=True,
+        clusterwide=all_namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
+    )

@@ -1,0 +1,303 @@
+"""The controller: the I/O around the pure core, one pass at a time.
+
+A pass reads the inputs (spec, ConfigMap, Secret), observes the backend, asks ``reconcile.decide`` what to
+do, does at most that one thing, and returns the decision for the handler to write. Passes for the same
+resource never overlap (a lock per resource), and passes that decide the GPU cap of one compute never
+overlap either (a lock per compute), so two deployments cannot both take the last GPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import conditions as c
+from .backends.base import (
+    Backend,
+    DeploymentInputs,
+    ObservedCompute,
+    PermanentBackendError,
+    ServiceState,
+    TransientBackendError,
+)
+from .keys import keys_secret_body, keys_secret_name
+from .kube import KubeClient
+from .models import BackendKind, GpuModelDeploymentSpec, GpuModelDeploymentStatus, Phase
+from .reconcile import (
+    Action,
+    Decision,
+    DeleteAction,
+    DeletionDecision,
+    Event,
+    Observation,
+    decide,
+    decide_deletion,
+    set_condition,
+)
+from .settings import Settings
+
+CREDENTIAL_KEYS = ("tenantId", "clientId", "clientSecret")
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def compute_key(spec: GpuModelDeploymentSpec) -> str:
+    """Deployments with the same key share GPUs: the same workspace compute, or this machine."""
+    if spec.backend == BackendKind.LOCAL or spec.compute is None:
+        return "local"
+    ws = spec.workspace
+    where = f"{ws.subscription_id}/{ws.resource_group}/{ws.name}" if ws else ""
+    return f"azureml/{where}/{spec.compute.name}"
+
+
+def fingerprint(spec: GpuModelDeploymentSpec, entry_script: str, conda_spec: str) -> str:
+    """What requires a redeploy when it changes; replicas are not in it (they scale in place)."""
+    parts = {
+        "entry": entry_script,
+        "conda": conda_spec,
+        "model": spec.model.to_wire(),
+        "image": spec.environment.base_image,
+        "service": spec.service.model_dump(mode="json", exclude={"replicas", "name"}),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Resource:
+    """The parts of a GpuModelDeployment the controller needs, taken from kopf's body."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+
+    @property
+    def owner(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class InputError(Exception):
+    """The spec or what it points to is wrong; only the user can fix it."""
+
+    def __init__(self, reason: str, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.transient = reason, message, transient
+
+
+class Controller:
+    def __init__(self, settings: Settings, backends: Mapping[BackendKind, Backend], kube: KubeClient) -> None:
+        self.settings = settings
+        self.backends = backends
+        self.kube = kube
+        self._resource_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._compute_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        #: GPUs each deployment holds per compute key, as last written to its status (kopf-indexed view).
+        self.gpus_by_compute: defaultdict[str, dict[str, int]] = defaultdict(dict)
+
+    # ---- inputs ----------------------------------------------------------------------------------
+
+    async def load_inputs(self, res: Resource) -> DeploymentInputs:
+        try:
+            spec = GpuModelDeploymentSpec.model_validate(dict(res.spec))
+        except ValidationError as exc:
+            raise InputError(c.INVALID_SPEC, f"the spec is invalid: {_first_error(exc)}") from exc
+        source = spec.source
+        data = await self.kube.config_map_data(res.namespace, source.config_map_ref.name)
+        if data is None:
+            raise InputError(
+                c.SOURCE_NOT_FOUND,
+                f"ConfigMap {source.config_map_ref.name} not found in namespace {res.namespace}; "
+                "create it (for example with kustomize's configMapGenerator from score.py and myenv.yml)",
+                transient=True,
+            )
+        entry = _config_map_key(data, source.config_map_ref.name, source.entry_script, "spec.source.entryScript")
+        if spec.environment.conda_spec is not None:
+            conda = spec.environment.conda_spec
+        else:
+            assert source.conda_file is not None  # the CRD requires one of the two
+            conda = _config_map_key(data, source.config_map_ref.name, source.conda_file, "spec.source.condaFile")
+        credentials: dict[str, str] = {}
+        if spec.backend == BackendKind.AZUREML and spec.workspace is not None:
+            credentials = await self._credentials(res.namespace, spec.workspace.credentials_secret_ref.name)
+        return DeploymentInputs(
+            namespace=res.namespace,
+            name=res.name,
+            uid=res.uid,
+            generation=res.generation,
+            spec=spec,
+            entry_script=entry,
+            conda_spec=conda,
+            credentials=credentials,
+            fingerprint=fingerprint(spec, entry, conda),
+        )
+
+    async def _credentials(self, namespace: str, secret: str) -> dict[str, str]:
+        data = await self.kube.secret_data(namespace, secret)
+        if data is None:
+            raise InputError(
+                c.CREDENTIALS_INVALID,
+                f"Secret {secret} not found in namespace {namespace}; create it with keys {', '.join(CREDENTIAL_KEYS)}",
+            )
+        missing = [k for k in CREDENTIAL_KEYS if not data.get(k)]
+        if missing:
+            raise InputError(c.CREDENTIALS_INVALID, f"Secret {secret} has no key {', '.join(missing)}")
+        return {k: data[k] for k in CREDENTIAL_KEYS}
+
+    # ---- one reconcile pass ----------------------------------------------------------------------
+
+    async def reconcile(self, res: Resource, retry: int = 0) -> Decision:
+        async with self._resource_locks[res.uid]:
+            previous = GpuModelDeploymentStatus.model_validate(dict(res.status or {}))
+            try:
+                inputs = await self.load_inputs(res)
+                async with self._compute_locks[compute_key(inputs.spec)]:
+                    decision = await self._pass(inputs, previous)
+            except InputError as exc:
+                delay = self.settings.poll_seconds * 3 if exc.transient else None
+                return self._failed(res, previous, exc.reason, exc.message, permanent=not exc.transient, delay=delay)
+            except PermanentBackendError as exc:
+                return self._failed(res, previous, exc.reason, exc.message, permanent=True)
+            except TransientBackendError as exc:
+                delay = exc.retry_after or min(self.settings.poll_seconds * 2**retry, self.settings.max_backoff_seconds)
+                return self._failed(res, previous, exc.reason, exc.message, permanent=False, delay=delay)
+            self._record_gpus(inputs, decision.status)
+            return decision
+
+    async def _pass(self, inputs: DeploymentInputs, previous: GpuModelDeploymentStatus) -> Decision:
+        backend = self.backends[inputs.spec.backend]
+        compute = await backend.observe_compute(inputs)
+        others = await self._gpus_held_by_others(backend, inputs, compute)
+        service = await backend.observe_service(inputs)
+        probe = None
+        if service.state == ServiceState.HEALTHY and service.fingerprint == inputs.fingerprint:
+            probe = await backend.probe(inputs)
+        obs = Observation(compute, service, others, inputs.fingerprint, probe, owner=inputs.owner)
+        decision = decide(inputs.spec, inputs.generation, previous, obs, utcnow(), poll_seconds=self.settings.poll_seconds)
+        if decision.action == Action.CREATE_COMPUTE:
+            await backend.create_compute(inputs)
+        elif decision.action == Action.DEPLOY:
+            warnings = await backend.deploy_service(inputs, decision.replicas)
+            decision.events.extend(Event("Warning", c.ENVIRONMENT_WARNING, w) for w in warnings)
+        elif decision.action == Action.SCALE:
+            await backend.scale_service(inputs, decision.replicas)
+        if decision.status.phase in (Phase.READY, Phase.DEGRADED) and decision.status.scoring_uri:
+            await self._publish_keys(backend, inputs, decision)
+        return decision
+
+    async def _gpus_held_by_others(self, backend: Backend, inputs: DeploymentInputs, compute: ObservedCompute) -> int:
+        """Per owner, the larger of what the backend shows and what the other resource's status claims."""
+        held: dict[str, int] = dict(self.gpus_by_compute[compute_key(inputs.spec)])
+        held.pop(inputs.owner, None)
+        if compute.gpus_total or compute.cpu_only:
+            for svc in await backend.services_on_compute(inputs):
+                if svc.owner == inputs.owner or svc.name == inputs.spec.service.name:
+                    continue
+                key = svc.owner or f"service:{svc.name}"
+                held[key] = max(held.get(key, 0), svc.gpus)
+        return sum(held.values())
+
+    def _record_gpus(self, inputs: DeploymentInputs, status: GpuModelDeploymentStatus) -> None:
+        self.gpus_by_compute[compute_key(inputs.spec)][inputs.owner] = status.gpus.held
+
+    def forget(self, spec: Mapping[str, Any], owner: str) -> None:
+        try:
+            key = compute_key(GpuModelDeploymentSpec.model_validate(dict(spec)))
+        except ValidationError:
+            return
+        self.gpus_by_compute[key].pop(owner, None)
+
+    async def _publish_keys(self, backend: Backend, inputs: DeploymentInputs, decision: Decision) -> None:
+        status = decision.status
+        name = keys_secret_name(inputs.name)
+        if status.keys_secret_name == name and status.probed_generation == inputs.generation and not decision.events:
+            return
+        keys = await backend.get_keys(inputs) if inputs.spec.service.auth_enabled else None
+        assert status.scoring_uri is not None
+        await self.kube.apply_secret(keys_secret_body(inputs.namespace, inputs.name, inputs.uid, status.scoring_uri, keys))
+        if status.keys_secret_name != name:
+            decision.events.append(Event("Normal", c.KEYS_PUBLISHED, f"scoring URI and keys are in Secret {name}"))
+        status.keys_secret_name = name
+
+    def _failed(
+        self,
+        res: Resource,
+        previous: GpuModelDeploymentStatus,
+        reason: str,
+        message: str,
+        *,
+        permanent: bool,
+        delay: float | None = None,
+    ) -> Decision:
+        status = previous.model_copy(deep=True)
+        now = utcnow()
+        status.observed_generation = res.generation
+        status.last_error = message
+        condition = c.COMPUTE_READY if reason in COMPUTE_REASONS else c.SERVICE_READY
+        set_condition(status, condition, False, reason, message, res.generation, now)
+        set_condition(status, c.READY, False, reason, message, res.generation, now)
+        if permanent:
+            status.phase = Phase.FAILED
+        events = [Event("Warning", reason, message)]
+        return Decision(Action.NONE, 0, status, events, requeue_after=delay, permanent=permanent)
+
+    # ---- deletion ---------------------------------------------------------------------------------
+
+    async def delete(self, res: Resource, users_of_compute: int) -> DeletionDecision:
+        """One deletion step; the handler repeats it until the decision is DONE."""
+        async with self._resource_locks[res.uid]:
+            status = GpuModelDeploymentStatus.model_validate(dict(res.status or {}))
+            try:
+                inputs = await self.load_inputs(res)
+            except InputError:
+                inputs = await self._inputs_for_deletion(res)
+            backend = self.backends[inputs.spec.backend]
+            service = await backend.observe_service(inputs)
+            compute = await backend.observe_compute(inputs) if inputs.spec.compute else None
+            others = users_of_compute
+            if compute is not None and service.state == ServiceState.ABSENT:
+                others += sum(1 for s in await backend.services_on_compute(inputs) if s.owner != inputs.owner)
+            decision = decide_deletion(inputs.spec, status, service, compute, others, inputs.owner)
+            if decision.action == DeleteAction.DELETE_SERVICE:
+                await backend.delete_service(inputs)
+            elif decision.action == DeleteAction.DELETE_COMPUTE:
+                await backend.delete_compute(inputs)
+            elif decision.action == DeleteAction.DONE:
+                await self.kube.delete_secret(res.namespace, keys_secret_name(res.name))
+                self.forget(res.spec, res.owner)
+            return decision
+
+    async def _inputs_for_deletion(self, res: Resource) -> DeploymentInputs:
+        """Deleting must work even when the ConfigMap is gone: the backend needs names, not scripts."""
+        spec = GpuModelDeploymentSpec.model_validate(dict(res.spec))
+        credentials: dict[str, str] = {}
+        if spec.backend == BackendKind.AZUREML and spec.workspace is not None:
+            credentials = await self._credentials(res.namespace, spec.workspace.credentials_secret_ref.name)
+        return DeploymentInputs(res.namespace, res.name, res.uid, res.generation, spec, "", "", credentials)
+
+
+COMPUTE_REASONS = {c.QUOTA_EXCEEDED, c.INVALID_VM_SIZE, c.COMPUTE_FAILED}
+
+
+def _config_map_key(data: Mapping[str, str], cm: str, key: str, field: str) -> str:
+    if key not in data:
+        have = ", ".join(sorted(data)) or "no keys"
+        raise InputError(c.SOURCE_NOT_FOUND, f"ConfigMap {cm} has no key {key!r} ({field}); it has {have}")
+    return data[key]
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}"

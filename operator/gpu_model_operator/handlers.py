@@ -1,0 +1,132 @@
+"""kopf wiring, and nothing else: parse the body, call the controller, write status, events and errors.
+
+Handlers are registered into an explicit registry built from the settings, because the resync interval
+and the finalizer are settings, not import-time constants.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from . import FINALIZER, GROUP, PLURAL, VERSION, metrics
+from .backends.base import BackendError
+from .controller import Controller, InputError, Resource, compute_key
+from .models import GpuModelDeploymentSpec, GpuModelDeploymentStatus, Phase
+from .reconcile import Decision, DeleteAction, Event
+from .settings import Settings
+
+RESOURCE = (GROUP, VERSION, PLURAL)
+
+
+def resource_of(body: kopf.Body) -> Resource:
+    meta = body["metadata"]
+    return Resource(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        generation=int(meta.get("generation", 1)),
+        spec=body.get("spec", {}),
+        status=body.get("status", {}),
+    )
+
+
+def post_events(body: kopf.Body, events: list[Event]) -> None:
+    for event in events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+
+
+def write_status(patch: kopf.Patch, status: GpuModelDeploymentStatus) -> None:
+    """A merge patch of the whole status; None values remove fields that no longer apply."""
+    patch.status.update(status.model_dump(by_alias=True, mode="json"))
+
+
+def conclude(body: kopf.Body, patch: kopf.Patch, decision: Decision) -> None:
+    write_status(patch, decision.status)
+    post_events(body, decision.events)
+    metrics.observe_decision(resource_of(body).owner, decision)
+    ready = next((cond for cond in decision.status.conditions if cond.type == "Ready"), None)
+    summary = ready.message if ready else decision.status.phase.value
+    if decision.permanent:
+        raise kopf.PermanentError(decision.status.last_error or summary)
+    if decision.requeue_after is not None:
+        raise kopf.TemporaryError(summary, delay=decision.requeue_after)
+
+
+def _users_of_compute(index: Mapping[str, Any], spec: Mapping[str, Any], owner: str) -> int:
+    try:
+        key = compute_key(GpuModelDeploymentSpec.model_validate(dict(spec)))
+    except ValueError:
+        return 0
+    return sum(1 for user in index.get(key, []) if user != owner)
+
+
+def build_registry(settings: Settings, controller_factory: Any) -> kopf.OperatorRegistry:
+    """Register every handler; ``controller_factory()`` builds the Controller at start-up (not import)."""
+    registry = kopf.OperatorRegistry()
+    kopf.on.login(registry=registry)(kopf.login_via_client)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-spec")
+        settings.posting.level = logging.INFO
+        settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+        memo["controller"] = controller_factory()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        controller: Controller | None = memo.get("controller")
+        if controller is not None:
+            for backend in controller.backends.values():
+                await backend.close()
+
+    @kopf.index(*RESOURCE, registry=registry)
+    def users_by_compute(spec: kopf.Spec, namespace: str, name: str, **_: Any) -> dict[str, str]:
+        """Which deployments use which compute, so a shared cluster is deleted only with its last user."""
+        try:
+            return {compute_key(GpuModelDeploymentSpec.model_validate(dict(spec))): f"{namespace}/{name}"}
+        except ValueError:
+            return {}
+
+    @kopf.on.resume(*RESOURCE, registry=registry)
+    @kopf.on.create(*RESOURCE, registry=registry)
+    @kopf.on.update(*RESOURCE, field="spec", registry=registry)
+    async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
+        controller: Controller = memo["controller"]
+        conclude(body, patch, await controller.reconcile(resource_of(body), retry))
+
+    @kopf.timer(*RESOURCE, interval=settings.resync_seconds, initial_delay=settings.resync_seconds, registry=registry)
+    async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        """Drift repair: the same pass as on change, at the resync interval, skipped while deleting."""
+        if body["metadata"].get("deletionTimestamp"):
+            return
+        controller: Controller = memo["controller"]
+        decision = await controller.reconcile(resource_of(body))
+        write_status(patch, decision.status)
+        post_events(body, decision.events)
+        metrics.observe_decision(resource_of(body).owner, decision)
+
+    @kopf.on.delete(*RESOURCE, registry=registry)
+    async def delete(
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, users_by_compute: kopf.Index[str, str], **_: Any
+    ) -> None:
+        controller: Controller = memo["controller"]
+        res = resource_of(body)
+        patch.status["phase"] = Phase.DELETING.value
+        try:
+            decision = await controller.delete(res, _users_of_compute(users_by_compute, res.spec, res.owner))
+        except (InputError, BackendError) as exc:
+            message = f"cannot finish deletion: {exc.message}"
+            kopf.event(body, type="Warning", reason=exc.reason, message=message)
+            raise kopf.TemporaryError(message, delay=max(30.0, controller.settings.poll_seconds)) from exc
+        post_events(body, decision.events)
+        if decision.action != DeleteAction.DONE:
+            raise kopf.TemporaryError(decision.message, delay=controller.settings.poll_seconds)
+        metrics.forget(res.owner)
+
+    return registry
