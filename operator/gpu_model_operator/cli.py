@@ -26,16 +26,10 @@ def build_controller(settings: Settings) -> object:
     from .models import BackendKind
 
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config()
+        config.load_kube_config()  # type: ignore[no-untyped-call]
     backends = {BackendKind.LOCAL: LocalBackend(state_dir=settings.state_dir, declared_gpus=settings.declared_gpus)}
-    try:
-        from .backends.azureml import AzureMLBackend
-    except ImportError:  # pragma: no cover - the azureml backend is optional at runtime
-        pass
-    else:
-        backends[BackendKind.AZUREML] = AzureMLBackend(workers=settings.azure_workers)
     return Controller(settings, backends, KubeClient(client.ApiClient()))
 
 

@@ -184,7 +184,9 @@ class Controller:
         if service.state == ServiceState.HEALTHY and service.fingerprint == inputs.fingerprint:
             probe = await backend.probe(inputs)
         obs = Observation(compute, service, others, inputs.fingerprint, probe, owner=inputs.owner)
-        decision = decide(inputs.spec, inputs.generation, previous, obs, utcnow(), poll_seconds=self.settings.poll_seconds)
+        decision = decide(
+            inputs.spec, inputs.generation, previous, obs, utcnow(), poll_seconds=self.settings.poll_seconds
+        )
         if decision.action == Action.CREATE_COMPUTE:
             await backend.create_compute(inputs)
         elif decision.action == Action.DEPLOY:
@@ -225,7 +227,9 @@ class Controller:
             return
         keys = await backend.get_keys(inputs) if inputs.spec.service.auth_enabled else None
         assert status.scoring_uri is not None
-        await self.kube.apply_secret(keys_secret_body(inputs.namespace, inputs.name, inputs.uid, status.scoring_uri, keys))
+        await self.kube.apply_secret(
+            keys_secret_body(inputs.namespace, inputs.name, inputs.uid, status.scoring_uri, keys)
+        )
         if status.keys_secret_name != name:
             decision.events.append(Event("Normal", c.KEYS_PUBLISHED, f"scoring URI and keys are in Secret {name}"))
         status.keys_secret_name = name

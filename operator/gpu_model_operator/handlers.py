@@ -86,7 +86,7 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
                 await backend.close()
 
     @kopf.index(*RESOURCE, registry=registry)
-    def users_by_compute(spec: kopf.Spec, namespace: str, name: str, **_: Any) -> dict[str, str]:
+    def users_by_compute(spec: kopf.Spec, namespace: str | None, name: str, **_: Any) -> dict[str, str]:
         """Which deployments use which compute, so a shared cluster is deleted only with its last user."""
         try:
             return {compute_key(GpuModelDeploymentSpec.model_validate(dict(spec))): f"{namespace}/{name}"}
@@ -113,8 +113,9 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
 
     @kopf.on.delete(*RESOURCE, registry=registry)
     async def delete(
-        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, users_by_compute: kopf.Index[str, str], **_: Any
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any
     ) -> None:
+        users_by_compute: kopf.Index[str, str] = kwargs["users_by_compute"]
         controller: Controller = memo["controller"]
         res = resource_of(body)
         patch.status["phase"] = Phase.DELETING.value

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -44,7 +44,7 @@ class KubeClient:
         """Create the Secret, or replace its data when it exists."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
-            await asyncio.to_thread(self._core.create_namespaced_secret, namespace, body)
+            await asyncio.to_thread(self._core.create_namespaced_secret, namespace, cast(Any, body))
         except ApiException as exc:
             if exc.status != 409:
                 raise

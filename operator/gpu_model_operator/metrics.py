@@ -5,18 +5,20 @@ Module-level collectors are the prometheus-client convention; they hold numbers 
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from .reconcile import Decision
 
-RECONCILES = Counter(
-    "gpumodel_reconciles_total", "Reconcile passes by result.", ["result"]
-)
+RECONCILES = Counter("gpumodel_reconciles_total", "Reconcile passes by result.", ["result"])
 BACKEND_CALLS = Histogram(
     "gpumodel_backend_call_seconds", "Backend call latency by backend and operation.", ["backend", "operation"]
 )
 BACKEND_ERRORS = Counter(
-    "gpumodel_backend_errors_total", "Backend call errors by backend, operation and kind.", ["backend", "operation", "kind"]
+    "gpumodel_backend_errors_total",
+    "Backend call errors by backend, operation and kind.",
+    ["backend", "operation", "kind"],
 )
 PHASES = Gauge("gpumodel_deployments", "GpuModelDeployments by phase.", ["phase"])
 REPLICAS_REQUESTED = Gauge("gpumodel_replicas_requested", "Requested replicas.", ["deployment"])
@@ -27,7 +29,9 @@ _phase_of: dict[str, str] = {}
 
 
 def observe_decision(owner: str, decision: Decision) -> None:
-    result = "permanent_error" if decision.permanent else ("requeue" if decision.requeue_after is not None else "converged")
+    result = (
+        "permanent_error" if decision.permanent else ("requeue" if decision.requeue_after is not None else "converged")
+    )
     RECONCILES.labels(result=result).inc()
     status = decision.status
     REPLICAS_REQUESTED.labels(deployment=owner).set(status.replicas.requested)
@@ -48,10 +52,8 @@ def _set_phase(owner: str, phase: str | None) -> None:
 def forget(owner: str) -> None:
     _set_phase(owner, None)
     for gauge in (REPLICAS_REQUESTED, REPLICAS_EFFECTIVE, GPUS_HELD):
-        try:
+        with contextlib.suppress(KeyError):
             gauge.remove(owner)
-        except KeyError:
-            pass
 
 
 def serve(port: int) -> None:

@@ -263,7 +263,16 @@ def _decide_service(
         return Decision(Action.NONE, 0, status)
 
     if service.state == ServiceState.ABSENT:
-        return _start(Action.DEPLOY, status, generation, now, cap, poll, f"deploying service {name}", previous_existed=status.ownership.service_created)
+        return _start(
+            Action.DEPLOY,
+            status,
+            generation,
+            now,
+            cap,
+            poll,
+            f"deploying service {name}",
+            previous_existed=status.ownership.service_created,
+        )
     if service.owner != obs.owner and not status.ownership.service_created:
         status.ownership.service_adopted = True
     if service.state in (ServiceState.TRANSITIONING, ServiceState.DELETING):
@@ -273,7 +282,15 @@ def _decide_service(
         status.phase = Phase.DEPLOYING
         return Decision(Action.NONE, service.replicas, status, requeue_after=poll)
     if service.fingerprint != obs.desired_fingerprint:
-        return _start(Action.DEPLOY, status, generation, now, cap, poll, f"redeploying service {name}: entry script, environment, model or resources changed")
+        return _start(
+            Action.DEPLOY,
+            status,
+            generation,
+            now,
+            cap,
+            poll,
+            f"redeploying service {name}: entry script, environment, model or resources changed",
+        )
     if service.state == ServiceState.FAILED:
         message = f"service {name} failed: {service.message or 'the backend gave no reason'}"
         set_condition(status, c.SERVICE_READY, False, c.SERVICE_FAILED, message, generation, now)
@@ -283,9 +300,25 @@ def _decide_service(
         return Decision(Action.NONE, 0, status, [Event("Warning", c.SERVICE_FAILED, message)], permanent=True)
     if service.replicas != cap.effective:
         verb = "scaling" if service.state == ServiceState.HEALTHY else "repairing"
-        return _start(Action.SCALE, status, generation, now, cap, poll, f"{verb} service {name} from {service.replicas} to {cap.effective} replicas")
+        return _start(
+            Action.SCALE,
+            status,
+            generation,
+            now,
+            cap,
+            poll,
+            f"{verb} service {name} from {service.replicas} to {cap.effective} replicas",
+        )
     if service.state == ServiceState.UNHEALTHY:
-        return _start(Action.DEPLOY, status, generation, now, cap, poll, f"repairing service {name}: {service.message or 'replicas are unhealthy'}")
+        return _start(
+            Action.DEPLOY,
+            status,
+            generation,
+            now,
+            cap,
+            poll,
+            f"repairing service {name}: {service.message or 'replicas are unhealthy'}",
+        )
     return _healthy(spec, generation, status, obs, now, cap, poll)
 
 
@@ -323,11 +356,15 @@ def _healthy(
 ) -> Decision:
     service = obs.service
     status.scoring_uri = service.scoring_uri
-    where = "on CPU (no GPU on this machine; spec.local.allowCpuFallback)" if cap.cpu_fallback else "each on its own GPU"
+    where = (
+        "on CPU (no GPU on this machine; spec.local.allowCpuFallback)" if cap.cpu_fallback else "each on its own GPU"
+    )
     healthy = f"service {spec.service.name} is healthy with {service.replicas} replica(s) {where}"
     if cap.message:
         healthy += f"; capped: {cap.message}"
-    set_condition(status, c.SERVICE_READY, True, c.REPLICAS_CAPPED if cap.message else c.SERVICE_HEALTHY, healthy, generation, now)
+    set_condition(
+        status, c.SERVICE_READY, True, c.REPLICAS_CAPPED if cap.message else c.SERVICE_HEALTHY, healthy, generation, now
+    )
     probe = obs.probe
     if probe is None or not probe.ok:
         text = probe.message if probe else "waiting for the scoring probe"
@@ -382,7 +419,9 @@ def decide_deletion(
         if ours:
             return DeletionDecision(DeleteAction.DELETE_SERVICE, f"deleting service {service.name}")
         message = f"leaving service {service.name}: it was adopted, not created by the operator"
-        return _compute_step(spec, status, compute, other_users_of_compute, [Event("Normal", c.DELETED_SERVICE, message)])
+        return _compute_step(
+            spec, status, compute, other_users_of_compute, [Event("Normal", c.DELETED_SERVICE, message)]
+        )
     if service.state == ServiceState.DELETING:
         return DeletionDecision(DeleteAction.WAIT, f"waiting for service {service.name} to be deleted")
     return _compute_step(spec, status, compute, other_users_of_compute, [])
@@ -409,9 +448,13 @@ def _compute_step(
         return DeletionDecision(DeleteAction.DONE, message, [*events, Event("Normal", c.RETAINED_COMPUTE, message)])
     if compute.attached:
         message = f"detaching cluster {name} (attached clusters are never deleted)"
-        return DeletionDecision(DeleteAction.DELETE_COMPUTE, message, [*events, Event("Normal", c.DETACHED_COMPUTE, message)])
+        return DeletionDecision(
+            DeleteAction.DELETE_COMPUTE, message, [*events, Event("Normal", c.DETACHED_COMPUTE, message)]
+        )
     if spec.compute.deletion_policy == DeletionPolicy.RETAIN:
         message = f"retaining compute {name} (deletionPolicy: Retain); it still bills until you delete it"
         return DeletionDecision(DeleteAction.DONE, message, [*events, Event("Normal", c.RETAINED_COMPUTE, message)])
     message = f"deleting compute {name} (deletionPolicy: Delete)"
-    return DeletionDecision(DeleteAction.DELETE_COMPUTE, message, [*events, Event("Normal", c.DELETED_COMPUTE, message)])
+    return DeletionDecision(
+        DeleteAction.DELETE_COMPUTE, message, [*events, Event("Normal", c.DELETED_COMPUTE, message)]
+    )

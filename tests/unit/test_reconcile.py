@@ -1,0 +1,262 @@
+"""The reconcile core as state transitions: given a spec and what the backend shows, assert the next
+action and what the status says. No Kubernetes, no backend: the core is pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gpu_model_operator import conditions as c
+from gpu_model_operator.backends.base import (
+    ComputeState,
+    ObservedCompute,
+    ObservedService,
+    ProbeResult,
+    ServiceState,
+)
+from gpu_model_operator.models import GpuModelDeploymentSpec, GpuModelDeploymentStatus, Phase
+from gpu_model_operator.reconcile import (
+    Action,
+    DeleteAction,
+    Observation,
+    capped_replicas,
+    decide,
+    decide_deletion,
+    get_condition,
+)
+
+NOW = "2026-01-01T00:00:00Z"
+OWNER = "team-a/digits"
+FP = "fp-1"
+
+
+def spec(**service: Any) -> GpuModelDeploymentSpec:
+    return GpuModelDeploymentSpec.model_validate(
+        {
+            "backend": "azureml",
+            "workspace": {
+                "subscriptionId": "sub",
+                "resourceGroup": "rg",
+                "name": "ws1",
+                "credentialsSecretRef": {"name": "sp"},
+            },
+            "compute": {"name": "gpu-cluster", "provision": {"vmSize": "Standard_NC6", "agentCount": 2}},
+            "model": {"name": "digits", "version": 1},
+            "source": {"configMapRef": {"name": "src"}, "condaFile": "myenv.yml"},
+            "service": {"name": "digits-svc", "replicas": 2, **service},
+        }
+    )
+
+
+def compute(state: ComputeState = ComputeState.READY, gpus: int = 2, **kw: Any) -> ObservedCompute:
+    kw.setdefault("created_by_operator", True)
+    return ObservedCompute("gpu-cluster", state, gpus_total=gpus, **kw)
+
+
+def service(
+    state: ServiceState = ServiceState.HEALTHY, replicas: int = 2, fingerprint: str = FP, **kw: Any
+) -> ObservedService:
+    kw.setdefault("owner", OWNER)
+    return ObservedService(
+        "digits-svc", state, replicas=replicas, scoring_uri="https://x/score", fingerprint=fingerprint, **kw
+    )
+
+
+def obs(comp: ObservedCompute, svc: ObservedService, others: int = 0, probe: ProbeResult | None = None) -> Observation:
+    return Observation(comp, svc, others, FP, probe, owner=OWNER)
+
+
+def cond(status: GpuModelDeploymentStatus, type_: str) -> tuple[str, str]:
+    found = get_condition(status, type_)
+    assert found is not None
+    return found.status, found.reason
+
+
+ABSENT_SVC = ObservedService("digits-svc", ServiceState.ABSENT)
+
+
+@pytest.mark.parametrize(
+    ("observation", "action", "phase", "ready_reason"),
+    [
+        (
+            obs(compute(ComputeState.ABSENT, 0), ABSENT_SVC),
+            Action.CREATE_COMPUTE,
+            Phase.PROVISIONING,
+            c.WAITING_FOR_SERVICE,
+        ),
+        (obs(compute(ComputeState.CREATING, 0), ABSENT_SVC), Action.NONE, Phase.PROVISIONING, c.WAITING_FOR_SERVICE),
+        (obs(compute(), ABSENT_SVC), Action.DEPLOY, Phase.DEPLOYING, c.WAITING_FOR_SERVICE),
+        (obs(compute(), service(ServiceState.TRANSITIONING)), Action.NONE, Phase.DEPLOYING, c.WAITING_FOR_SERVICE),
+        (obs(compute(), service(fingerprint="old")), Action.DEPLOY, Phase.DEPLOYING, c.WAITING_FOR_SERVICE),
+        (obs(compute(), service(replicas=1)), Action.SCALE, Phase.DEPLOYING, c.WAITING_FOR_SERVICE),
+        (obs(compute(), service(ServiceState.UNHEALTHY)), Action.DEPLOY, Phase.DEPLOYING, c.WAITING_FOR_SERVICE),
+        (obs(compute(), service()), Action.NONE, Phase.DEPLOYING, c.PROBE_PENDING),
+        (obs(compute(), service(), probe=ProbeResult(False, "503")), Action.NONE, Phase.DEPLOYING, c.PROBE_FAILED),
+        (obs(compute(), service(), probe=ProbeResult(True)), Action.NONE, Phase.READY, c.PROBE_SUCCEEDED),
+    ],
+    ids=[
+        "compute-absent-creates",
+        "compute-creating-waits",
+        "service-absent-deploys",
+        "service-transitioning-waits",
+        "changed-inputs-redeploy",
+        "replica-drift-scales",
+        "unhealthy-repairs",
+        "healthy-awaits-probe",
+        "probe-failure-not-ready",
+        "probe-success-ready",
+    ],
+)
+def test_transitions(observation: Observation, action: Action, phase: Phase, ready_reason: str) -> None:
+    decision = decide(spec(), 3, GpuModelDeploymentStatus(), observation, NOW)
+    assert decision.action == action
+    assert decision.status.phase == phase
+    assert cond(decision.status, c.READY)[1] == ready_reason
+    assert decision.status.observed_generation == 3
+    converged = phase == Phase.READY
+    assert (decision.requeue_after is None) == converged
+    assert not decision.permanent
+
+
+def test_ready_only_after_probe_for_this_generation() -> None:
+    decision = decide(spec(), 7, GpuModelDeploymentStatus(), obs(compute(), service(), probe=ProbeResult(True)), NOW)
+    assert cond(decision.status, c.READY) == ("True", c.PROBE_SUCCEEDED)
+    assert decision.status.probed_generation == 7
+    assert decision.status.replicas_summary == "2/2"
+    assert decision.status.gpus.held == 2
+
+
+def test_cap_is_visible_in_status_condition_and_event() -> None:
+    """NC6 × 2 nodes = 2 GPUs, 3 requested → 2 effective, a Warning, and never silent."""
+    decision = decide(spec(replicas=3), 1, GpuModelDeploymentStatus(), obs(compute(), ABSENT_SVC), NOW)
+    assert decision.action == Action.DEPLOY and decision.replicas == 2
+    assert decision.status.replicas_summary == "2/3"
+    warnings = [e for e in decision.events if e.type == "Warning"]
+    assert [e.reason for e in warnings] == [c.REPLICAS_CAPPED]
+    assert "3 replicas requested but the compute has 2 GPUs" in warnings[0].message
+
+    ready = decide(spec(replicas=3), 1, decision.status, obs(compute(), service(), probe=ProbeResult(True)), NOW)
+    assert ready.status.phase == Phase.DEGRADED
+    assert cond(ready.status, c.READY) == ("True", c.REPLICAS_CAPPED)
+    assert "capped" in (get_condition(ready.status, c.SERVICE_READY) or pytest.fail()).message
+    assert [e for e in ready.events if e.type == "Warning"] == []  # same cap, same generation: no repeat
+
+
+def test_gpus_held_by_others_are_not_available() -> None:
+    decision = decide(spec(replicas=2), 1, GpuModelDeploymentStatus(), obs(compute(gpus=2), ABSENT_SVC, others=2), NOW)
+    assert decision.action == Action.NONE
+    assert decision.status.phase == Phase.DEGRADED
+    assert cond(decision.status, c.SERVICE_READY) == ("False", c.INSUFFICIENT_GPUS)
+    assert [e.reason for e in decision.events] == [c.INSUFFICIENT_GPUS]
+    assert not decision.permanent  # others may free their GPUs: the resync tries again
+
+
+@pytest.mark.parametrize(
+    ("requested", "gpu_cores", "total", "others", "expected"),
+    [(3, 1, 2, 0, 2), (1, 1, 2, 0, 1), (4, 2, 8, 2, 3), (2, 2, 3, 0, 1), (5, 1, 4, 4, 0), (1, 1, 0, 0, 0)],
+)
+def test_cap_arithmetic(requested: int, gpu_cores: int, total: int, others: int, expected: int) -> None:
+    cap = capped_replicas(requested, gpu_cores, total, others, cpu_only=False, allow_cpu=False)
+    assert cap.effective == expected
+    assert bool(cap.message) == (expected < requested)
+
+
+def test_cpu_only_machine_needs_opt_in() -> None:
+    assert capped_replicas(2, 1, 0, 0, cpu_only=True, allow_cpu=False).effective == 0
+    fallback = capped_replicas(2, 1, 0, 0, cpu_only=True, allow_cpu=True)
+    assert (fallback.effective, fallback.cpu_fallback) == (2, True)
+
+
+def test_failed_service_is_permanent_with_the_backend_message() -> None:
+    failed = service(ServiceState.FAILED, message="init() raised ValueError: bad weights")
+    decision = decide(spec(), 1, GpuModelDeploymentStatus(), obs(compute(), failed), NOW)
+    assert decision.permanent and decision.action == Action.NONE
+    assert decision.status.phase == Phase.FAILED
+    assert "ValueError: bad weights" in (decision.status.last_error or "")
+    assert [e.reason for e in decision.events] == [c.SERVICE_FAILED]
+
+
+def test_failed_compute_is_permanent() -> None:
+    decision = decide(
+        spec(), 1, GpuModelDeploymentStatus(), obs(compute(ComputeState.FAILED, message="quota"), ABSENT_SVC), NOW
+    )
+    assert decision.permanent
+    assert cond(decision.status, c.COMPUTE_READY) == ("False", c.COMPUTE_FAILED)
+
+
+def test_transition_time_moves_only_on_change() -> None:
+    first = decide(spec(), 1, GpuModelDeploymentStatus(), obs(compute(), ABSENT_SVC), NOW)
+    later = decide(spec(), 1, first.status, obs(compute(), service(ServiceState.TRANSITIONING)), "2026-01-01T00:05:00Z")
+    before, after = get_condition(first.status, c.READY), get_condition(later.status, c.READY)
+    assert before and after and before.last_transition_time == after.last_transition_time == NOW
+
+
+def test_running_twice_changes_nothing() -> None:
+    o = obs(compute(), service(), probe=ProbeResult(True))
+    first = decide(spec(), 1, GpuModelDeploymentStatus(), o, NOW)
+    second = decide(spec(), 1, first.status, o, "2026-01-01T01:00:00Z")
+    assert second.status == first.status and second.action == Action.NONE and second.events == []
+
+
+def test_adopted_service_is_recorded() -> None:
+    foreign = service(owner=None)
+    decision = decide(spec(), 1, GpuModelDeploymentStatus(), obs(compute(), foreign), NOW)
+    assert decision.status.ownership.service_adopted
+
+
+# ---- deletion ---------------------------------------------------------------------------------------
+
+
+def status_with(**ownership: bool) -> GpuModelDeploymentStatus:
+    status = GpuModelDeploymentStatus()
+    for key, value in ownership.items():
+        setattr(status.ownership, key, value)
+    return status
+
+
+@pytest.mark.parametrize(
+    ("svc", "comp", "others", "ownership", "policy", "expected"),
+    [
+        (service(), compute(), 0, {"service_created": True}, "Delete", DeleteAction.DELETE_SERVICE),
+        (service(ServiceState.DELETING), compute(), 0, {}, "Delete", DeleteAction.WAIT),
+        (ABSENT_SVC, compute(), 0, {"compute_created": True}, "Delete", DeleteAction.DELETE_COMPUTE),
+        (ABSENT_SVC, compute(), 0, {"compute_created": True}, "Retain", DeleteAction.DONE),
+        (ABSENT_SVC, compute(), 1, {"compute_created": True}, "Delete", DeleteAction.DONE),
+        (ABSENT_SVC, compute(created_by_operator=False), 0, {"compute_adopted": True}, "Delete", DeleteAction.DONE),
+        (ABSENT_SVC, compute(ComputeState.DELETING), 0, {"compute_created": True}, "Delete", DeleteAction.WAIT),
+        (ABSENT_SVC, compute(ComputeState.ABSENT), 0, {}, "Delete", DeleteAction.DONE),
+        (service(owner="other/ns"), compute(), 0, {"service_adopted": True}, "Delete", DeleteAction.DELETE_COMPUTE),
+    ],
+    ids=[
+        "service-first",
+        "wait-for-service",
+        "then-compute",
+        "retain-policy",
+        "shared-compute-kept",
+        "adopted-compute-kept",
+        "wait-for-compute",
+        "already-gone-is-success",
+        "adopted-service-left",
+    ],
+)
+def test_deletion(
+    svc: ObservedService,
+    comp: ObservedCompute,
+    others: int,
+    ownership: dict[str, bool],
+    policy: str,
+    expected: DeleteAction,
+) -> None:
+    s = spec()
+    assert s.compute is not None
+    s.compute.deletion_policy = policy  # type: ignore[assignment]
+    decision = decide_deletion(s, status_with(**ownership), svc, comp, others, OWNER)
+    assert decision.action == expected
+
+
+def test_attached_cluster_is_detached_never_deleted() -> None:
+    attached = compute(attached=True)
+    decision = decide_deletion(spec(), status_with(compute_created=True), ABSENT_SVC, attached, 0, OWNER)
+    assert decision.action == DeleteAction.DELETE_COMPUTE
+    assert [e.reason for e in decision.events] == [c.DETACHED_COMPUTE]
