@@ -419,9 +419,9 @@ def decide_deletion(
         if ours:
             return DeletionDecision(DeleteAction.DELETE_SERVICE, f"deleting service {service.name}")
         message = f"leaving service {service.name}: it was adopted, not created by the operator"
-        return _compute_step(
-            spec, status, compute, other_users_of_compute, [Event("Normal", c.DELETED_SERVICE, message)]
-        )
+        # The service we leave still runs on the compute, so the compute has a user and must stay.
+        events = [Event("Normal", c.RETAINED_SERVICE, message)]
+        return _compute_step(spec, status, compute, other_users_of_compute + 1, events)
     if service.state == ServiceState.DELETING:
         return DeletionDecision(DeleteAction.WAIT, f"waiting for service {service.name} to be deleted")
     return _compute_step(spec, status, compute, other_users_of_compute, [])

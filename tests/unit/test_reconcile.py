@@ -226,7 +226,14 @@ def status_with(**ownership: bool) -> GpuModelDeploymentStatus:
         (ABSENT_SVC, compute(created_by_operator=False), 0, {"compute_adopted": True}, "Delete", DeleteAction.DONE),
         (ABSENT_SVC, compute(ComputeState.DELETING), 0, {"compute_created": True}, "Delete", DeleteAction.WAIT),
         (ABSENT_SVC, compute(ComputeState.ABSENT), 0, {}, "Delete", DeleteAction.DONE),
-        (service(owner="other/ns"), compute(), 0, {"service_adopted": True}, "Delete", DeleteAction.DELETE_COMPUTE),
+        (
+            service(owner="other/ns"),
+            compute(),
+            0,
+            {"service_adopted": True, "compute_created": True},
+            "Delete",
+            DeleteAction.DONE,
+        ),
     ],
     ids=[
         "service-first",
