@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from digits_model import train
 from gpu_model_operator.devcluster import ControlPlane
+
 from gpu_model_operator.operator_process import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,9 +107,7 @@ def main() -> None:
             cp.kubectl("delete", "gmd", name, "-n", NAMESPACE, "--timeout=120s")
             left = cp.kubectl("get", "gmd,secret", "-n", NAMESPACE, "-o", "name").stdout.split()
             services = list((state / "services").glob("*")) if (state / "services").exists() else []
-            print(
-                f"    resources left: {[r for r in left if 'default-token' not in r] or 'none'}; serving processes left: {len(services)}"
-            )
+            print(f"    resources left: {left or 'none'}; services left on this machine: {len(services)}")
     say("done: the control plane and operator are stopped")
 
 

@@ -128,7 +128,7 @@ def test_ready_only_after_probe_for_this_generation() -> None:
 
 
 def test_cap_is_visible_in_status_condition_and_event() -> None:
-    """NC6 × 2 nodes = 2 GPUs, 3 requested → 2 effective, a Warning, and never silent."""
+    """NC6 x 2 nodes = 2 GPUs, 3 requested → 2 effective, a Warning, and never silent."""
     decision = decide(spec(replicas=3), 1, GpuModelDeploymentStatus(), obs(compute(), ABSENT_SVC), NOW)
     assert decision.action == Action.DEPLOY and decision.replicas == 2
     assert decision.status.replicas_summary == "2/3"
