@@ -112,9 +112,7 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
         metrics.observe_decision(resource_of(body).owner, decision)
 
     @kopf.on.delete(*RESOURCE, registry=registry)
-    async def delete(
-        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any
-    ) -> None:
+    async def delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
         users_by_compute: kopf.Index[str, str] = kwargs["users_by_compute"]
         controller: Controller = memo["controller"]
         res = resource_of(body)

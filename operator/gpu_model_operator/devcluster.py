@@ -1,0 +1,272 @@
+"""A real Kubernetes control plane on loopback, started the way controller-runtime's envtest does it.
+
+kube-apiserver backed by etcd; no kubelet, no controller-manager, no nodes. Tests and the demo talk to it
+exactly as to any cluster (kubeconfig, kubectl, RBAC, TokenRequest), which is the point: no API mocks.
+Binaries come from ``hack/controlplane/build.sh`` (pinned Go modules, cached outside the repository).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+import click
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from .operator_process import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN_ENV = "GPU_MODEL_OPERATOR_CONTROLPLANE_BIN"
+
+
+def ensure_binaries() -> Path:
+    """The directory with kube-apiserver, etcd and kubectl; builds them on first use (minutes, once)."""
+    override = os.environ.get(BIN_ENV)
+    if override:
+        return Path(override)
+    out = subprocess.run(
+        [str(REPO_ROOT / "hack" / "controlplane" / "build.sh")], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def _key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _cert(
+    subject: x509.Name,
+    key: rsa.RSAPrivateKey,
+    issuer: tuple[x509.Name, rsa.RSAPrivateKey] | None,
+    *,
+    ca: bool,
+    sans: list[x509.GeneralName] | None = None,
+    client: bool = False,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    issuer_name, issuer_key = issuer or (subject, key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if not ca:
+        usage = x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH if client else x509.oid.ExtendedKeyUsageOID.SERVER_AUTH
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _name(cn: str, org: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if org:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    return x509.Name(attrs)
+
+
+class ControlPlane:
+    """etcd + kube-apiserver as child processes, with certificates and an admin kubeconfig in ``directory``."""
+
+    def __init__(self, directory: Path | None = None, *, start_timeout: float = 120.0) -> None:
+        self._own_dir = directory is None
+        self.dir = Path(directory or tempfile.mkdtemp(prefix="gmo-controlplane-"))
+        self.start_timeout = start_timeout
+        self.binaries_dir = Path()
+        self.server = ""
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir / "kubeconfig"
+
+    def _write_pki(self) -> None:
+        pki = self.dir / "pki"
+        pki.mkdir(parents=True, exist_ok=True)
+        ca_key = _key()
+        ca = _cert(_name("gpu-model-operator-test-ca"), ca_key, None, ca=True)
+        serving_key = _key()
+        sans: list[x509.GeneralName] = [
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+        ]
+        serving = _cert(_name("kube-apiserver"), serving_key, (ca.subject, ca_key), ca=False, sans=sans)
+        admin_key = _key()
+        admin = _cert(_name("admin", "system:masters"), admin_key, (ca.subject, ca_key), ca=False, client=True)
+        sa_key = _key()
+        pem = serialization.Encoding.PEM
+        files = {
+            "ca.crt": ca.public_bytes(pem),
+            "apiserver.crt": serving.public_bytes(pem),
+            "apiserver.key": _pem_key(serving_key),
+            "admin.crt": admin.public_bytes(pem),
+            "admin.key": _pem_key(admin_key),
+            "sa.key": _pem_key(sa_key),
+            "sa.pub": sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo),
+        }
+        for name, data in files.items():
+            (pki / name).write_bytes(data)
+            (pki / name).chmod(0o600)
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.dir / f"{name}.log").open("wb")
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._procs.append(proc)
+        return proc
+
+    def start(self) -> ControlPlane:
+        self.binaries_dir = ensure_binaries()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._write_pki()
+        pki = self.dir / "pki"
+        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        self._spawn("etcd", [
+            str(self.binaries_dir / "etcd"), f"--data-dir={self.dir / 'etcd'}", f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}", f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-cluster=default=http://127.0.0.1:{peer_port}", "--unsafe-no-fsync=true",
+        ])  # fmt: skip
+        self.server = f"https://127.0.0.1:{api_port}"
+        apiserver = self._spawn("kube-apiserver", [
+            str(self.binaries_dir / "kube-apiserver"), f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1",
+            f"--secure-port={api_port}", f"--cert-dir={pki}", f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}", f"--client-ca-file={pki / 'ca.crt'}",
+            "--authorization-mode=RBAC", "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
+            f"--service-account-issuer={self.server}", f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}", "--disable-admission-plugins=ServiceAccount",
+            "--advertise-address=127.0.0.1",
+        ])  # fmt: skip
+        self._write_kubeconfig()
+        try:
+            self._wait_ready(apiserver)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _write_kubeconfig(self) -> None:
+        pki = self.dir / "pki"
+        cluster = {"server": self.server, "certificate-authority": str(pki / "ca.crt")}
+        user = {"client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")}
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "envtest", "cluster": cluster}],
+            "users": [{"name": "admin", "user": user}],
+            "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": "admin"}}],
+            "current-context": "envtest",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+        self.kubeconfig.chmod(0o600)
+
+    def _wait_ready(self, apiserver: subprocess.Popen[bytes]) -> None:
+        pki = self.dir / "pki"
+        context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            for proc in self._procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{self._log_tail(proc)}")
+            try:
+                with urllib.request.urlopen(f"{self.server}/readyz", context=context, timeout=2) as resp:
+                    if resp.status == 200 and self.kubectl("get", "namespace", "default", check=False).returncode == 0:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"kube-apiserver not ready in {self.start_timeout}s:\n{self._log_tail(apiserver)}")
+
+    def _log_tail(self, proc: subprocess.Popen[bytes], lines: int = 30) -> str:
+        name = Path(str(proc.args[0])).name
+        path = self.dir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.binaries_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
+        result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=180)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+        return result
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """apiserver first (it depends on etcd), each SIGTERM then SIGKILL after a deadline."""
+        for proc in reversed(self._procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self._procs.clear()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        else:
+            shutil.rmtree(self.dir / "etcd", ignore_errors=True)
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+
+@click.group()
+def main() -> None:
+    """A local Kubernetes control plane for development (kube-apiserver + etcd, no nodes)."""
+
+
+@main.command()
+def build() -> None:
+    """Build (or find in the cache) the control-plane binaries and print their directory."""
+    click.echo(ensure_binaries())
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path), required=True, help="Where to keep state.")
+def up(directory: Path) -> None:
+    """Start it, print the kubeconfig path, and run until interrupted."""
+    with ControlPlane(directory) as cp:
+        click.echo(str(cp.kubeconfig), err=False)
+        stop = False
+
+        def _stop(*_: object) -> None:
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        while not stop:
+            signal.pause()
+
+
+if __name__ == "__main__":
+    main()
