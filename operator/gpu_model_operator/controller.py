@@ -204,7 +204,7 @@ class Controller:
         held.pop(inputs.owner, None)
         if compute.gpus_total or compute.cpu_only:
             for svc in await backend.services_on_compute(inputs):
-                if svc.owner == inputs.owner or svc.name == inputs.spec.service.name:
+                if svc.owner == inputs.owner or (svc.owner is None and svc.name == inputs.spec.service.name):
                     continue
                 key = svc.owner or f"service:{svc.name}"
                 held[key] = max(held.get(key, 0), svc.gpus)

@@ -194,7 +194,7 @@ class ControlPlane:
         while time.monotonic() < deadline:
             for proc in self._procs:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{self._log_tail(proc)}")
+                    raise RuntimeError(f"{self._name(proc)} exited with {proc.returncode}:\n{self._log_tail(proc)}")
             try:
                 with urllib.request.urlopen(f"{self.server}/readyz", context=context, timeout=2) as resp:
                     if resp.status == 200 and self.kubectl("get", "namespace", "default", check=False).returncode == 0:
@@ -204,9 +204,13 @@ class ControlPlane:
             time.sleep(0.2)
         raise TimeoutError(f"kube-apiserver not ready in {self.start_timeout}s:\n{self._log_tail(apiserver)}")
 
+    @staticmethod
+    def _name(proc: subprocess.Popen[bytes]) -> str:
+        args = proc.args
+        return Path(str(args[0] if isinstance(args, list) else args)).name
+
     def _log_tail(self, proc: subprocess.Popen[bytes], lines: int = 30) -> str:
-        name = Path(str(proc.args[0])).name
-        path = self.dir / f"{name}.log"
+        path = self.dir / f"{self._name(proc)}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
