@@ -85,7 +85,7 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
             for backend in controller.backends.values():
                 await backend.close()
 
-    @kopf.index(*RESOURCE, registry=registry)
+    @kopf.index(*RESOURCE, id="users_by_compute", registry=registry)
     def users_by_compute(spec: kopf.Spec, namespace: str | None, name: str, **_: Any) -> dict[str, str]:
         """Which deployments use which compute, so a shared cluster is deleted only with its last user."""
         try:
@@ -93,14 +93,20 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
         except ValueError:
             return {}
 
-    @kopf.on.resume(*RESOURCE, registry=registry)
-    @kopf.on.create(*RESOURCE, registry=registry)
-    @kopf.on.update(*RESOURCE, field="spec", registry=registry)
+    @kopf.on.resume(*RESOURCE, id="reconcile", registry=registry)
+    @kopf.on.create(*RESOURCE, id="reconcile", registry=registry)
+    @kopf.on.update(*RESOURCE, id="reconcile", field="spec", registry=registry)
     async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
         controller: Controller = memo["controller"]
         conclude(body, patch, await controller.reconcile(resource_of(body), retry))
 
-    @kopf.timer(*RESOURCE, interval=settings.resync_seconds, initial_delay=settings.resync_seconds, registry=registry)
+    @kopf.timer(
+        *RESOURCE,
+        id="resync",
+        interval=settings.resync_seconds,
+        initial_delay=settings.resync_seconds,
+        registry=registry,
+    )
     async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         """Drift repair: the same pass as on change, at the resync interval, skipped while deleting."""
         if body["metadata"].get("deletionTimestamp"):
@@ -111,7 +117,7 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
         post_events(body, decision.events)
         metrics.observe_decision(resource_of(body).owner, decision)
 
-    @kopf.on.delete(*RESOURCE, registry=registry)
+    @kopf.on.delete(*RESOURCE, id="delete", registry=registry)
     async def delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
         users_by_compute: kopf.Index[str, str] = kwargs["users_by_compute"]
         controller: Controller = memo["controller"]

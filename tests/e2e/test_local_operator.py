@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +17,7 @@ import pytest
 import yaml
 from digits_model import TrainedModel, train
 
+from gpu_model_operator.backends import procs
 from gpu_model_operator.operator_process import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,11 +126,8 @@ def replica_pids(state: dict[str, Any]) -> list[int]:
 
 
 def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists()
+    """Running (a zombie left for its reaper does not count), whatever the program."""
+    return procs.alive(pid)
 
 
 def test_apply_ready_score_scale_cap_delete(deployment: Deployment, model: TrainedModel, state_dir: Path) -> None:

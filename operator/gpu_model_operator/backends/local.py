@@ -299,6 +299,8 @@ def _failure(log: str) -> str:
     """The exception the entry script raised, as the inference server logged it."""
     lines = _read(log).splitlines()
     errors = [ln.strip() for ln in lines if _EXCEPTION_LINE.search(ln)]
+    # The server wraps the script's exception; the user's own one is what says what to fix.
+    errors = [e for e in errors if "UserScriptException" not in e] or errors
     if errors:
         return f"the entry script failed in init(): {errors[-1]}"
     return "the inference server exited: " + " | ".join(ln.strip() for ln in lines[-5:])
