@@ -300,6 +300,8 @@ def _decide_service(
         return Decision(Action.NONE, 0, status, [Event("Warning", c.SERVICE_FAILED, message)], permanent=True)
     if service.replicas != cap.effective:
         verb = "scaling" if service.state == ServiceState.HEALTHY else "repairing"
+        if service.replicas == 0:
+            verb = "starting"
         return _start(
             Action.SCALE,
             status,
