@@ -27,7 +27,7 @@ for p in $pkg $cpkg; do
   ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
 done
 
-export CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false"
+export CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
 start=$(date +%s)
 build() { # name package [extra ldflags]
   echo "building $1 ($2)" >&2
