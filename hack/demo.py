@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 from digits_model import train
-from gpu_model_operator.devcluster import ControlPlane
 
+from gpu_model_operator.devcluster import ControlPlane
 from gpu_model_operator.operator_process import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,8 +69,7 @@ def main() -> None:
     with ControlPlane(WORK / "cluster") as cp:
         print(f"    kubeconfig: {cp.kubeconfig}   (try: kubectl --kubeconfig {cp.kubeconfig} get gmd -A)")
         say("installing the GpuModelDeployment CRD")
-        cp.kubectl("apply", "-f", str(ROOT / "crds"))
-        cp.kubectl("wait", "--for=condition=Established", "crd/gpumodeldeployments.gpumodel.io", "--timeout=60s")
+        cp.install_crds(ROOT / "crds")
         cp.kubectl("create", "namespace", NAMESPACE)
 
         say("training the example model (a neural network on scikit-learn's handwritten digits)")

@@ -220,6 +220,18 @@ class ControlPlane:
             raise RuntimeError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
         return result
 
+    def install_crds(self, path: Path, timeout: float = 60.0) -> None:
+        """Apply the CRDs and wait until each is Established (polled: a fresh CRD has no conditions yet,
+        which makes `kubectl wait` fail instead of wait)."""
+        names = self.kubectl("apply", "-f", str(path), "-o", "name").stdout.split()
+        deadline = time.monotonic() + timeout
+        for name in names:
+            query = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+            while self.kubectl("get", name, "-o", query, check=False).stdout.strip() != "True":
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not Established in {timeout}s")
+                time.sleep(0.1)
+
     def stop(self, timeout: float = 15.0) -> None:
         """apiserver first (it depends on etcd), each SIGTERM then SIGKILL after a deadline."""
         for proc in reversed(self._procs):

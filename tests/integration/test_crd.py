@@ -133,6 +133,18 @@ def test_defaults_are_applied_by_the_apiserver(control_plane: Any, namespace: st
     assert spec["source"]["entryScript"] == "score.py"
 
 
+def test_apiserver_defaults_round_trip_through_the_model(control_plane: Any, namespace: str) -> None:
+    """What the apiserver stores (with its defaults) parses into the model and serialises back unchanged."""
+    from gpu_model_operator.models import GpuModelDeploymentSpec
+
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(base()))
+    stored = json.loads(control_plane.kubectl("get", "gmd", "digits", "-n", namespace, "-o", "json").stdout)["spec"]
+    model = GpuModelDeploymentSpec.model_validate(stored)
+    wire = model.to_wire()
+    wire.pop("environment"), wire.pop("local")  # model-side defaults of optional blocks the CRD leaves unset
+    assert wire == stored
+
+
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
