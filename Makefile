@@ -20,8 +20,8 @@ demo: $(STAMP) controlplane
 	$(PY) hack/demo.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check operator tests hack
-	$(VENV)/bin/ruff format --check operator tests hack
+	$(VENV)/bin/ruff check operator tests hack bench
+	$(VENV)/bin/ruff format --check operator tests hack bench
 	$(VENV)/bin/mypy
 
 test: $(STAMP) controlplane lint
