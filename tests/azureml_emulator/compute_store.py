@@ -9,6 +9,7 @@ failures the operator must survive (quota, a cluster that never finishes, a fail
 from __future__ import annotations
 
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from .gpu import gpus_per_vm
@@ -35,15 +36,21 @@ def quota_error(compute: Compute) -> ErrorBody:
     return {
         "code": "QuotaExceeded",
         "statusCode": 400,
-        "message": (f"Operation could not be completed as it results in exceeding approved {family} Cores quota. "
-                    f"Additional details - Deployment Model: Resource Manager, Location: {compute.location}, "
-                    f"Current Limit: 0, Current Usage: 0, Additional Required: {cores}, (Minimum) New Limit "
-                    f"Required: {cores}. Submit a request for Quota increase."),
+        "message": (
+            f"Operation could not be completed as it results in exceeding approved {family} Cores quota. "
+            f"Additional details - Deployment Model: Resource Manager, Location: {compute.location}, "
+            f"Current Limit: 0, Current Usage: 0, Additional Required: {cores}, (Minimum) New Limit "
+            f"Required: {cores}. Submit a request for Quota increase."
+        ),
     }
 
 
 def _rule_error(rule: FaultRule, default_code: str, default_message: str) -> ErrorBody:
     return {"code": rule.code or default_code, "statusCode": 400, "message": rule.message or default_message}
+
+
+def _fail_state(rule: FaultRule | None) -> str:
+    return rule.op_state if rule is not None and rule.action == "operation_failed" else "Failed"
 
 
 class ComputeStore:
@@ -52,12 +59,15 @@ class ComputeStore:
     def __init__(self, state: EmulatorState) -> None:
         self._s = state
 
-    def seed_aks_cluster(self, resource_group: str, name: str, vm_size: str, agent_count: int,
-                         subscription_id: str | None = None) -> str:
+    def seed_aks_cluster(
+        self, resource_group: str, name: str, vm_size: str, agent_count: int, subscription_id: str | None = None
+    ) -> str:
         """Declare an existing AKS cluster that ``ComputeTarget.attach`` may attach; returns its resource id."""
         sub = subscription_id or self._s.config.subscription_id
-        resource_id = (f"/subscriptions/{sub}/resourcegroups/{resource_group}/providers/"
-                       f"Microsoft.ContainerService/managedClusters/{name}")
+        resource_id = (
+            f"/subscriptions/{sub}/resourcegroups/{resource_group}/providers/"
+            f"Microsoft.ContainerService/managedClusters/{name}"
+        )
         with self._s.lock:
             self._s.aks_clusters[resource_id.lower()] = (vm_size, agent_count)
         return resource_id
@@ -67,7 +77,7 @@ class ComputeStore:
         with self._s.lock:
             return self._s.computes.get(ws, {}).get(name)
 
-    def list(self, ws: WsKey) -> list[Compute]:
+    def all(self, ws: WsKey) -> list[Compute]:
         self._s.advance()
         with self._s.lock:
             return list(self._s.computes.get(ws, {}).values())
@@ -76,8 +86,14 @@ class ComputeStore:
         """Create, attach or update; returns (HTTP status, compute or error body, operation)."""
         props = body.get("properties") or {}
         if props.get("computeType") != "AKS":
-            return 400, arm_error("BadRequest", f"Compute type {props.get('computeType')!r} is not supported "
-                                  "by the emulator (only AKS)."), None
+            return (
+                400,
+                arm_error(
+                    "BadRequest",
+                    f"Compute type {props.get('computeType')!r} is not supported by the emulator (only AKS).",
+                ),
+                None,
+            )
         with self._s.lock:
             existing = self.get(ws, name)
             if existing is not None:
@@ -90,21 +106,26 @@ class ComputeStore:
         inner = props.get("properties") or {}
         location = props.get("computeLocation") or body.get("location") or self._s.workspaces[ws].location
         return Compute(
-            name=name, location=location,
+            name=name,
+            location=location,
             vm_size=inner.get("agentVmSize") or DEFAULT_VM_SIZE,
             agent_count=int(inner.get("agentCount") or DEFAULT_AGENT_COUNT),
             cluster_purpose=inner.get("clusterPurpose") or "FastProd",
             load_balancer_type=inner.get("loadBalancerType") or "PublicIp",
             load_balancer_subnet=inner.get("loadBalancerSubnet"),
-            tags=dict(body.get("tags") or {}), description=props.get("description"),
+            tags=dict(body.get("tags") or {}),
+            description=props.get("description"),
         )
 
-    def _create(self, ws: WsKey, name: str, body: dict[str, Any],
-                props: dict[str, Any]) -> tuple[int, Compute | ErrorBody, Operation | None]:
+    def _create(
+        self, ws: WsKey, name: str, body: dict[str, Any], props: dict[str, Any]
+    ) -> tuple[int, Compute | ErrorBody, Operation | None]:
         compute = self._new(ws, name, body, props)
         sub, rg, _ = ws
-        compute.resource_id = (f"/subscriptions/{sub}/resourcegroups/{rg}/providers/"
-                               f"Microsoft.ContainerService/managedClusters/{name}{compute.created:.0f}"[:200])
+        compute.resource_id = (
+            f"/subscriptions/{sub}/resourcegroups/{rg}/providers/"
+            f"Microsoft.ContainerService/managedClusters/{name}{uuid.uuid4().hex[:6]}"
+        )
         rule = self._s.faults.match_resource({"compute_quota", "compute_stuck", "operation_failed"}, "compute", name)
         error: ErrorBody | None = None
         if rule is not None and rule.action == "compute_quota":
@@ -115,38 +136,64 @@ class ComputeStore:
             error = _rule_error(rule, "ProvisioningFailed", "Injected fault: AKS cluster provisioning failed.")
         stuck = rule is not None and rule.action == "compute_stuck"
         self._s.computes.setdefault(ws, {})[name] = compute
-        op = self._s.start_operation("compute", "Create", name, ws, self._s.config.latencies.compute_create_s,
-                                     error=error, stuck=stuck)
+        op = self._s.start_operation(
+            "compute",
+            "Create",
+            name,
+            ws,
+            self._s.config.latencies.compute_create_s,
+            error=error,
+            stuck=stuck,
+            fail_state=_fail_state(rule),
+        )
         op.on_success = lambda: self._settle(compute, "Succeeded", None)
         op.on_failure = lambda: self._settle(compute, "Failed", op.error)
         return 201, compute, op
 
-    def _attach(self, ws: WsKey, name: str, body: dict[str, Any],
-                props: dict[str, Any]) -> tuple[int, Compute | ErrorBody, Operation | None]:
+    def _attach(
+        self, ws: WsKey, name: str, body: dict[str, Any], props: dict[str, Any]
+    ) -> tuple[int, Compute | ErrorBody, Operation | None]:
         compute = self._new(ws, name, body, props)
         compute.attached, compute.resource_id = True, str(props["resourceId"])
         known = self._s.aks_clusters.get(compute.resource_id.lower())
         error: ErrorBody | None = None
         if known is None:
-            error = {"code": "ResourceNotFound", "statusCode": 404,
-                     "message": f"The Resource '{compute.resource_id}' was not found."}
+            error = {
+                "code": "ResourceNotFound",
+                "statusCode": 404,
+                "message": f"The Resource '{compute.resource_id}' was not found.",
+            }
         else:
             compute.vm_size, compute.agent_count = known
         rule = self._s.faults.match_resource({"operation_failed"}, "compute", name)
         if rule is not None:
             error = _rule_error(rule, "AttachFailed", "Injected fault: attaching the AKS cluster failed.")
         self._s.computes.setdefault(ws, {})[name] = compute
-        op = self._s.start_operation("compute", "Attach", name, ws, self._s.config.latencies.compute_update_s,
-                                     error=error)
+        op = self._s.start_operation(
+            "compute",
+            "Attach",
+            name,
+            ws,
+            self._s.config.latencies.compute_update_s,
+            error=error,
+            fail_state=_fail_state(rule),
+        )
         op.on_success = lambda: self._settle(compute, "Succeeded", None)
         op.on_failure = lambda: self._settle(compute, "Failed", op.error)
         return 201, compute, op
 
-    def _update(self, ws: WsKey, compute: Compute,
-                props: dict[str, Any]) -> tuple[int, Compute | ErrorBody, Operation | None]:
+    def _update(
+        self, ws: WsKey, compute: Compute, props: dict[str, Any]
+    ) -> tuple[int, Compute | ErrorBody, Operation | None]:
         if compute.state in BUSY_STATES:
-            return 409, arm_error("Conflict", f"Compute {compute.name} is {compute.state}; retry when the "
-                                  "running operation has finished."), None
+            return (
+                409,
+                arm_error(
+                    "Conflict",
+                    f"Compute {compute.name} is {compute.state}; retry when the running operation has finished.",
+                ),
+                None,
+            )
         inner = props.get("properties") or {}
         previous = compute.agent_count
         if inner.get("agentCount"):
@@ -154,13 +201,21 @@ class ComputeStore:
         compute.state = "Updating"
         rule = self._s.faults.match_resource({"operation_failed"}, "compute", compute.name)
         error = _rule_error(rule, "UpdateFailed", "Injected fault: cluster update failed.") if rule else None
-        op = self._s.start_operation("compute", "Update", compute.name, ws,
-                                     self._s.config.latencies.compute_update_s, error=error)
+        op = self._s.start_operation(
+            "compute",
+            "Update",
+            compute.name,
+            ws,
+            self._s.config.latencies.compute_update_s,
+            error=error,
+            fail_state=_fail_state(rule),
+        )
         op.on_success = lambda: self._settle(compute, "Succeeded", None)
 
         def failed() -> None:
             compute.agent_count = previous
             self._settle(compute, "Failed", op.error)
+
         op.on_failure = failed
         return 200, compute, op
 
@@ -174,13 +229,23 @@ class ComputeStore:
             compute.state = "Deleting"
             rule = self._s.faults.match_resource({"operation_failed"}, "compute", name)
             error = _rule_error(rule, "DeleteFailed", "Injected fault: cluster deletion failed.") if rule else None
-            op = self._s.start_operation("compute", "Delete", name, ws, self._s.config.latencies.compute_delete_s,
-                                         error=error)
-            op.on_success = lambda: self._s.computes.get(ws, {}).pop(name, None) and None
+            op = self._s.start_operation(
+                "compute",
+                "Delete",
+                name,
+                ws,
+                self._s.config.latencies.compute_delete_s,
+                error=error,
+                fail_state=_fail_state(rule),
+            )
+
+            def gone() -> None:
+                self._s.computes.get(ws, {}).pop(name, None)
 
             def failed() -> None:
                 self._settle(compute, previous, op.error)
-            op.on_failure = failed
+
+            op.on_success, op.on_failure = gone, failed
             return op
 
     @staticmethod

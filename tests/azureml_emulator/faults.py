@@ -15,7 +15,7 @@ A rule is JSON, e.g. ``{"action": "status", "status": 429, "retry_after": 3, "me
 Resource actions change what the emulated cloud does, matched on the resource ``name`` (regex):
 
 - ``operation_failed``: the next create/update/delete operation of a ``target`` (``service`` or ``compute``)
-  ends Failed with ``code``/``message``;
+  ends ``op_state`` (Failed, or Cancelled / TimedOut) with ``code``/``message``;
 - ``compute_quota``: a compute create fails with a core-quota error (``sync: true``: the PUT itself answers
   400; otherwise the async operation fails, as AKS provisioning does);
 - ``compute_stuck``: a compute create never leaves ``Creating``.
@@ -37,8 +37,15 @@ HTTP_ACTIONS = frozenset({"status", "reset", "delay"})
 RESOURCE_ACTIONS = frozenset({"operation_failed", "compute_quota", "compute_stuck"})
 
 _DEFAULT_CODES = {
-    400: "BadRequest", 401: "Unauthorized", 403: "AuthorizationFailed", 404: "NotFound", 409: "Conflict",
-    429: "TooManyRequests", 500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable",
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "AuthorizationFailed",
+    404: "NotFound",
+    409: "Conflict",
+    429: "TooManyRequests",
+    500: "InternalServerError",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
     504: "GatewayTimeout",
 }
 
@@ -62,6 +69,7 @@ class FaultRule:
     code: str | None = None
     message: str | None = None
     sync: bool = False
+    op_state: str = "Failed"
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     hits: int = 0
 
@@ -77,6 +85,8 @@ class FaultRule:
             raise ValueError(f"unknown fault action {rule.action!r}")
         if rule.target not in ("service", "compute"):
             raise ValueError("target must be 'service' or 'compute'")
+        if rule.op_state not in ("Failed", "Cancelled", "TimedOut"):
+            raise ValueError("op_state must be Failed, Cancelled or TimedOut")
         if rule.action == "status" and rule.status == 429 and rule.retry_after is None:
             rule.retry_after = 1
         for pattern in (rule.method, rule.path, rule.host, rule.name):
@@ -96,8 +106,12 @@ class FaultRule:
             return self.body if isinstance(self.body, dict) else {"message": str(self.body)}
         code = self.code or _DEFAULT_CODES.get(self.status, "Error")
         message = self.message or f"Injected fault: HTTP {self.status} {code}."
-        return {"code": code, "statusCode": self.status, "message": message,
-                "error": {"code": code, "message": message}}
+        return {
+            "code": code,
+            "statusCode": self.status,
+            "message": message,
+            "error": {"code": code, "message": message},
+        }
 
 
 class FaultInjector:

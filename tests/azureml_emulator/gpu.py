@@ -75,14 +75,20 @@ def insufficient_gpu_error(req: GpuRequest) -> dict[str, object] | None:
         return None
     per_node = gpus_per_vm(req.vm_size)
     nodes = req.agent_count
-    scheduler = (f"0/{nodes} nodes are available: {nodes} Insufficient nvidia.com/gpu."
-                 if per_node < req.gpu_per_replica or req.free == 0
-                 else f"{req.free} of {req.requested} GPU(s) available: Insufficient nvidia.com/gpu.")
-    detail = (f"Requested {req.replicas} replica(s) x {req.gpu_per_replica} GPU = {req.requested} GPU(s); "
-              f"compute '{req.compute_name}' has {req.cluster_gpus} GPU(s) ({nodes} x {req.vm_size} with "
-              f"{per_node} GPU each), {req.held_by_others} held by other services, {req.free} free.")
-    message = ("Couldn't Schedule because the kubernetes cluster didn't have available resources after trying "
-               f"for 00:05:00. {scheduler} {detail}")
+    scheduler = (
+        f"0/{nodes} nodes are available: {nodes} Insufficient nvidia.com/gpu."
+        if per_node < req.gpu_per_replica or req.free == 0
+        else f"{req.free} of {req.requested} GPU(s) available: Insufficient nvidia.com/gpu."
+    )
+    detail = (
+        f"Requested {req.replicas} replica(s) x {req.gpu_per_replica} GPU = {req.requested} GPU(s); "
+        f"compute '{req.compute_name}' has {req.cluster_gpus} GPU(s) ({nodes} x {req.vm_size} with "
+        f"{per_node} GPU each), {req.held_by_others} held by other services, {req.free} free."
+    )
+    message = (
+        "Couldn't Schedule because the kubernetes cluster didn't have available resources after trying "
+        f"for 00:05:00. {scheduler} {detail}"
+    )
     return {
         "code": "DeploymentFailed",
         "statusCode": 400,

@@ -100,6 +100,8 @@ class Operation:
     location: str
     due: float
     error: ErrorBody | None = None
+    #: Terminal state when ``error`` is set: Failed, or (fault injection) Cancelled / TimedOut.
+    fail_state: str = "Failed"
     state: str = "Running"
     created: float = field(default_factory=time.time)
     ended: float | None = None

@@ -22,9 +22,11 @@ from .gpu import GpuRequest, insufficient_gpu_error
 from .model_store import ModelStore
 from .resources import (
     Blob,
+    Compute,
     EmulatorConfig,
     ErrorBody,
     Operation,
+    Service,
     Workspace,
     WsKey,
     service_gpu,
@@ -44,10 +46,12 @@ class EmulatorState:
         self.base_url = ""
         self.signing_key = secrets.token_bytes(32)
         self.default_scoring_backend: str | None = None
+        self.workspaces: dict[WsKey, Workspace] = {}
         self._init_collections()
+        c = self.config
+        self.add_workspace(c.subscription_id, c.resource_group, c.workspace_name, c.location)
 
     def _init_collections(self) -> None:
-        self.workspaces: dict[WsKey, Workspace] = {}
         self.computes: dict[WsKey, dict[str, Compute]] = {}
         self.aks_clusters: dict[str, tuple[str, int]] = {}
         self.models: dict[WsKey, dict[str, dict[str, Any]]] = {}
@@ -60,11 +64,9 @@ class EmulatorState:
         self.compute_store = ComputeStore(self)
         self.model_store = ModelStore(self)
         self.service_store = ServiceStore(self)
-        c = self.config
-        self.add_workspace(c.subscription_id, c.resource_group, c.workspace_name, c.location)
 
     def reset(self) -> None:
-        """Forget every resource, call and fault; keep the configuration and the default workspace."""
+        """Forget every resource, call and fault; keep the configuration and the workspaces (and their ids)."""
         with self.lock:
             self.faults.clear()
             self.default_scoring_backend = None
@@ -86,17 +88,35 @@ class EmulatorState:
             op.state = "Succeeded"
             op.on_success()
         else:
-            op.state = "Failed"
+            op.state = op.fail_state
             op.on_failure()
 
-    def start_operation(self, scope: str, op_type: str, target: str, ws: WsKey, latency_s: float,
-                        error: ErrorBody | None = None, stuck: bool = False) -> Operation:
+    def start_operation(
+        self,
+        scope: str,
+        op_type: str,
+        target: str,
+        ws: WsKey,
+        latency_s: float,
+        error: ErrorBody | None = None,
+        stuck: bool = False,
+        fail_state: str = "Failed",
+    ) -> Operation:
         """Record a long-running operation; callers set ``on_success``/``on_failure`` before returning."""
         with self.lock:
             location = self.workspaces[ws].location if ws in self.workspaces else self.config.location
             due = math.inf if stuck else time.monotonic() + max(latency_s, 0.0)
-            op = Operation(id=str(uuid.uuid4()), scope=scope, op_type=op_type, target=target, ws=ws,
-                           location=location, due=due, error=error)
+            op = Operation(
+                id=str(uuid.uuid4()),
+                scope=scope,
+                op_type=op_type,
+                target=target,
+                ws=ws,
+                location=location,
+                due=due,
+                error=error,
+                fail_state=fail_state,
+            )
             self.operations[op.id] = op
             return op
 
@@ -107,8 +127,9 @@ class EmulatorState:
 
     # -- workspaces -----------------------------------------------------------------------------------------
 
-    def add_workspace(self, subscription_id: str, resource_group: str, name: str,
-                      location: str | None = None) -> Workspace:
+    def add_workspace(
+        self, subscription_id: str, resource_group: str, name: str, location: str | None = None
+    ) -> Workspace:
         with self.lock:
             ws = Workspace(subscription_id, resource_group, name, location or self.config.location)
             self.workspaces[ws.key] = ws
@@ -144,12 +165,23 @@ class EmulatorState:
             compute = self.computes.get(ws, {}).get(str(doc.get("computeName")))
             if compute is None:
                 return None
-            held = sum(s.gpus_held for s in self.services.get(ws, {}).values()
-                       if s.name != doc.get("name") and s.doc.get("computeName") == compute.name
-                       and s.doc.get("state") not in ("Failed",))
-            return insufficient_gpu_error(GpuRequest(
-                compute_name=compute.name, vm_size=compute.vm_size, agent_count=compute.agent_count,
-                replicas=service_replicas(doc), gpu_per_replica=service_gpu(doc), held_by_others=held))
+            held = sum(
+                s.gpus_held
+                for s in self.services.get(ws, {}).values()
+                if s.name != doc.get("name")
+                and s.doc.get("computeName") == compute.name
+                and s.doc.get("state") not in ("Failed",)
+            )
+            return insufficient_gpu_error(
+                GpuRequest(
+                    compute_name=compute.name,
+                    vm_size=compute.vm_size,
+                    agent_count=compute.agent_count,
+                    replicas=service_replicas(doc),
+                    gpu_per_replica=service_gpu(doc),
+                    held_by_others=held,
+                )
+            )
 
     # -- storage --------------------------------------------------------------------------------------------
 
@@ -166,8 +198,10 @@ class EmulatorState:
     def blob_url(self, container: str, blob_name: str) -> str:
         """The SAS URL the artifact service hands out; the SDK rebuilds ``https://<account>.blob.<suffix>``."""
         c = self.config
-        return (f"https://{c.storage_account}.blob.{c.storage_suffix}/{container}/{blob_name}"
-                "?sv=2019-02-02&sr=b&sp=rcw&sig=emu")
+        return (
+            f"https://{c.storage_account}.blob.{c.storage_suffix}/{container}/{blob_name}"
+            "?sv=2019-02-02&sr=b&sp=rcw&sig=emu"
+        )
 
     def find_blob_by_artifact(self, artifact_id: str) -> Blob | None:
         """Blob of an ``aml://artifact/<origin>/<container>/<path>`` id (what deployments reference)."""
