@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import conditions as c
+from . import metrics
 from .backends.base import (
     Backend,
     DeploymentInputs,
@@ -99,7 +100,7 @@ class InputError(Exception):
 class Controller:
     def __init__(self, settings: Settings, backends: Mapping[BackendKind, Backend], kube: KubeClient) -> None:
         self.settings = settings
-        self.backends = backends
+        self.backends = {kind: metrics.instrument(backend) for kind, backend in backends.items()}
         self.kube = kube
         self._resource_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._compute_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
