@@ -20,6 +20,8 @@ from .reconcile import Decision, DeleteAction, Event
 from .settings import Settings
 
 RESOURCE = (GROUP, VERSION, PLURAL)
+#: Changing this annotation (any value) triggers an immediate reconcile, e.g. after a permanent error is fixed.
+RETRY_NOW = f"{GROUP}/retry-now"
 
 
 def resource_of(body: kopf.Body) -> Resource:
@@ -97,6 +99,15 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
     @kopf.on.create(*RESOURCE, id="reconcile", registry=registry)
     @kopf.on.update(*RESOURCE, id="reconcile", field="spec", registry=registry)
     async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
+        controller: Controller = memo["controller"]
+        conclude(body, patch, await controller.reconcile(resource_of(body), retry))
+
+    @kopf.on.field(*RESOURCE, id="retry-now", field=("metadata", "annotations", RETRY_NOW), registry=registry)
+    async def retry_now(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, new: Any, **_: Any) -> None:
+        """After fixing what a permanent error named (a Secret, a ConfigMap), annotate to try at once:
+        ``kubectl annotate gmd NAME gpumodel.io/retry-now="$(date +%s)" --overwrite``."""
+        if new is None or body["metadata"].get("deletionTimestamp"):
+            return
         controller: Controller = memo["controller"]
         conclude(body, patch, await controller.reconcile(resource_of(body), retry))
 

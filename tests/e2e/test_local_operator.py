@@ -200,6 +200,14 @@ def test_bad_entry_script_fails_with_the_servers_error_without_a_hot_loop(deploy
     while time.monotonic() < deadline:
         assert sum(e.get("count", 1) for e in deployment.events("DeployingService")) == deploys
         time.sleep(0.5)
+
+    # Fix the script in place (same ConfigMap name, so the spec does not change) and ask for a retry now.
+    good = (ROOT / "manifests/examples/digits-source/score.py").read_text()
+    configmap = deployment.get()["spec"]["source"]["configMapRef"]["name"]
+    patch = json.dumps({"data": {"score.py": good}})
+    deployment.cp.kubectl("patch", "configmap", configmap, "-n", deployment.ns, "--type=merge", "-p", patch)
+    deployment.cp.kubectl("annotate", "gmd", deployment.name, "-n", deployment.ns, "gpumodel.io/retry-now=1")
+    deployment.wait_ready()
     deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=120s")
 
 
