@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -229,5 +231,15 @@ def test_restarted_operator_readopts_replicas(
     after = replica_pids(deployment.service_state(state_dir))
     assert after == before, "the same processes, no duplicates"
     assert all(alive(p) for p in after)
+
+    # Drift: a replica dies behind the operator's back; the periodic resync starts a new one.
+    os.kill(after[0], signal.SIGKILL)
+
+    def repaired() -> list[int] | None:
+        pids = replica_pids(deployment.service_state(state_dir))
+        return pids if after[0] not in pids and len(pids) == 2 and all(alive(p) for p in pids) else None
+
+    replaced = wait_for("the dead replica to be replaced", repaired, 60)
+    deployment.wait_ready()
     deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=120s")
-    assert not any(alive(p) for p in before)
+    assert not any(alive(p) for p in [*before, *replaced])
