@@ -23,6 +23,7 @@ PROBE_PENDING = "ProbePending"
 WAITING_FOR_COMPUTE = "WaitingForCompute"
 WAITING_FOR_SERVICE = "WaitingForService"
 DELETING = "Deleting"
+RECONCILE_SKIPPED = "ReconcileSkipped"
 
 # Reasons: problems a user must act on
 REPLICAS_CAPPED = "ReplicasCapped"
@@ -52,3 +53,4 @@ DELETED_COMPUTE = "DeletedCompute"
 RETAINED_COMPUTE = "RetainedCompute"
 DETACHED_COMPUTE = "DetachedCompute"
 KEYS_PUBLISHED = "KeysPublished"
+DETACHED = "Detached"

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -83,10 +83,21 @@ class Resource:
     generation: int
     spec: Mapping[str, Any]
     status: Mapping[str, Any]
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def owner(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def policy(self) -> str:
+        """The reconcile-policy annotation, as in Azure Service Operator: manage, skip or detach-on-delete."""
+        return self.annotations.get(RECONCILE_POLICY, POLICY_MANAGE)
+
+
+RECONCILE_POLICY = "gpumodel.io/reconcile-policy"
+POLICY_MANAGE, POLICY_SKIP, POLICY_DETACH = "manage", "skip", "detach-on-delete"
+POLICIES = (POLICY_MANAGE, POLICY_SKIP, POLICY_DETACH)
 
 
 class InputError(Exception):
@@ -161,6 +172,11 @@ class Controller:
     async def reconcile(self, res: Resource, retry: int = 0) -> Decision:
         async with self._resource_locks[res.uid]:
             previous = GpuModelDeploymentStatus.model_validate(dict(res.status or {}))
+            if res.policy not in POLICIES:
+                message = f"annotation {RECONCILE_POLICY} must be one of {', '.join(POLICIES)}, not {res.policy!r}"
+                return self._failed(res, previous, c.INVALID_SPEC, message, permanent=True)
+            if res.policy == POLICY_SKIP:
+                return self._skipped(res, previous)
             try:
                 inputs = await self.load_inputs(res)
                 async with self._compute_locks[compute_key(inputs.spec)]:
@@ -257,12 +273,24 @@ class Controller:
         events = [Event("Warning", reason, message)]
         return Decision(Action.NONE, 0, status, events, requeue_after=delay, permanent=permanent)
 
+    def _skipped(self, res: Resource, previous: GpuModelDeploymentStatus) -> Decision:
+        status = previous.model_copy(deep=True)
+        status.observed_generation = res.generation
+        message = f"{RECONCILE_POLICY}: skip; the operator leaves the backend as it is"
+        set_condition(status, c.READY, None, c.RECONCILE_SKIPPED, message, res.generation, utcnow())
+        return Decision(Action.NONE, 0, status)
+
     # ---- deletion ---------------------------------------------------------------------------------
 
     async def delete(self, res: Resource, users_of_compute: int) -> DeletionDecision:
         """One deletion step; the handler repeats it until the decision is DONE."""
         async with self._resource_locks[res.uid]:
             status = GpuModelDeploymentStatus.model_validate(dict(res.status or {}))
+            if res.policy in (POLICY_SKIP, POLICY_DETACH):
+                await self.kube.delete_secret(res.namespace, keys_secret_name(res.name))
+                self.forget(res.spec, res.owner)
+                message = f"{RECONCILE_POLICY}: {res.policy}; the service and compute are left running"
+                return DeletionDecision(DeleteAction.DONE, message, [Event("Normal", c.DETACHED, message)])
             try:
                 inputs = await self.load_inputs(res)
             except InputError:

@@ -14,7 +14,7 @@ import kopf
 
 from . import FINALIZER, GROUP, PLURAL, VERSION, metrics
 from .backends.base import BackendError
-from .controller import Controller, InputError, Resource, compute_key
+from .controller import RECONCILE_POLICY, Controller, InputError, Resource, compute_key
 from .models import GpuModelDeploymentSpec, GpuModelDeploymentStatus, Phase
 from .reconcile import Decision, DeleteAction, Event
 from .settings import Settings
@@ -33,6 +33,7 @@ def resource_of(body: kopf.Body) -> Resource:
         generation=int(meta.get("generation", 1)),
         spec=body.get("spec", {}),
         status=body.get("status", {}),
+        annotations=dict(meta.get("annotations", {})),
     )
 
 
@@ -103,10 +104,12 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
         conclude(body, patch, await controller.reconcile(resource_of(body), retry))
 
     @kopf.on.field(*RESOURCE, id="retry-now", field=("metadata", "annotations", RETRY_NOW), registry=registry)
-    async def retry_now(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, new: Any, **_: Any) -> None:
+    @kopf.on.field(*RESOURCE, id="policy", field=("metadata", "annotations", RECONCILE_POLICY), registry=registry)
+    async def retry_now(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
         """After fixing what a permanent error named (a Secret, a ConfigMap), annotate to try at once:
-        ``kubectl annotate gmd NAME gpumodel.io/retry-now="$(date +%s)" --overwrite``."""
-        if new is None or body["metadata"].get("deletionTimestamp"):
+        ``kubectl annotate gmd NAME gpumodel.io/retry-now="$(date +%s)" --overwrite``. A change of the
+        reconcile-policy annotation takes effect the same way."""
+        if body["metadata"].get("deletionTimestamp"):
             return
         controller: Controller = memo["controller"]
         conclude(body, patch, await controller.reconcile(resource_of(body), retry))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import signal
 import time
 import urllib.error
@@ -63,12 +64,13 @@ class Deployment:
         self.cp, self.ns, self.model, self.operator = cp, namespace, model, operator
         self.name = "digits"
 
-    def apply(self, replicas: int = 1, score_py: str | None = None) -> None:
+    def apply(self, replicas: int = 1, score_py: str | None = None, annotations: dict[str, str] | None = None) -> None:
         docs = list(yaml.safe_load_all(self.cp.kubectl("kustomize", str(ROOT / "manifests/examples/local")).stdout))
         for doc in docs:
             if doc["kind"] == "ConfigMap" and score_py is not None:
                 doc["data"]["score.py"] = score_py
             if doc["kind"] == "GpuModelDeployment":
+                doc["metadata"]["annotations"] = annotations or {}
                 doc["spec"]["model"]["path"] = str(self.model.model_dir)
                 doc["spec"]["service"]["replicas"] = replicas
                 doc["spec"]["local"]["allowCpuFallback"] = False  # the declared GPUs are used instead
@@ -243,3 +245,26 @@ def test_restarted_operator_readopts_replicas(
     deployment.wait_ready()
     deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=120s")
     assert not any(alive(p) for p in [*before, *replaced])
+
+
+def test_reconcile_policy_skip_then_manage(deployment: Deployment, state_dir: Path) -> None:
+    deployment.apply(annotations={"gpumodel.io/reconcile-policy": "skip"})
+    cond = wait_for("the ReconcileSkipped condition", lambda: deployment.condition("Ready"), 60)
+    assert (cond["status"], cond["reason"]) == ("Unknown", "ReconcileSkipped")
+    assert not (state_dir / "services" / f"{deployment.ns}.{deployment.name}").exists()
+    deployment.cp.kubectl("annotate", "gmd", deployment.name, "-n", deployment.ns, "gpumodel.io/reconcile-policy-")
+    deployment.wait_ready()
+    deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=120s")
+
+
+def test_detach_on_delete_leaves_the_service_running(deployment: Deployment, state_dir: Path) -> None:
+    deployment.apply(annotations={"gpumodel.io/reconcile-policy": "detach-on-delete"})
+    deployment.wait_ready()
+    pids = replica_pids(deployment.service_state(state_dir))
+    router = deployment.service_state(state_dir)["router"]["pid"]
+    deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=120s")
+    try:
+        assert all(alive(p) for p in [*pids, router]), "detached: still serving"
+    finally:  # the test, not the operator, cleans up what it asked the operator to leave
+        procs.terminate([*pids, router])
+        shutil.rmtree(state_dir / "services" / f"{deployment.ns}.{deployment.name}", ignore_errors=True)
