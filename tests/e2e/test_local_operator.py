@@ -150,6 +150,15 @@ def test_apply_ready_score_scale_cap_delete(deployment: Deployment, model: Train
     assert deployment.score(images, "wrong-key")[0] == 401
     assert deployment.score(images, deployment.keys()["secondaryKey"])[0] == 200
 
+    keys = deployment.keys()
+    secrets = [keys["primaryKey"], keys["secondaryKey"]]
+    exposed = {
+        "status": json.dumps(deployment.get()),
+        "events": json.dumps(deployment.events()),
+        "operator log": deployment.operator.log_path.read_text(errors="replace"),
+    }
+    assert [where for where, text in exposed.items() if any(k in text for k in secrets)] == []
+
     deployment.apply(replicas=2)
     obj = deployment.wait_ready()
     assert obj["status"]["replicasSummary"] == "2/2"
