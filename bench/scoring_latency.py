@@ -20,7 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
 
 from digits_model import train  # noqa: E402
-
 from gpu_model_operator.backends.base import DeploymentInputs, ServiceState  # noqa: E402
 from gpu_model_operator.backends.local import LocalBackend  # noqa: E402
 from gpu_model_operator.models import GpuModelDeploymentSpec  # noqa: E402

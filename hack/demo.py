@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from digits_model import train
 
+from digits_model import train
 from gpu_model_operator.devcluster import ControlPlane
 from gpu_model_operator.operator_process import OperatorProcess
 

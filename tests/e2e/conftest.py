@@ -1,0 +1,42 @@
+"""Fixtures of the end-to-end tests: the trained example model and the operator as a real process.
+
+The operator runs with a declared GPU inventory of 2 (its testing setting), so the GPU cap and pinning are
+exercised on machines without a GPU. One operator per test module; modules run one after another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from digits_model import TrainedModel, train
+from gpu_model_operator.operator_process import OperatorProcess
+from tests.e2e.harness import Deployment
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    return train(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="module")
+def operator(
+    control_plane: Any, state_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    log = tmp_path_factory.mktemp("logs") / "operator.log"
+    args = ["--all-namespaces", "--poll-seconds", "1", "--resync-seconds", "5", "--declared-gpus", "2"]
+    with OperatorProcess(control_plane.kubeconfig, [], state_dir, log, extra_args=args) as op:
+        yield op
+
+
+@pytest.fixture
+def deployment(control_plane: Any, namespace: str, model: TrainedModel, operator: OperatorProcess) -> Deployment:
+    return Deployment(control_plane, namespace, model, operator)
