@@ -212,11 +212,12 @@ class Controller:
         elif decision.action == Action.SCALE:
             await backend.scale_service(inputs, decision.replicas)
         if decision.status.phase in (Phase.READY, Phase.DEGRADED) and decision.status.scoring_uri:
-            await self._publish_keys(backend, inputs, decision)
+            await self._publish_keys(backend, inputs, previous, decision)
         return decision
 
     async def _gpus_held_by_others(self, backend: Backend, inputs: DeploymentInputs, compute: ObservedCompute) -> int:
-        """Per owner, the larger of what the backend shows and what the other resource's status claims."""
+        """Per owner, the larger of what the backend shows and what this operator last decided for it: a
+        deployment just started is counted before the backend shows it, so two cannot take the same GPU."""
         held: dict[str, int] = dict(self.gpus_by_compute[compute_key(inputs.spec)])
         held.pop(inputs.owner, None)
         if compute.gpus_total or compute.cpu_only:
@@ -237,10 +238,13 @@ class Controller:
             return
         self.gpus_by_compute[key].pop(owner, None)
 
-    async def _publish_keys(self, backend: Backend, inputs: DeploymentInputs, decision: Decision) -> None:
+    async def _publish_keys(
+        self, backend: Backend, inputs: DeploymentInputs, previous: GpuModelDeploymentStatus, decision: Decision
+    ) -> None:
+        """Write the keys Secret on the first Ready pass of each generation; steady passes cost no calls."""
         status = decision.status
         name = keys_secret_name(inputs.name)
-        if status.keys_secret_name == name and status.probed_generation == inputs.generation and not decision.events:
+        if previous.keys_secret_name == name and previous.probed_generation == inputs.generation:
             return
         keys = await backend.get_keys(inputs) if inputs.spec.service.auth_enabled else None
         assert status.scoring_uri is not None
