@@ -63,7 +63,9 @@ async def main(rounds: int = 5, per_round: int = 200) -> None:
             assert time.monotonic() < deadline, obs
             await asyncio.sleep(0.5)
         state = json.loads((Path(tmp) / "state/services/bench.bench/state.json").read_text())
-        key = state["keys"][0]
+        keys = await backend.get_keys(inputs)
+        assert keys is not None
+        key = keys[0]
         body = json.dumps({"data": [model.test_images[0].tolist()]}).encode()
         headers = {"Content-Type": "application/json"}
         bare = f"http://127.0.0.1:{state['replicas'][0]['port']}/score"

@@ -157,11 +157,11 @@ def test_reconcile_policy_skip_then_manage(deployment: Deployment, state_dir: Pa
 def test_detach_on_delete_leaves_the_service_running(deployment: Deployment, state_dir: Path) -> None:
     deployment.apply(annotations={"gpumodel.io/reconcile-policy": "detach-on-delete"})
     deployment.wait_ready()
-    pids = replica_pids(deployment.service_state(state_dir))
-    router = deployment.service_state(state_dir)["router"]["pid"]
+    state = deployment.service_state(state_dir)
+    service_dir = state_dir / "services" / f"{deployment.ns}.{deployment.name}"
     deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=120s")
     try:
-        assert all(alive(p) for p in [*pids, router]), "detached: still serving"
+        assert all(alive(p) for p in [*replica_pids(state), state["router"]["pid"]]), "detached: still serving"
     finally:  # the test, not the operator, cleans up what it asked the operator to leave
-        procs.terminate([*pids, router])
-        shutil.rmtree(state_dir / "services" / f"{deployment.ns}.{deployment.name}", ignore_errors=True)
+        procs.stop([*state["replicas"], state["router"]], f"{service_dir}/", "azmlinfsrv", "gunicorn", "local_router")
+        shutil.rmtree(service_dir, ignore_errors=True)
