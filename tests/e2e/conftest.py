@@ -6,6 +6,7 @@ exercised on machines without a GPU. One operator per test module; modules run o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from digits_model import TrainedModel, train
+from gpu_model_operator.backends import procs
 from gpu_model_operator.operator_process import OperatorProcess
 from tests.e2e.harness import Deployment
 
@@ -23,8 +25,14 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
 
 
 @pytest.fixture(scope="module")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("state")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("state")
+    yield path
+    # A safety net for a failed test: no serving process may outlive the module that started it.
+    for state_file in path.glob("services/*/state.json"):
+        state = json.loads(state_file.read_text())
+        records = [*state.get("replicas", []), state["router"]]
+        procs.stop(records, f"{state_file.parent}/", "azmlinfsrv", "gunicorn", "local_router")
 
 
 @pytest.fixture(scope="module")
