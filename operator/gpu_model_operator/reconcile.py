@@ -273,8 +273,15 @@ def _decide_service(
             f"deploying service {name}",
             previous_existed=status.ownership.service_created,
         )
-    if service.owner != obs.owner and not status.ownership.service_created:
-        status.ownership.service_adopted = True
+    if service.owner is not None and service.owner != obs.owner:
+        message = f"service name {name} is already used by GpuModelDeployment {service.owner}; choose another name"
+        set_condition(status, c.SERVICE_READY, False, c.SERVICE_CONFLICT, message, generation, now)
+        _not_ready(status, generation, now, message, reason=c.SERVICE_CONFLICT)
+        status.phase = Phase.FAILED
+        status.last_error = message
+        return Decision(Action.NONE, 0, status, [Event("Warning", c.SERVICE_CONFLICT, message)], permanent=True)
+    if service.owner is None and not status.ownership.service_created:
+        status.ownership.service_adopted = True  # made outside the operator: adopt it, never delete it
     if service.state in (ServiceState.TRANSITIONING, ServiceState.DELETING):
         message = f"service {name} is updating" + (f": {service.message}" if service.message else "")
         set_condition(status, c.SERVICE_READY, False, c.DEPLOYING, message, generation, now)

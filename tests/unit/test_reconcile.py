@@ -267,3 +267,12 @@ def test_attached_cluster_is_detached_never_deleted() -> None:
     decision = decide_deletion(spec(), status_with(compute_created=True), ABSENT_SVC, attached, 0, OWNER)
     assert decision.action == DeleteAction.DELETE_COMPUTE
     assert [e.reason for e in decision.events] == [c.DETACHED_COMPUTE]
+
+
+def test_a_service_owned_by_another_deployment_is_a_conflict_not_an_adoption() -> None:
+    theirs = service(owner="team-b/other")
+    decision = decide(spec(), 1, GpuModelDeploymentStatus(), obs(compute(), theirs), NOW)
+    assert decision.permanent and decision.action == Action.NONE
+    assert cond(decision.status, c.READY) == ("False", c.SERVICE_CONFLICT)
+    assert "team-b/other" in (decision.status.last_error or "")
+    assert not decision.status.ownership.service_adopted
