@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint controlplane clean
+.PHONY: demo demo-azureml test lint controlplane clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ controlplane:
 
 demo: $(STAMP) controlplane
 	$(PY) hack/demo.py
+
+demo-azureml: $(STAMP) controlplane
+	$(PY) hack/demo_azureml.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check operator tests hack bench

@@ -20,6 +20,8 @@ def build_controller(settings: Settings) -> object:
     """Clients are built here, at start-up, never at import (kopf convention)."""
     from kubernetes import client, config
 
+    from .backends.azureml import AzureMLBackend
+    from .backends.base import Backend
     from .backends.local import LocalBackend
     from .controller import Controller
     from .kube import KubeClient
@@ -29,7 +31,10 @@ def build_controller(settings: Settings) -> object:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    backends = {BackendKind.LOCAL: LocalBackend(state_dir=settings.state_dir, declared_gpus=settings.declared_gpus)}
+    backends: dict[BackendKind, Backend] = {
+        BackendKind.LOCAL: LocalBackend(state_dir=settings.state_dir, declared_gpus=settings.declared_gpus),
+        BackendKind.AZUREML: AzureMLBackend(workers=settings.azure_workers),
+    }
     return Controller(settings, backends, KubeClient(client.ApiClient()))
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import requests
+
 from tests.azureml_emulator import Emulator, EmulatorConfig, Latencies, start_emulator
 
 HERE = Path(__file__).resolve()

@@ -1,0 +1,426 @@
+"""The Azure ML backend: an AKS compute target and an AKS web service, through the real ``azureml-core`` SDK.
+
+What calls what (each row one SDK call, run in a bounded thread pool, never waited on):
+
+- observe_compute: ``ComputeTarget(ws, name)``; create_compute: ``AksCompute.provisioning_configuration`` or
+  ``attach_configuration``, then the PUT of ``ComputeTarget.create`` / ``attach`` with ownership added;
+  delete_compute: ``compute.delete()`` or ``compute.detach()`` (both return once Azure accepted the DELETE).
+- observe_service: ``Webservice(ws, name)``; deploy_service: ``Model.deploy(..., overwrite=True)`` or, when the
+  service exists, ``service.update(models=..., inference_config=..., ...)``; scale_service:
+  ``service.update(num_replicas=n)``; services_on_compute: ``AksWebservice.list(ws, compute_type="AKS")``;
+  get_keys: ``service.get_keys()``; probe: a GET of the health route with ``requests``.
+
+The SDK blocks, so every call runs in a ``ThreadPoolExecutor(max_workers=workers)`` and the event loop only
+awaits it. It must not retry on its own (it sleeps 32/64/128 s on a 429 and ignores Retry-After): its retry
+settings are switched off below before azureml is imported, and failures are classified by
+``azureml_errors.classify``. A 429's Retry-After also closes the workspace to every call of this backend until
+it has passed, so a periodic resync cannot call Azure early either.
+
+Ownership is recorded at Azure: computes carry tags and a description naming the GpuModelDeployment (the
+SDK's provisioning configuration has neither, so its own payload builders are used and the two fields added
+before the same PUT), services carry ``gpumodel.io/owner`` and ``gpumodel.io/fingerprint`` tags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+
+from .. import conditions as c
+from .base import (
+    ComputeState,
+    DeploymentInputs,
+    ObservedCompute,
+    ObservedService,
+    PermanentBackendError,
+    ProbeResult,
+    ServiceOnCompute,
+    ServiceState,
+    TransientBackendError,
+)
+from .vm_sizes import gpus_per_vm
+
+# The SDK reads these once, when azureml._restclient.clientbase is first imported: by default it retries
+# each HTTP call 3 times itself, sleeping 32/64/128 s on a 429 (whatever Retry-After says) and 2-10 s on a
+# 503, inside the operator's own backoff. Switched off here, before this module's azureml imports; a
+# deployer may still set any of them in the environment.
+SDK_SETTINGS = {
+    "AZUREML_DEFAULT_RETRIES": "0",
+    "AZUREML_DEFAULT_BACKOFF": "1",
+    "AZUREML_DEFAULT_500_BACKOFF": "1",
+    "AZUREML_DEFAULT_503_BACKOFF": "1",
+    "AZUREML_LOG_DEPRECATION_WARNING_ENABLED": "False",
+}
+for _name, _value in SDK_SETTINGS.items():
+    os.environ.setdefault(_name, _value)
+SDK_IMPORTED_EARLY = "azureml._restclient.clientbase" in sys.modules
+
+from azureml.core import Workspace  # noqa: E402
+from azureml.core.authentication import ServicePrincipalAuthentication  # noqa: E402
+from azureml.core.compute import AksCompute, ComputeTarget  # noqa: E402
+from azureml.core.environment import Environment  # noqa: E402
+from azureml.core.model import InferenceConfig, Model  # noqa: E402
+from azureml.core.webservice import AksWebservice, Webservice  # noqa: E402
+
+from .azureml_errors import classify, none_if_not_found, provisioning_errors  # noqa: E402
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MANAGER = "gpu-model-operator"
+#: ARM tag names may not contain "/", so the compute's tags differ from the services' (MMS allows it).
+COMPUTE_TAGS = ("managed-by", "gpumodel-owner")
+FINGERPRINT_TAG, OWNER_TAG = "gpumodel.io/fingerprint", "gpumodel.io/owner"
+CREDENTIAL_KEYS = ("tenantId", "clientId", "clientSecret")
+#: Seconds one SDK call may take before the pass gives up on it (its thread finishes in the background).
+READ_TIMEOUT, WRITE_TIMEOUT = 60.0, 300.0
+#: Azure ML's provisioningState of a compute, and state of a service (their names are ours), lower-cased.
+COMPUTE_STATES = {
+    **dict.fromkeys(("creating", "updating"), ComputeState.CREATING),
+    **dict.fromkeys(("failed", "canceled", "cancelled"), ComputeState.FAILED),
+    **{"succeeded": ComputeState.READY, "deleting": ComputeState.DELETING},
+}
+SERVICE_STATES = {state.value.lower(): state for state in ServiceState if state != ServiceState.ABSENT}
+WsKey = tuple[str, str, str, str]  # subscription, resource group, workspace, hash of the credentials
+
+
+def _owned(tags: dict[str, str] | None, description: str | None) -> bool:
+    return (tags or {}).get(COMPUTE_TAGS[0]) == MANAGER or (description or "").startswith(f"managed-by {MANAGER}")
+
+
+def _mark(payload: dict[str, Any], owner: str) -> dict[str, Any]:
+    """The compute's PUT body with the operator's ownership: ARM tags, and the description as a fallback."""
+    payload["tags"] = {**(payload.get("tags") or {}), COMPUTE_TAGS[0]: MANAGER, COMPUTE_TAGS[1]: owner}
+    payload.setdefault("properties", {})["description"] = f"managed-by {MANAGER} owner={owner}"
+    return payload
+
+
+def _health_url(scoring_uri: str) -> str:
+    return scoring_uri[: -len("score")] if scoring_uri.endswith("/score") else scoring_uri.rstrip("/") + "/"
+
+
+class AzureMLBackend:
+    name = "azureml"
+
+    def __init__(self, workers: int = 8) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="azureml-sdk")
+        self._workspaces: dict[WsKey, Any] = {}
+        self._connecting = asyncio.Lock()
+        #: Per workspace: no Azure call before this monotonic time (a 429's Retry-After).
+        self._not_before: dict[tuple[str, str, str], float] = {}
+        #: The service object last observed, and its keys, per (workspace key, service name): probe and keys.
+        self._services: dict[tuple[WsKey, str], Any] = {}
+        self._keys: dict[tuple[WsKey, str], tuple[str, str]] = {}
+        if SDK_IMPORTED_EARLY:
+            log.warning("azureml was imported before %s: the SDK keeps its own long retries on 429", __name__)
+
+    # ---- plumbing ---------------------------------------------------------------------------------
+
+    def _key(self, inputs: DeploymentInputs) -> WsKey:
+        ws, missing = inputs.spec.workspace, [k for k in CREDENTIAL_KEYS if not inputs.credentials.get(k)]
+        if ws is None or inputs.spec.compute is None:
+            raise PermanentBackendError("azureml needs spec.workspace and spec.compute", reason=c.INVALID_SPEC)
+        if missing:
+            message = f"Secret {ws.credentials_secret_ref.name} has no key {', '.join(missing)}"
+            raise PermanentBackendError(message, reason=c.CREDENTIALS_INVALID)
+        digest = hashlib.sha256("\0".join(inputs.credentials[k] for k in CREDENTIAL_KEYS).encode()).hexdigest()
+        return ws.subscription_id.lower(), ws.resource_group.lower(), ws.name.lower(), digest
+
+    async def _call(
+        self, inputs: DeploymentInputs, action: str, area: str, fn: Callable[[], T], timeout: float = READ_TIMEOUT
+    ) -> T:
+        """Run one blocking SDK call in the pool; its failure comes back as a Transient/PermanentBackendError."""
+        where = self._key(inputs)[:3]
+        wait = self._not_before.get(where, 0.0) - time.monotonic()
+        if wait > 0:
+            raise TransientBackendError(
+                f"{action}: Azure asked to wait (HTTP 429, Retry-After); {wait:.1f}s left", retry_after=wait
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self._pool, fn), timeout)
+        except asyncio.TimeoutError:
+            raise TransientBackendError(f"{action} failed: no answer from Azure in {timeout:.0f}s") from None
+        except Exception as exc:
+            secret = inputs.spec.workspace.credentials_secret_ref.name if inputs.spec.workspace else "?"
+            error = classify(exc, action, area=area, secret=secret)
+            if isinstance(error, TransientBackendError) and error.retry_after:
+                self._not_before[where] = time.monotonic() + error.retry_after
+            if error is exc:
+                raise
+            raise error from exc
+
+    async def _workspace(self, inputs: DeploymentInputs) -> tuple[WsKey, Any]:
+        """One Workspace per workspace and set of credentials; a changed Secret builds a new one."""
+        key = self._key(inputs)
+        if key in self._workspaces:
+            return key, self._workspaces[key]
+        async with self._connecting:
+            if key not in self._workspaces:
+                ws_spec, creds = inputs.spec.workspace, dict(inputs.credentials)
+                assert ws_spec is not None
+
+                def connect() -> Any:
+                    tenant, client, secret = (creds[k] for k in CREDENTIAL_KEYS)
+                    auth = ServicePrincipalAuthentication(tenant, client, secret)
+                    sub, group = ws_spec.subscription_id, ws_spec.resource_group
+                    return Workspace.get(ws_spec.name, auth=auth, subscription_id=sub, resource_group=group)
+
+                workspace = await self._call(inputs, f"connecting to workspace {ws_spec.name}", "workspace", connect)
+                for old in [k for k in self._workspaces if k[:3] == key[:3]][:-3]:  # keep a few credential sets
+                    del self._workspaces[old]
+                self._workspaces[key] = workspace
+        return key, self._workspaces[key]
+
+    # ---- compute ----------------------------------------------------------------------------------
+
+    async def observe_compute(self, inputs: DeploymentInputs) -> ObservedCompute:
+        _, ws = await self._workspace(inputs)
+        assert inputs.spec.compute is not None
+        name = inputs.spec.compute.name
+        read = none_if_not_found(lambda: ComputeTarget(ws, name))
+        found = await self._call(inputs, f"reading compute {name}", "compute", read)
+        if found is None:
+            return ObservedCompute(name, ComputeState.ABSENT)
+        owned, attached = _owned(found.tags, found.description), bool(found.is_attached)
+        if not isinstance(found, AksCompute):
+            message = f"{name} is a {type(found).__name__}, not an AKS cluster; choose another spec.compute.name"
+            return ObservedCompute(name, ComputeState.FAILED, attached=attached, message=message)
+        raw = str(found.provisioning_state or "")
+        state = COMPUTE_STATES.get(raw.lower(), ComputeState.CREATING)
+        size = f"{found.agent_count} x {found.agent_vm_size}"
+        if state == ComputeState.FAILED:
+            message = provisioning_errors(found.provisioning_errors) or f"provisioning state {raw}"
+            return ObservedCompute(name, state, created_by_operator=owned, attached=attached, message=message)
+        try:
+            gpus = int(found.agent_count or 0) * gpus_per_vm(found.agent_vm_size) if state == ComputeState.READY else 0
+        except PermanentBackendError as exc:  # an adopted or attached cluster of a size with no whole GPUs
+            raise PermanentBackendError(f"compute {name} ({size}): {exc.message}", reason=exc.reason) from None
+        message = size if state == ComputeState.READY else f"{raw} ({size})"
+        return ObservedCompute(name, state, gpus, created_by_operator=owned, attached=attached, message=message)
+
+    async def create_compute(self, inputs: DeploymentInputs) -> None:
+        """Provision (or attach) and return once Azure accepted the PUT; observe_compute follows progress."""
+        _, ws = await self._workspace(inputs)
+        compute = inputs.spec.compute
+        assert compute is not None
+        name, attach, provision = compute.name, compute.attach, compute.provision
+        if attach is not None:
+
+            def start() -> None:
+                config = AksCompute.attach_configuration(
+                    resource_group=attach.resource_group, cluster_name=attach.cluster_name
+                )
+                resource_id = AksCompute._build_resource_id(
+                    ws.subscription_id, attach.resource_group, attach.cluster_name
+                )
+                payload = _mark(AksCompute._build_attach_payload(config, resource_id), inputs.owner)
+                ComputeTarget._attach(ws, name, payload, AksCompute)
+
+            verb = f"attaching AKS cluster {attach.cluster_name} as compute {name}"
+        else:
+            assert provision is not None
+            gpus_per_vm(provision.vm_size)  # an unknown size is refused before anything is created
+
+            def start() -> None:
+                config = AksCompute.provisioning_configuration(
+                    agent_count=provision.agent_count,
+                    vm_size=provision.vm_size,
+                    location=provision.location,
+                    cluster_purpose=provision.cluster_purpose.value,
+                )
+                payload = _mark(AksCompute._build_create_payload(config, ws.location, ws.subscription_id), inputs.owner)
+                ComputeTarget._create_compute_target(ws, name, payload, AksCompute)
+
+            verb = f"creating compute {name}"
+        await self._call(inputs, verb, "compute", start, WRITE_TIMEOUT)
+
+    async def delete_compute(self, inputs: DeploymentInputs) -> None:
+        """Start deleting a provisioned cluster, or detach an attached one; gone already is success."""
+        _, ws = await self._workspace(inputs)
+        assert inputs.spec.compute is not None
+        name = inputs.spec.compute.name
+
+        def start() -> None:
+            found = none_if_not_found(lambda: ComputeTarget(ws, name))()
+            if found is None or str(found.provisioning_state).lower() == "deleting":
+                return
+            if found.is_attached:
+                found.detach()  # the AKS cluster is someone else's: only the workspace's link to it goes
+            else:
+                found.delete()
+
+        await self._call(inputs, f"deleting compute {name}", "compute", none_if_not_found(start), WRITE_TIMEOUT)
+
+    async def services_on_compute(self, inputs: DeploymentInputs) -> list[ServiceOnCompute]:
+        """Every AKS service on this compute with the GPUs it holds (a failed one holds none)."""
+        _, ws = await self._workspace(inputs)
+        assert inputs.spec.compute is not None
+        compute = inputs.spec.compute.name
+        services = await self._call(
+            inputs, "listing services", "service", lambda: AksWebservice.list(ws, compute_type="AKS")
+        )
+        found = []
+        for s in services:
+            if getattr(s, "compute_name", None) != compute:
+                continue
+            scaler = getattr(s, "autoscaler", None)
+            replicas = scaler.max_replicas if scaler and scaler.autoscale_enabled else s.num_replicas
+            replicas = 0 if str(s.state).lower() == "failed" else int(replicas or 0)
+            resources = getattr(s, "container_resource_requirements", None)
+            gpu = int(getattr(resources, "gpu", 0) or 0)
+            found.append(ServiceOnCompute(s.name, replicas, gpu, (s.tags or {}).get(OWNER_TAG)))
+        return found
+
+    # ---- service ----------------------------------------------------------------------------------
+
+    async def observe_service(self, inputs: DeploymentInputs) -> ObservedService:
+        key, ws = await self._workspace(inputs)
+        name = inputs.spec.service.name
+        read = none_if_not_found(lambda: Webservice(ws, name))
+        service = await self._call(inputs, f"reading service {name}", "service", read)
+        if service is None:
+            self._services.pop((key, name), None)
+            self._keys.pop((key, name), None)
+            return ObservedService(name, ServiceState.ABSENT)
+        self._services[(key, name)] = service
+        raw = str(service.state or "")
+        state = SERVICE_STATES.get(raw.lower(), ServiceState.TRANSITIONING)
+        message = "" if state == ServiceState.HEALTHY else f"Azure ML reports {raw}"
+        if state == ServiceState.FAILED:
+            message = provisioning_errors([service.error]) or message
+        tags, replicas = service.tags or {}, int(getattr(service, "num_replicas", 0) or 0)
+        fingerprint, owner = tags.get(FINGERPRINT_TAG), tags.get(OWNER_TAG)
+        return ObservedService(name, state, replicas, service.scoring_uri, fingerprint, owner, message)
+
+    async def deploy_service(self, inputs: DeploymentInputs, replicas: int) -> list[str]:
+        """Create (``Model.deploy``) or redeploy in place (``service.update``); returns without waiting."""
+        key, ws = await self._workspace(inputs)
+        spec = inputs.spec
+        assert spec.compute is not None
+        svc, model_ref, compute_name = spec.service, spec.model, spec.compute.name
+        if not model_ref.name:
+            message = "the azureml backend deploys a registered model: set spec.model.name"
+            raise PermanentBackendError(message, reason=c.INVALID_SPEC)
+        tags = {FINGERPRINT_TAG: inputs.fingerprint, OWNER_TAG: inputs.owner}
+        resources = {"cpu_cores": svc.cpu_cores, "memory_gb": svc.memory_gb, "gpu_cores": svc.gpu_cores}
+        resources.update(auth_enabled=svc.auth_enabled, scoring_timeout_ms=svc.scoring_timeout_ms)
+        warnings: list[str] = []
+
+        def deploy() -> None:
+            model = Model(ws, name=model_ref.name, version=model_ref.version)
+            if model_ref.version is None:
+                warnings.append(f"spec.model.version is not set: deployed the latest version, {model.id}")
+            compute = ComputeTarget(ws, compute_name)
+            existing = none_if_not_found(lambda: Webservice(ws, svc.name))()
+            with tempfile.TemporaryDirectory(prefix="gmo-deploy-") as tmp:  # the SDK uploads files, not text
+                entry = Path(tmp) / (Path(spec.source.entry_script).name or "score.py")
+                entry.write_text(inputs.entry_script)
+                conda = Path(tmp) / "conda.yml"
+                conda.write_text(inputs.conda_spec)
+                env = Environment.from_conda_specification(f"{svc.name}-env", str(conda))
+                env.docker.base_image = spec.environment.base_image
+                config = InferenceConfig(entry_script=str(entry), environment=env)
+                if isinstance(existing, AksWebservice) and existing.compute_name == compute.name:
+                    existing.update(
+                        models=[model], inference_config=config, num_replicas=replicas, tags=tags, **resources
+                    )
+                else:
+                    deployment = AksWebservice.deploy_configuration(
+                        autoscale_enabled=False, num_replicas=replicas, tags=tags, **resources
+                    )
+                    Model.deploy(ws, svc.name, [model], config, deployment, deployment_target=compute, overwrite=True)
+
+        await self._call(inputs, f"deploying service {svc.name}", "service", deploy, WRITE_TIMEOUT)
+        self._keys.pop((key, svc.name), None)
+        return warnings
+
+    async def scale_service(self, inputs: DeploymentInputs, replicas: int) -> None:
+        """Change the replica count in place: one PATCH of ``numReplicas``, not a redeploy."""
+        _, ws = await self._workspace(inputs)
+        name = inputs.spec.service.name
+        await self._call(
+            inputs,
+            f"scaling service {name} to {replicas}",
+            "service",
+            lambda: Webservice(ws, name).update(num_replicas=replicas),
+            WRITE_TIMEOUT,
+        )
+
+    async def delete_service(self, inputs: DeploymentInputs) -> None:
+        """Issue the service's DELETE and return once Azure accepted it.
+
+        ``Webservice.delete()`` sends the same DELETE and then polls the operation every 5 s until it ends,
+        holding a pool thread for as long as AKS takes (minutes), so a few deletions would starve every other
+        call. Instead the same request (the service's own endpoint and the workspace's auth header) is sent
+        here without the wait; observe_service reports DELETING until the service is gone.
+        """
+        key, ws = await self._workspace(inputs)
+        name = inputs.spec.service.name
+
+        def start() -> None:
+            service = Webservice(ws, name)
+            headers = service._auth.get_authentication_header()
+            response = requests.delete(service._mms_endpoint, headers=headers, timeout=READ_TIMEOUT)
+            if response.status_code not in (200, 202, 204, 404):  # 204/404: gone already
+                raise requests.HTTPError(f"Response Code: {response.status_code}: {response.text}", response=response)
+
+        await self._call(inputs, f"deleting service {name}", "service", none_if_not_found(start), WRITE_TIMEOUT)
+        self._services.pop((key, name), None)
+        self._keys.pop((key, name), None)
+
+    async def get_keys(self, inputs: DeploymentInputs) -> tuple[str, str] | None:
+        if not inputs.spec.service.auth_enabled:
+            return None
+        key, ws = await self._workspace(inputs)
+        name = inputs.spec.service.name
+        if (key, name) not in self._keys:
+            service = self._services.get((key, name))
+
+            def read() -> tuple[str, str]:
+                primary, secondary = (service or Webservice(ws, name)).get_keys()
+                return str(primary), str(secondary)
+
+            self._keys[(key, name)] = await self._call(inputs, f"reading the keys of service {name}", "service", read)
+        return self._keys[(key, name)]
+
+    async def probe(self, inputs: DeploymentInputs) -> ProbeResult:
+        """A real GET of the service's health route (the scoring URI without ``score``) with the primary key."""
+        key, ws = await self._workspace(inputs)
+        name = inputs.spec.service.name
+        service: Any = self._services.get((key, name))
+        if service is None:
+            service = await self._call(inputs, f"reading service {name}", "service", lambda: Webservice(ws, name))
+            self._services[(key, name)] = service
+        if not service.scoring_uri:
+            return ProbeResult(False, f"service {name} has no scoring URI yet")
+        url = _health_url(service.scoring_uri)
+        keys = await self.get_keys(inputs) if service.auth_enabled else None
+        headers = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
+        loop = asyncio.get_running_loop()
+        get = functools.partial(requests.get, url, headers=headers, timeout=10)
+        try:
+            response = await asyncio.wait_for(loop.run_in_executor(self._pool, get), 15)
+        except (requests.RequestException, asyncio.TimeoutError) as exc:
+            return ProbeResult(False, f"GET {url} failed: {type(exc).__name__}")
+        if response.status_code in (401, 403):
+            self._keys.pop((key, name), None)  # regenerated behind our back: fetch them again next time
+        if response.status_code != 200:
+            return ProbeResult(False, f"GET {url} answered {response.status_code} {response.text[:200].strip()}")
+        return ProbeResult(True, f"GET {url} answered 200")
+
+    async def close(self) -> None:
+        """Stop taking SDK calls; calls in flight finish in their threads (a DELETE sent stays sent)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
