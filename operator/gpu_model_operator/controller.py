@@ -117,6 +117,7 @@ class Controller:
         self._compute_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         #: GPUs each deployment holds per compute key, as last written to its status (kopf-indexed view).
         self.gpus_by_compute: defaultdict[str, dict[str, int]] = defaultdict(dict)
+        self._transient_streak: dict[str, int] = {}
 
     # ---- inputs ----------------------------------------------------------------------------------
 
@@ -169,7 +170,7 @@ class Controller:
 
     # ---- one reconcile pass ----------------------------------------------------------------------
 
-    async def reconcile(self, res: Resource, retry: int = 0) -> Decision:
+    async def reconcile(self, res: Resource) -> Decision:
         async with self._resource_locks[res.uid]:
             previous = GpuModelDeploymentStatus.model_validate(dict(res.status or {}))
             if res.policy not in POLICIES:
@@ -187,10 +188,20 @@ class Controller:
             except PermanentBackendError as exc:
                 return self._failed(res, previous, exc.reason, exc.message, permanent=True)
             except TransientBackendError as exc:
-                delay = exc.retry_after or min(self.settings.poll_seconds * 2**retry, self.settings.max_backoff_seconds)
-                return self._failed(res, previous, exc.reason, exc.message, permanent=False, delay=delay)
+                return self._failed(
+                    res, previous, exc.reason, exc.message, permanent=False, delay=self._backoff(res, exc)
+                )
+            self._transient_streak.pop(res.uid, None)
             self._record_gpus(inputs, decision.status)
             return decision
+
+    def _backoff(self, res: Resource, exc: TransientBackendError) -> float:
+        """Retry-After when the backend gave one, else exponential in consecutive transient failures only
+        (kopf's own retry count also grows while an operation is merely in flight, so it is not used)."""
+        streak = self._transient_streak[res.uid] = self._transient_streak.get(res.uid, 0) + 1
+        if exc.retry_after:
+            return exc.retry_after
+        return float(min(self.settings.poll_seconds * 2 ** (streak - 1), self.settings.max_backoff_seconds))
 
     async def _pass(self, inputs: DeploymentInputs, previous: GpuModelDeploymentStatus) -> Decision:
         backend = self.backends[inputs.spec.backend]
@@ -286,7 +297,7 @@ class Controller:
 
     # ---- deletion ---------------------------------------------------------------------------------
 
-    async def delete(self, res: Resource, users_of_compute: int) -> DeletionDecision:
+    async def delete(self, res: Resource, users_of_compute: set[str]) -> DeletionDecision:
         """One deletion step; the handler repeats it until the decision is DONE."""
         async with self._resource_locks[res.uid]:
             status = GpuModelDeploymentStatus.model_validate(dict(res.status or {}))
@@ -302,10 +313,11 @@ class Controller:
             backend = self.backends[inputs.spec.backend]
             service = await backend.observe_service(inputs)
             compute = await backend.observe_compute(inputs) if inputs.spec.compute else None
-            others = users_of_compute
+            users = set(users_of_compute) - {inputs.owner}
             if compute is not None and service.state == ServiceState.ABSENT:
-                others += sum(1 for s in await backend.services_on_compute(inputs) if s.owner != inputs.owner)
-            decision = decide_deletion(inputs.spec, status, service, compute, others, inputs.owner)
+                found = await backend.services_on_compute(inputs)
+                users |= {s.owner or f"service:{s.name}" for s in found if s.owner != inputs.owner}
+            decision = decide_deletion(inputs.spec, status, service, compute, len(users), inputs.owner)
             if decision.action == DeleteAction.DELETE_SERVICE:
                 await backend.delete_service(inputs)
             elif decision.action == DeleteAction.DELETE_COMPUTE:

@@ -59,12 +59,13 @@ def conclude(body: kopf.Body, patch: kopf.Patch, decision: Decision) -> None:
         raise kopf.TemporaryError(summary, delay=decision.requeue_after)
 
 
-def _users_of_compute(index: Mapping[str, Any], spec: Mapping[str, Any], owner: str) -> int:
+def _users_of_compute(index: Mapping[str, Any], spec: Mapping[str, Any], owner: str) -> set[str]:
+    """The other GpuModelDeployments (by "namespace/name") that use the same compute."""
     try:
         key = compute_key(GpuModelDeploymentSpec.model_validate(dict(spec)))
     except ValueError:
-        return 0
-    return sum(1 for user in index.get(key, []) if user != owner)
+        return set()
+    return {user for user in index.get(key, []) if user != owner}
 
 
 def build_registry(settings: Settings, controller_factory: Any) -> kopf.OperatorRegistry:
@@ -99,20 +100,20 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
     @kopf.on.resume(*RESOURCE, id="reconcile", registry=registry)
     @kopf.on.create(*RESOURCE, id="reconcile", registry=registry)
     @kopf.on.update(*RESOURCE, id="reconcile", field="spec", registry=registry)
-    async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         controller: Controller = memo["controller"]
-        conclude(body, patch, await controller.reconcile(resource_of(body), retry))
+        conclude(body, patch, await controller.reconcile(resource_of(body)))
 
     @kopf.on.field(*RESOURCE, id="retry-now", field=("metadata", "annotations", RETRY_NOW), registry=registry)
     @kopf.on.field(*RESOURCE, id="policy", field=("metadata", "annotations", RECONCILE_POLICY), registry=registry)
-    async def retry_now(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    async def retry_now(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         """After fixing what a permanent error named (a Secret, a ConfigMap), annotate to try at once:
         ``kubectl annotate gmd NAME gpumodel.io/retry-now="$(date +%s)" --overwrite``. A change of the
         reconcile-policy annotation takes effect the same way."""
         if body["metadata"].get("deletionTimestamp"):
             return
         controller: Controller = memo["controller"]
-        conclude(body, patch, await controller.reconcile(resource_of(body), retry))
+        conclude(body, patch, await controller.reconcile(resource_of(body)))
 
     @kopf.timer(
         *RESOURCE,

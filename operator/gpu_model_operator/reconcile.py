@@ -305,6 +305,22 @@ def _decide_service(
         status.phase = Phase.FAILED
         status.last_error = message + "; fix the entry script, environment or model and the operator redeploys"
         return Decision(Action.NONE, 0, status, [Event("Warning", c.SERVICE_FAILED, message)], permanent=True)
+    scaled_before = status.operation is not None and status.operation.kind == Action.SCALE.value
+    if (
+        service.replicas != cap.effective
+        and scaled_before
+        and service.state == ServiceState.HEALTHY
+        and service.message
+    ):
+        # The backend kept the old count and said why (AKS: not enough GPUs on the nodes). Scaling again at
+        # once would fail again: report it, and let the periodic resync try once more.
+        message = f"scaling service {name} to {cap.effective} replicas failed: {service.message}"
+        set_condition(status, c.SERVICE_READY, False, c.SCALE_FAILED, message, generation, now)
+        _not_ready(status, generation, now, message, reason=c.SCALE_FAILED)
+        status.phase = Phase.DEGRADED
+        status.operation = None
+        status.last_error = message
+        return Decision(Action.NONE, service.replicas, status, [Event("Warning", c.SCALE_FAILED, message)])
     if service.replicas != cap.effective:
         verb = "scaling" if service.state == ServiceState.HEALTHY else "repairing"
         if service.replicas == 0:

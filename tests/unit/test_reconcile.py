@@ -276,3 +276,15 @@ def test_a_service_owned_by_another_deployment_is_a_conflict_not_an_adoption() -
     assert cond(decision.status, c.READY) == ("False", c.SERVICE_CONFLICT)
     assert "team-b/other" in (decision.status.last_error or "")
     assert not decision.status.ownership.service_adopted
+
+
+def test_a_scale_the_backend_refused_is_reported_not_repeated() -> None:
+    first = decide(spec(replicas=2), 1, GpuModelDeploymentStatus(), obs(compute(), service(replicas=1)), NOW)
+    assert first.action == Action.SCALE
+    refused = service(replicas=1, message="0/2 nodes are available: Insufficient nvidia.com/gpu")
+    second = decide(spec(replicas=2), 1, first.status, obs(compute(), refused), NOW)
+    assert second.action == Action.NONE and not second.permanent
+    assert cond(second.status, c.SERVICE_READY) == ("False", c.SCALE_FAILED)
+    assert "Insufficient nvidia.com/gpu" in (second.status.last_error or "")
+    third = decide(spec(replicas=2), 1, second.status, obs(compute(), refused), NOW)  # the resync tries again
+    assert third.action == Action.SCALE
