@@ -16,6 +16,7 @@ import pytest
 from digits_model import TrainedModel, train
 from gpu_model_operator.backends import procs
 from gpu_model_operator.operator_process import OperatorProcess
+from tests.e2e.azure_harness import azure, azure_operator, emu, no_faults  # noqa: F401 (fixtures)
 from tests.e2e.harness import Deployment
 
 
