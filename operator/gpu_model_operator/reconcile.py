@@ -280,6 +280,9 @@ def _decide_service(
         status.phase = Phase.FAILED
         status.last_error = message
         return Decision(Action.NONE, 0, status, [Event("Warning", c.SERVICE_CONFLICT, message)], permanent=True)
+    if service.owner == obs.owner:
+        # Our own tag at the backend is the record that survives a crash between the create and the status write.
+        status.ownership.service_created = True
     if service.owner is None and not status.ownership.service_created:
         status.ownership.service_adopted = True  # made outside the operator: adopt it, never delete it
     if service.state in (ServiceState.TRANSITIONING, ServiceState.DELETING):
