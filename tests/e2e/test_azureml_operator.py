@@ -164,3 +164,25 @@ def test_throttling_and_outages_converge_honouring_retry_after(azure: Azure) -> 
     assert azure.calls(r"/computes/gpu-flaky$", "GET")[0]["status"] == 0  # the reset connection
     azure.delete("digits")
     assert "digits-flaky" not in azure.cloud()[1]
+
+
+def test_retain_policy_keeps_the_cluster(azure: Azure) -> None:
+    azure.apply("kept", "kept-svc", {**provision("gpu-kept"), "deletionPolicy": "Retain"})
+    assert azure.wait_ready("kept")["status"]["ownership"]["computeCreated"]
+    azure.delete("kept")
+    computes, services = azure.cloud()
+    assert "gpu-kept" in computes and "kept-svc" not in services
+    retained = azure.events("kept", "RetainedCompute")
+    assert retained and "deletionPolicy: Retain" in retained[0]["message"]
+
+
+def test_an_existing_compute_is_adopted_and_never_deleted(azure: Azure) -> None:
+    azure.emu.seed(computes=[{"name": "gpu-theirs", "vm_size": "Standard_NC6", "agent_count": 1}])
+    azure.apply("guest", "guest-svc", provision("gpu-theirs", agents=1))
+    status = azure.wait_ready("guest")["status"]
+    assert status["ownership"]["computeAdopted"] and not status["ownership"]["computeCreated"]
+    assert azure.condition("guest", "ComputeReady")["reason"] == "ComputeAdopted"
+    azure.delete("guest")
+    computes, services = azure.cloud()
+    assert "gpu-theirs" in computes, "the operator did not create it, so it does not delete it"
+    assert "guest-svc" not in services
