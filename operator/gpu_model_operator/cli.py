@@ -1,6 +1,7 @@
 """The console command: ``gpu-model-operator run`` (also ``python -m gpu_model_operator``).
 
-Every option also reads a ``GMO_<OPTION>`` environment variable, which is how the Deployment in
+Every option of ``run`` also reads ``GMO_<PARAMETER>`` (``GMO_NAMESPACES``, space-separated; ``GMO_ALL_NAMESPACES``;
+``GMO_LOG_FORMAT``, …), which is how the Deployment in
 ``manifests/`` configures the operator.
 """
 
@@ -38,13 +39,24 @@ def build_controller(settings: Settings) -> object:
     return Controller(settings, backends, KubeClient(client.ApiClient()))
 
 
+class RequeueIsNotAnError(logging.Filter):
+    """The reconciler asks kopf to come back later by raising TemporaryError, which kopf logs at ERROR.
+    Waiting for a cluster to provision is progress, not an error: log it at INFO (real problems carry their
+    own Warning events and conditions)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "failed temporarily" in record.getMessage():
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 @click.group(context_settings={"auto_envvar_prefix": "GMO", "show_default": True})
 @click.version_option(__version__)
 def main() -> None:
     """GPU Model Operator: serve models on GPUs from GpuModelDeployment resources."""
 
 
-@main.command()
+@main.command(context_settings={"auto_envvar_prefix": "GMO"})
 @click.option("--namespace", "-n", "namespaces", multiple=True, help="Namespace to watch (repeatable).")
 @click.option("--all-namespaces", "-A", is_flag=True, help="Watch every namespace (cluster-wide install).")
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
@@ -93,6 +105,7 @@ def run(
         log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL,
     )
     logging.getLogger().setLevel(log_level)
+    logging.getLogger("kopf.objects").addFilter(RequeueIsNotAnError())
     metrics.serve(metrics_port)
     registry = build_registry(settings, lambda: build_controller(settings))
     kopf.run(

