@@ -41,6 +41,7 @@ from .reconcile import (
     Observation,
     decide,
     decide_deletion,
+    get_condition,
     set_condition,
 )
 from .settings import Settings
@@ -188,9 +189,13 @@ class Controller:
             except PermanentBackendError as exc:
                 return self._failed(res, previous, exc.reason, exc.message, permanent=True)
             except TransientBackendError as exc:
-                return self._failed(
-                    res, previous, exc.reason, exc.message, permanent=False, delay=self._backoff(res, exc)
-                )
+                delay = self._backoff(res, exc)
+                ready = get_condition(previous, c.READY)
+                if ready and ready.status == "True" and ready.observed_generation == res.generation:
+                    # A blip of the control plane does not stop a serving model: keep what was observed.
+                    status = previous.model_copy(update={"last_error": exc.message}, deep=True)
+                    return Decision(Action.NONE, 0, status, [Event("Warning", exc.reason, exc.message)], delay)
+                return self._failed(res, previous, exc.reason, exc.message, permanent=False, delay=delay)
             self._transient_streak.pop(res.uid, None)
             self._record_gpus(inputs, decision.status)
             return decision

@@ -233,7 +233,10 @@ def _decide_compute(
 
 
 def _cap_events(previous: GpuModelDeploymentStatus, generation: int, cap: Capacity, requested: int) -> list[Event]:
-    """A Warning when the cap first bites for this generation or changes; not on every pass."""
+    """A Warning when the cap first bites for this generation or changes (or CPU fallback starts); not on
+    every pass."""
+    if cap.cpu_fallback and not previous.cpu_fallback:
+        return [Event("Warning", c.CPU_FALLBACK, "no GPU on this machine: replicas run on CPU (allowCpuFallback)")]
     if not cap.message:
         return []
     unchanged = previous.observed_generation == generation and previous.replicas.effective == cap.effective
@@ -300,6 +303,7 @@ def _decide_service(
             cap,
             poll,
             f"redeploying service {name}: entry script, environment, model or resources changed",
+            event_reason=c.REDEPLOYED_SERVICE,
         )
     if service.state == ServiceState.FAILED:
         message = f"service {name} failed: {service.message or 'the backend gave no reason'}"
@@ -346,6 +350,7 @@ def _decide_service(
             cap,
             poll,
             f"repairing service {name}: {service.message or 'replicas are unhealthy'}",
+            event_reason=c.REDEPLOYED_SERVICE,
         )
     return _healthy(spec, generation, status, obs, now, cap, poll)
 
@@ -360,6 +365,7 @@ def _start(
     message: str,
     *,
     previous_existed: bool = False,
+    event_reason: str | None = None,
 ) -> Decision:
     if previous_existed:
         message += " (it was missing: deleted outside the operator?)"
@@ -369,7 +375,7 @@ def _start(
     status.phase = Phase.DEPLOYING
     status.operation = Operation(kind=action.value, target=status.service_name or "", started_at=now)
     status.ownership.service_created = status.ownership.service_created or not status.ownership.service_adopted
-    event_reason = c.DEPLOYED_SERVICE if action == Action.DEPLOY else c.SCALED_SERVICE
+    event_reason = event_reason or (c.DEPLOYED_SERVICE if action == Action.DEPLOY else c.SCALED_SERVICE)
     return Decision(action, cap.effective, status, [Event("Normal", event_reason, message)], requeue_after=poll)
 
 
@@ -445,7 +451,8 @@ def decide_deletion(
     if service.state not in (ServiceState.ABSENT, ServiceState.DELETING):
         ours = service.owner == owner or (status.ownership.service_created and not status.ownership.service_adopted)
         if ours:
-            return DeletionDecision(DeleteAction.DELETE_SERVICE, f"deleting service {service.name}")
+            message = f"deleting service {service.name}"
+            return DeletionDecision(DeleteAction.DELETE_SERVICE, message, [Event("Normal", c.DELETED_SERVICE, message)])
         message = f"leaving service {service.name}: it was adopted, not created by the operator"
         # The service we leave still runs on the compute, so the compute has a user and must stay.
         events = [Event("Normal", c.RETAINED_SERVICE, message)]

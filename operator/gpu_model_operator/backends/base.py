@@ -106,7 +106,7 @@ class DeploymentInputs:
 class BackendError(Exception):
     """A backend failure with a message a user can act on (never containing a secret)."""
 
-    def __init__(self, message: str, *, reason: str = "BackendError") -> None:
+    def __init__(self, message: str, *, reason: str = "BackendFailed") -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
