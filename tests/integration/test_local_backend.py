@@ -35,6 +35,7 @@ from gpu_model_operator.backends.local import LocalBackend
 from gpu_model_operator.backends.local_env import Environments, EnvStatus
 from gpu_model_operator.backends.local_logs import failure_message
 from gpu_model_operator.models import GpuModelDeploymentSpec
+from tests import polling
 
 T = TypeVar("T")
 
@@ -56,13 +57,7 @@ BROKEN = "def init():\n    raise RuntimeError('weights file is corrupt')\n\n\nde
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60, every: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return polling.wait_for(what, probe, timeout, every)
 
 
 @pytest.fixture(scope="module")
