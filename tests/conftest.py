@@ -6,6 +6,7 @@ garbage-collected: tests use a fresh namespace each and never wait on either.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from kubernetes import client, config
 
 from gpu_model_operator.devcluster import ControlPlane
+from tests import secrets_seen
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +24,20 @@ ROOT = Path(__file__).resolve().parents[1]
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     with ControlPlane(tmp_path_factory.mktemp("controlplane")) as cp:
         cp.install_crds(ROOT / "crds")
+        stop = threading.Event()
+        recorder = secrets_seen.start_recording(config.new_client_from_config(config_file=str(cp.kubeconfig)), stop)
         yield cp
+        stop.set()
+        recorder.join(10)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Audits of what the whole session left behind (``@pytest.mark.audit``) run after every other test."""
+    items.sort(key=lambda item: item.get_closest_marker("audit") is not None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "audit: runs after every other test and inspects what they left")
 
 
 @pytest.fixture

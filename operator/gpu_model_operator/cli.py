@@ -68,6 +68,9 @@ def main() -> None:
 @click.option("--state-dir", type=click.Path(path_type=Path), default=default_state_dir, help="Local backend state.")
 @click.option("--declared-gpus", type=int, default=None, help="Declared GPU inventory (testing): skip discovery.")
 @click.option("--azure-workers", default=8, help="Threads for Azure ML SDK calls.")
+@click.option(
+    "--call-budget", default=300, help="Backend calls one resource may make per resync interval (0: no limit)."
+)
 def run(
     namespaces: tuple[str, ...],
     all_namespaces: bool,
@@ -80,6 +83,7 @@ def run(
     state_dir: Path,
     declared_gpus: int | None,
     azure_workers: int,
+    call_budget: int,
 ) -> None:
     """Run the operator until interrupted."""
     if bool(namespaces) == all_namespaces:
@@ -91,6 +95,7 @@ def run(
         state_dir=state_dir,
         declared_gpus=declared_gpus,
         azure_workers=azure_workers,
+        call_budget=call_budget,
         health_port=health_port,
         metrics_port=metrics_port,
         log_level=log_level,

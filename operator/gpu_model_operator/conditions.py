@@ -41,6 +41,7 @@ ENVIRONMENT_FAILED = "EnvironmentFailed"
 PROBE_FAILED = "ProbeFailed"
 BACKEND_UNAVAILABLE = "BackendUnavailable"
 BACKEND_FAILED = "BackendFailed"
+CALL_BUDGET_EXHAUSTED = "CallBudgetExhausted"
 CPU_FALLBACK = "CpuFallback"
 ENVIRONMENT_WARNING = "EnvironmentWarning"
 

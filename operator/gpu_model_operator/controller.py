@@ -29,6 +29,7 @@ from .backends.base import (
     ServiceState,
     TransientBackendError,
 )
+from .budget import CallBudget, metered
 from .keys import keys_secret_body, keys_secret_name
 from .kube import KubeClient
 from .models import BackendKind, GpuModelDeploymentSpec, GpuModelDeploymentStatus, Phase
@@ -43,6 +44,8 @@ from .reconcile import (
     decide_deletion,
     get_condition,
     set_condition,
+    settled,
+    still_settled,
 )
 from .settings import Settings
 
@@ -112,7 +115,8 @@ class InputError(Exception):
 class Controller:
     def __init__(self, settings: Settings, backends: Mapping[BackendKind, Backend], kube: KubeClient) -> None:
         self.settings = settings
-        self.backends = {kind: metrics.instrument(backend) for kind, backend in backends.items()}
+        self.budget = CallBudget(settings.call_budget, settings.resync_seconds)
+        self.backends = {kind: metrics.instrument(metered(backend, self.budget)) for kind, backend in backends.items()}
         self.kube = kube
         self._resource_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._compute_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -171,7 +175,8 @@ class Controller:
 
     # ---- one reconcile pass ----------------------------------------------------------------------
 
-    async def reconcile(self, res: Resource) -> Decision:
+    async def reconcile(self, res: Resource, *, resync: bool = False) -> Decision:
+        """One pass. A ``resync`` of a settled resource checks its service only (see ``reconcile.settled``)."""
         async with self._resource_locks[res.uid]:
             previous = GpuModelDeploymentStatus.model_validate(dict(res.status or {}))
             if res.policy not in POLICIES:
@@ -179,8 +184,14 @@ class Controller:
                 return self._failed(res, previous, c.INVALID_SPEC, message, permanent=True)
             if res.policy == POLICY_SKIP:
                 return self._skipped(res, previous)
+            wait = self.budget.wait_seconds(res.owner)
+            if wait > 0:
+                return self._over_budget(res, previous, wait)
             try:
                 inputs = await self.load_inputs(res)
+                quiet = resync and settled(previous, res.generation, inputs.spec.service.replicas)
+                if quiet and await self._still_settled(inputs, previous):
+                    return Decision(Action.NONE, previous.replicas.effective, previous.model_copy(deep=True))
                 async with self._compute_locks[compute_key(inputs.spec)]:
                     decision = await self._pass(inputs, previous)
             except InputError as exc:
@@ -199,6 +210,27 @@ class Controller:
             self._transient_streak.pop(res.uid, None)
             self._record_gpus(inputs, decision.status)
             return decision
+
+    async def _still_settled(self, inputs: DeploymentInputs, previous: GpuModelDeploymentStatus) -> bool:
+        """The resync of a settled resource: one read of the service and the probe; True when nothing drifted."""
+        backend = self.backends[inputs.spec.backend]
+        service = await backend.observe_service(inputs)
+        healthy = service.state == ServiceState.HEALTHY and service.fingerprint == inputs.fingerprint
+        probe = await backend.probe(inputs) if healthy else None
+        return still_settled(previous, service, inputs.fingerprint, probe)
+
+    def _over_budget(self, res: Resource, previous: GpuModelDeploymentStatus, wait: float) -> Decision:
+        """Conditions stay as they are (nothing new was observed); lastError and one Warning say why it waits."""
+        status = previous.model_copy(deep=True)
+        budget = self.budget
+        message = (
+            f"call budget spent: {budget.limit} backend calls in the last {budget.window:.0f}s; "
+            f"the next pass is in {wait:.0f}s (setting --call-budget)"
+        )
+        already = (previous.last_error or "").startswith("call budget spent")
+        status.last_error = message
+        events = [] if already else [Event("Warning", c.CALL_BUDGET_EXHAUSTED, message)]
+        return Decision(Action.NONE, previous.replicas.effective, status, events, requeue_after=wait)
 
     def _backoff(self, res: Resource, exc: TransientBackendError) -> float:
         """Retry-After when the backend gave one, else exponential in consecutive transient failures only
@@ -237,7 +269,7 @@ class Controller:
         held: dict[str, int] = dict(self.gpus_by_compute[compute_key(inputs.spec)])
         held.pop(inputs.owner, None)
         if compute.gpus_total or compute.cpu_only:
-            for svc in await backend.services_on_compute(inputs):
+            for svc in await backend.services_on_compute(inputs, max_age=self.settings.poll_seconds):
                 if svc.owner == inputs.owner or (svc.owner is None and svc.name == inputs.spec.service.name):
                     continue
                 key = svc.owner or f"service:{svc.name}"
@@ -330,6 +362,7 @@ class Controller:
             elif decision.action == DeleteAction.DONE:
                 await self.kube.delete_secret(res.namespace, keys_secret_name(res.name))
                 self.forget(res.spec, res.owner)
+                self.budget.forget(res.owner)
             return decision
 
     async def _inputs_for_deletion(self, res: Resource) -> DeploymentInputs:

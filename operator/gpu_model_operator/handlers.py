@@ -131,8 +131,10 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
         if body["metadata"].get("deletionTimestamp"):
             return
         controller: Controller = memo["controller"]
-        decision = await controller.reconcile(resource_of(body))
-        write_status(patch, decision.status)
+        decision = await controller.reconcile(resource_of(body), resync=True)
+        # An unchanged status costs no write, and so no watch event for every resource at every resync.
+        if decision.status.model_dump(by_alias=True, mode="json", exclude_none=True) != dict(body.get("status", {})):
+            write_status(patch, decision.status)
         post_events(body, decision.events)
         metrics.observe_decision(resource_of(body).owner, decision)
 

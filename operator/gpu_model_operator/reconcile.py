@@ -147,6 +147,40 @@ def get_condition(status: GpuModelDeploymentStatus, type_: str) -> Condition | N
     return next((cond for cond in status.conditions if cond.type == type_), None)
 
 
+def settled(previous: GpuModelDeploymentStatus, generation: int, requested: int) -> bool:
+    """Whether the last pass left this generation Ready with every requested replica and no error.
+
+    Only then may a resync check the service alone (one read, and the probe): a settled service needs nothing
+    from the compute or its neighbours, and the cap cannot lift what is not capped. Anything else (capped,
+    failed, an error still showing) takes the full pass.
+    """
+    ready = get_condition(previous, c.READY)
+    return (
+        previous.phase == Phase.READY
+        and ready is not None
+        and ready.status == "True"
+        and ready.observed_generation == generation
+        and previous.probed_generation == generation
+        and previous.last_error is None
+        and previous.replicas.requested == previous.replicas.effective == requested
+    )
+
+
+def still_settled(
+    previous: GpuModelDeploymentStatus, service: ObservedService, fingerprint: str, probe: ProbeResult | None
+) -> bool:
+    """A settled resource's service, observed again, shows no drift: healthy, same inputs, same replicas,
+    and the probe answered. Otherwise the full pass decides what to repair."""
+    return (
+        service.state == ServiceState.HEALTHY
+        and service.fingerprint == fingerprint
+        and service.replicas == previous.replicas.effective
+        and service.scoring_uri == previous.scoring_uri
+        and probe is not None
+        and probe.ok
+    )
+
+
 def decide(
     spec: GpuModelDeploymentSpec,
     generation: int,

@@ -25,6 +25,9 @@ class Settings:
     #: Seconds between drift checks of a converged resource. Against Azure, keep it at 15 minutes or more:
     #: each pass costs a few ARM reads per resource.
     resync_seconds: float = 900.0
+    #: Backend calls one resource may make per resync interval (sliding window); 0: no limit. A guard against
+    #: one resource spending the subscription's Azure request quota; deletion is never held back by it.
+    call_budget: int = 300
     #: Longest back-off after repeated transient errors.
     max_backoff_seconds: float = 300.0
     #: Where the local backend keeps its serving environments and running services.

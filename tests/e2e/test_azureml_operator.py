@@ -186,3 +186,26 @@ def test_an_existing_compute_is_adopted_and_never_deleted(azure: Azure) -> None:
     computes, services = azure.cloud()
     assert "gpu-theirs" in computes, "the operator did not create it, so it does not delete it"
     assert "guest-svc" not in services
+
+
+def test_a_settled_resource_costs_one_service_read_and_no_write_per_resync(azure: Azure) -> None:
+    """The steady state against Azure: each resync of a Ready resource reads its service once and probes it;
+    it reads no compute, lists nothing, writes nothing, and leaves the unchanged resource unpatched."""
+    azure.apply("steady", "steady-svc", provision("gpu-steady", agents=1), replicas=1)
+    version = azure.wait_ready("steady")["metadata"]["resourceVersion"]
+    azure.emu.clear_calls()
+    wait_for("three resyncs", lambda: len(azure.calls(r"/api/v1/service/steady-svc/$", "GET")) >= 3, 40)
+    calls = azure.emu.calls()
+    probes = [c for c in calls if c["path"].endswith("/api/v1/service/steady-svc/")]
+    reads = [c for c in calls if c["method"] == "GET" and c["path"].endswith("/services/steady-svc")]
+    writes = [
+        (c["method"], c["path"])
+        for c in calls
+        if c["method"] in ("PUT", "PATCH", "DELETE") or (c["method"] == "POST" and "oauth2" not in c["path"])
+    ]
+    assert len(reads) in (len(probes), len(probes) + 1)  # a pass may be between its read and its probe
+    assert writes == []
+    assert not [c for c in calls if "/computes/gpu-steady" in c["path"]], "a settled resync reads no compute"
+    assert not [c for c in calls if c["path"].endswith("/services") and c["method"] == "GET"], "nor lists services"
+    assert azure.get("steady")["metadata"]["resourceVersion"] == version, "an unchanged status is not patched"
+    azure.delete("steady")

@@ -24,6 +24,8 @@ from gpu_model_operator.reconcile import (
     decide,
     decide_deletion,
     get_condition,
+    settled,
+    still_settled,
 )
 
 NOW = "2026-01-01T00:00:00Z"
@@ -288,3 +290,41 @@ def test_a_scale_the_backend_refused_is_reported_not_repeated() -> None:
     assert "Insufficient nvidia.com/gpu" in (second.status.last_error or "")
     third = decide(spec(replicas=2), 1, second.status, obs(compute(), refused), NOW)  # the resync tries again
     assert third.action == Action.SCALE
+
+
+def ready_status(replicas: int = 2, generation: int = 7) -> GpuModelDeploymentStatus:
+    observation = obs(compute(), service(), probe=ProbeResult(True))
+    return decide(spec(replicas=replicas), generation, GpuModelDeploymentStatus(), observation, NOW).status
+
+
+def test_a_ready_uncapped_generation_is_settled_for_the_short_resync() -> None:
+    status = ready_status()
+    assert settled(status, 7, requested=2)
+    assert not settled(status, 8, requested=2)  # a new generation takes the full pass
+    assert not settled(status, 7, requested=3)  # so does a changed replica count
+
+
+def test_capped_errored_or_unready_resources_take_the_full_resync() -> None:
+    observation = obs(compute(), service(), probe=ProbeResult(True))
+    capped = decide(spec(replicas=3), 1, GpuModelDeploymentStatus(), observation, NOW)
+    assert capped.status.phase == Phase.DEGRADED and not settled(capped.status, 1, requested=3)  # GPUs may free up
+    blip = ready_status().model_copy(update={"last_error": "Azure did not answer"})
+    assert not settled(blip, 7, requested=2)  # the full pass clears what the blip left
+    pending = decide(spec(), 7, GpuModelDeploymentStatus(), obs(compute(), service()), NOW).status
+    assert not settled(pending, 7, requested=2)
+
+
+@pytest.mark.parametrize(
+    ("svc", "probe", "expected"),
+    [
+        (service(), ProbeResult(True), True),
+        (service(), ProbeResult(False, "503"), False),
+        (service(), None, False),
+        (service(replicas=1), ProbeResult(True), False),  # a replica died
+        (service(fingerprint="fp-old"), ProbeResult(True), False),  # redeployed behind our back
+        (service(ServiceState.UNHEALTHY), ProbeResult(True), False),
+        (ABSENT_SVC, None, False),  # deleted out of band
+    ],
+)
+def test_drift_seen_by_the_short_resync(svc: ObservedService, probe: ProbeResult | None, expected: bool) -> None:
+    assert still_settled(ready_status(), svc, FP, probe) is expected

@@ -7,7 +7,8 @@ What calls what (each row one SDK call, run in a bounded thread pool, never wait
   delete_compute: ``compute.delete()`` or ``compute.detach()`` (both return once Azure accepted the DELETE).
 - observe_service: ``Webservice(ws, name)``; deploy_service: ``Model.deploy(..., overwrite=True)`` or, when the
   service exists, ``service.update(models=..., inference_config=..., ...)``; scale_service:
-  ``service.update(num_replicas=n)``; services_on_compute: ``AksWebservice.list(ws, compute_type="AKS")``;
+  ``service.update(num_replicas=n)``; services_on_compute: ``AksWebservice.list(ws, compute_type="AKS")``, one
+  listing per workspace shared by every resource for up to ``max_age`` seconds;
   get_keys: ``service.get_keys()``; probe: a GET of the health route with ``requests``.
 
 The SDK blocks, so every call runs in a ``ThreadPoolExecutor(max_workers=workers)`` and the event loop only
@@ -28,10 +29,12 @@ import concurrent.futures
 import functools
 import hashlib
 import logging
+import math
 import os
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -123,6 +126,10 @@ class AzureMLBackend:
         #: The service object last observed, and its keys, per (workspace key, service name): probe and keys.
         self._services: dict[tuple[WsKey, str], Any] = {}
         self._keys: dict[tuple[WsKey, str], tuple[str, str]] = {}
+        #: The last listing of the workspace's AKS services (monotonic time, services), and the lock that makes
+        #: resources polling together share one listing instead of each making their own.
+        self._listings: dict[WsKey, tuple[float, list[ServiceOnCompute], dict[str, str]]] = {}
+        self._listing_locks: defaultdict[WsKey, asyncio.Lock] = defaultdict(asyncio.Lock)
         if SDK_IMPORTED_EARLY:
             log.warning("azureml was imported before %s: the SDK keeps its own long retries on 429", __name__)
 
@@ -264,25 +271,33 @@ class AzureMLBackend:
 
         await self._call(inputs, f"deleting compute {name}", "compute", none_if_not_found(start), WRITE_TIMEOUT)
 
-    async def services_on_compute(self, inputs: DeploymentInputs) -> list[ServiceOnCompute]:
-        """Every AKS service on this compute with the GPUs it holds (a failed one holds none)."""
-        _, ws = await self._workspace(inputs)
+    async def services_on_compute(self, inputs: DeploymentInputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
+        """Every AKS service on this compute with the GPUs it holds (a failed one holds none).
+
+        One listing covers the whole workspace, so with ``max_age`` the resources polling within that time
+        share it: N deployments converging together cost one listing per poll, not N listings of N services.
+        """
+        key, ws = await self._workspace(inputs)
         assert inputs.spec.compute is not None
         compute = inputs.spec.compute.name
-        services = await self._call(
-            inputs, "listing services", "service", lambda: AksWebservice.list(ws, compute_type="AKS")
-        )
-        found = []
-        for s in services:
-            if getattr(s, "compute_name", None) != compute:
-                continue
-            scaler = getattr(s, "autoscaler", None)
-            replicas = scaler.max_replicas if scaler and scaler.autoscale_enabled else s.num_replicas
-            replicas = 0 if str(s.state).lower() == "failed" else int(replicas or 0)
-            resources = getattr(s, "container_resource_requirements", None)
-            gpu = int(getattr(resources, "gpu", 0) or 0)
-            found.append(ServiceOnCompute(s.name, replicas, gpu, (s.tags or {}).get(OWNER_TAG)))
-        return found
+        async with self._listing_locks[key]:
+            taken, services, computes = self._listings.get(key, (-math.inf, [], {}))
+            if time.monotonic() - taken > max_age:
+                taken = time.monotonic()
+                listed = await self._call(
+                    inputs, "listing services", "service", lambda: AksWebservice.list(ws, compute_type="AKS")
+                )
+                services, computes = [], {}
+                for s in listed:
+                    scaler = getattr(s, "autoscaler", None)
+                    replicas = scaler.max_replicas if scaler and scaler.autoscale_enabled else s.num_replicas
+                    replicas = 0 if str(s.state).lower() == "failed" else int(replicas or 0)
+                    resources = getattr(s, "container_resource_requirements", None)
+                    gpu = int(getattr(resources, "gpu", 0) or 0)
+                    services.append(ServiceOnCompute(s.name, replicas, gpu, (s.tags or {}).get(OWNER_TAG)))
+                    computes[s.name] = str(getattr(s, "compute_name", None))
+                self._listings[key] = (taken, services, computes)
+        return [s for s in services if computes.get(s.name) == compute]
 
     # ---- service ----------------------------------------------------------------------------------
 

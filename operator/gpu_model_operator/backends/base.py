@@ -134,7 +134,10 @@ class Backend(Protocol):
     async def delete_compute(self, inputs: DeploymentInputs) -> None:
         """Delete (provisioned) or detach (attached) the compute; gone already is success."""
 
-    async def services_on_compute(self, inputs: DeploymentInputs) -> list[ServiceOnCompute]: ...
+    async def services_on_compute(self, inputs: DeploymentInputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
+        """Every service on the compute. ``max_age`` > 0 lets a backend answer from a listing at most that many
+        seconds old (for the GPU cap, where the operator's own deployments are counted from its own records);
+        deciding to delete a compute always asks for a fresh one."""
 
     async def observe_service(self, inputs: DeploymentInputs) -> ObservedService: ...
 

@@ -180,7 +180,7 @@ class LocalBackend:
     async def delete_compute(self, inputs: DeploymentInputs) -> None:
         """This machine is never deleted."""
 
-    async def services_on_compute(self, inputs: DeploymentInputs) -> list[ServiceOnCompute]:
+    async def services_on_compute(self, inputs: DeploymentInputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
         """Every local service with the GPUs it holds or is about to hold (its desired replicas)."""
         found = []
         on_gpu = (await asyncio.to_thread(lambda: self.inventory)).count > 0

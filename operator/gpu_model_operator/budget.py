@@ -1,0 +1,76 @@
+"""A per-resource budget of backend calls, so one resource cannot spend a subscription's Azure quota.
+
+Azure Resource Manager throttles reads and writes per principal and subscription, for every deployment the
+operator manages together. A resource that keeps failing, or a bug that polls too often, must not starve the
+others: each resource may spend at most ``limit`` backend calls in any window of ``window_seconds`` (the resync
+interval); past that its next pass waits until the oldest call leaves the window. Deletion is never held
+back: stopping what bills always goes first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from typing import Any, cast
+
+from .backends.base import Backend, DeploymentInputs
+
+
+class CallBudget:
+    """Sliding-window counts of backend calls per resource ("namespace/name"); ``limit`` 0 means no limit."""
+
+    def __init__(self, limit: int, window_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self._clock = limit, window_seconds, clock
+        self._calls: defaultdict[str, deque[float]] = defaultdict(deque)
+
+    def _trim(self, owner: str, now: float) -> deque[float]:
+        calls = self._calls[owner]
+        while calls and calls[0] <= now - self.window:
+            calls.popleft()
+        return calls
+
+    def spend(self, owner: str) -> None:
+        if self.limit:
+            now = self._clock()
+            self._trim(owner, now).append(now)
+
+    def spent(self, owner: str) -> int:
+        return len(self._trim(owner, self._clock()))
+
+    def wait_seconds(self, owner: str) -> float:
+        """0 while calls are left; else the seconds until the oldest call in the window expires."""
+        if not self.limit:
+            return 0.0
+        now = self._clock()
+        calls = self._trim(owner, now)
+        if len(calls) < self.limit:
+            return 0.0
+        return max(0.0, calls[len(calls) - self.limit] + self.window - now)
+
+    def forget(self, owner: str) -> None:
+        self._calls.pop(owner, None)
+
+
+class MeteredBackend:
+    """Counts every backend operation against the budget of the resource it is for (its first argument)."""
+
+    def __init__(self, backend: Backend, budget: CallBudget) -> None:
+        self._backend, self._budget = backend, budget
+        self.name = backend.name
+
+    def __getattr__(self, operation: str) -> Any:
+        call = getattr(self._backend, operation)
+        if not callable(call):
+            return call
+
+        async def metered(*args: Any, **kwargs: Any) -> Any:
+            if args and isinstance(args[0], DeploymentInputs):
+                self._budget.spend(args[0].owner)
+            return await call(*args, **kwargs)
+
+        return metered
+
+
+def metered(backend: Backend, budget: CallBudget) -> Backend:
+    return cast(Backend, MeteredBackend(backend, budget))
