@@ -41,10 +41,12 @@ RUN groupadd --system --gid 10001 gmo \
  && useradd --system --uid 10001 --gid gmo --home-dir /home/gmo --create-home --shell /usr/sbin/nologin gmo
 COPY --from=build /opt/gpu-model-operator /opt/gpu-model-operator
 # HOME, /tmp and the state directory are emptyDir volumes in the Deployment (read-only root filesystem).
+# MALLOC_ARENA_MAX: the SDK's worker threads would otherwise each grow a glibc arena that is never returned.
 ENV PATH=/opt/gpu-model-operator/bin:$PATH \
     VIRTUAL_ENV=/opt/gpu-model-operator \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    MALLOC_ARENA_MAX=2 \
     HOME=/home/gmo
 USER 10001:10001
 WORKDIR /home/gmo

@@ -79,7 +79,8 @@ def emulator(state_dir: Path, latencies: dict[str, float]) -> Iterator[Emulator]
 
 
 def client_env(emu: Emulator, home: Path) -> dict[str, str]:
-    return {**os.environ, **emu.env, "HOME": str(home)}
+    """The SDK's environment, and MALLOC_ARENA_MAX as the operator's image sets it (see the Dockerfile)."""
+    return {**os.environ, **emu.env, "HOME": str(home), "MALLOC_ARENA_MAX": "2"}
 
 
 # ---- the baseline --------------------------------------------------------------------------------------
@@ -268,11 +269,14 @@ def main() -> int:
     p.add_argument("--intervals", type=int, default=2, help="resync intervals the steady state is counted over")
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--timeout", type=float, default=3600.0)
+    p.add_argument("--workdir", type=Path, help="keep logs and manifests here (default: a temporary directory)")
     args = p.parse_args()
     latencies = {"compute_create_s": args.compute_seconds, "service_create_s": args.service_seconds}
     with tempfile.TemporaryDirectory(prefix="gmo-bench-") as tmp:
-        work = Path(tmp)
+        work = Path(args.workdir or tmp)
+        work.mkdir(parents=True, exist_ok=True)
         with emulator(work, latencies) as emu:
+            emu.admin.seed(models=[{"name": "digits"}])
             baseline = run_baseline(emu, work, args.baseline) if args.baseline else []
             per_deployment = statistics.median(baseline) if baseline else float("nan")
             print(f"baseline: {len(baseline)} deployments, median {per_deployment:.1f}s each", flush=True)
@@ -311,7 +315,7 @@ def main() -> int:
     RESULTS.write_text(
         json.dumps(
             {
-                "settings": vars(args),
+                "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                 "emulator_latency_floor_seconds": floor,
                 "baseline_seconds_per_deployment": baseline,
                 "runs": rows,

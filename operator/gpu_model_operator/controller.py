@@ -23,8 +23,10 @@ from . import conditions as c
 from . import metrics
 from .backends.base import (
     Backend,
+    ComputeState,
     DeploymentInputs,
     ObservedCompute,
+    ObservedService,
     PermanentBackendError,
     ServiceState,
     TransientBackendError,
@@ -244,7 +246,10 @@ class Controller:
         backend = self.backends[inputs.spec.backend]
         compute = await backend.observe_compute(inputs)
         others = await self._gpus_held_by_others(backend, inputs, compute)
-        service = await backend.observe_service(inputs)
+        if compute.state == ComputeState.READY:
+            service = await backend.observe_service(inputs)
+        else:  # no service runs on a compute that is not ready, and decide() stops at the compute: save the read
+            service = ObservedService(inputs.spec.service.name, ServiceState.ABSENT)
         probe = None
         if service.state == ServiceState.HEALTHY and service.fingerprint == inputs.fingerprint:
             probe = await backend.probe(inputs)
@@ -269,7 +274,7 @@ class Controller:
         held: dict[str, int] = dict(self.gpus_by_compute[compute_key(inputs.spec)])
         held.pop(inputs.owner, None)
         if compute.gpus_total or compute.cpu_only:
-            for svc in await backend.services_on_compute(inputs, max_age=self.settings.poll_seconds):
+            for svc in await backend.services_on_compute(inputs, max_age=max(self.settings.poll_seconds, 30.0)):
                 if svc.owner == inputs.owner or (svc.owner is None and svc.name == inputs.spec.service.name):
                     continue
                 key = svc.owner or f"service:{svc.name}"

@@ -209,3 +209,20 @@ def test_a_settled_resource_costs_one_service_read_and_no_write_per_resync(azure
     assert not [c for c in calls if c["path"].endswith("/services") and c["method"] == "GET"], "nor lists services"
     assert azure.get("steady")["metadata"]["resourceVersion"] == version, "an unchanged status is not patched"
     azure.delete("steady")
+
+
+def test_deployments_applied_together_all_converge(azure: Azure) -> None:
+    """Several resources at once deploy in parallel in the SDK's thread pool: each gets its own compute and
+    service, none fails (the SDK's entry-script syntax check once failed valid scripts when run in parallel)."""
+    names = [f"batch-{i}" for i in range(6)]
+    for i, name in enumerate(names):
+        azure.apply(name, f"batch-svc-{i}", provision(f"gpu-batch-{i}", agents=1), replicas=1)
+    for name in names:
+        azure.wait_ready(name)
+    assert [e["reason"] for name in names for e in azure.events(name) if e["type"] == "Warning"] == []
+    computes, services = azure.cloud()
+    assert {f"gpu-batch-{i}" for i in range(6)} <= computes and {f"batch-svc-{i}" for i in range(6)} <= services
+    for name in names:
+        azure.cp.kubectl("delete", "gmd", name, "-n", azure.ns, "--wait=false")
+    wait_for("every batch deployment deleted", lambda: not any(n.startswith("gpu-batch") for n in azure.cloud()[0]), 90)
+    assert not any(s.startswith("batch-svc") for s in azure.cloud()[1])

@@ -33,9 +33,11 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -81,6 +83,10 @@ from .azureml_errors import classify, none_if_not_found, provisioning_errors  # 
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: ``InferenceConfig`` checks the entry script's syntax with ``ast.parse``, which is not thread-safe in CPython
+#: 3.11: deployments started together in the pool failed at random with "AST constructor recursion depth
+#: mismatch" (a UserError, so a permanent failure of a valid script). Built one at a time, it costs little.
+_PARSE_LOCK = threading.Lock()
 
 MANAGER = "gpu-model-operator"
 #: ARM tag names may not contain "/", so the compute's tags differ from the services' (MMS allows it).
@@ -114,18 +120,35 @@ def _health_url(scoring_uri: str) -> str:
     return scoring_uri[: -len("score")] if scoring_uri.endswith("/score") else scoring_uri.rstrip("/") + "/"
 
 
+@dataclass
+class _Seen:
+    """A service as last observed: its scoring URI for the probe, and the SDK object until its keys are read."""
+
+    scoring_uri: str | None
+    auth_enabled: bool
+    sdk_object: Any
+
+
 class AzureMLBackend:
     name = "azureml"
 
     def __init__(self, workers: int = 8) -> None:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="azureml-sdk")
+        #: One slot per pool thread. Calls wait here, on the event loop, for a free thread, so a call's timeout
+        #: counts from when it runs: with a thousand resources polling, calls queued inside the executor timed
+        #: out before they started, ran anyway afterwards (a thread cannot be cancelled), and the queue grew.
+        self._slots = asyncio.Semaphore(workers)
         self._workspaces: dict[WsKey, Any] = {}
         self._connecting = asyncio.Lock()
         #: Per workspace: no Azure call before this monotonic time (a 429's Retry-After).
         self._not_before: dict[tuple[str, str, str], float] = {}
-        #: The service object last observed, and its keys, per (workspace key, service name): probe and keys.
-        self._services: dict[tuple[WsKey, str], Any] = {}
+        #: What the probe needs of each service last observed, and its keys, per (workspace key, service name).
+        self._services: dict[tuple[WsKey, str], _Seen] = {}
         self._keys: dict[tuple[WsKey, str], tuple[str, str]] = {}
+        #: Registered model versions, which Azure ML never changes: read once, not at every deployment.
+        self._models: dict[tuple[WsKey, str, int], Any] = {}
+        #: The compute object observe_compute read last (monotonic time, object), for the deploy of the same pass.
+        self._computes: dict[tuple[WsKey, str], tuple[float, Any]] = {}
         #: The last listing of the workspace's AKS services (monotonic time, services), and the lock that makes
         #: resources polling together share one listing instead of each making their own.
         self._listings: dict[WsKey, tuple[float, list[ServiceOnCompute], dict[str, str]]] = {}
@@ -157,7 +180,8 @@ class AzureMLBackend:
             )
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self._pool, fn), timeout)
+            async with self._slots:
+                return await asyncio.wait_for(loop.run_in_executor(self._pool, fn), timeout)
         except asyncio.TimeoutError:
             raise TransientBackendError(f"{action} failed: no answer from Azure in {timeout:.0f}s") from None
         except Exception as exc:
@@ -200,7 +224,12 @@ class AzureMLBackend:
         read = none_if_not_found(lambda: ComputeTarget(ws, name))
         found = await self._call(inputs, f"reading compute {name}", "compute", read)
         if found is None:
+            self._computes.pop((self._key(inputs), name), None)
             return ObservedCompute(name, ComputeState.ABSENT)
+        now = time.monotonic()
+        if len(self._computes) > 64:  # those no deploy followed (the usual case): tens of kB each, dropped
+            self._computes = {k: v for k, v in self._computes.items() if now - v[0] <= 10.0}
+        self._computes[(self._key(inputs), name)] = (now, found)
         owned, attached = _owned(found.tags, found.description), bool(found.is_attached)
         if not isinstance(found, AksCompute):
             message = f"{name} is a {type(found).__name__}, not an AKS cluster; choose another spec.compute.name"
@@ -217,6 +246,20 @@ class AzureMLBackend:
             raise PermanentBackendError(f"compute {name} ({size}): {exc.message}", reason=exc.reason) from None
         message = size if state == ComputeState.READY else f"{raw} ({size})"
         return ObservedCompute(name, state, gpus, created_by_operator=owned, attached=attached, message=message)
+
+    def _recent_compute(self, key: WsKey, name: str, max_age: float = 10.0) -> Any:
+        """The compute object observed in this pass (a deploy follows its observation at once), or None."""
+        taken, found = self._computes.pop((key, name), (-math.inf, None))
+        return found if time.monotonic() - taken <= max_age else None
+
+    def _model(self, key: WsKey, ws: Any, name: str, version: int | None) -> Any:
+        """``Model(ws, name, version)``; a pinned version is cached (immutable), the latest is read every time.
+        Runs in a pool thread; two threads racing to fill the cache only read the same model twice."""
+        if version is None:
+            return Model(ws, name=name)
+        if (key, name, version) not in self._models:
+            self._models[(key, name, version)] = Model(ws, name=name, version=version)
+        return self._models[(key, name, version)]
 
     async def create_compute(self, inputs: DeploymentInputs) -> None:
         """Provision (or attach) and return once Azure accepted the PUT; observe_compute follows progress."""
@@ -310,7 +353,10 @@ class AzureMLBackend:
             self._services.pop((key, name), None)
             self._keys.pop((key, name), None)
             return ObservedService(name, ServiceState.ABSENT)
-        self._services[(key, name)] = service
+        # The SDK object (tens of kB) is kept only until the keys are read: a thousand services stay small.
+        self._services[(key, name)] = _Seen(
+            service.scoring_uri, bool(service.auth_enabled), None if (key, name) in self._keys else service
+        )
         raw = str(service.state or "")
         state = SERVICE_STATES.get(raw.lower(), ServiceState.TRANSITIONING)
         message = "" if state == ServiceState.HEALTHY else f"Azure ML reports {raw}"
@@ -329,16 +375,18 @@ class AzureMLBackend:
         if not model_ref.name:
             message = "the azureml backend deploys a registered model: set spec.model.name"
             raise PermanentBackendError(message, reason=c.INVALID_SPEC)
+        model_name = model_ref.name
         tags = {FINGERPRINT_TAG: inputs.fingerprint, OWNER_TAG: inputs.owner}
         resources = {"cpu_cores": svc.cpu_cores, "memory_gb": svc.memory_gb, "gpu_cores": svc.gpu_cores}
         resources.update(auth_enabled=svc.auth_enabled, scoring_timeout_ms=svc.scoring_timeout_ms)
         warnings: list[str] = []
+        recent_compute = self._recent_compute(key, compute_name)
 
         def deploy() -> None:
-            model = Model(ws, name=model_ref.name, version=model_ref.version)
+            model = self._model(key, ws, model_name, model_ref.version)
             if model_ref.version is None:
                 warnings.append(f"spec.model.version is not set: deployed the latest version, {model.id}")
-            compute = ComputeTarget(ws, compute_name)
+            compute = recent_compute or ComputeTarget(ws, compute_name)
             existing = none_if_not_found(lambda: Webservice(ws, svc.name))()
             with tempfile.TemporaryDirectory(prefix="gmo-deploy-") as tmp:  # the SDK uploads files, not text
                 entry = Path(tmp) / (Path(spec.source.entry_script).name or "score.py")
@@ -347,7 +395,8 @@ class AzureMLBackend:
                 conda.write_text(inputs.conda_spec)
                 env = Environment.from_conda_specification(f"{svc.name}-env", str(conda))
                 env.docker.base_image = spec.environment.base_image
-                config = InferenceConfig(entry_script=str(entry), environment=env)
+                with _PARSE_LOCK:  # InferenceConfig ast.parse()s the entry script, see _PARSE_LOCK
+                    config = InferenceConfig(entry_script=str(entry), environment=env)
                 if isinstance(existing, AksWebservice) and existing.compute_name == compute.name:
                     existing.update(
                         models=[model], inference_config=config, num_replicas=replicas, tags=tags, **resources
@@ -402,23 +451,26 @@ class AzureMLBackend:
         key, ws = await self._workspace(inputs)
         name = inputs.spec.service.name
         if (key, name) not in self._keys:
-            service = self._services.get((key, name))
+            seen = self._services.get((key, name))
+            service = seen.sdk_object if seen else None
 
             def read() -> tuple[str, str]:
                 primary, secondary = (service or Webservice(ws, name)).get_keys()
                 return str(primary), str(secondary)
 
             self._keys[(key, name)] = await self._call(inputs, f"reading the keys of service {name}", "service", read)
+            if seen:
+                seen.sdk_object = None
         return self._keys[(key, name)]
 
     async def probe(self, inputs: DeploymentInputs) -> ProbeResult:
         """A real GET of the service's health route (the scoring URI without ``score``) with the primary key."""
         key, ws = await self._workspace(inputs)
         name = inputs.spec.service.name
-        service: Any = self._services.get((key, name))
+        service = self._services.get((key, name))
         if service is None:
-            service = await self._call(inputs, f"reading service {name}", "service", lambda: Webservice(ws, name))
-            self._services[(key, name)] = service
+            found = await self._call(inputs, f"reading service {name}", "service", lambda: Webservice(ws, name))
+            service = self._services[(key, name)] = _Seen(found.scoring_uri, bool(found.auth_enabled), found)
         if not service.scoring_uri:
             return ProbeResult(False, f"service {name} has no scoring URI yet")
         url = _health_url(service.scoring_uri)
@@ -427,7 +479,8 @@ class AzureMLBackend:
         loop = asyncio.get_running_loop()
         get = functools.partial(requests.get, url, headers=headers, timeout=10)
         try:
-            response = await asyncio.wait_for(loop.run_in_executor(self._pool, get), 15)
+            async with self._slots:
+                response = await asyncio.wait_for(loop.run_in_executor(self._pool, get), 15)
         except (requests.RequestException, asyncio.TimeoutError) as exc:
             return ProbeResult(False, f"GET {url} failed: {type(exc).__name__}")
         if response.status_code in (401, 403):
