@@ -487,10 +487,11 @@ def decide_deletion(
         if ours:
             message = f"deleting service {service.name}"
             return DeletionDecision(DeleteAction.DELETE_SERVICE, message, [Event("Normal", c.DELETED_SERVICE, message)])
-        message = f"leaving service {service.name}: it was adopted, not created by the operator"
-        # The service we leave still runs on the compute, so the compute has a user and must stay.
+        message = f"leaving service {service.name}: the operator did not create it for this resource"
+        # The service we leave keeps our compute busy if it runs there (or where the backend does not say).
+        on_ours = compute is None or service.compute_name in (None, compute.name)
         events = [Event("Normal", c.RETAINED_SERVICE, message)]
-        return _compute_step(spec, status, compute, other_users_of_compute + 1, events)
+        return _compute_step(spec, status, compute, other_users_of_compute + int(on_ours), events)
     if service.state == ServiceState.DELETING:
         return DeletionDecision(DeleteAction.WAIT, f"waiting for service {service.name} to be deleted")
     return _compute_step(spec, status, compute, other_users_of_compute, [])

@@ -226,3 +226,40 @@ def test_deployments_applied_together_all_converge(azure: Azure) -> None:
         azure.cp.kubectl("delete", "gmd", name, "-n", azure.ns, "--wait=false")
     wait_for("every batch deployment deleted", lambda: not any(n.startswith("gpu-batch") for n in azure.cloud()[0]), 90)
     assert not any(s.startswith("batch-svc") for s in azure.cloud()[1])
+
+
+def test_a_missing_credentials_secret_or_key_is_named_then_fixed(azure: Azure) -> None:
+    azure.cp.kubectl("delete", "secret", SECRET, "-n", azure.ns)
+    azure.apply("nosecret", "nosecret-svc", provision("gpu-nosecret", agents=1), replicas=1)
+    cond = azure.wait_reason("nosecret", "CredentialsInvalid")
+    assert f"Secret {SECRET} not found in namespace {azure.ns}" in cond["message"]
+    assert azure.get("nosecret")["status"]["phase"] == "Failed"
+
+    partial = {"tenantId": "adfs", "clientId": "gpu-operator"}  # no clientSecret
+    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET}, "stringData": partial}
+    azure.cp.kubectl("apply", "-n", azure.ns, "-f", "-", input=json.dumps(body))
+    azure.cp.kubectl("annotate", "gmd", "nosecret", "-n", azure.ns, "gpumodel.io/retry-now=1")
+    missing_key = f"Secret {SECRET} has no key clientSecret"
+    wait_for("the missing key named", lambda: missing_key in azure.condition("nosecret").get("message", ""), 30)
+    assert "gpu-nosecret" not in azure.cloud()[0], "nothing was created without credentials"
+
+    azure.secret()
+    azure.cp.kubectl("annotate", "gmd", "nosecret", "-n", azure.ns, "gpumodel.io/retry-now=2", "--overwrite")
+    azure.wait_ready("nosecret")
+    azure.delete("nosecret")
+
+
+def test_a_service_name_owned_by_another_resource_is_a_conflict_left_untouched(azure: Azure) -> None:
+    azure.apply("first", "shared-name", provision("gpu-first", agents=1), replicas=1)
+    azure.wait_ready("first")
+    azure.apply("second", "shared-name", provision("gpu-second", agents=1), replicas=1)
+    cond = azure.wait_reason("second", "ServiceNameConflict")
+    assert "first" in cond["message"]
+    assert azure.events("second", "ServiceNameConflict")[0]["type"] == "Warning"
+    assert azure.condition("first")["status"] == "True", "the owner's service is not touched"
+    azure.delete("second")
+    computes, services = azure.cloud()
+    assert "shared-name" in services, "deleting the loser never deletes the owner's service"
+    assert "gpu-second" not in computes, "nor leaves its own cluster billing"
+    azure.delete("first")
+    assert "shared-name" not in azure.cloud()[1]

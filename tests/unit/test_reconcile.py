@@ -236,6 +236,14 @@ def status_with(**ownership: bool) -> GpuModelDeploymentStatus:
             "Delete",
             DeleteAction.DONE,
         ),
+        (
+            service(owner="other/ns", compute_name="their-cluster"),
+            compute(),
+            0,
+            {"compute_created": True},
+            "Delete",
+            DeleteAction.DELETE_COMPUTE,
+        ),
     ],
     ids=[
         "service-first",
@@ -247,6 +255,7 @@ def status_with(**ownership: bool) -> GpuModelDeploymentStatus:
         "wait-for-compute",
         "already-gone-is-success",
         "adopted-service-left",
+        "a-conflicting-service-elsewhere-does-not-keep-our-compute",
     ],
 )
 def test_deletion(

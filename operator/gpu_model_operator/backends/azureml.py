@@ -364,7 +364,8 @@ class AzureMLBackend:
             message = provisioning_errors([service.error]) or message
         tags, replicas = service.tags or {}, int(getattr(service, "num_replicas", 0) or 0)
         fingerprint, owner = tags.get(FINGERPRINT_TAG), tags.get(OWNER_TAG)
-        return ObservedService(name, state, replicas, service.scoring_uri, fingerprint, owner, message)
+        compute = getattr(service, "compute_name", None)
+        return ObservedService(name, state, replicas, service.scoring_uri, fingerprint, owner, message, compute)
 
     async def deploy_service(self, inputs: DeploymentInputs, replicas: int) -> list[str]:
         """Create (``Model.deploy``) or redeploy in place (``service.update``); returns without waiting."""

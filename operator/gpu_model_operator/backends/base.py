@@ -70,6 +70,8 @@ class ObservedService:
     fingerprint: str | None = None
     owner: str | None = None
     message: str = ""
+    #: The compute it runs on, where the backend says (deletion must know whether it keeps our compute busy).
+    compute_name: str | None = None
 
 
 @dataclass(frozen=True)
