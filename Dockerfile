@@ -41,7 +41,8 @@ RUN groupadd --system --gid 10001 gmo \
  && useradd --system --uid 10001 --gid gmo --home-dir /home/gmo --create-home --shell /usr/sbin/nologin gmo
 COPY --from=build /opt/gpu-model-operator /opt/gpu-model-operator
 # HOME, /tmp and the state directory are emptyDir volumes in the Deployment (read-only root filesystem).
-# MALLOC_ARENA_MAX: the SDK's worker threads would otherwise each grow a glibc arena that is never returned.
+# MALLOC_ARENA_MAX: caps glibc at 2 malloc arenas; by default each SDK worker thread may grow its own, which
+# freed memory rarely leaves.
 ENV PATH=/opt/gpu-model-operator/bin:$PATH \
     VIRTUAL_ENV=/opt/gpu-model-operator \
     PYTHONUNBUFFERED=1 \
