@@ -40,18 +40,30 @@ def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
         yield emulator
 
 
-@pytest.fixture(scope="module")
-def azure_operator(
-    control_plane: Any, emu: Emulator, tmp_path_factory: pytest.TempPathFactory
+def run_operator(
+    control_plane: Any,
+    emu: Emulator,
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    resync: float = 5,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[OperatorProcess]:
+    """The operator pointed at the emulator, polling every second; a module fixture yields from it."""
     logs = tmp_path_factory.mktemp("logs")
     env = {**emu.client_env(), "HOME": str(tmp_path_factory.mktemp("home"))}
-    args = ["--all-namespaces", "--poll-seconds", "1", "--resync-seconds", "5"]
+    args = ["--all-namespaces", "--poll-seconds", "1", "--resync-seconds", str(resync), *extra]
     with OperatorProcess(
         control_plane.kubeconfig, [], logs / "state", logs / "operator.log", extra_args=args, env=env
     ) as op:
         yield op
         clean_up(control_plane)
+
+
+@pytest.fixture(scope="module")
+def azure_operator(
+    control_plane: Any, emu: Emulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    yield from run_operator(control_plane, emu, tmp_path_factory)
 
 
 def clean_up(cp: Any) -> None:

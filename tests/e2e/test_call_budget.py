@@ -11,7 +11,7 @@ import pytest
 
 from gpu_model_operator.operator_process import OperatorProcess
 from tests.azureml_emulator import Emulator
-from tests.e2e.azure_harness import Azure, clean_up, provision
+from tests.e2e.azure_harness import Azure, provision, run_operator
 from tests.e2e.harness import wait_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -23,14 +23,7 @@ def azure_operator(
     control_plane: Any, emu: Emulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     """This module's operator: the harness's, with a small budget over a short resync window."""
-    logs = tmp_path_factory.mktemp("logs")
-    env = {**emu.client_env(), "HOME": str(tmp_path_factory.mktemp("home"))}
-    args = ["--all-namespaces", "--poll-seconds", "1", "--resync-seconds", str(WINDOW), "--call-budget", str(BUDGET)]
-    with OperatorProcess(
-        control_plane.kubeconfig, [], logs / "state", logs / "operator.log", extra_args=args, env=env
-    ) as op:
-        yield op
-        clean_up(control_plane)
+    yield from run_operator(control_plane, emu, tmp_path_factory, resync=WINDOW, extra=("--call-budget", str(BUDGET)))
 
 
 def test_a_resource_past_its_budget_waits_for_the_window_then_converges(azure: Azure) -> None:
