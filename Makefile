@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo demo-azureml test lint controlplane clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e '.[dev]'
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e '.[dev]' -e ./dev
 	touch $(STAMP)
 
 controlplane:
@@ -23,8 +23,8 @@ demo-azureml: $(STAMP) controlplane
 	$(PY) hack/demo_azureml.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check operator tests hack bench
-	$(VENV)/bin/ruff format --check operator tests hack bench
+	$(VENV)/bin/ruff check operator dev tests hack bench
+	$(VENV)/bin/ruff format --check operator dev tests hack bench
 	$(VENV)/bin/mypy
 
 test: $(STAMP) controlplane lint

@@ -40,11 +40,11 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
+from gpu_model_operator_dev.azureml_emulator import EmulatorClient
+from gpu_model_operator_dev.controlplane import ControlPlane
+from gpu_model_operator_dev.operator_process import OperatorProcess
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from gpu_model_operator.devcluster import ControlPlane  # noqa: E402
-from gpu_model_operator.operator_process import OperatorProcess  # noqa: E402
-from tests.azureml_emulator import EmulatorClient  # noqa: E402
 
 CLIENT_ID, CLIENT_SECRET = "bench-operator", "bench-client-secret"
 SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE = "00000000-0000-0000-0000-000000000001", "rg1", "ws1"
@@ -62,7 +62,7 @@ class Emulator:
 @contextmanager
 def emulator(state_dir: Path, latencies: dict[str, float]) -> Iterator[Emulator]:
     """The emulator as its own process, so its CPU is not the benchmark driver's GIL."""
-    args = [sys.executable, "-m", "tests.azureml_emulator", "--state-dir", str(state_dir)]
+    args = [sys.executable, "-m", "gpu_model_operator_dev.azureml_emulator", "--state-dir", str(state_dir)]
     args += ["--credential", f"{CLIENT_ID}={CLIENT_SECRET}"]
     args += [f"--latency={k}={v}" for k, v in latencies.items()]
     log = (state_dir / "emulator.log").open("w")

@@ -10,19 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "hack"))
+from gpu_model_operator.backends.base import DeploymentInputs, ServiceState
+from gpu_model_operator.backends.local import LocalBackend
+from gpu_model_operator.models import GpuModelDeploymentSpec
+from gpu_model_operator_dev.digits_model import train
 
-from digits_model import train  # noqa: E402
-from gpu_model_operator.backends.base import DeploymentInputs, ServiceState  # noqa: E402
-from gpu_model_operator.backends.local import LocalBackend  # noqa: E402
-from gpu_model_operator.models import GpuModelDeploymentSpec  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SOURCE = ROOT / "manifests" / "examples" / "digits-source"
 

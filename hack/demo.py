@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from digits_model import train
-from gpu_model_operator.devcluster import ControlPlane
-from gpu_model_operator.operator_process import OperatorProcess
+from gpu_model_operator_dev.controlplane import ControlPlane
+from gpu_model_operator_dev.digits_model import train
+from gpu_model_operator_dev.operator_process import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".demo"

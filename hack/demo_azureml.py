@@ -27,13 +27,12 @@ import requests
 import yaml
 from demo import NAMESPACE, say, wait_ready
 
-from digits_model import train
-from gpu_model_operator.devcluster import ControlPlane
-from gpu_model_operator.operator_process import OperatorProcess
+from gpu_model_operator_dev.azureml_emulator import EmulatorConfig, Latencies, start_emulator
+from gpu_model_operator_dev.controlplane import ControlPlane
+from gpu_model_operator_dev.digits_model import train
+from gpu_model_operator_dev.operator_process import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the emulator lives with the tests
-from tests.azureml_emulator import EmulatorConfig, Latencies, start_emulator  # noqa: E402
 
 WORK = ROOT / ".demo" / "azureml"
 EXAMPLE = ROOT / "manifests" / "examples" / "azureml"

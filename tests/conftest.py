@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from gpu_model_operator.devcluster import ControlPlane
+from gpu_model_operator_dev.controlplane import ControlPlane
 from tests import secrets_seen
 
 ROOT = Path(__file__).resolve().parents[1]

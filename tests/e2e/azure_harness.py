@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gpu_model_operator.operator_process import OperatorProcess
-from tests.azureml_emulator import Emulator, EmulatorConfig, Latencies, start_emulator
+from gpu_model_operator_dev.azureml_emulator import Emulator, EmulatorConfig, Latencies, start_emulator
+from gpu_model_operator_dev.operator_process import OperatorProcess
 from tests.e2e.harness import ROOT, wait_for
 
 TENANT, CLIENT_ID, CLIENT_SECRET = "72f988bf-86f1-41af-91ab-2d7cd011db47", "gpu-operator", "right-secret-value"

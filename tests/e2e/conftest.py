@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from digits_model import TrainedModel, train
-from gpu_model_operator.backends import procs
-from gpu_model_operator.operator_process import OperatorProcess
+from gpu_model_operator.backends.local import processes as procs
+from gpu_model_operator.backends.local.backend import SERVING_PROCESSES
+from gpu_model_operator_dev.digits_model import TrainedModel, train
+from gpu_model_operator_dev.operator_process import OperatorProcess
 from tests.e2e.azure_harness import azure, azure_operator, emu, no_faults  # noqa: F401 (fixtures)
 from tests.e2e.harness import Deployment
 
@@ -33,7 +34,7 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for state_file in path.glob("services/*/state.json"):
         state = json.loads(state_file.read_text())
         records = [*state.get("replicas", []), state["router"]]
-        procs.stop(records, f"{state_file.parent}/", "azmlinfsrv", "gunicorn", "local_router")
+        procs.stop(records, f"{state_file.parent}/", *SERVING_PROCESSES)
 
 
 @pytest.fixture(scope="module")

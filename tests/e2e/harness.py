@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from digits_model import TrainedModel
-from gpu_model_operator.backends import procs
-from gpu_model_operator.operator_process import OperatorProcess
+from gpu_model_operator.backends.local import processes as procs
+from gpu_model_operator_dev.digits_model import TrainedModel
+from gpu_model_operator_dev.operator_process import OperatorProcess
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gpu_model_operator.operator_process import OperatorProcess
-from tests.azureml_emulator import Emulator
+from gpu_model_operator_dev.azureml_emulator import Emulator
+from gpu_model_operator_dev.operator_process import OperatorProcess
 from tests.e2e.azure_harness import Azure, provision, run_operator
 from tests.e2e.harness import wait_for
 

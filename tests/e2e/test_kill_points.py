@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.azureml_emulator import Emulator
+from gpu_model_operator_dev.azureml_emulator import Emulator
 from tests.e2e.azure_harness import Azure, provision
 from tests.e2e.harness import wait_for
 

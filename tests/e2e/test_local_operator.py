@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from digits_model import TrainedModel
-from gpu_model_operator.backends import procs
-from gpu_model_operator.operator_process import OperatorProcess
+from gpu_model_operator.backends.local import processes as procs
+from gpu_model_operator.backends.local.backend import SERVING_PROCESSES
+from gpu_model_operator_dev.digits_model import TrainedModel
+from gpu_model_operator_dev.operator_process import OperatorProcess
 from tests.e2e.harness import ROOT, Deployment, alive, replica_pids, wait_for
 
 
@@ -163,5 +164,5 @@ def test_detach_on_delete_leaves_the_service_running(deployment: Deployment, sta
     try:
         assert all(alive(p) for p in [*replica_pids(state), state["router"]["pid"]]), "detached: still serving"
     finally:  # the test, not the operator, cleans up what it asked the operator to leave
-        procs.stop([*state["replicas"], state["router"]], f"{service_dir}/", "azmlinfsrv", "gunicorn", "local_router")
+        procs.stop([*state["replicas"], state["router"]], f"{service_dir}/", *SERVING_PROCESSES)
         shutil.rmtree(service_dir, ignore_errors=True)

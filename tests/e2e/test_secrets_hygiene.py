@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu_model_operator.devcluster import ControlPlane
+from gpu_model_operator_dev.controlplane import ControlPlane
 from tests import secrets_seen
 
 

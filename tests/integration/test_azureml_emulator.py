@@ -1,7 +1,7 @@
 """The Azure ML emulator against the real azureml-core 1.61: the GPU guide end to end, GPU capacity, missing
 models, and fault injection, with the calls the SDK made checked against a trace of the real SDK's requests.
 
-The SDK runs in subprocesses (``tests/azureml_emulator/sdk_guide.py``) because it reads its cloud
+The SDK runs in subprocesses (``azureml_emulator/sdk_guide.py`` of the dev package) because it reads its cloud
 configuration when azureml is imported; the emulator runs on a thread of the test process.
 """
 
@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 import requests
 
-from tests.azureml_emulator import Emulator, EmulatorConfig, Latencies, start_emulator
+from gpu_model_operator_dev import azureml_emulator as emulator_package
+from gpu_model_operator_dev.azureml_emulator import Emulator, EmulatorConfig, Latencies, start_emulator
 
 HERE = Path(__file__).resolve()
-EMULATOR_DIR = HERE.parents[1] / "azureml_emulator"
+EMULATOR_DIR = Path(emulator_package.__file__).parent
 GUIDE = EMULATOR_DIR / "sdk_guide.py"
 REFERENCE = EMULATOR_DIR / "reference" / "azureml-core-1.61-gpu-workflow-requests.jsonl"
 SUB, RG, WS = "00000000-0000-0000-0000-000000000001", "rg1", "ws1"
@@ -367,7 +368,7 @@ def test_proxy_refuses_hosts_outside_the_emulator(emulator: Emulator) -> None:
 
 def test_standalone_emulator_prints_its_environment(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.azureml_emulator", "--port", "0", "--state-dir", str(tmp_path)],
+        [sys.executable, "-m", "gpu_model_operator_dev.azureml_emulator", "--port", "0", "--state-dir", str(tmp_path)],
         cwd=HERE.parents[2],
         stdout=subprocess.PIPE,
         text=True,

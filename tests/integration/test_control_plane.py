@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gpu_model_operator.devcluster import ControlPlane
+from gpu_model_operator_dev.controlplane import ControlPlane
 
 
 def test_server_version_is_the_pinned_one(control_plane: ControlPlane) -> None:

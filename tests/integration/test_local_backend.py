@@ -32,8 +32,8 @@ from gpu_model_operator.backends.base import (
     TransientBackendError,
 )
 from gpu_model_operator.backends.local import LocalBackend
-from gpu_model_operator.backends.local_env import Environments, EnvStatus
-from gpu_model_operator.backends.local_logs import failure_message
+from gpu_model_operator.backends.local.environments import Environments, EnvStatus
+from gpu_model_operator.backends.local.logs import failure_message
 from gpu_model_operator.models import GpuModelDeploymentSpec
 from tests import polling
 
@@ -356,7 +356,7 @@ def test_environment_builds_are_locked_retried_and_report_failures(state_dir: Pa
     detached = "dependencies:\n  - pip:\n      - click\n"  # the server brings click too
     starter = (
         "import os, sys; from pathlib import Path\n"
-        "from gpu_model_operator.backends.local_env import Environments\n"
+        "from gpu_model_operator.backends.local.environments import Environments\n"
         "print(Environments(Path(sys.argv[1])).ensure_environment(sys.argv[2]).hash, flush=True)\n"
         "os._exit(0)\n"
     )

@@ -22,7 +22,7 @@ import tomllib
 import uv
 import yaml
 
-from gpu_model_operator.devcluster import ensure_binaries
+from gpu_model_operator_dev.controlplane import ensure_binaries
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

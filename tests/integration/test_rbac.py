@@ -23,10 +23,11 @@ from typing import Any
 import pytest
 import yaml
 
-from digits_model import TrainedModel, train
-from gpu_model_operator.backends import procs
-from gpu_model_operator.devcluster import ControlPlane
-from gpu_model_operator.operator_process import OperatorProcess
+from gpu_model_operator.backends.local import processes as procs
+from gpu_model_operator.backends.local.backend import SERVING_PROCESSES
+from gpu_model_operator_dev.controlplane import ControlPlane
+from gpu_model_operator_dev.digits_model import TrainedModel, train
+from gpu_model_operator_dev.operator_process import OperatorProcess
 from tests.e2e.harness import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -342,7 +343,7 @@ def operator_for(cp: ControlPlane, inst: Install, tmp_path: Path) -> Iterator[Op
         for state_file in state_dir.glob("services/*/state.json"):
             state = json.loads(state_file.read_text())
             records = [*state.get("replicas", []), state["router"]]
-            procs.stop(records, f"{state_file.parent}/", "azmlinfsrv", "gunicorn", "local_router")
+            procs.stop(records, f"{state_file.parent}/", *SERVING_PROCESSES)
 
 
 def refusals(op: OperatorProcess) -> list[str]:

@@ -12,7 +12,7 @@ from azureml._vendor.azure_cli_core.azclierror import AuthenticationError
 from azureml.exceptions import ComputeTargetException, ProjectSystemException, WebserviceException
 
 from gpu_model_operator import conditions as c
-from gpu_model_operator.backends.azureml_errors import classify, describe, is_not_found, provisioning_errors
+from gpu_model_operator.backends.azureml.errors import classify, describe, is_not_found, provisioning_errors
 from gpu_model_operator.backends.base import BackendError, PermanentBackendError, TransientBackendError
 
 SECRET_VALUE = "s3cr3t-v4lue"

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from gpu_model_operator.backends.gpus import discover, parse_nvidia_smi
-from gpu_model_operator.backends.local_env import INFERENCE_SERVER, env_hash, normalise_requirement, parse_conda
+from gpu_model_operator.backends.local.environments import (
+    INFERENCE_SERVER,
+    env_hash,
+    normalise_requirement,
+    parse_conda,
+)
+from gpu_model_operator.backends.local.gpus import discover, parse_nvidia_smi
 
 EXAMPLE = """
 name: digits-env

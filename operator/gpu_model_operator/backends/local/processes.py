@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .base import TransientBackendError
+from ..base import TransientBackendError
 
 STOP_SECONDS = 10.0
 

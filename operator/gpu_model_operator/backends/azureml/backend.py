@@ -43,8 +43,8 @@ from typing import Any, TypeVar
 
 import requests
 
-from .. import conditions as c
-from .base import (
+from ... import conditions as c
+from ..base import (
     ComputeState,
     DeploymentInputs,
     ObservedCompute,
@@ -55,7 +55,7 @@ from .base import (
     ServiceState,
     TransientBackendError,
 )
-from .vm_sizes import gpus_per_vm
+from ..vm_sizes import gpus_per_vm
 
 # The SDK reads these once, when azureml._restclient.clientbase is first imported: by default it retries
 # each HTTP call 3 times itself, sleeping 32/64/128 s on a 429 (whatever Retry-After says) and 2-10 s on a
@@ -79,7 +79,7 @@ from azureml.core.environment import Environment  # noqa: E402
 from azureml.core.model import InferenceConfig, Model  # noqa: E402
 from azureml.core.webservice import AksWebservice, Webservice  # noqa: E402
 
-from .azureml_errors import classify, none_if_not_found, provisioning_errors  # noqa: E402
+from .errors import classify, none_if_not_found, provisioning_errors  # noqa: E402
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,8 +1,8 @@
 """The local backend: the user's own entry script served on this machine by the Azure ML inference server.
 
 Compute is this machine and its GPUs. Each replica is its own ``azmlinfsrv`` process from the service's
-serving environment (``local_env``), pinned with ``CUDA_VISIBLE_DEVICES`` to GPUs no other replica of any
-local service holds, behind one scoring URL per service (``local_router``) that checks the keys.
+serving environment (``environments``), pinned with ``CUDA_VISIBLE_DEVICES`` to GPUs no other replica of any
+local service holds, behind one scoring URL per service (``router``) that checks the keys.
 
 Everything about a service is in ``<state_dir>/services/<namespace>.<name>/state.json``, and every process
 is detached (its own session), so serving outlives the operator: a restarted operator re-adopts what runs
@@ -34,10 +34,9 @@ from typing import Any
 
 import aiohttp
 
-from .. import conditions as c
-from ..models import GpuModelDeploymentSpec
-from . import local_logs, procs
-from .base import (
+from ... import conditions as c
+from ...models import GpuModelDeploymentSpec
+from ..base import (
     ComputeState,
     DeploymentInputs,
     ObservedCompute,
@@ -48,16 +47,20 @@ from .base import (
     ServiceState,
     TransientBackendError,
 )
+from . import logs as local_logs
+from . import processes as procs
+from .environments import Environments, EnvStatus
 from .gpus import GpuInventory, discover
-from .local_env import Environments, EnvStatus
-from .local_router import RouterConfig
+from .router import RouterConfig
 
 log = logging.getLogger(__name__)
 
 SERVER = "azmlinfsrv"
 #: A replica's command line names the server, or gunicorn's master/worker where setproctitle renamed it.
 REPLICA = (SERVER, "gunicorn")
-ROUTER_MODULE = "gpu_model_operator.backends.local_router"
+ROUTER_MODULE = "gpu_model_operator.backends.local.router"
+#: What any process of a local service shows in its command line (replicas, gunicorn workers, the router).
+SERVING_PROCESSES = (*REPLICA, ROUTER_MODULE)
 #: What the inference server logs once the user's init() returned.
 INIT_DONE = "init has completed successfully"
 #: Replicas listen on loopback only (the server itself would bind 0.0.0.0): the router is the only way

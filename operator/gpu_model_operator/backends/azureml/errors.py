@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .. import conditions as c
-from .base import BackendError, PermanentBackendError, TransientBackendError
+from ... import conditions as c
+from ..base import BackendError, PermanentBackendError, TransientBackendError
 
 T = TypeVar("T")
 CREDENTIAL_KEYS = "tenantId, clientId, clientSecret"

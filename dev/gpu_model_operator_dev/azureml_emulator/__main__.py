@@ -1,4 +1,4 @@
-"""Run the Azure ML emulator on its own: ``python -m tests.azureml_emulator --port 0 --state-dir DIR``.
+"""Run the Azure ML emulator on its own: ``python -m gpu_model_operator_dev.azureml_emulator --port 0 --state-dir DIR``.
 
 Prints one JSON line once it listens: ``base_url``, ``proxy_url``, ``ca_bundle``, ``state_dir``, ``admin``
 (the admin API root) and ``env`` (what a client process must set before importing azureml), then serves until
@@ -35,7 +35,7 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m tests.azureml_emulator",
+        prog="python -m gpu_model_operator_dev.azureml_emulator",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

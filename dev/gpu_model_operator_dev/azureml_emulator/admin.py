@@ -1,8 +1,9 @@
 """The emulator's own admin API under ``/_emulator/``: calls, faults, reset, configuration, seeding, scoring.
 
-Why HTTP and not only Python: the emulator may run as a separate process (``python -m tests.azureml_emulator``)
-next to an operator under test; everything a test needs to arrange or observe is reachable over HTTPS with the
-CA bundle the emulator writes. Admin calls are not recorded in the call log.
+Why HTTP and not only Python: the emulator may run as a separate process
+(``python -m gpu_model_operator_dev.azureml_emulator``) next to an operator under test; everything a test
+needs to arrange or observe is reachable over HTTPS with the CA bundle the emulator writes.
+Admin calls are not recorded in the call log.
 
 - ``GET /_emulator/calls`` (``DELETE`` clears): ``{"calls": [{t, method, host, path, query, status}]}``
 - ``POST /_emulator/faults`` (a rule or a list, see :mod:`.faults`), ``GET``, ``DELETE`` (all, or ``/{id}``)

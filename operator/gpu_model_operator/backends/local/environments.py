@@ -6,7 +6,7 @@ back as warnings the user sees as events, never silently dropped. Environments l
 operator's own, because the inference server's pins (Flask, gunicorn, pydantic) may conflict with the
 operator's, and so a user's dependency can never break the operator.
 
-A build runs as its own detached process (``python -m gpu_model_operator.backends.local_env build DIR``):
+A build runs as its own detached process (``python -m gpu_model_operator.backends.local.environments build DIR``):
 it survives the operator dying, never blocks the event loop, and leaves a ``ready`` or ``failed`` marker
 that a restarted operator picks up. ``build.lock`` (the builder's pid) stops a second build of the same
 hash; a lock whose builder died is taken over. Checking and starting happen under an advisory lock on the
@@ -34,7 +34,7 @@ from typing import Literal
 
 import yaml
 
-from .procs import alive, spawn_detached
+from .processes import alive, spawn_detached
 
 #: What replaces ``azureml-defaults`` locally: the same server Azure ML runs in its inference images.
 INFERENCE_SERVER = "azureml-inference-server-http~=1.5"
@@ -42,7 +42,7 @@ INFERENCE_SERVER = "azureml-inference-server-http~=1.5"
 REPLACED = frozenset({"azureml-defaults", "azureml-inference-server-http"})
 #: Conda packages a virtual environment has anyway.
 CONDA_IGNORED = frozenset({"python", "pip"})
-BUILDER_MODULE = "gpu_model_operator.backends.local_env"
+BUILDER_MODULE = "gpu_model_operator.backends.local.environments"
 LOCK, READY, FAILED, LOG = "build.lock", "ready", "failed", "build.log"
 
 EnvState = Literal["building", "ready", "failed", "missing"]

@@ -3,7 +3,7 @@
 The real SDK runs against it unpatched: it is pointed here through its own configuration (a custom cloud
 from ``ARM_CLOUD_METADATA_URL``, a service principal on an ADFS-style authority, a CA bundle, a proxy for the
 storage host names). See :meth:`Emulator.client_env` for the environment a client process needs, and
-``python -m tests.azureml_emulator --help`` to run it on its own.
+``python -m gpu_model_operator_dev.azureml_emulator --help`` to run it on its own.
 
 Usage from pytest::
 
@@ -75,7 +75,7 @@ class EmulatorClient:
         self.request("DELETE", "/_emulator/calls")
 
     def add_fault(self, **rule: Any) -> dict[str, Any]:
-        """Arm one fault rule (see :mod:`tests.azureml_emulator.faults`); returns it with its id."""
+        """Arm one fault rule (see :mod:`gpu_model_operator_dev.azureml_emulator.faults`); returns it with its id."""
         return dict(self.request("POST", "/_emulator/faults", rule)["rules"][0])
 
     def clear_faults(self) -> None:

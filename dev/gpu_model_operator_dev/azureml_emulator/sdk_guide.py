@@ -3,7 +3,7 @@
 Run as a script in a process whose environment already points the SDK at the emulator (see
 ``Emulator.client_env``; azureml reads it at import, so it cannot be set later)::
 
-    python tests/azureml_emulator/sdk_guide.py workflow|capacity|missing-model [--workspace ws1 ...]
+    python -m gpu_model_operator_dev.azureml_emulator.sdk_guide workflow|capacity|missing-model [--workspace ws1 ...]
 
 Each scenario prints one line ``RESULT {json}`` on stdout for the test to check. Why a script and not
 in-process calls: the SDK's cloud configuration is module-level state fixed at import time. It is not part of

@@ -1,7 +1,7 @@
 """The local backend's scoring endpoint: one URL per service, shaped like an AKS Azure ML service's.
 
 A small reverse proxy, run as its own detached process (``python -m
-gpu_model_operator.backends.local_router --config FILE``), so it outlives the operator as the replicas do.
+gpu_model_operator.backends.local.router --config FILE``), so it outlives the operator as the replicas do.
 It serves ``POST /api/v1/service/<name>/score`` and the health route ``GET /api/v1/service/<name>/``
 (forwarded to a replica's ``GET /``), checks ``Authorization: Bearer <key>`` against the primary and the
 secondary key as Azure ML does, and round-robins over the replica ports in the config file. The file is
