@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from gpu_model_operator.backends.base import DeploymentInputs, ServiceState
-from gpu_model_operator.backends.local import LocalBackend
+from gpu_model_operator.backends.local.backend import LocalBackend
 from gpu_model_operator.models import GpuModelDeploymentSpec
 from gpu_model_operator_dev.digits_model import train
 

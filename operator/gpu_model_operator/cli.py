@@ -21,9 +21,9 @@ def build_controller(settings: Settings) -> object:
     """Clients are built here, at start-up, never at import (kopf convention)."""
     from kubernetes import client, config
 
-    from .backends.azureml import AzureMLBackend
+    from .backends.azureml.backend import AzureMLBackend
     from .backends.base import Backend
-    from .backends.local import LocalBackend
+    from .backends.local.backend import LocalBackend
     from .controller import Controller
     from .kube import KubeClient
     from .models import BackendKind

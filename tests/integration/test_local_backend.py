@@ -31,7 +31,7 @@ from gpu_model_operator.backends.base import (
     ServiceState,
     TransientBackendError,
 )
-from gpu_model_operator.backends.local import LocalBackend
+from gpu_model_operator.backends.local.backend import LocalBackend
 from gpu_model_operator.backends.local.environments import Environments, EnvStatus
 from gpu_model_operator.backends.local.logs import failure_message
 from gpu_model_operator.models import GpuModelDeploymentSpec

@@ -1,5 +1,4 @@
-"""The ``local`` backend: the entry script served on this machine's GPUs by the Azure ML inference server."""
+"""The ``local`` backend: the entry script served on this machine's GPUs by the Azure ML inference server.
 
-from .backend import LocalBackend
-
-__all__ = ["LocalBackend"]
+``backend`` holds :class:`~.backend.LocalBackend`; ``environments``, ``router`` and ``processes`` are its parts.
+"""
