@@ -3,7 +3,7 @@
 Everything is real but Azure: a kube-apiserver, the operator as its own process, the azureml-core SDK talking
 HTTPS to the Azure ML emulator (its own process too), with operation latencies scaled down consistently from
 Azure's (an AKS cluster in ~10 min, a GPU service in ~5 min, at 1:60: 10 s and 5 s; the operator polls at
---poll-seconds). For each N, N GpuModelDeployments (each its own 1-node Standard_NC6 cluster and 1-replica
+--poll-seconds). For each N, N GpuModelDeployments (each its own 1-node Standard_NC4as_T4_v3 cluster and 1-replica
 service, as N teams following the guide would) are applied at once, and the time until every one is Ready
 (with its scoring probe answered) is measured. The baseline is the guide done by a script
 (``guide_baseline.py``: create compute, ``wait_for_completion``, ``Model.deploy``, ``wait_for_deployment``,
@@ -130,7 +130,7 @@ def resources(n: int) -> list[dict[str, Any]]:
         spec["workspace"]["credentialsSecretRef"]["name"] = SECRET
         spec["compute"] = {
             "name": f"gpu-{i:04d}",
-            "provision": {"vmSize": "Standard_NC6", "agentCount": 1},
+            "provision": {"vmSize": "Standard_NC4as_T4_v3", "agentCount": 1, "clusterPurpose": "DevTest"},
             "deletionPolicy": "Delete",
         }
         spec["model"] = {"name": "digits", "version": 1}

@@ -30,7 +30,9 @@ def deploy_one(ws: Workspace, model: Model, compute_name: str, service_name: str
     try:
         cluster = ComputeTarget(workspace=ws, name=compute_name)
     except ComputeTargetException:
-        config = AksCompute.provisioning_configuration(vm_size="Standard_NC6", agent_count=1)
+        config = AksCompute.provisioning_configuration(
+            vm_size="Standard_NC4as_T4_v3", agent_count=1, cluster_purpose=AksCompute.ClusterPurpose.DEV_TEST
+        )
         cluster = ComputeTarget.create(ws, compute_name, config)
         cluster.wait_for_completion(show_output=False)
     env = Environment.from_conda_specification("digits-env", str(SOURCE / "myenv.yml"))

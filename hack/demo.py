@@ -79,7 +79,11 @@ def main() -> None:
         say("starting the operator (local backend: this machine's GPUs, or CPU where it has none)")
         state = WORK / "state"
         with OperatorProcess(
-            cp.kubeconfig, [NAMESPACE], state, WORK / "operator.log", extra_args=["--poll-seconds", "1"]
+            cp.kubeconfig,
+            [NAMESPACE],
+            state,
+            WORK / "operator.log",
+            extra_args=["--backend", "local", "--poll-seconds", "1"],
         ) as operator:
             say("applying the example: kubectl apply -k manifests/examples/local")
             docs = list(yaml.safe_load_all(cp.kubectl("kustomize", str(EXAMPLE)).stdout))

@@ -2,8 +2,8 @@
 
 Starts a real control plane, the Azure ML emulator (the HTTPS REST API azureml-core 1.61 talks to, on a
 thread of this process) and the operator, whose real SDK is pointed at the emulator through its own
-configuration (cloud metadata URL, CA bundle, proxy). Applies the azureml example (an AKS cluster of 2 x
-Standard_NC6, the digits service), waits for Ready, scores a random test image with the key from the Secret
+configuration (cloud metadata URL, CA bundle, proxy). Applies the azureml example (an AKS cluster of 3 x
+Standard_NC4as_T4_v3, the digits service), waits for Ready, scores a random test image with the key from the Secret
 (the emulated scoring front end checks the key and forwards to the example score.py, run here on the trained
 model), scales, then deletes and shows that neither the service nor the cluster is left in the workspace.
 """
@@ -107,7 +107,6 @@ def main() -> None:
                 for doc in docs:
                     if doc["kind"] == "GpuModelDeployment":
                         doc["spec"]["workspace"].update(WORKSPACE)
-                        doc["spec"]["compute"]["provision"].update(vmSize="Standard_NC6", agentCount=2)
                         name = doc["metadata"]["name"]
                 cp.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all(docs))
 

@@ -1,8 +1,8 @@
 """The console command: ``gpu-model-operator run`` (also ``python -m gpu_model_operator``).
 
-Every option of ``run`` also reads ``GMO_<PARAMETER>`` (``GMO_NAMESPACES``, space-separated; ``GMO_ALL_NAMESPACES``;
-``GMO_LOG_FORMAT``, …), which is how the Deployment in
-``manifests/`` configures the operator.
+Every option of ``run`` also reads ``GMO_<PARAMETER>`` (``GMO_BACKENDS`` and ``GMO_NAMESPACES``, space-separated;
+``GMO_ALL_NAMESPACES``; ``GMO_LOG_FORMAT``, …), which is how the Deployment in ``manifests/`` configures the
+operator.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import click
 import kopf
 
 from . import __version__
+from .models import BackendKind
 from .settings import Settings, default_state_dir
 
 
@@ -21,21 +22,23 @@ def build_controller(settings: Settings) -> object:
     """Clients are built here, at start-up, never at import (kopf convention)."""
     from kubernetes import client, config
 
-    from .backends.azureml.backend import AzureMLBackend
     from .backends.base import Backend
-    from .backends.local.backend import LocalBackend
     from .controller import Controller
     from .kube import KubeClient
-    from .models import BackendKind
 
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    backends: dict[BackendKind, Backend] = {
-        BackendKind.LOCAL: LocalBackend(state_dir=settings.state_dir, declared_gpus=settings.declared_gpus),
-        BackendKind.AZUREML: AzureMLBackend(workers=settings.azure_workers),
-    }
+    backends: dict[BackendKind, Backend] = {}
+    if BackendKind.AZUREML in settings.backends:
+        from .backends.azureml.backend import AzureMLBackend
+
+        backends[BackendKind.AZUREML] = AzureMLBackend(workers=settings.azure_workers)
+    if BackendKind.LOCAL in settings.backends:
+        from .backends.local.backend import LocalBackend
+
+        backends[BackendKind.LOCAL] = LocalBackend(state_dir=settings.state_dir, declared_gpus=settings.declared_gpus)
     return Controller(settings, backends, KubeClient(client.ApiClient()))
 
 
@@ -57,6 +60,14 @@ def main() -> None:
 
 
 @main.command(context_settings={"auto_envvar_prefix": "GMO"})
+@click.option(
+    "--backend",
+    "backends",
+    multiple=True,
+    default=[BackendKind.AZUREML.value],
+    type=click.Choice([kind.value for kind in BackendKind]),
+    help="A backend to serve (repeatable). local runs the entry script on this machine: development only.",
+)
 @click.option("--namespace", "-n", "namespaces", multiple=True, help="Namespace to watch (repeatable).")
 @click.option("--all-namespaces", "-A", is_flag=True, help="Watch every namespace (cluster-wide install).")
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
@@ -72,6 +83,7 @@ def main() -> None:
     "--call-budget", default=300, help="Backend calls one resource may make per resync interval (0: no limit)."
 )
 def run(
+    backends: tuple[str, ...],
     namespaces: tuple[str, ...],
     all_namespaces: bool,
     log_level: str,
@@ -89,6 +101,7 @@ def run(
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("give --namespace (one or more) or --all-namespaces")
     settings = Settings(
+        backends=tuple(BackendKind(b) for b in dict.fromkeys(backends)),
         namespaces=list(namespaces),
         poll_seconds=poll_seconds,
         resync_seconds=resync_seconds,

@@ -33,7 +33,7 @@ from .backends.base import (
 )
 from .budget import CallBudget, metered
 from .keys import keys_secret_body, keys_secret_name
-from .kube import KubeClient
+from .kube import KubeClient, SecretConflict
 from .models import BackendKind, GpuModelDeploymentSpec, GpuModelDeploymentStatus, Phase
 from .reconcile import (
     Action,
@@ -100,8 +100,15 @@ class Resource:
         """The reconcile-policy annotation, as in Azure Service Operator: manage, skip or detach-on-delete."""
         return self.annotations.get(RECONCILE_POLICY, POLICY_MANAGE)
 
+    @property
+    def take_over(self) -> bool:
+        """The user's explicit opt-in to manage a service or compute that existed before (``true``)."""
+        return self.annotations.get(TAKE_OVER, "").strip().lower() == "true"
+
 
 RECONCILE_POLICY = "gpumodel.io/reconcile-policy"
+#: Opt-in to take over what existed before under the spec's names: without it, it is only observed.
+TAKE_OVER = "gpumodel.io/take-over"
 POLICY_MANAGE, POLICY_SKIP, POLICY_DETACH = "manage", "skip", "detach-on-delete"
 POLICIES = (POLICY_MANAGE, POLICY_SKIP, POLICY_DETACH)
 
@@ -133,6 +140,7 @@ class Controller:
             spec = GpuModelDeploymentSpec.model_validate(dict(res.spec))
         except ValidationError as exc:
             raise InputError(c.INVALID_SPEC, f"the spec is invalid: {_first_error(exc)}") from exc
+        self._check_enabled(spec)
         source = spec.source
         data = await self.kube.config_map_data(res.namespace, source.config_map_ref.name)
         if data is None:
@@ -161,7 +169,23 @@ class Controller:
             conda_spec=conda,
             credentials=credentials,
             fingerprint=fingerprint(spec, entry, conda),
+            take_over=res.take_over,
         )
+
+    def _check_enabled(self, spec: GpuModelDeploymentSpec) -> None:
+        if spec.backend not in self.backends:
+            enabled = ", ".join(kind.value for kind in self.backends) or "none"
+            why = (
+                " (it runs the entry script and its packages on the operator's own machine, with the operator's "
+                "permissions: it is for a developer's machine, never a cluster install)"
+                if spec.backend == BackendKind.LOCAL
+                else ""
+            )
+            raise InputError(
+                c.BACKEND_NOT_ENABLED,
+                f"backend {spec.backend.value} is not enabled in this operator{why}; enabled: {enabled} "
+                "(setting --backend, GMO_BACKENDS)",
+            )
 
     async def _credentials(self, namespace: str, secret: str) -> dict[str, str]:
         data = await self.kube.secret_data(namespace, secret)
@@ -253,7 +277,9 @@ class Controller:
         probe = None
         if service.state == ServiceState.HEALTHY and service.fingerprint == inputs.fingerprint:
             probe = await backend.probe(inputs)
-        obs = Observation(compute, service, others, inputs.fingerprint, probe, owner=inputs.owner)
+        obs = Observation(
+            compute, service, others, inputs.fingerprint, probe, owner=inputs.owner, take_over=inputs.take_over
+        )
         decision = decide(
             inputs.spec, inputs.generation, previous, obs, utcnow(), poll_seconds=self.settings.poll_seconds
         )
@@ -301,12 +327,28 @@ class Controller:
             return
         keys = await backend.get_keys(inputs) if inputs.spec.service.auth_enabled else None
         assert status.scoring_uri is not None
-        await self.kube.apply_secret(
-            keys_secret_body(inputs.namespace, inputs.name, inputs.uid, status.scoring_uri, keys)
-        )
+        body = keys_secret_body(inputs.namespace, inputs.name, inputs.uid, status.scoring_uri, keys)
+        try:
+            await self.kube.publish_secret(body, inputs.name)
+        except SecretConflict as exc:
+            self._secret_conflict(inputs, previous, decision, exc.message)
+            return
         if status.keys_secret_name != name:
             decision.events.append(Event("Normal", c.KEYS_PUBLISHED, f"scoring URI and keys are in Secret {name}"))
         status.keys_secret_name = name
+
+    def _secret_conflict(
+        self, inputs: DeploymentInputs, previous: GpuModelDeploymentStatus, decision: Decision, message: str
+    ) -> None:
+        """The service runs, but a client cannot read its keys from the Secret: not Ready. Looked at again after a
+        while (deleting the other Secret is a fix outside the spec), with one Warning, not one per pass."""
+        status, now = decision.status, utcnow()
+        set_condition(status, c.READY, False, c.SECRET_CONFLICT, message, inputs.generation, now)
+        status.phase, status.last_error, status.keys_secret_name = Phase.FAILED, message, None
+        before = get_condition(previous, c.READY)
+        if before is None or before.reason != c.SECRET_CONFLICT:
+            decision.events.append(Event("Warning", c.SECRET_CONFLICT, message))
+        decision.requeue_after = max(60.0, self.settings.poll_seconds * 6)
 
     def _failed(
         self,
@@ -344,10 +386,14 @@ class Controller:
         async with self._resource_locks[res.uid]:
             status = GpuModelDeploymentStatus.model_validate(dict(res.status or {}))
             if res.policy in (POLICY_SKIP, POLICY_DETACH):
-                await self.kube.delete_secret(res.namespace, keys_secret_name(res.name))
+                events = await self._unpublish_keys(res)
                 self.forget(res.spec, res.owner)
                 message = f"{RECONCILE_POLICY}: {res.policy}; the service and compute are left running"
-                return DeletionDecision(DeleteAction.DONE, message, [Event("Normal", c.DETACHED, message)])
+                return DeletionDecision(DeleteAction.DONE, message, [*events, Event("Normal", c.DETACHED, message)])
+            spec = GpuModelDeploymentSpec.model_validate(dict(res.spec))
+            if spec.backend not in self.backends:
+                message = f"backend {spec.backend.value} is not enabled in this operator: nothing of it was touched"
+                return DeletionDecision(DeleteAction.DONE, message, [Event("Warning", c.BACKEND_NOT_ENABLED, message)])
             try:
                 inputs = await self.load_inputs(res)
             except InputError:
@@ -365,10 +411,17 @@ class Controller:
             elif decision.action == DeleteAction.DELETE_COMPUTE:
                 await backend.delete_compute(inputs)
             elif decision.action == DeleteAction.DONE:
-                await self.kube.delete_secret(res.namespace, keys_secret_name(res.name))
+                decision.events.extend(await self._unpublish_keys(res))
                 self.forget(res.spec, res.owner)
                 self.budget.forget(res.owner)
             return decision
+
+    async def _unpublish_keys(self, res: Resource) -> list[Event]:
+        """Delete the keys Secret if it is ours; someone else's Secret of that name is left, and said so."""
+        name = keys_secret_name(res.name)
+        if await self.kube.delete_owned_secret(res.namespace, name, res.name):
+            return []
+        return [Event("Normal", c.SECRET_CONFLICT, f"left Secret {name}: it is not the operator's")]
 
     async def _inputs_for_deletion(self, res: Resource) -> DeploymentInputs:
         """Deleting must work even when the ConfigMap is gone: the backend needs names, not scripts."""
@@ -376,7 +429,9 @@ class Controller:
         credentials: dict[str, str] = {}
         if spec.backend == BackendKind.AZUREML and spec.workspace is not None:
             credentials = await self._credentials(res.namespace, spec.workspace.credentials_secret_ref.name)
-        return DeploymentInputs(res.namespace, res.name, res.uid, res.generation, spec, "", "", credentials)
+        return DeploymentInputs(
+            res.namespace, res.name, res.uid, res.generation, spec, "", "", credentials, take_over=res.take_over
+        )
 
 
 COMPUTE_REASONS = {c.QUOTA_EXCEEDED, c.INVALID_VM_SIZE, c.COMPUTE_FAILED}

@@ -14,7 +14,7 @@ import kopf
 
 from . import FINALIZER, GROUP, PLURAL, VERSION, metrics
 from .backends.base import BackendError
-from .controller import RECONCILE_POLICY, Controller, InputError, Resource, compute_key
+from .controller import RECONCILE_POLICY, TAKE_OVER, Controller, InputError, Resource, compute_key
 from .models import GpuModelDeploymentSpec, GpuModelDeploymentStatus, Phase
 from .reconcile import Decision, DeleteAction, Event
 from .settings import Settings
@@ -110,10 +110,11 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
 
     @kopf.on.field(*RESOURCE, id="retry-now", field=("metadata", "annotations", RETRY_NOW), registry=registry)
     @kopf.on.field(*RESOURCE, id="policy", field=("metadata", "annotations", RECONCILE_POLICY), registry=registry)
+    @kopf.on.field(*RESOURCE, id="take-over", field=("metadata", "annotations", TAKE_OVER), registry=registry)
     async def retry_now(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         """After fixing what a permanent error named (a Secret, a ConfigMap), annotate to try at once:
         ``kubectl annotate gmd NAME gpumodel.io/retry-now="$(date +%s)" --overwrite``. A change of the
-        reconcile-policy annotation takes effect the same way."""
+        reconcile-policy or take-over annotation takes effect the same way."""
         if body["metadata"].get("deletionTimestamp"):
             return
         controller: Controller = memo["controller"]

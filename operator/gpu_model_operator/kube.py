@@ -2,6 +2,11 @@
 
 The official client is synchronous, so every call runs in a thread; the event loop never waits on it.
 Everything is namespaced to the resource's own namespace, which the caller passes explicitly.
+
+The operator changes or deletes only the Secrets it publishes: a Secret is its own when it carries the
+``app.kubernetes.io/managed-by: gpu-model-operator`` label and an owner reference to the GpuModelDeployment of
+that name. Anything else with the same name belongs to someone else and is left as it is (:class:`SecretConflict`).
+The shipped ValidatingAdmissionPolicy enforces the same rule on the operator's ServiceAccount at the apiserver.
 """
 
 from __future__ import annotations
@@ -12,6 +17,32 @@ from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+
+from . import KIND
+
+MANAGED_BY = ("app.kubernetes.io/managed-by", "gpu-model-operator")
+
+
+class SecretConflict(Exception):
+    """A Secret of the name the operator publishes exists and is not the operator's."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        self.message = (
+            f"Secret {name} in namespace {namespace} exists and was not created by the operator for this "
+            "GpuModelDeployment; it is left as it is, and the scoring keys are not published. Delete or rename it"
+        )
+        super().__init__(self.message)
+
+
+def owned_by(secret: Any, resource_name: str) -> bool:
+    """The operator's label and an owner reference to the GpuModelDeployment called ``resource_name`` (any uid:
+    a resource deleted and created again under the same name owns what its predecessor published)."""
+    meta = secret.metadata
+    labels = meta.labels or {}
+    refs = meta.owner_references or []
+    return labels.get(MANAGED_BY[0]) == MANAGED_BY[1] and any(
+        ref.kind == KIND and ref.name == resource_name for ref in refs
+    )
 
 
 class KubeClient:
@@ -28,31 +59,57 @@ class KubeClient:
             raise
         return dict(cm.data or {})
 
-    async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
-        """The Secret's decoded data, or None when it does not exist."""
+    async def _read_secret(self, namespace: str, name: str) -> Any:
         try:
-            secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
+            return await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The Secret's decoded data, or None when it does not exist."""
+        secret = await self._read_secret(namespace, name)
+        if secret is None:
+            return None
         data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
         data.update(secret.string_data or {})
         return data
 
-    async def apply_secret(self, body: dict[str, Any]) -> None:
-        """Create the Secret, or replace its data when it exists."""
+    async def publish_secret(self, body: dict[str, Any], resource_name: str) -> None:
+        """Create the Secret, or replace the data (not merge: a key no longer published goes) and the owner of
+        the one the operator published before; raises :class:`SecretConflict` for anyone else's."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
             await asyncio.to_thread(self._core.create_namespaced_secret, namespace, cast(Any, body))
+            return
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            await asyncio.to_thread(self._core.patch_namespaced_secret, name, namespace, {"data": body["data"]})
+        existing = await self._read_secret(namespace, name)
+        if existing is None:  # deleted in between: the next pass creates it
+            return
+        if not owned_by(existing, resource_name):
+            raise SecretConflict(namespace, name)
+        patch = [
+            {"op": "test", "path": "/metadata/uid", "value": existing.metadata.uid},  # the Secret just checked
+            {"op": "replace", "path": "/data", "value": body["data"]},
+            {"op": "replace", "path": "/metadata/ownerReferences", "value": body["metadata"]["ownerReferences"]},
+        ]
+        await asyncio.to_thread(self._core.patch_namespaced_secret, name, namespace, patch)
 
-    async def delete_secret(self, namespace: str, name: str) -> None:
+    async def delete_owned_secret(self, namespace: str, name: str, resource_name: str) -> bool:
+        """Delete the Secret if it is the operator's; True when none of ours is left, False when one of someone
+        else's is (left untouched)."""
+        existing = await self._read_secret(namespace, name)
+        if existing is None:
+            return True
+        if not owned_by(existing, resource_name):
+            return False
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=existing.metadata.uid))
         try:
-            await asyncio.to_thread(self._core.delete_namespaced_secret, name, namespace)
+            await asyncio.to_thread(self._core.delete_namespaced_secret, name, namespace, body=options)
         except ApiException as exc:
-            if exc.status != 404:
+            if exc.status not in (404, 409):  # gone, or replaced by another Secret since the read: not ours
                 raise
+        return True

@@ -55,16 +55,16 @@ class ConfigMapRef(_Model):
 
 
 class Workspace(_Model):
-    subscription_id: Annotated[str, Field(min_length=1)]
+    subscription_id: Annotated[str, Field(min_length=1, max_length=64)]
     resource_group: Annotated[str, Field(min_length=1, max_length=90)]
     name: Annotated[str, Field(min_length=3, max_length=33)]
     credentials_secret_ref: SecretRef
 
 
 class Provision(_Model):
-    vm_size: Annotated[str, Field(min_length=1)]
-    agent_count: Annotated[int, Field(ge=1, le=100)] = 1
-    location: str | None = None
+    vm_size: Annotated[str, Field(min_length=1, max_length=64)]
+    agent_count: Annotated[int, Field(ge=1, le=100)] = 3
+    location: Annotated[str | None, Field(max_length=64)] = None
     cluster_purpose: ClusterPurpose = ClusterPurpose.FAST_PROD
 
 

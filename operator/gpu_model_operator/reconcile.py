@@ -63,6 +63,9 @@ class Observation:
     probe: ProbeResult | None = None
     #: "namespace/name" of the resource being reconciled, to tell our service from one we found.
     owner: str = ""
+    #: The user opted in (annotation ``gpumodel.io/take-over``) to the operator managing a service or compute
+    #: that existed before: redeploying, scaling and deleting it as if it had created it.
+    take_over: bool = False
 
 
 @dataclass
@@ -231,13 +234,17 @@ def _decide_compute(
     compute = obs.compute
     name = compute.name
     if compute.state == ComputeState.READY:
-        adopted = not compute.created_by_operator and not status.ownership.compute_created
-        status.ownership.compute_adopted = adopted
-        status.ownership.compute_created = compute.created_by_operator
+        # Ours to delete only if the operator's tag is on it (created here) or the user said take it over; the
+        # tag is read each pass, never remembered, so a compute someone else made in the meantime stays theirs.
+        ours = compute.created_by_operator or obs.take_over
+        status.ownership.compute_created, status.ownership.compute_adopted = ours, not ours
         kind = "attached cluster" if compute.attached else "compute"
         gpus = "no GPU (CPU only)" if compute.cpu_only else f"{compute.gpus_total} GPU(s)"
-        reason = c.COMPUTE_ADOPTED if adopted else c.COMPUTE_AVAILABLE
-        set_condition(status, c.COMPUTE_READY, True, reason, f"{kind} {name} is ready with {gpus}", generation, now)
+        reason = c.COMPUTE_AVAILABLE if ours else c.COMPUTE_ADOPTED
+        message = f"{kind} {name} is ready with {gpus}"
+        if not ours:
+            message += "; it existed before: used, never changed or deleted (gpumodel.io/take-over to manage it)"
+        set_condition(status, c.COMPUTE_READY, True, reason, message, generation, now)
         return None
 
     set_condition(status, c.SERVICE_READY, False, c.WAITING_FOR_COMPUTE, f"waiting for compute {name}", generation, now)
@@ -247,7 +254,6 @@ def _decide_compute(
         set_condition(status, c.COMPUTE_READY, False, c.PROVISIONING, message, generation, now)
         _not_ready(status, generation, now, message)
         status.phase = Phase.PROVISIONING
-        status.ownership.compute_created = True
         status.operation = Operation(kind=Action.CREATE_COMPUTE.value, target=name, started_at=now)
         event = Event("Normal", c.CREATED_COMPUTE, message)
         return Decision(Action.CREATE_COMPUTE, 0, status, [event], requeue_after=poll)
@@ -317,11 +323,10 @@ def _decide_service(
         status.phase = Phase.FAILED
         status.last_error = message
         return Decision(Action.NONE, 0, status, [Event("Warning", c.SERVICE_CONFLICT, message)], permanent=True)
-    if service.owner == obs.owner:
-        # Our own tag at the backend is the record that survives a crash between the create and the status write.
-        status.ownership.service_created = True
-    if service.owner is None and not status.ownership.service_created:
-        status.ownership.service_adopted = True  # made outside the operator: adopt it, never delete it
+    if not _service_is_ours(service, status, obs):
+        return _existing_service(service, generation, status, now)
+    # Our own tag at the backend is the record that survives a crash between the create and the status write.
+    status.ownership.service_created, status.ownership.service_adopted = True, False
     if service.state in (ServiceState.TRANSITIONING, ServiceState.DELETING):
         message = f"service {name} is updating" + (f": {service.message}" if service.message else "")
         set_condition(status, c.SERVICE_READY, False, c.DEPLOYING, message, generation, now)
@@ -389,6 +394,32 @@ def _decide_service(
     return _healthy(spec, generation, status, obs, now, cap, poll)
 
 
+def _service_is_ours(service: ObservedService, status: GpuModelDeploymentStatus, obs: Observation) -> bool:
+    """Our tag on it, our own record of creating it (never overruled by a missing tag), or the user's take-over;
+    a service recorded as adopted stays adopted until the user takes it over."""
+    if obs.take_over or service.owner == obs.owner:
+        return True
+    return status.ownership.service_created and not status.ownership.service_adopted
+
+
+def _existing_service(
+    service: ObservedService, generation: int, status: GpuModelDeploymentStatus, now: str
+) -> Decision:
+    """A service the operator did not create: observed and reported, never redeployed, scaled or deleted."""
+    state = service.state.value + (f", {service.replicas} replica(s)" if service.replicas else "")
+    message = (
+        f"service {service.name} exists ({state}) and was not created by the operator: it is left as it is, "
+        "never changed or deleted. Choose another spec.service.name, or annotate the resource "
+        "gpumodel.io/take-over=true to let the operator redeploy it from this spec and delete it with the resource"
+    )
+    status.ownership.service_adopted, status.ownership.service_created = True, False
+    set_condition(status, c.SERVICE_READY, False, c.SERVICE_EXISTS, message, generation, now)
+    _not_ready(status, generation, now, message, reason=c.SERVICE_EXISTS)
+    status.phase = Phase.FAILED
+    status.last_error = message
+    return Decision(Action.NONE, 0, status, [Event("Warning", c.SERVICE_EXISTS, message)], permanent=True)
+
+
 def _start(
     action: Action,
     status: GpuModelDeploymentStatus,
@@ -408,7 +439,7 @@ def _start(
     _not_ready(status, generation, now, message)
     status.phase = Phase.DEPLOYING
     status.operation = Operation(kind=action.value, target=status.service_name or "", started_at=now)
-    status.ownership.service_created = status.ownership.service_created or not status.ownership.service_adopted
+    status.ownership.service_created, status.ownership.service_adopted = True, False
     event_reason = event_reason or (c.DEPLOYED_SERVICE if action == Action.DEPLOY else c.SCALED_SERVICE)
     return Decision(action, cap.effective, status, [Event("Normal", event_reason, message)], requeue_after=poll)
 
@@ -481,9 +512,17 @@ def decide_deletion(
     other_users_of_compute: int,
     owner: str,
 ) -> DeletionDecision:
-    """Service first, then the compute only if we created it, the policy says Delete and no one else uses it."""
+    """Service first, then the compute only if we created it, the policy says Delete and no one else uses it.
+
+    The adoption record wins over any tag: a service recorded as adopted is never deleted, whatever its tags say.
+    """
     if service.state not in (ServiceState.ABSENT, ServiceState.DELETING):
-        ours = service.owner == owner or (status.ownership.service_created and not status.ownership.service_adopted)
+        if status.ownership.service_adopted:
+            ours = False
+        elif service.owner is not None:
+            ours = service.owner == owner
+        else:
+            ours = status.ownership.service_created
         if ours:
             message = f"deleting service {service.name}"
             return DeletionDecision(DeleteAction.DELETE_SERVICE, message, [Event("Normal", c.DELETED_SERVICE, message)])

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .models import BackendKind
+
 
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
@@ -18,6 +20,10 @@ def default_state_dir() -> Path:
 
 @dataclass
 class Settings:
+    #: The backends this process serves. A resource naming another is refused (BackendNotEnabled). The local
+    #: backend runs the user's entry script and pip packages on the operator's own machine, with its
+    #: permissions: a developer's machine and the demo enable it, cluster installs never do.
+    backends: tuple[BackendKind, ...] = (BackendKind.AZUREML,)
     #: Namespaces to watch; empty means all namespaces (a cluster-wide install).
     namespaces: list[str] = field(default_factory=list)
     #: Seconds between checks of an operation in flight (compute creating, service deploying).

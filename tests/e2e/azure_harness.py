@@ -102,12 +102,21 @@ class Azure:
         body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET}, "stringData": data}
         self.cp.kubectl("apply", "-n", self.ns, "-f", "-", input=json.dumps(body))
 
-    def apply(self, name: str, service: str, compute: dict[str, Any], replicas: int = 1, model: str = "digits") -> None:
+    def apply(
+        self,
+        name: str,
+        service: str,
+        compute: dict[str, Any],
+        replicas: int = 1,
+        model: str = "digits",
+        annotations: dict[str, str] | None = None,
+    ) -> None:
         """The azureml example (kustomize: the digits-source ConfigMap and the resource), pointed at the emulator."""
         docs = list(yaml.safe_load_all(self.cp.kubectl("kustomize", str(ROOT / "manifests/examples/azureml")).stdout))
         for doc in docs:
             if doc["kind"] == "GpuModelDeployment":
                 doc["metadata"]["name"] = name
+                doc["metadata"]["annotations"] = annotations or {}
                 spec = doc["spec"]
                 spec["workspace"].update(subscriptionId=SUBSCRIPTION, resourceGroup=RESOURCE_GROUP, name=WORKSPACE)
                 spec["workspace"]["credentialsSecretRef"]["name"] = SECRET
@@ -170,4 +179,6 @@ def azure(control_plane: Any, namespace: str, emu: Emulator, azure_operator: Ope
 
 
 def provision(name: str, agents: int = 2) -> dict[str, Any]:
-    return {"name": name, "provision": {"vmSize": "Standard_NC6", "agentCount": agents}, "deletionPolicy": "Delete"}
+    """A cluster of ``agents`` one-GPU nodes; DevTest, as FastProd needs 12 vCPUs (3 of these nodes)."""
+    size = {"vmSize": "Standard_NC4as_T4_v3", "agentCount": agents, "clusterPurpose": "DevTest"}
+    return {"name": name, "provision": size, "deletionPolicy": "Delete"}

@@ -42,7 +42,17 @@ def operator(
     control_plane: Any, state_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("logs") / "operator.log"
-    args = ["--all-namespaces", "--poll-seconds", "1", "--resync-seconds", "5", "--declared-gpus", "2"]
+    args = [
+        "--backend",
+        "local",
+        "--all-namespaces",
+        "--poll-seconds",
+        "1",
+        "--resync-seconds",
+        "5",
+        "--declared-gpus",
+        "2",
+    ]
     with OperatorProcess(control_plane.kubeconfig, [], state_dir, log, extra_args=args) as op:
         yield op
 

@@ -69,7 +69,7 @@ def test_provision_deploy_score_scale_cap_delete(azure: Azure) -> None:
 
 
 def test_attached_cluster_is_detached_not_deleted(azure: Azure) -> None:
-    cluster = {"resource_group": "aks-rg", "name": "existing-aks", "vm_size": "Standard_NC6", "agent_count": 2}
+    cluster = {"resource_group": "aks-rg", "name": "existing-aks", "vm_size": "Standard_NC4as_T4_v3", "agent_count": 2}
     resource_id = azure.emu.seed(aks_clusters=[cluster])["aks_clusters"][0]
     attach = {"name": "attached", "attach": {"resourceGroup": "aks-rg", "clusterName": "existing-aks"}}
     azure.apply("digits", "digits-attached", attach)
@@ -105,8 +105,8 @@ def test_shared_compute_is_deleted_with_its_last_user(azure: Azure) -> None:
 
 
 def test_missing_model_fails_without_a_retry_storm(azure: Azure) -> None:
-    azure.emu.seed(computes=[{"name": "gpu-seeded", "vm_size": "Standard_NC6", "agent_count": 1}])
-    seeded = {"name": "gpu-seeded", "provision": {"vmSize": "Standard_NC6"}}
+    azure.emu.seed(computes=[{"name": "gpu-seeded", "vm_size": "Standard_NC4as_T4_v3", "agent_count": 1}])
+    seeded = {"name": "gpu-seeded", "provision": {"vmSize": "Standard_NC4as_T4_v3"}}
     azure.apply("digits", "digits-nomodel", seeded, model="no-such-model")
     cond = azure.wait_reason("digits", "ModelNotFound")
     assert cond["status"] == "False" and "no-such-model:1" in cond["message"]
@@ -127,8 +127,8 @@ def test_missing_model_fails_without_a_retry_storm(azure: Azure) -> None:
 def test_wrong_client_secret_is_credentials_invalid_until_fixed(azure: Azure) -> None:
     wrong = "wrong-secret-value"
     azure.secret(client_secret=wrong)
-    azure.emu.seed(computes=[{"name": "gpu-creds", "vm_size": "Standard_NC6", "agent_count": 1}])
-    azure.apply("digits", "digits-creds", {"name": "gpu-creds", "provision": {"vmSize": "Standard_NC6"}})
+    azure.emu.seed(computes=[{"name": "gpu-creds", "vm_size": "Standard_NC4as_T4_v3", "agent_count": 1}])
+    azure.apply("digits", "digits-creds", {"name": "gpu-creds", "provision": {"vmSize": "Standard_NC4as_T4_v3"}})
     cond = azure.wait_reason("digits", "CredentialsInvalid")
     assert f"Secret {SECRET} (keys tenantId, clientId, clientSecret)" in cond["message"]
     assert "clientSecret is wrong" in cond["message"]
@@ -145,13 +145,13 @@ def test_wrong_client_secret_is_credentials_invalid_until_fixed(azure: Azure) ->
 
 def test_throttling_and_outages_converge_honouring_retry_after(azure: Azure) -> None:
     retry_after = 3
-    azure.emu.seed(computes=[{"name": "gpu-flaky", "vm_size": "Standard_NC6", "agent_count": 1}])
+    azure.emu.seed(computes=[{"name": "gpu-flaky", "vm_size": "Standard_NC4as_T4_v3", "agent_count": 1}])
     azure.emu.add_fault(action="reset", method="GET", path=r"/computes/gpu-flaky$", times=1)
     azure.emu.add_fault(
         action="status", status=429, retry_after=retry_after, method="GET", path=r"/services/digits-flaky$", times=1
     )
     azure.emu.add_fault(action="status", status=503, method="POST", path=r"/services$", times=2)
-    azure.apply("digits", "digits-flaky", {"name": "gpu-flaky", "provision": {"vmSize": "Standard_NC6"}})
+    azure.apply("digits", "digits-flaky", {"name": "gpu-flaky", "provision": {"vmSize": "Standard_NC4as_T4_v3"}})
     azure.wait_ready("digits")
 
     reads = azure.calls(r"/services/digits-flaky$", "GET")
@@ -177,7 +177,7 @@ def test_retain_policy_keeps_the_cluster(azure: Azure) -> None:
 
 
 def test_an_existing_compute_is_adopted_and_never_deleted(azure: Azure) -> None:
-    azure.emu.seed(computes=[{"name": "gpu-theirs", "vm_size": "Standard_NC6", "agent_count": 1}])
+    azure.emu.seed(computes=[{"name": "gpu-theirs", "vm_size": "Standard_NC4as_T4_v3", "agent_count": 1}])
     azure.apply("guest", "guest-svc", provision("gpu-theirs", agents=1))
     status = azure.wait_ready("guest")["status"]
     assert status["ownership"]["computeAdopted"] and not status["ownership"]["computeCreated"]

@@ -166,3 +166,51 @@ def test_detach_on_delete_leaves_the_service_running(deployment: Deployment, sta
     finally:  # the test, not the operator, cleans up what it asked the operator to leave
         procs.stop([*state["replicas"], state["router"]], f"{service_dir}/", *SERVING_PROCESSES)
         shutil.rmtree(service_dir, ignore_errors=True)
+
+
+def _secret(deployment: Deployment, name: str) -> dict[str, Any] | None:
+    result = deployment.cp.kubectl("get", "secret", name, "-n", deployment.ns, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def test_a_secret_of_the_same_name_owned_by_someone_else_is_never_touched(
+    deployment: Deployment, state_dir: Path
+) -> None:
+    name = f"{deployment.name}-scoring-keys"
+    deployment.cp.kubectl(
+        "create", "secret", "generic", name, "-n", deployment.ns, "--from-literal=password=team-database-password"
+    )
+    theirs = _secret(deployment, name)
+    assert theirs is not None
+    deployment.apply()
+
+    def conflict() -> dict[str, Any] | None:
+        cond = deployment.condition("Ready")
+        return cond if cond and cond["reason"] == "SecretConflict" else None
+
+    cond = wait_for("the SecretConflict condition", conflict, 300)
+    assert cond["status"] == "False" and "was not created by the operator" in cond["message"]
+    assert deployment.get()["status"]["phase"] == "Failed"
+    assert [e["type"] for e in deployment.events("SecretConflict")][:1] == ["Warning"]
+    assert _secret(deployment, name) == theirs  # not one field changed, not even resourceVersion
+    # The service itself runs: the keys are simply not handed out through someone else's Secret.
+    assert (state_dir / "services" / f"{deployment.ns}.{deployment.name}" / "state.json").exists()
+
+    deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=120s")
+    assert _secret(deployment, name) == theirs, "deleting the resource must leave the other Secret"
+    assert not (state_dir / "services" / f"{deployment.ns}.{deployment.name}").exists()
+
+
+def test_the_keys_secret_is_replaced_not_merged_when_auth_is_switched_off(deployment: Deployment) -> None:
+    deployment.apply()
+    deployment.wait_ready()
+    assert set(deployment.keys()) == {"scoringUri", "primaryKey", "secondaryKey"}
+    docs = deployment.get()
+    patch = json.dumps({"spec": {"service": {"authEnabled": False}}})
+    deployment.cp.kubectl("patch", "gmd", deployment.name, "-n", deployment.ns, "--type=merge", "-p", patch)
+    wait_for(
+        "the new generation Ready", lambda: deployment.get()["metadata"]["generation"] > docs["metadata"]["generation"]
+    )
+    deployment.wait_ready()
+    assert set(deployment.keys()) == {"scoringUri"}, "keys the service no longer takes must not linger"
+    deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=120s")

@@ -103,7 +103,9 @@ def workflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[st
     workdir = tmp_path_factory.mktemp("workflow")
     with start_emulator(workdir / "emulator", fast_config(compute_create_s=1, service_create_s=1)) as emu:
         attach_id = emu.seed(
-            aks_clusters=[{"resource_group": RG, "name": "existing-aks", "vm_size": "Standard_NC6", "agent_count": 3}]
+            aks_clusters=[
+                {"resource_group": RG, "name": "existing-aks", "vm_size": "Standard_NC4as_T4_v3", "agent_count": 3}
+            ]
         )["aks_clusters"][0]
         emu.add_fault(action="status", status=429, retry_after=7, method="GET", path=r"/services$", times=1)
         # The SDK ignores Retry-After and backs off AZUREML_DEFAULT_BACKOFF seconds (32 by default) on 429.
@@ -115,7 +117,12 @@ def test_guide_workflow_runs_on_the_real_sdk(workflow: tuple[dict[str, Any], lis
     result, _ = workflow
     assert result["workspace"] == {"name": WS, "location": "eastus"}
     assert result["compute_state_after_create"] == "Creating"
-    assert result["compute"] == {"state": "Succeeded", "vm_size": "Standard_NC6", "agents": 2, "type": "AksCompute"}
+    assert result["compute"] == {
+        "state": "Succeeded",
+        "vm_size": "Standard_NC4as_T4_v3",
+        "agents": 2,
+        "type": "AksCompute",
+    }
     assert result["attached"] == {"state": "Succeeded", "is_attached": True}
     assert result["model"] == {"id": "tf-dnn-mnist:1", "version": 1, "latest": "tf-dnn-mnist:1"}
     assert result["state_after_deploy_call"] == "Transitioning"
@@ -160,9 +167,11 @@ def test_sdk_retries_a_throttled_call(workflow: tuple[dict[str, Any], list[dict[
 
 
 def test_gpu_capacity_is_enforced(emulator: Emulator, tmp_path: Path) -> None:
-    emulator.seed(computes=[{"name": "gpu2", "vm_size": "Standard_NC6", "agent_count": 2}], models=[{"name": "digits"}])
+    emulator.seed(
+        computes=[{"name": "gpu2", "vm_size": "Standard_NC4as_T4_v3", "agent_count": 2}], models=[{"name": "digits"}]
+    )
     result = run_guide(emulator, "capacity", tmp_path, "--compute", "gpu2", "--model", "digits")
-    assert result["cluster"] == {"vm_size": "Standard_NC6", "agents": 2}
+    assert result["cluster"] == {"vm_size": "Standard_NC4as_T4_v3", "agents": 2}
     for case in ("three_replicas", "scale_to_three", "neighbour"):
         error = result[case]
         assert error is not None and error["type"] == "WebserviceException", case
@@ -238,7 +247,7 @@ def test_other_faults_and_bad_credentials(emulator: Emulator) -> None:
 
     body: dict[str, Any] = {
         "location": "eastus",
-        "properties": {"computeType": "AKS", "properties": {"agentCount": 1, "agentVmSize": "Standard_NC6"}},
+        "properties": {"computeType": "AKS", "properties": {"agentCount": 1, "agentVmSize": "Standard_NC4as_T4_v3"}},
     }
     emulator.add_fault(action="compute_quota", name="^quota$", sync=True)
     quota = requests.put(ws_url(emulator, "/computes/quota"), json=body, verify=ca, headers=auth, timeout=10)
@@ -270,7 +279,7 @@ def test_other_faults_and_bad_credentials(emulator: Emulator) -> None:
 
 def deploy_over_http(emu: Emulator, auth: dict[str, str], name: str) -> requests.Response:
     """A minimal AKS service create, as MMS receives it, on a seeded 1-GPU compute and model."""
-    emu.seed(computes=[{"name": "gpu1", "vm_size": "Standard_NC6", "agent_count": 1}], models=[{"name": "m"}])
+    emu.seed(computes=[{"name": "gpu1", "vm_size": "Standard_NC4as_T4_v3", "agent_count": 1}], models=[{"name": "m"}])
     body: dict[str, Any] = {
         "name": name,
         "computeType": "AKS",

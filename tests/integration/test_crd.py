@@ -28,7 +28,7 @@ def base() -> dict[str, Any]:
                 "name": "ws1",
                 "credentialsSecretRef": {"name": "sp"},
             },
-            "compute": {"name": "gpu-cluster", "provision": {"vmSize": "Standard_NC6"}},
+            "compute": {"name": "gpu-cluster", "provision": {"vmSize": "Standard_NC4as_T4_v3"}},
             "model": {"name": "digits", "version": 1},
             "source": {"configMapRef": {"name": "src"}, "condaFile": "myenv.yml"},
             "service": {"name": "digits-svc"},
@@ -98,6 +98,21 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("replicas-over-limit", with_("spec.service.replicas", 1000), "should be less than or equal to 100"),
     ("bad-cluster-purpose", with_("spec.compute.provision.clusterPurpose", "Cheap"), 'Unsupported value: "Cheap"'),
     ("zero-model-version", with_("spec.model.version", 0), "should be greater than or equal to 1"),
+    (
+        "retired-vm-size",
+        with_("spec.compute.provision", {"vmSize": "Standard_NC6s_v3"}),
+        "is a size Azure has retired",
+    ),
+    (
+        "retired-vm-size-any-case",
+        with_("spec.compute.provision", {"vmSize": "standard_nc6"}),
+        "is a size Azure has retired",
+    ),
+    (
+        "fastprod-below-12-vcpus",
+        with_("spec.compute.provision", {"vmSize": "Standard_NC4as_T4_v3", "agentCount": 2}),
+        "FastProd needs at least 12 vCPUs",
+    ),
 ]
 
 
@@ -129,7 +144,8 @@ def test_defaults_are_applied_by_the_apiserver(control_plane: Any, namespace: st
     assert spec["service"]["gpuCores"] == 1
     assert spec["service"]["replicas"] == 1
     assert spec["compute"]["deletionPolicy"] == "Delete"
-    assert spec["compute"]["provision"]["agentCount"] == 1
+    assert spec["compute"]["provision"]["agentCount"] == 3  # Azure's default; with T4 nodes, FastProd's 12 vCPUs
+    assert spec["compute"]["provision"]["clusterPurpose"] == "FastProd"
     assert spec["source"]["entryScript"] == "score.py"
 
 
@@ -151,9 +167,15 @@ def test_apiserver_defaults_round_trip_through_the_model(control_plane: Any, nam
         ("spec.backend", "local", "spec.backend is immutable"),
         ("spec.compute.name", "other-cluster", "spec.compute.name is immutable"),
         ("spec.service.name", "other-svc", "spec.service.name is immutable"),
+        ("spec.workspace.resourceGroup", "other-rg", "spec.workspace.subscriptionId, resourceGroup and name are"),
+        ("spec.workspace.subscriptionId", "other-sub", "spec.workspace.subscriptionId, resourceGroup and name are"),
+        ("spec.workspace.name", "ws2", "spec.workspace.subscriptionId, resourceGroup and name are immutable"),
+        ("spec.compute.provision.vmSize", "Standard_NC8as_T4_v3", "spec.compute.provision is immutable"),
+        ("spec.compute.provision.agentCount", 4, "spec.compute.provision is immutable"),
+        ("spec.compute.provision.clusterPurpose", "DevTest", "spec.compute.provision is immutable"),
     ],
 )
-def test_immutable_fields(control_plane: Any, namespace: str, path: str, value: str, message: str) -> None:
+def test_immutable_fields(control_plane: Any, namespace: str, path: str, value: Any, message: str) -> None:
     obj = base()
     obj["spec"]["model"]["path"] = "/models/digits"  # so that switching to local is otherwise valid
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
@@ -166,6 +188,37 @@ def test_immutable_fields(control_plane: Any, namespace: str, path: str, value: 
     result = control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(changed), check=False)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_switching_between_provision_and_attach_is_refused(control_plane: Any, namespace: str) -> None:
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(base()))
+    attached = base()
+    attached["spec"]["compute"] = {"name": "gpu-cluster", "attach": {"resourceGroup": "rg", "clusterName": "aks"}}
+    result = control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(attached), check=False)
+    assert result.returncode != 0
+    assert "spec.compute cannot switch between provision and attach" in result.stderr
+
+
+def test_changes_that_are_carried_out_in_place_are_accepted(control_plane: Any, namespace: str) -> None:
+    """Only what would orphan a billing resource is frozen: the same workspace in other letter case (Azure names
+    are case-insensitive), another credentials Secret, the deletion policy, replicas and the model all change."""
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(base()))
+    changed = base()
+    changed["spec"]["workspace"].update(resourceGroup="RG", name="WS1", credentialsSecretRef={"name": "sp2"})
+    changed["spec"]["compute"]["deletionPolicy"] = "Retain"
+    changed["spec"]["service"]["replicas"] = 2
+    changed["spec"]["model"]["version"] = 2
+    result = control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(changed), check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_kind_is_not_in_the_all_category(control_plane: Any, namespace: str) -> None:
+    """`kubectl delete all --all` is routine clean-up; it must not reach a resource that deletes a GPU cluster."""
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(base()))
+    assert "digits" not in control_plane.kubectl("get", "all", "-n", namespace, "-o", "name").stdout
+    assert control_plane.kubectl("get", "gpumodel", "-n", namespace, "-o", "name").stdout.strip() == (
+        "gpumodeldeployment.gpumodel.io/digits"
+    )
 
 
 def test_printer_columns(control_plane: Any, namespace: str) -> None:

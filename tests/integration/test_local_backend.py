@@ -236,6 +236,12 @@ def test_deploy_score_keys_pinning_scale_readopt_delete(
     assert post(other, {}, keys[0])[0] == 404, "the router serves its own service only"
 
     state = state_of(state_dir, inputs)
+    service_dir = state_dir / "services" / f"{inputs.namespace}.{inputs.name}"
+    # The files that hold the keys, and the directories above them, are this user's alone.
+    for path in (service_dir / "state.json", service_dir / "router.json"):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    for path in (state_dir, state_dir / "services", service_dir):
+        assert path.stat().st_mode & 0o777 == 0o700, path
     assert sorted(tuple(r["gpus"]) for r in state["replicas"]) == [(0,), (1,)], "each replica on its own GPU"
     for r in state["replicas"]:
         assert environ_of(r["pid"])["CUDA_VISIBLE_DEVICES"] == str(r["gpus"][0])

@@ -2,7 +2,8 @@
 operator exactly what it uses (``kubectl auth can-i`` for what it may and must not do), the user roles do
 what they say, the operator's pod meets the restricted Pod Security Standard, and finally the operator itself,
 signed in with its ServiceAccount's token and configured by the Deployment's own environment, takes the
-example from apply to Ready to deleted with nothing more than those permissions.
+azureml example (against the Azure ML emulator) from apply to Ready to deleted with nothing more than those
+permissions, while the shipped admission policy keeps it from changing any Secret it did not publish.
 
 Each overlay is installed under names of its own (namespaces, and the cluster-scoped role and binding), so
 the two overlays and repeated runs never share a ServiceAccount or a grant; nothing else is changed.
@@ -10,6 +11,7 @@ the two overlays and repeated runs never share a ServiceAccount or a grant; noth
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -23,12 +25,19 @@ from typing import Any
 import pytest
 import yaml
 
-from gpu_model_operator.backends.local import processes as procs
-from gpu_model_operator.backends.local.backend import SERVING_PROCESSES
+from gpu_model_operator_dev.azureml_emulator import Emulator, EmulatorConfig, Latencies, start_emulator
 from gpu_model_operator_dev.controlplane import ControlPlane
-from gpu_model_operator_dev.digits_model import TrainedModel, train
 from gpu_model_operator_dev.operator_process import OperatorProcess
-from tests.e2e.harness import wait_for
+from tests.e2e.azure_harness import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    RESOURCE_GROUP,
+    SECRET,
+    SUBSCRIPTION,
+    TENANT,
+    WORKSPACE,
+)
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -165,7 +174,15 @@ def install(cp: ControlPlane, overlay: str) -> Install:
                 if env["name"] == "GMO_NAMESPACES":
                     env["value"] = " ".join(rename.get(ns, ns) for ns in env["value"].split())
     rbac = [doc for doc in docs if doc["kind"] in RBAC_KINDS]
-    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
+    # The policy that confines the operator to its own Secrets (it binds to ServiceAccounts of the operator's
+    # name only). The no-local-backend policy binds to everyone and is tested on a control plane of its own.
+    secrets_policy = [
+        doc
+        for doc in docs
+        if doc["kind"].startswith("ValidatingAdmissionPolicy") and "secrets" in doc["metadata"]["name"]
+    ]
+    assert len(secrets_policy) == 2, "the base ships the policy and its binding"
+    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac + secrets_policy))
     return Install(overlay, operator_ns, watched_ns, docs)
 
 
@@ -328,22 +345,17 @@ def service_account_kubeconfig(cp: ControlPlane, inst: Install, path: Path) -> P
 
 
 @contextmanager
-def operator_for(cp: ControlPlane, inst: Install, tmp_path: Path) -> Iterator[OperatorProcess]:
-    """The operator as the Deployment runs it (its GMO_* environment), signed in as the ServiceAccount."""
+def operator_for(cp: ControlPlane, inst: Install, tmp_path: Path, emu: Emulator) -> Iterator[OperatorProcess]:
+    """The operator as the Deployment runs it (its GMO_* environment, so the azureml backend only), signed in as
+    the ServiceAccount, its Azure ML SDK pointed at the emulator."""
     kubeconfig = service_account_kubeconfig(cp, inst, tmp_path / f"{inst.overlay}.kubeconfig")
-    state_dir = tmp_path / f"{inst.overlay}-state"
-    args = ["--declared-gpus", "1", "--poll-seconds", "1"]
+    env = {**emu.client_env(), "HOME": str(tmp_path / f"{inst.overlay}-home"), **inst.operator_env()}
     log = tmp_path / f"{inst.overlay}-operator.log"
-    op = OperatorProcess(kubeconfig, [], state_dir, log, extra_args=args, env=inst.operator_env())
-    try:
-        with op:
-            yield op
-    finally:
-        # A safety net for a failed test: no serving process outlives it.
-        for state_file in state_dir.glob("services/*/state.json"):
-            state = json.loads(state_file.read_text())
-            records = [*state.get("replicas", []), state["router"]]
-            procs.stop(records, f"{state_file.parent}/", *SERVING_PROCESSES)
+    op = OperatorProcess(
+        kubeconfig, [], tmp_path / f"{inst.overlay}-state", log, extra_args=["--poll-seconds", "1"], env=env
+    )
+    with op:
+        yield op
 
 
 def refusals(op: OperatorProcess) -> list[str]:
@@ -354,13 +366,19 @@ def refusals(op: OperatorProcess) -> list[str]:
     return [ln for ln in refused if "NamespaceTerminating" not in ln and "being terminated" not in ln]
 
 
-def converge(cp: ControlPlane, ns: str, model: TrainedModel, op: OperatorProcess, timeout: float) -> None:
-    """The local example from apply to Ready to deleted, and what the operator wrote on the way."""
-    docs = render(cp, MANIFESTS / "examples" / "local")
+def converge(cp: ControlPlane, ns: str, op: OperatorProcess, timeout: float) -> None:
+    """The azureml example from apply to Ready to deleted, and what the operator wrote on the way."""
+    cp.kubectl("create", "secret", "generic", SECRET, "-n", ns, f"--from-literal=tenantId={TENANT}",
+               f"--from-literal=clientId={CLIENT_ID}", f"--from-literal=clientSecret={CLIENT_SECRET}")  # fmt: skip
+    docs = render(cp, MANIFESTS / "examples" / "azureml")
     for doc in docs:
         if doc["kind"] == "GpuModelDeployment":
-            doc["spec"]["model"]["path"] = str(model.model_dir)
-            doc["spec"]["local"]["allowCpuFallback"] = False  # the declared GPU is used instead
+            doc["metadata"]["name"] = "digits"
+            spec = doc["spec"]
+            spec["workspace"].update(subscriptionId=SUBSCRIPTION, resourceGroup=RESOURCE_GROUP, name=WORKSPACE)
+            spec["workspace"]["credentialsSecretRef"]["name"] = SECRET
+            spec["compute"]["name"] = f"gpu-{ns[-8:]}"
+            spec["service"]["name"] = f"svc-{ns[-8:]}"
     cp.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
 
     def get() -> dict[str, Any]:
@@ -389,14 +407,50 @@ def converge(cp: ControlPlane, ns: str, model: TrainedModel, op: OperatorProcess
     assert refusals(op) == [], "the operator was refused something it needs"
 
 
+def someone_elses_secret_is_out_of_reach(cp: ControlPlane, inst: Install, ns: str, tmp_path: Path) -> None:
+    """RBAC lets the operator patch and delete Secrets (it publishes the keys); the admission policy narrows that
+    to the Secrets it published. Tried with the ServiceAccount's own token, as the operator would."""
+    cp.kubectl("create", "secret", "generic", "team-db-password", "-n", ns, "--from-literal=password=hunter2")
+    kubeconfig = str(service_account_kubeconfig(cp, inst, tmp_path / f"{inst.overlay}-probe.kubeconfig"))
+    as_operator = ["--kubeconfig", kubeconfig, "-n", ns]
+    attempts = {
+        "patch": ["patch", "secret", "team-db-password", "-p", '{"stringData":{"password":"stolen"}}'],
+        "delete": ["delete", "secret", "team-db-password"],
+        "label and take": ["label", "secret", "team-db-password", "app.kubernetes.io/managed-by=gpu-model-operator"],
+        "create unlabelled": ["create", "secret", "generic", "planted", "--from-literal=a=b"],
+    }
+    for what, args in attempts.items():
+        result = cp.kubectl(*args, *as_operator, check=False)
+        assert result.returncode != 0, f"the operator's ServiceAccount could {what} someone else's Secret"
+        assert "gpu-model-operator-owned-secrets" in result.stderr, result.stderr
+    data = json.loads(cp.kubectl("get", "secret", "team-db-password", "-n", ns, "-o", "json").stdout)["data"]
+    assert base64.b64decode(data["password"]).decode() == "hunter2"
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    latencies = Latencies(**dict.fromkeys(Latencies.__dataclass_fields__, 0.5))
+    config = EmulatorConfig(latencies=latencies, credentials={CLIENT_ID: CLIENT_SECRET})
+    with start_emulator(tmp_path_factory.mktemp("emulator"), config) as emulator:
+        emulator.seed(models=[{"name": "digits"}])
+        yield emulator
+
+
 def test_the_operator_converges_with_only_its_rbac(
-    control_plane: ControlPlane, cluster_wide: Install, namespaced: Install, namespace: str, tmp_path: Path
+    control_plane: ControlPlane,
+    cluster_wide: Install,
+    namespaced: Install,
+    namespace: str,
+    tmp_path: Path,
+    emu: Emulator,
 ) -> None:
-    model = train(tmp_path / "model")
     # Both at once: the cluster-wide operator must not trip over the namespaced one's resource, and neither
     # is refused anything (kopf's cluster scanning is off: the resource comes from API discovery).
-    with operator_for(control_plane, namespaced, tmp_path) as namespaced_op:
-        with operator_for(control_plane, cluster_wide, tmp_path) as cluster_wide_op:
-            converge(control_plane, namespace, model, cluster_wide_op, timeout=60)
+    with operator_for(control_plane, namespaced, tmp_path, emu) as namespaced_op:
+        with operator_for(control_plane, cluster_wide, tmp_path, emu) as cluster_wide_op:
+            converge(control_plane, namespace, cluster_wide_op, timeout=90)
         assert namespaced.watched_ns is not None
-        converge(control_plane, namespaced.watched_ns, model, namespaced_op, timeout=60)
+        converge(control_plane, namespaced.watched_ns, namespaced_op, timeout=90)
+    someone_elses_secret_is_out_of_reach(control_plane, cluster_wide, namespace, tmp_path)
+    assert namespaced.watched_ns is not None
+    someone_elses_secret_is_out_of_reach(control_plane, namespaced, namespaced.watched_ns, tmp_path)

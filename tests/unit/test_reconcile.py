@@ -43,7 +43,7 @@ def spec(**service: Any) -> GpuModelDeploymentSpec:
                 "name": "ws1",
                 "credentialsSecretRef": {"name": "sp"},
             },
-            "compute": {"name": "gpu-cluster", "provision": {"vmSize": "Standard_NC6", "agentCount": 2}},
+            "compute": {"name": "gpu-cluster", "provision": {"vmSize": "Standard_NC4as_T4_v3", "agentCount": 2}},
             "model": {"name": "digits", "version": 1},
             "source": {"configMapRef": {"name": "src"}, "condaFile": "myenv.yml"},
             "service": {"name": "digits-svc", "replicas": 2, **service},
@@ -65,8 +65,10 @@ def service(
     )
 
 
-def obs(comp: ObservedCompute, svc: ObservedService, others: int = 0, probe: ProbeResult | None = None) -> Observation:
-    return Observation(comp, svc, others, FP, probe, owner=OWNER)
+def obs(
+    compute: ObservedCompute, svc: ObservedService, others: int = 0, probe: ProbeResult | None = None
+) -> Observation:
+    return Observation(compute, svc, others, FP, probe, owner=OWNER)
 
 
 def cond(status: GpuModelDeploymentStatus, type_: str) -> tuple[str, str]:
@@ -201,10 +203,41 @@ def test_running_twice_changes_nothing() -> None:
     assert second.status == first.status and second.action == Action.NONE and second.events == []
 
 
-def test_adopted_service_is_recorded() -> None:
-    foreign = service(owner=None)
+def test_a_service_made_outside_the_operator_is_observed_never_changed() -> None:
+    foreign = service(owner=None, fingerprint=None)  # no tags: someone's production service
     decision = decide(spec(), 1, GpuModelDeploymentStatus(), obs(compute(), foreign), NOW)
-    assert decision.status.ownership.service_adopted
+    assert decision.action == Action.NONE and decision.permanent  # no redeploy, no scale
+    assert decision.status.ownership.service_adopted and not decision.status.ownership.service_created
+    assert cond(decision.status, c.READY) == ("False", c.SERVICE_EXISTS)
+    assert decision.status.phase == Phase.FAILED
+    assert "gpumodel.io/take-over=true" in (decision.status.last_error or "")
+    assert [e.reason for e in decision.events] == [c.SERVICE_EXISTS]
+    # The record stays: a later pass with the same service decides the same, whatever it was before.
+    again = decide(spec(), 1, decision.status, obs(compute(), foreign), NOW)
+    assert again.action == Action.NONE and again.status.ownership.service_adopted
+
+
+def test_taking_over_is_explicit() -> None:
+    foreign = service(owner=None, fingerprint=None)
+    adopted = decide(spec(), 1, GpuModelDeploymentStatus(), obs(compute(), foreign), NOW).status
+    observation = Observation(compute(), foreign, 0, FP, None, owner=OWNER, take_over=True)
+    decision = decide(spec(), 1, adopted, observation, NOW)
+    assert decision.action == Action.DEPLOY  # redeployed from this spec, with our tags
+    assert decision.status.ownership.service_created and not decision.status.ownership.service_adopted
+
+
+def test_a_compute_is_ours_only_by_its_tag_or_a_take_over() -> None:
+    """A stale record of having started a create never makes a compute someone else made ours."""
+    stale = status_with(compute_created=True)
+    theirs = compute(created_by_operator=False)
+    decision = decide(spec(), 1, stale, obs(compute=theirs, svc=ABSENT_SVC), NOW)
+    assert cond(decision.status, c.COMPUTE_READY) == ("True", c.COMPUTE_ADOPTED)
+    assert decision.status.ownership.compute_adopted and not decision.status.ownership.compute_created
+    assert decide_deletion(spec(), decision.status, ABSENT_SVC, theirs, 0, OWNER).action == DeleteAction.DONE
+    taken = Observation(theirs, ABSENT_SVC, 0, FP, None, owner=OWNER, take_over=True)
+    decision = decide(spec(), 1, stale, taken, NOW)
+    assert decision.status.ownership.compute_created and not decision.status.ownership.compute_adopted
+    assert decide_deletion(spec(), decision.status, ABSENT_SVC, theirs, 0, OWNER).action == DeleteAction.DELETE_COMPUTE
 
 
 # ---- deletion ---------------------------------------------------------------------------------------
@@ -237,6 +270,14 @@ def status_with(**ownership: bool) -> GpuModelDeploymentStatus:
             DeleteAction.DONE,
         ),
         (
+            service(),  # our tag on it, but the record says adopted (the tag was put there by someone else)
+            compute(),
+            0,
+            {"service_adopted": True, "compute_created": True},
+            "Delete",
+            DeleteAction.DONE,
+        ),
+        (
             service(owner="other/ns", compute_name="their-cluster"),
             compute(),
             0,
@@ -255,6 +296,7 @@ def status_with(**ownership: bool) -> GpuModelDeploymentStatus:
         "wait-for-compute",
         "already-gone-is-success",
         "adopted-service-left",
+        "the-adoption-record-wins-over-a-tag",
         "a-conflicting-service-elsewhere-does-not-keep-our-compute",
     ],
 )

@@ -10,7 +10,8 @@ Admin calls are not recorded in the call log.
 - ``POST /_emulator/reset``: forget resources, calls and faults (workspaces stay)
 - ``POST /_emulator/config``: ``latencies`` (seconds per operation), ``validate_capacity``, ``credentials``,
   ``token_lifetime_s``, ``default_scoring_backend``
-- ``POST /_emulator/seed``: ``workspaces``, ``models``, ``computes`` (ready at once), ``aks_clusters``
+- ``POST /_emulator/seed``: ``workspaces``, ``models``, ``computes`` (ready at once), ``services`` (Healthy at
+  once; MMS create bodies), ``aks_clusters``
 - ``POST /_emulator/services/{name}/scoring``: ``backend_url`` to forward ``/score`` to, or a ``response``
 - ``GET /_emulator/state``: computes and services with their states, replicas and GPUs
 """
@@ -74,7 +75,7 @@ def apply_seed(state: EmulatorState, body: dict[str, Any]) -> dict[str, Any]:
         compute = Compute(
             name=cp["name"],
             location=ws.location,
-            vm_size=cp.get("vm_size", "Standard_NC6"),
+            vm_size=cp.get("vm_size", "Standard_NC4as_T4_v3"),
             agent_count=int(cp.get("agent_count", 1)),
             cluster_purpose=cp.get("cluster_purpose"),
             state=cp.get("state", "Succeeded"),
@@ -84,6 +85,8 @@ def apply_seed(state: EmulatorState, body: dict[str, Any]) -> dict[str, Any]:
         )
         with state.lock:
             state.computes.setdefault(ws.key, {})[compute.name] = compute
+    for svc in body.get("services") or []:
+        state.service_store.seed(key(svc), {k: v for k, v in svc.items() if k not in ("workspace", "resource_group")})
     for a in body.get("aks_clusters") or []:
         created["aks_clusters"].append(
             state.compute_store.seed_aks_cluster(
@@ -121,6 +124,9 @@ def summary(state: EmulatorState) -> dict[str, Any]:
                     "replicas": s.doc.get("numReplicas"),
                     "gpus_held": s.gpus_held,
                     "error": s.doc.get("error"),
+                    "tags": s.doc.get("kvTags"),
+                    "models": [m.get("id") for m in s.doc.get("models") or []],
+                    "updated": s.doc.get("updatedTime"),
                 }
                 for k, ss in state.services.items()
                 for s in ss.values()

@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .gpu import gpus_per_vm
+from .gpu import gpus_per_vm, provisioning_refusal
 from .resources import Compute, ErrorBody, Operation, WsKey
 
 if TYPE_CHECKING:
@@ -121,6 +121,9 @@ class ComputeStore:
         self, ws: WsKey, name: str, body: dict[str, Any], props: dict[str, Any]
     ) -> tuple[int, Compute | ErrorBody, Operation | None]:
         compute = self._new(ws, name, body, props)
+        refusal = provisioning_refusal(compute.vm_size or DEFAULT_VM_SIZE, compute.agent_count, compute.cluster_purpose)
+        if refusal is not None:
+            return 400, arm_error("BadRequest", refusal), None
         sub, rg, _ = ws
         compute.resource_id = (
             f"/subscriptions/{sub}/resourcegroups/{rg}/providers/"

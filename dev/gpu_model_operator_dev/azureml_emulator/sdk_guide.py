@@ -83,7 +83,7 @@ def workflow(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         cluster = ComputeTarget(workspace=ws, name="gpucluster")
     except ComputeTargetException:
         config = AksCompute.provisioning_configuration(
-            vm_size="Standard_NC6", agent_count=2, cluster_purpose=AksCompute.ClusterPurpose.DEV_TEST
+            vm_size="Standard_NC4as_T4_v3", agent_count=2, cluster_purpose=AksCompute.ClusterPurpose.DEV_TEST
         )
         cluster = ComputeTarget.create(ws, "gpucluster", config)
         out["compute_state_after_create"] = cluster.get_status()

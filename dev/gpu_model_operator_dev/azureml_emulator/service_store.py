@@ -39,6 +39,49 @@ BUSY_STATES = ("Transitioning", "Deleting")
 Result = tuple[int, dict[str, Any], Operation | None]
 
 
+def seeded_environment_request() -> dict[str, Any]:
+    """What ``Model.deploy`` sends as ``environmentImageRequest`` for the guide's GPU environment (from the
+    reference trace), without model ids: a seeded service runs no model the emulator knows."""
+    conda = {"name": "myenv", "dependencies": ["python=3.8", {"pip": ["azureml-defaults", "tensorflow-gpu"]}]}
+    return {
+        "driverProgram": "score.py",
+        "assets": [
+            {"id": "score.py", "url": "aml://artifact/LocalUpload/seeded/score.py", "mimeType": "text/x-python"}
+        ],
+        "modelIds": [],
+        "environment": {
+            "name": "myenv",
+            "version": None,
+            "environmentVariables": {"AZUREML_ENTRY_SCRIPT": "score.py"},
+            "python": {
+                "userManagedDependencies": False,
+                "interpreterPath": "python",
+                "condaDependenciesFile": None,
+                "baseCondaEnvironment": None,
+                "condaDependencies": conda,
+            },
+            "docker": {
+                "enabled": False,
+                "baseImage": "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8-ubuntu22.04",
+                "baseDockerfile": None,
+                "buildContext": None,
+                "sharedVolumes": True,
+                "shmSize": "2g",
+                "arguments": [],
+                "baseImageRegistry": {"address": None, "username": None, "password": None, "registryIdentity": None},
+                "platform": {"os": "Linux", "architecture": "amd64"},
+            },
+            "spark": {"repositories": [], "packages": [], "precachePackages": True},
+            "databricks": {
+                "mavenLibraries": [], "pypiLibraries": [], "rcranLibraries": [], "jarLibraries": [], "eggLibraries": [],
+            },
+            "r": None,
+            "inferencingStackVersion": None,
+            "assetId": None,
+        },
+    }  # fmt: skip
+
+
 def mms_error(status: int, code: str, message: str) -> ErrorBody:
     return {
         "code": code,
@@ -191,6 +234,22 @@ class ServiceStore:
             "models": [m for m in models if m],
             "deploymentStatus": {"desiredReplicas": 0, "updatedReplicas": 0, "availableReplicas": 0, "error": None},
         }
+
+    def seed(self, ws: WsKey, body: dict[str, Any]) -> Service:
+        """A service that exists already, Healthy (deployed before the test, by someone else): an MMS create body
+        (``name``, ``computeName``, ``numReplicas``, ``containerResourceRequirements``, ``kvTags``...). Without an
+        ``environmentImageRequest`` it gets the one ``Model.deploy`` sends for the guide's environment, as every
+        service deployed with an ``InferenceConfig`` has one (the SDK's ``update`` relies on it)."""
+        with self._s.lock:
+            defaults = {"computeType": "AKS", "environmentImageRequest": seeded_environment_request()}
+            doc = self._new_doc(ws, {**defaults, **body})
+            replicas = service_replicas(doc)
+            doc["state"] = "Healthy"
+            counts = ("desiredReplicas", "updatedReplicas", "availableReplicas")
+            doc["deploymentStatus"] = {**dict.fromkeys(counts, replicas), "error": None}
+            service = Service(ws=ws, doc=doc)
+            self._s.services.setdefault(ws, {})[service.name] = service
+            return service
 
     def create(self, ws: WsKey, body: dict[str, Any]) -> Result:
         """POST /services: returns (HTTP status, service doc or error body, operation)."""

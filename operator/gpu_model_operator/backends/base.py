@@ -99,6 +99,9 @@ class DeploymentInputs:
     credentials: dict[str, str] = field(default_factory=dict, repr=False)
     #: Hash of the inputs that require a redeploy when they change.
     fingerprint: str = ""
+    #: The user's opt-in to take over a service or compute that existed before; without it a backend never
+    #: changes a service whose owner tag is not this resource's.
+    take_over: bool = False
 
     @property
     def owner(self) -> str:

@@ -55,7 +55,7 @@ from ..base import (
     ServiceState,
     TransientBackendError,
 )
-from ..vm_sizes import gpus_per_vm
+from ..vm_sizes import check_provisionable, gpus_per_vm
 
 # The SDK reads these once, when azureml._restclient.clientbase is first imported: by default it retries
 # each HTTP call 3 times itself, sleeping 32/64/128 s on a 429 (whatever Retry-After says) and 2-10 s on a
@@ -114,6 +114,21 @@ def _mark(payload: dict[str, Any], owner: str) -> dict[str, Any]:
     payload["tags"] = {**(payload.get("tags") or {}), COMPUTE_TAGS[0]: MANAGER, COMPUTE_TAGS[1]: owner}
     payload.setdefault("properties", {})["description"] = f"managed-by {MANAGER} owner={owner}"
     return payload
+
+
+def _appeared_is_transient(deploy: Callable[[], None]) -> Callable[[], None]:
+    """A create refused because the name is taken is no failure of the deployment: the next pass observes the
+    service that took it and decides (ours, another resource's, or someone else's)."""
+
+    def wrapped() -> None:
+        try:
+            deploy()
+        except Exception as exc:
+            if "already exists" in str(exc) or "Response Code: 409" in str(exc):
+                raise TransientBackendError(f"deploying: the service name was taken meanwhile ({exc})") from None
+            raise
+
+    return wrapped
 
 
 def _health_url(scoring_uri: str) -> str:
@@ -282,7 +297,8 @@ class AzureMLBackend:
             verb = f"attaching AKS cluster {attach.cluster_name} as compute {name}"
         else:
             assert provision is not None
-            gpus_per_vm(provision.vm_size)  # an unknown size is refused before anything is created
+            # What Azure would refuse (a retired or unknown size, too few vCPUs) is refused before anything is sent.
+            check_provisionable(provision.vm_size, provision.agent_count, provision.cluster_purpose.value)
 
             def start() -> None:
                 config = AksCompute.provisioning_configuration(
@@ -398,6 +414,12 @@ class AzureMLBackend:
                 env.docker.base_image = spec.environment.base_image
                 with _PARSE_LOCK:  # InferenceConfig ast.parse()s the entry script, see _PARSE_LOCK
                     config = InferenceConfig(entry_script=str(entry), environment=env)
+                if existing is not None:
+                    # Never replace what is not ours: the reconciler decided on an observation, and a service of
+                    # this name may have appeared since (its owner tag says whose it is).
+                    owner = (existing.tags or {}).get(OWNER_TAG)
+                    if owner != inputs.owner and not inputs.take_over:
+                        raise TransientBackendError(f"service {svc.name} appeared meanwhile (owner {owner or 'none'})")
                 if isinstance(existing, AksWebservice) and existing.compute_name == compute.name:
                     existing.update(
                         models=[model], inference_config=config, num_replicas=replicas, tags=tags, **resources
@@ -406,9 +428,17 @@ class AzureMLBackend:
                     deployment = AksWebservice.deploy_configuration(
                         autoscale_enabled=False, num_replicas=replicas, tags=tags, **resources
                     )
-                    Model.deploy(ws, svc.name, [model], config, deployment, deployment_target=compute, overwrite=True)
+                    # Overwrite only a service that is ours (or taken over) and must move to this compute. Otherwise
+                    # the SDK asks Azure whether the name is free first, and Azure refuses a create over an existing
+                    # service, so a service made meanwhile by someone else is never replaced.
+                    replace = existing is not None
+                    Model.deploy(
+                        ws, svc.name, [model], config, deployment, deployment_target=compute, overwrite=replace
+                    )
 
-        await self._call(inputs, f"deploying service {svc.name}", "service", deploy, WRITE_TIMEOUT)
+        await self._call(
+            inputs, f"deploying service {svc.name}", "service", _appeared_is_transient(deploy), WRITE_TIMEOUT
+        )
         self._keys.pop((key, svc.name), None)
         return warnings
 

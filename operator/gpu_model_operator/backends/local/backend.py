@@ -110,6 +110,12 @@ def _model_dir(spec: GpuModelDeploymentSpec) -> str:
     return str(path if path.is_dir() else path.parent)
 
 
+def _private_dir(path: Path) -> None:
+    """A directory only this user can enter: the services' directories hold their keys."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
 async def _answers(session: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None) -> str | None:
     """None when ``GET url`` answers 200, else what went wrong."""
     try:
@@ -154,9 +160,14 @@ class LocalBackend:
             raise TransientBackendError(f"cannot read {path}: {exc}") from exc
 
     def _write(self, path: Path, text: str) -> None:
+        """Atomically (a crash never leaves half a file, a reader never sees one), readable by this user only:
+        the state and router files hold the scoring keys."""
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)  # atomic: a crash never leaves half a file, a reader never sees one
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.chmod(tmp, 0o600)  # O_CREAT's mode applies to a new file only
+        tmp.replace(path)
 
     def _all_states(self) -> list[dict[str, Any]]:
         states = []
@@ -275,7 +286,10 @@ class LocalBackend:
             )
         env = self._environment(inputs.conda_spec, retry_failed=True)
         sdir = self._dir(inputs)
-        (sdir / "app").mkdir(parents=True, exist_ok=True)
+        _private_dir(self.state_dir)
+        _private_dir(self.state_dir / "services")
+        _private_dir(sdir)
+        (sdir / "app").mkdir(exist_ok=True)
         state = self._load(inputs) or {
             "owner": inputs.owner,
             "keys": {"primary": secrets.token_urlsafe(32), "secondary": secrets.token_urlsafe(32)},
