@@ -220,7 +220,7 @@ def middleware(state: EmulatorState) -> Middleware:
         response = await _dispatch(request, handler)
         if state.v2_config.record_trace and not request.path.startswith("/_emulator/"):
             body: Any = None
-            if request.content_type == "application/json" and request.can_read_body:
+            if request.content_type == "application/json" and request.body_exists:
                 try:
                     body = redact(await request.json())
                 except ValueError:
