@@ -288,6 +288,17 @@ def test_aml_token_endpoint_over_rest(emulator: Emulator) -> None:
         verify=ca, timeout=10,
     )  # fmt: skip
     assert created.status_code == 201 and "Azure-AsyncOperation" in created.headers
+    # Names are case-insensitive, and unique per region across workspaces (they are the scoring host name).
+    upper = requests.get(base.replace("tok-ep", "TOK-EP"), params=version, headers=auth, verify=ca, timeout=10)
+    assert upper.json()["name"] == "tok-ep"
+    emulator.seed(workspaces=[{"resource_group": "rg2", "name": "ws2"}])
+    other_ws = base.replace(f"/resourceGroups/{RG}/", "/resourceGroups/rg2/").replace(f"/{WS}/", "/ws2/")
+    elsewhere = requests.put(
+        other_ws,
+        json={"location": "eastus", "properties": {"authMode": "Key"}}, params=version, headers=auth, verify=ca,
+        timeout=10,
+    )  # fmt: skip
+    assert (elsewhere.status_code, elsewhere.json()["error"]["code"]) == (409, "EndpointAlreadyExists")
     status = requests.get(created.headers["Azure-AsyncOperation"], headers=auth, verify=ca, timeout=10).json()
     assert status["status"] == "Succeeded"
     deployment = {
