@@ -39,6 +39,7 @@ from .faults import FaultInjector
 from .resources import EmulatorConfig, Latencies
 from .server import EmulatorServer
 from .state import EmulatorState
+from .v2.admin import V2AdminClient
 
 __all__ = ["Emulator", "EmulatorClient", "EmulatorConfig", "Latencies", "start_emulator"]
 
@@ -99,6 +100,11 @@ class EmulatorClient:
     def summary(self) -> dict[str, Any]:
         return dict(self.request("GET", "/_emulator/state"))
 
+    @property
+    def v2(self) -> V2AdminClient:
+        """The v2 (azure-ai-ml) admin calls: configuration, seeding, start failures, scoring, trace."""
+        return V2AdminClient(self)
+
 
 @dataclass
 class Emulator(EmulatorClient):
@@ -108,11 +114,19 @@ class Emulator(EmulatorClient):
     state_dir: Path = Path()
     env: dict[str, str] = field(default_factory=dict)
     state: EmulatorState | None = None
+    #: The additions an azure-ai-ml / azure-identity client needs (see ``EmulatorServer.client_env_v2``).
+    env_v2: dict[str, str] = field(default_factory=dict)
 
     def client_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """``base`` (default: this process's environment) plus what the SDK must see before import."""
         merged = dict(os.environ if base is None else base)
         merged.update(self.env)
+        return merged
+
+    def client_env_v2(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """:meth:`client_env` plus what azure-ai-ml and azure-identity need: the v2 cloud and the authority."""
+        merged = self.client_env(base)
+        merged.update(self.env_v2)
         return merged
 
 
@@ -162,6 +176,7 @@ def start_emulator(
                 state_dir=state_dir,
                 env=server.client_env(),
                 state=state,
+                env_v2=server.client_env_v2(),
             )
         finally:
             loop.call_soon_threadsafe(loop.stop)

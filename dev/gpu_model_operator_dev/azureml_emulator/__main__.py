@@ -1,7 +1,8 @@
 """Run the Azure ML emulator on its own: ``python -m gpu_model_operator_dev.azureml_emulator --port 0 --state-dir DIR``.
 
 Prints one JSON line once it listens: ``base_url``, ``proxy_url``, ``ca_bundle``, ``state_dir``, ``admin``
-(the admin API root) and ``env`` (what a client process must set before importing azureml), then serves until
+(the admin API root), ``env`` (what a client process must set before importing azureml) and ``env_v2`` (the same
+for azure-ai-ml and azure-identity clients), then serves until
 SIGINT or SIGTERM. Why a JSON line: a parent process (a demo script, an end-to-end test) reads the chosen
 ports and the environment without parsing logs.
 """
@@ -96,6 +97,7 @@ async def serve(args: argparse.Namespace, state_dir: Path) -> None:
                 "ca_bundle": str(server.certs.ca_bundle),
                 "state_dir": str(state_dir),
                 "env": server.client_env(),
+                "env_v2": server.client_env_v2(),
             }
         ),
         flush=True,

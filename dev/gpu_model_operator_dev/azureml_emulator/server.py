@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import arm, auth, data_plane, mms
+from . import arm, auth, data_plane, mms, v2
 from .admin import admin_routes
 from .certs import CertFiles, write_certificates
 from .faults import FaultRule
@@ -33,13 +33,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: tenants. The proxy tunnels them to the emulator and its certificate names them (test CA only).
 INTERCEPTED_HOSTS = ("login.microsoftonline.com",)
 
-#: Paths that carry no Azure AD token: cloud metadata, the authority, discovery, scoring, the admin API.
-_UNAUTHENTICATED = ("/metadata/", "/discovery/", "/common/discovery/", "/api/v1/service/", "/_emulator/")
+#: Paths that carry no Azure AD token: cloud metadata, the authority, discovery, scoring (v1 services and v2
+#: Kubernetes endpoints), the admin API.
+_UNAUTHENTICATED = (
+    "/metadata/",
+    "/discovery/",
+    "/common/discovery/",
+    "/api/v1/service/",
+    "/api/v1/endpoint/",
+    "/_emulator/",
+)
 
 
 def _needs_token(request: web.Request, storage_suffix: str) -> bool:
     path = request.path
-    if request.host.split(":")[0].endswith("." + storage_suffix):
+    host = request.host.split(":")[0]
+    if host.endswith("." + storage_suffix) or host.endswith("." + v2.INFERENCE_SUFFIX):
         return False
     return not (path.startswith(_UNAUTHENTICATED) or "/.well-known/" in path or "/oauth2/" in path)
 
@@ -111,8 +120,9 @@ def build_app(state: EmulatorState) -> web.Application:
                 return refused
         return await handler(request)
 
-    app = web.Application(middlewares=[calls_and_faults, bearer], client_max_size=1024**3)
+    app = web.Application(middlewares=[calls_and_faults, bearer, v2.middleware(state)], client_max_size=1024**3)
     app.add_domain(f"*.blob.{state.config.storage_suffix}", data_plane.blob_app(state))
+    v2.install(app, state)
     app.add_routes(admin_routes(state))
     app.add_routes(auth.routes(state))
     app.add_routes(arm.routes(state))
@@ -139,7 +149,8 @@ class EmulatorServer:
     async def start(self) -> None:
         suffix = self.state.config.storage_suffix
         self.certs = write_certificates(
-            self.state_dir / "tls", [f"*.blob.{suffix}", f"*.{suffix}", suffix, *INTERCEPTED_HOSTS]
+            self.state_dir / "tls",
+            [f"*.blob.{suffix}", f"*.{suffix}", suffix, *INTERCEPTED_HOSTS, *v2.tls_names(self.state.config.location)],
         )
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.certs.server_cert, self.certs.server_key)
@@ -149,7 +160,9 @@ class EmulatorServer:
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         self.state.base_url = f"https://{self._host}:{self.port}"
-        self._proxy = ConnectProxy(self._host, self.port, [suffix, *INTERCEPTED_HOSTS], self.state.record_call)
+        self._proxy = ConnectProxy(
+            self._host, self.port, [suffix, *INTERCEPTED_HOSTS, *v2.PROXIED_SUFFIXES], self.state.record_call
+        )
         self.proxy_port = await self._proxy.start(self._host, self._proxy_port)
         self._forget_cached_cloud()
 
@@ -168,6 +181,24 @@ class EmulatorServer:
             await self._proxy.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def client_env_v2(self) -> dict[str, str]:
+        """What an ``azure-ai-ml`` / ``azure-identity`` client process needs on top of :meth:`client_env`.
+
+        azure-ai-ml reads the custom cloud from ``ARM_CLOUD_METADATA_URL`` and picks it by
+        ``AZUREML_CURRENT_CLOUD`` (``_azure_environments._get_default_cloud_name``); it must not be
+        ``AzureCloud``, which the SDK never looks up. azure-identity credentials take their authority from
+        ``AZURE_AUTHORITY_HOST`` (``ClientSecretCredential``, ``WorkloadIdentityCredential``, and
+        ``DefaultAzureCredential``'s environment and workload identity parts); ``AZURE_TENANT_ID`` is the tenant
+        the emulator's tokens carry.
+        """
+        env = self.client_env()
+        env.update(
+            AZUREML_CURRENT_CLOUD=v2.V2_CLOUD,
+            AZURE_AUTHORITY_HOST=self.state.base_url,
+            AZURE_TENANT_ID=self.state.config.tenant_id,
+        )
+        return env
 
     def client_env(self) -> dict[str, str]:
         """Environment a client process must have *before* importing azureml (it reads it at import)."""

@@ -34,6 +34,8 @@ from .resources import (
     ws_key,
 )
 from .service_store import ServiceStore
+from .v2.model import V2Config
+from .v2.store import V2Store
 
 
 class EmulatorState:
@@ -47,6 +49,8 @@ class EmulatorState:
         self.signing_key = secrets.token_bytes(32)
         self.default_scoring_backend: str | None = None
         self.workspaces: dict[WsKey, Workspace] = {}
+        # -- v2 (azure-ai-ml) surface: its configuration survives reset, like ``config`` --
+        self.v2_config = V2Config()
         self._init_collections()
         c = self.config
         self.add_workspace(c.subscription_id, c.resource_group, c.workspace_name, c.location)
@@ -64,6 +68,8 @@ class EmulatorState:
         self.compute_store = ComputeStore(self)
         self.model_store = ModelStore(self)
         self.service_store = ServiceStore(self)
+        # -- v2 (azure-ai-ml) surface: endpoints, deployments, Kubernetes computes, assets (see v2/store.py) --
+        self.v2 = V2Store(self)
 
     def reset(self) -> None:
         """Forget every resource, call and fault; keep the configuration and the workspaces (and their ids)."""

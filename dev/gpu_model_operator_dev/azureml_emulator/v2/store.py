@@ -1,0 +1,1035 @@
+"""The v2 surface's memory and Azure's rules: online endpoints and deployments, Kubernetes computes, quota,
+keys, versioned assets. Long-running operations reuse :meth:`EmulatorState.start_operation` (scope ``v2``), so
+they settle on reads like the v1 ones and freeze when nothing is read.
+
+Each rule says where it comes from: a Microsoft Learn page, an error body users have posted from real Azure,
+or what the ``azure-ai-ml`` SDK sends and expects. Errors are raised as :class:`ArmError` and rendered in ARM's
+shape (``{"error": {"code", "message", "details"}}``), which the SDK turns into ``HttpResponseError`` with the
+code and message in its text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import secrets
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from ..resources import ErrorBody, Operation, WsKey
+from .model import (
+    AssetVersion,
+    KubeNode,
+    KubernetesCompute,
+    OnlineDeployment,
+    OnlineEndpoint,
+    V2Config,
+)
+from .skus import FAMILIES, VmSku, sku
+
+if TYPE_CHECKING:
+    from ..state import EmulatorState
+
+BUSY = ("Creating", "Updating", "Deleting")
+PROVIDER = "Microsoft.MachineLearningServices"
+
+#: The default instance type the Azure ML extension creates when a cluster defines none: requests 100m CPU and
+#: 2Gi, limits 2 CPUs and 2Gi, no GPU
+#: (learn.microsoft.com/azure/machine-learning/how-to-manage-kubernetes-instance-types).
+DEFAULT_INSTANCE_TYPE = {
+    "nodeSelector": None,
+    "resources": {"requests": {"cpu": "100m", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+}
+
+
+#: What Azure fills in for settings a deployment leaves out (reference-yaml-deployment-managed-online: request
+#: timeout 5000 ms, 1 concurrent request per instance, 500 ms queue wait; probes 10 s initial delay and period,
+#: 2 s timeout, success 1, failure 30; default scale settings). The SDK's entities read them back.
+DEPLOYMENT_DEFAULTS: dict[str, Any] = {
+    "scaleSettings": {"scaleType": "Default"},
+    "requestSettings": {"requestTimeout": "PT5S", "maxConcurrentRequestsPerInstance": 1, "maxQueueWait": "PT0.5S"},
+    "livenessProbe": {
+        "failureThreshold": 30,
+        "successThreshold": 1,
+        "timeout": "PT2S",
+        "period": "PT10S",
+        "initialDelay": "PT10S",
+    },
+    "readinessProbe": {
+        "failureThreshold": 30,
+        "successThreshold": 1,
+        "timeout": "PT2S",
+        "period": "PT10S",
+        "initialDelay": "PT10S",
+    },
+    "appInsightsEnabled": False,
+    "egressPublicNetworkAccess": "Enabled",
+    "environmentVariables": {},
+    "properties": {},
+}
+
+
+def with_defaults(props: dict[str, Any]) -> dict[str, Any]:
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEPLOYMENT_DEFAULTS.items()}
+    merged.update({k: v for k, v in props.items() if v is not None})
+    return merged
+
+
+class ArmError(Exception):
+    """An ARM error answer: HTTP status, code, message and optional details."""
+
+    def __init__(self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message, self.details = status, code, message, details or []
+
+    def body(self) -> ErrorBody:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details, "additionalInfo": []}}
+
+
+def not_found(kind: str, name: str, parent: str) -> ArmError:
+    """ARM's answer for a missing child resource of the workspace."""
+    return ArmError(404, "ResourceNotFound", f"The Resource '{PROVIDER}/{kind}/{name}' under {parent} was not found.")
+
+
+def conflict(what: str, state: str) -> ArmError:
+    """A write while an operation on the same resource runs: ARM refuses it with 409 Conflict."""
+    return ArmError(
+        409,
+        "Conflict",
+        f"{what} is in provisioning state '{state}'; retry when the running operation has finished.",
+    )
+
+
+def inferencing_client_error(field_name: str, message: str) -> ArmError:
+    """A deployment PUT refused by validation, in the exact shape real Azure answers it (posted verbatim in
+    github.com/MicrosoftLearning/mslearn-azure-ml/issues/30 and Azure-Samples/rag-data-openai-python-promptflow#4):
+    400 ``BadRequest`` "The request is invalid." with an ``InferencingClientCreateDeploymentFailed`` detail whose
+    message carries an RFC 7807 validation problem naming the field.
+    """
+    problem = {
+        "errors": {field_name: [message]},
+        "type": "https://tools.ietf.org/html/rfc7231#section-6.5.1",
+        "title": "One or more validation errors occurred.",
+        "status": 400,
+        "traceId": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01",
+    }
+    detail = f"InferencingClient HttpRequest error, error detail: {json.dumps(problem, separators=(',', ':'))}"
+    return ArmError(
+        400,
+        "BadRequest",
+        "The request is invalid.",
+        [{"code": "InferencingClientCreateDeploymentFailed", "message": detail}],
+    )
+
+
+def parse_quantity(value: Any) -> float:
+    """A Kubernetes quantity (``"100m"``, ``"2"``, ``"2Gi"``) as a number (CPUs, or bytes for memory)."""
+    text = str(value or "0").strip()
+    suffixes = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
+    for suffix, factor in suffixes.items():
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
+
+
+def instance_gpus(instance_type: dict[str, Any]) -> int:
+    """GPUs one instance of this type requests (``nvidia.com/gpu`` in requests, else in limits)."""
+    resources = instance_type.get("resources") or {}
+    for part in ("requests", "limits"):
+        value = (resources.get(part) or {}).get("nvidia.com/gpu")
+        if value is not None:
+            return int(parse_quantity(value))
+    return 0
+
+
+class V2Store:
+    """Every v2 resource of the emulated cloud; all methods take the state's lock and settle due operations."""
+
+    def __init__(self, state: EmulatorState) -> None:
+        self._s = state
+        self.endpoints: dict[WsKey, dict[str, OnlineEndpoint]] = {}
+        self.deployments: dict[tuple[WsKey, str], dict[str, OnlineDeployment]] = {}
+        self.kube_computes: dict[WsKey, dict[str, KubernetesCompute]] = {}
+        #: Clusters that exist outside Azure ML (resource id, lower case) and may be attached.
+        self.kube_clusters: dict[str, KubernetesCompute] = {}
+        self.assets: dict[tuple[WsKey, str], dict[str, dict[str, AssetVersion]]] = {}
+        #: Blob metadata (``x-ms-meta-*``) by ``<container>/<blob>``: the SDK marks finished uploads with it.
+        self.blob_metadata: dict[str, dict[str, str]] = {}
+        #: Injected start failures: ``{"deployment": regex, "endpoint": regex, "code", "message", "times"}``.
+        self.start_failures: list[dict[str, Any]] = []
+        #: Requests with their JSON bodies, when ``V2Config.record_trace`` is on (see :mod:`.overlay`).
+        self.trace: list[dict[str, Any]] = []
+        self.rng = random.Random(self.config.traffic_seed)
+
+    @property
+    def config(self) -> V2Config:
+        return self._s.v2_config
+
+    # -- helpers ------------------------------------------------------------------------------------------
+
+    def _workspace_location(self, ws: WsKey) -> str:
+        found = self._s.workspaces.get(ws)
+        return found.location if found is not None else self._s.config.location
+
+    def _start(
+        self,
+        op_type: str,
+        target: str,
+        ws: WsKey,
+        latency_s: float,
+        error: ErrorBody | None = None,
+        scope: str = "v2",
+    ) -> Operation:
+        """An operation polled at ``mfeOperationsStatus`` (scope ``v2``) or, for computes, at the v1
+        ``computeOperationsStatus`` route (scope ``compute``), where ARM's compute operations live."""
+        return self._s.start_operation(scope, op_type, target, ws, latency_s, error=error)
+
+    # -- endpoints ----------------------------------------------------------------------------------------
+
+    def endpoint(self, ws: WsKey, name: str) -> OnlineEndpoint | None:
+        """ARM resource names are case-insensitive (learn.microsoft.com/azure/azure-resource-manager/management/
+        resource-name-rules: "resource names are case-insensitive unless noted")."""
+        self._s.advance()
+        with self._s.lock:
+            return self.endpoints.get(ws, {}).get(name.lower())
+
+    def list_endpoints(self, ws: WsKey) -> list[OnlineEndpoint]:
+        self._s.advance()
+        with self._s.lock:
+            return list(self.endpoints.get(ws, {}).values())
+
+    def require_endpoint(self, ws: WsKey, name: str) -> OnlineEndpoint:
+        found = self.endpoint(ws, name)
+        if found is None:
+            raise not_found("workspaces/onlineEndpoints", name, f"workspace '{ws[2]}'")
+        return found
+
+    def _deployments_of(self, ws: WsKey, endpoint: str) -> dict[str, OnlineDeployment]:
+        return self.deployments.setdefault((ws, endpoint.lower()), {})
+
+    def _validate_traffic(self, ws: WsKey, endpoint: str, traffic: Any, mirror: bool = False) -> dict[str, int]:
+        """Traffic must name existing deployments and its percentages sum to 100, or to 0 for no traffic at all
+        (learn.microsoft.com/azure/machine-learning/concept-endpoints-online: "the sum of traffic allocation across
+        all deployments must be 100% (or 0%)"); mirror traffic is capped at 50%
+        (how-to-safely-rollout-online-endpoints). Azure answers 400 otherwise.
+        """
+        if not traffic:
+            return {}
+        if not isinstance(traffic, dict):
+            raise ArmError(400, "BadArgument", "Traffic must be a map of deployment names to percentages.")
+        known = {d.lower(): d for d in self._deployments_of(ws, endpoint)}
+        values: dict[str, int] = {}
+        for name, value in traffic.items():
+            if str(name).lower() not in known:
+                raise ArmError(
+                    400,
+                    "BadArgument",
+                    f"Deployment '{name}' in {'mirror traffic' if mirror else 'traffic'} does not exist on "
+                    f"endpoint '{endpoint}'.",
+                )
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
+                raise ArmError(400, "BadArgument", f"Traffic for deployment '{name}' must be an integer 0-100.")
+            values[self._deployments_of(ws, endpoint)[str(name).lower()].name] = value
+        total = sum(values.values())
+        if mirror and total > 50:
+            raise ArmError(400, "BadArgument", f"Mirror traffic must not exceed 50%, got {total}%.")
+        if not mirror and total not in (0, 100):
+            raise ArmError(
+                400,
+                "BadArgument",
+                f"The sum of traffic values must be 0 or 100; it is {total} ({json.dumps(values)}).",
+            )
+        return values
+
+    def _check_name_unique_in_region(self, ws: WsKey, name: str) -> None:
+        """Endpoint names are unique per Azure region, across subscriptions, because they form the scoring host
+        ``<name>.<region>.inference.ml.azure.com`` (how-to-deploy-online-endpoints: "The endpoint name must be
+        unique in the Azure region").
+        """
+        region = self._workspace_location(ws).lower()
+        for other_ws, endpoints in self.endpoints.items():
+            if name.lower() in endpoints and self._workspace_location(other_ws).lower() == region:
+                raise ArmError(
+                    409,
+                    "EndpointAlreadyExists",
+                    f"An endpoint named '{name}' already exists in region '{region}'. Endpoint names must be "
+                    "unique within an Azure region.",
+                )
+
+    def put_endpoint(self, ws: WsKey, name: str, body: dict[str, Any]) -> tuple[int, OnlineEndpoint, Operation]:
+        """Create (201) or update (200) an endpoint; both are long-running operations."""
+        self._s.advance()
+        props = dict(body.get("properties") or {})
+        with self._s.lock:
+            existing = self.endpoints.get(ws, {}).get(name.lower())
+            if existing is not None:
+                return self._update_endpoint(ws, existing, props, body)
+            self._check_name_unique_in_region(ws, name)
+            auth_mode = str(props.get("authMode") or "")
+            if auth_mode.lower() not in ("key", "amltoken", "aadtoken"):
+                raise ArmError(
+                    400, "BadArgument", f"Invalid authMode '{auth_mode}': expected Key, AMLToken or AADToken."
+                )
+            if props.get("compute"):
+                self._require_kube_compute_by_id(ws, str(props["compute"]))
+            # A new endpoint has no deployments yet, so any non-zero traffic names a missing one.
+            self._validate_traffic(ws, name, {k: v for k, v in (props.get("traffic") or {}).items() if v})
+            endpoint = OnlineEndpoint(
+                ws=ws,
+                name=name,
+                location=self._workspace_location(ws),
+                props=props,
+                identity=self._endpoint_identity(body.get("identity")),
+                tags=dict(body.get("tags") or {}),
+                kind=body.get("kind") or ("K8S" if props.get("compute") else "Managed"),
+            )
+            endpoint.props["traffic"] = {}
+            self.endpoints.setdefault(ws, {})[name.lower()] = endpoint
+            op = self._start("Create", name, ws, self.config.latencies.endpoint_create_s)
+
+            def created() -> None:
+                endpoint.state, endpoint.modified = "Succeeded", time.time()
+
+            def failed() -> None:
+                endpoint.state = "Failed"
+
+            op.on_success, op.on_failure = created, failed
+            return 201, endpoint, op
+
+    @staticmethod
+    def _endpoint_identity(identity: Any) -> dict[str, Any]:
+        """Endpoints get a system-assigned identity unless told otherwise (the SDK's default)."""
+        given = dict(identity or {}) or {"type": "SystemAssigned"}
+        if "SystemAssigned" in str(given.get("type")):
+            given.setdefault("principalId", str(uuid.uuid4()))
+            given.setdefault("tenantId", "00000000-0000-0000-0000-0000000000aa")
+        return given
+
+    def _update_endpoint(
+        self, ws: WsKey, endpoint: OnlineEndpoint, props: dict[str, Any], body: dict[str, Any]
+    ) -> tuple[int, OnlineEndpoint, Operation]:
+        if endpoint.state in BUSY:
+            raise conflict(f"Endpoint '{endpoint.name}'", endpoint.state)
+        if props.get("compute") and str(props["compute"]).lower() != str(endpoint.compute or "").lower():
+            raise ArmError(400, "BadArgument", "The compute of an endpoint cannot be changed.")
+        if props.get("authMode") and str(props["authMode"]).lower() != str(endpoint.props.get("authMode")).lower():
+            raise ArmError(400, "BadArgument", "The authMode of an existing endpoint cannot be changed.")
+        traffic = self._validate_traffic(ws, endpoint.name, props.get("traffic")) if "traffic" in props else None
+        mirror = (
+            self._validate_traffic(ws, endpoint.name, props.get("mirrorTraffic"), mirror=True)
+            if "mirrorTraffic" in props
+            else None
+        )
+        endpoint.state = "Updating"
+        op = self._start("Update", endpoint.name, ws, self.config.latencies.endpoint_update_s)
+
+        def updated() -> None:
+            # The traffic split changes when the update operation completes, not when it is accepted.
+            for key in ("description", "properties", "publicNetworkAccess"):
+                if key in props:
+                    endpoint.props[key] = props[key]
+            if traffic is not None:
+                endpoint.props["traffic"] = traffic
+            if mirror is not None:
+                endpoint.props["mirrorTraffic"] = mirror
+            if "tags" in body:
+                endpoint.tags = dict(body.get("tags") or {})
+            endpoint.state, endpoint.modified = "Succeeded", time.time()
+
+        def failed() -> None:
+            endpoint.state = "Failed"
+
+        op.on_success, op.on_failure = updated, failed
+        return 200, endpoint, op
+
+    def patch_endpoint(self, ws: WsKey, name: str, body: dict[str, Any]) -> tuple[OnlineEndpoint, Operation]:
+        """PATCH takes tags, identity and (in newer API versions) properties; an LRO answered 202."""
+        endpoint = self.require_endpoint(ws, name)
+        with self._s.lock:
+            _, _, op = self._update_endpoint(ws, endpoint, dict(body.get("properties") or {}), body)
+            if body.get("identity"):
+                endpoint.identity = self._endpoint_identity(body["identity"])
+            return endpoint, op
+
+    def delete_endpoint(self, ws: WsKey, name: str) -> Operation | None:
+        """Deleting an endpoint deletes its deployments with it (how-to-deploy-online-endpoints, "Delete the
+        endpoint and the deployment")."""
+        self._s.advance()
+        with self._s.lock:
+            endpoint = self.endpoints.get(ws, {}).get(name.lower())
+            if endpoint is None:
+                return None
+            if endpoint.state == "Deleting":
+                raise conflict(f"Endpoint '{endpoint.name}'", endpoint.state)
+            endpoint.state = "Deleting"
+            for deployment in self._deployments_of(ws, name).values():
+                deployment.state, deployment.serving = "Deleting", False
+            op = self._start("Delete", endpoint.name, ws, self.config.latencies.endpoint_delete_s)
+
+            def gone() -> None:
+                self.endpoints.get(ws, {}).pop(name.lower(), None)
+                self.deployments.pop((ws, name.lower()), None)
+
+            op.on_success = gone
+            return op
+
+    # -- keys and tokens ----------------------------------------------------------------------------------
+
+    def list_keys(self, ws: WsKey, name: str) -> dict[str, str]:
+        endpoint = self.require_endpoint(ws, name)
+        if str(endpoint.props.get("authMode")).lower() != "key":
+            raise ArmError(400, "BadArgument", f"Endpoint '{endpoint.name}' does not use key authentication.")
+        return {"primaryKey": endpoint.primary_key, "secondaryKey": endpoint.secondary_key}
+
+    def regenerate_key(self, ws: WsKey, name: str, body: dict[str, Any]) -> Operation:
+        """``regenerateKeys`` is an LRO (202 + Location); the new key is what scoring accepts once it completes.
+
+        ``keyValue`` is "the value the key is set to" (the REST reference), but the SDK always sends the key's
+        *current* value (``_regenerate_online_keys``), and users see fresh keys after ``begin_regenerate_keys``;
+        so a value equal to the current key (or none) draws a new random key, any other value becomes the key.
+        """
+        endpoint = self.require_endpoint(ws, name)
+        key_type = str(body.get("keyType") or "")
+        if key_type.lower() not in ("primary", "secondary"):
+            raise ArmError(400, "BadArgument", f"Invalid keyType '{key_type}': expected Primary or Secondary.")
+        if str(endpoint.props.get("authMode")).lower() != "key":
+            raise ArmError(400, "BadArgument", f"Endpoint '{endpoint.name}' does not use key authentication.")
+        with self._s.lock:
+            if endpoint.state in BUSY:
+                raise conflict(f"Endpoint '{endpoint.name}'", endpoint.state)
+            attr = "primary_key" if key_type.lower() == "primary" else "secondary_key"
+            given = body.get("keyValue")
+            new_key = str(given) if given and given != getattr(endpoint, attr) else secrets.token_urlsafe(32)
+            op = self._start("RegenerateKeys", endpoint.name, ws, self.config.latencies.keys_regenerate_s)
+
+            def regenerated() -> None:
+                setattr(endpoint, attr, new_key)
+                endpoint.modified = time.time()
+
+            op.on_success = regenerated
+            return op
+
+    def aml_token(self, ws: WsKey, name: str) -> dict[str, Any]:
+        """``POST .../token`` for ``authMode: AMLToken`` endpoints: a bearer token valid for an hour, to be
+        refreshed after half of it (EndpointAuthToken: accessToken, expiryTimeUtc, refreshAfterTimeUtc, tokenType).
+        """
+        from ..auth import mint_token
+
+        endpoint = self.require_endpoint(ws, name)
+        if str(endpoint.props.get("authMode")).lower() != "amltoken":
+            raise ArmError(400, "BadArgument", f"Endpoint '{endpoint.name}' does not use AML token authentication.")
+        now = int(time.time())
+        claims = {"aud": self.endpoint_audience(endpoint), "iat": now, "nbf": now, "exp": now + 3600}
+        return {
+            "accessToken": mint_token(self._s.signing_key, claims),
+            "expiryTimeUtc": now + 3600,
+            "refreshAfterTimeUtc": now + 1800,
+            "tokenType": "Bearer",
+        }
+
+    @staticmethod
+    def endpoint_audience(endpoint: OnlineEndpoint) -> str:
+        return f"aml-endpoint:{endpoint.ws[0]}/{endpoint.ws[1]}/{endpoint.ws[2]}/{endpoint.name.lower()}"
+
+    # -- deployments ----------------------------------------------------------------------------------------
+
+    def deployment(self, ws: WsKey, endpoint: str, name: str) -> OnlineDeployment | None:
+        self._s.advance()
+        with self._s.lock:
+            return self._deployments_of(ws, endpoint).get(name.lower())
+
+    def list_deployments(self, ws: WsKey, endpoint: str) -> list[OnlineDeployment]:
+        self.require_endpoint(ws, endpoint)
+        with self._s.lock:
+            return list(self._deployments_of(ws, endpoint).values())
+
+    def require_deployment(self, ws: WsKey, endpoint: str, name: str) -> OnlineDeployment:
+        self.require_endpoint(ws, endpoint)
+        found = self.deployment(ws, endpoint, name)
+        if found is None:
+            raise not_found(f"workspaces/onlineEndpoints/{endpoint}/deployments", name, f"workspace '{ws[2]}'")
+        return found
+
+    def put_deployment(
+        self, ws: WsKey, endpoint_name: str, name: str, body: dict[str, Any]
+    ) -> tuple[int, OnlineDeployment, Operation]:
+        """Create (201) or update (200) a deployment after Azure's synchronous validation; placement, start-up and
+        scheduling happen in the operation, as they do on Azure (a crashed container fails the operation)."""
+        endpoint = self.require_endpoint(ws, endpoint_name)
+        props = with_defaults(dict(body.get("properties") or {}))
+        sku_body = dict(body.get("sku") or {"name": "Default", "capacity": 1})
+        with self._s.lock:
+            if endpoint.state in ("Creating", "Deleting", "Failed"):
+                raise conflict(f"Endpoint '{endpoint.name}'", endpoint.state)
+            compute_type = str(props.get("endpointComputeType") or "")
+            self._check_compute_type(endpoint, compute_type)
+            capacity = sku_body.get("capacity", 1)
+            if not isinstance(capacity, int) or capacity < 1:
+                raise ArmError(400, "BadArgument", f"Instance count must be a positive integer, got {capacity!r}.")
+            self._check_assets(ws, props)
+            existing = self._deployments_of(ws, endpoint.name).get(name.lower())
+            if existing is not None and existing.state in BUSY:
+                raise conflict(f"Deployment '{existing.name}'", existing.state)
+            if compute_type.lower() == "managed":
+                self._check_managed_sku(ws, props, int(capacity), existing)
+            else:
+                self._check_kube_instance_type(ws, endpoint, props)
+                self._kube_resources(ws, endpoint, props)
+            if existing is None:
+                return self._create_deployment(ws, endpoint, name, props, sku_body, body)
+            return self._update_deployment(ws, endpoint, existing, props, sku_body, body)
+
+    def _check_compute_type(self, endpoint: OnlineEndpoint, compute_type: str) -> None:
+        """Managed deployments go on managed endpoints, Kubernetes ones on endpoints with a compute
+        (concept-endpoints-online: the endpoint's compute type fixes its deployments')."""
+        if compute_type.lower() not in ("managed", "kubernetes"):
+            raise ArmError(
+                400, "BadArgument", f"Invalid endpointComputeType '{compute_type}': expected Managed or Kubernetes."
+            )
+        wanted = "kubernetes" if endpoint.compute else "managed"
+        if compute_type.lower() != wanted:
+            raise ArmError(
+                400,
+                "BadArgument",
+                f"A {compute_type} deployment cannot be added to endpoint '{endpoint.name}', whose compute type is "
+                f"{'Kubernetes' if endpoint.compute else 'Managed'}.",
+            )
+
+    def _check_assets(self, ws: WsKey, props: dict[str, Any]) -> None:
+        """Model, environment and code referenced by workspace ARM id must exist (the deployment pulls them)."""
+        refs = [
+            ("models", props.get("model")),
+            ("environments", props.get("environmentId")),
+            ("codes", (props.get("codeConfiguration") or {}).get("codeId")),
+        ]
+        for kind, ref in refs:
+            if not ref or "/workspaces/" not in str(ref):
+                continue
+            match = re.search(rf"/{kind}/([^/]+)/versions/([^/]+)$", str(ref), re.IGNORECASE)
+            if match is None or self.asset(ws, kind, match.group(1), match.group(2)) is None:
+                raise ArmError(400, "BadArgument", f"The asset '{ref}' referenced by the deployment was not found.")
+
+    def quota_charge(self, deployment_sku: VmSku, instances: int) -> int:
+        """vCPUs a managed deployment holds: instances plus the 20% upgrade reserve, rounded up, x vCPUs.
+        A single Standard_DS3_v2 (4 vCPUs) therefore needs 8 ("Additional needed: 8" in the issues cited in
+        :func:`inferencing_client_error`), ten need quota for twelve (how-to-manage-quotas)."""
+        return math.ceil(instances * (1 + self.config.quota_reserve) - 1e-9) * deployment_sku.vcpus
+
+    def family_usage(self, subscription: str, location: str, family: str, exclude: OnlineDeployment | None) -> int:
+        """vCPUs of ``family`` held by the subscription's managed deployments in ``location``."""
+        used = 0
+        for (ws, _), deployments in self.deployments.items():
+            if ws[0] != subscription.lower() or self._workspace_location(ws).lower() != location.lower():
+                continue
+            for d in deployments.values():
+                size = sku(d.instance_type)
+                if d is exclude or d.compute_type.lower() != "managed" or size is None or size.family != family:
+                    continue
+                if d.serving or d.state in ("Creating", "Updating"):
+                    used += self.quota_charge(size, d.instance_count)
+        return used
+
+    def _check_managed_sku(
+        self, ws: WsKey, props: dict[str, Any], instances: int, existing: OnlineDeployment | None
+    ) -> None:
+        """The instance type must be on the managed online SKU list and not retired, and the subscription's
+        quota for its family in the region must cover the deployment (see :mod:`.skus` for the sources)."""
+        name = str(props.get("instanceType") or "")
+        size = sku(name)
+        if not name:
+            raise inferencing_client_error("InstanceType", "The instance type of a managed deployment is required.")
+        if size is None or not size.managed_online:
+            raise inferencing_client_error(
+                "VmSize",
+                f"The instance type {name} is not supported for managed online endpoints. See the supported SKU "
+                "list: https://learn.microsoft.com/azure/machine-learning/reference-managed-online-endpoints-vm-sku-list",
+            )
+        if size.retired:
+            raise inferencing_client_error(
+                "VmSize",
+                f"The instance type {size.name} has been retired and can no longer be deployed. Choose a current "
+                "size from https://learn.microsoft.com/azure/machine-learning/reference-managed-online-endpoints-vm-sku-list",
+            )
+        location = self._workspace_location(ws)
+        limit = int(self.config.family_limits.get(size.family, 0))
+        used = self.family_usage(ws[0], location, size.family, existing)
+        needed = self.quota_charge(size, instances)
+        if used + needed > limit:
+            subscription = self._s.workspaces[ws].subscription_id if ws in self._s.workspaces else ws[0]
+            raise inferencing_client_error(
+                "VmSize",
+                f"Not enough quota available for {size.name} in SubscriptionId {subscription}. Current usage/limit: "
+                f"{used}/{limit}. Additional needed: {needed} Please see troubleshooting guide, available here: "
+                "https://aka.ms/oe-tsg#error-outofquota",
+            )
+
+    def _check_kube_instance_type(self, ws: WsKey, endpoint: OnlineEndpoint, props: dict[str, Any]) -> None:
+        """A Kubernetes deployment's instance type must be one the compute defines (instance types are custom
+        resources in the cluster; how-to-manage-kubernetes-instance-types: an unknown name fails validation)."""
+        compute = self._require_kube_compute_by_id(ws, str(endpoint.compute))
+        name = str(props.get("instanceType") or compute.default_instance_type)
+        if name.lower() not in {n.lower() for n in self.instance_types(compute)}:
+            raise inferencing_client_error(
+                "InstanceType",
+                f"Instance type '{name}' is not defined on compute '{compute.name}'. Defined instance types: "
+                f"{', '.join(sorted(self.instance_types(compute)))}.",
+            )
+
+    def _kube_resources(self, ws: WsKey, endpoint: OnlineEndpoint, props: dict[str, Any]) -> None:
+        """A Kubernetes deployment runs with its instance type's requests and limits (the instance type replaces
+        per-deployment resources, how-to-manage-kubernetes-instance-types); the resource shows them as
+        ``containerResourceRequirements``, which the SDK's ``KubernetesOnlineDeployment`` reads."""
+        compute = self._require_kube_compute_by_id(ws, str(endpoint.compute))
+        props["instanceType"] = str(props.get("instanceType") or compute.default_instance_type)
+        types = {k.lower(): v for k, v in self.instance_types(compute).items()}
+        resources = dict(types.get(props["instanceType"].lower(), {}).get("resources") or {})
+
+        def settings(part: str) -> dict[str, Any]:
+            given = dict(resources.get(part) or {})
+            return {"cpu": given.get("cpu"), "memory": given.get("memory"), "gpu": given.get("nvidia.com/gpu")}
+
+        if not props.get("containerResourceRequirements"):
+            props["containerResourceRequirements"] = {
+                "containerResourceRequests": settings("requests"),
+                "containerResourceLimits": settings("limits"),
+            }
+
+    def _new_error(self, deployment: OnlineDeployment, endpoint: OnlineEndpoint) -> ErrorBody | None:
+        """The error the start of ``deployment`` ends with, or None: an injected start failure, else (Kubernetes)
+        instances that no node can schedule."""
+        for rule in self.start_failures:
+            if rule.get("times") is not None and int(rule["times"]) <= 0:
+                continue
+            if not re.search(str(rule.get("deployment", ".*")), deployment.name):
+                continue
+            if not re.search(str(rule.get("endpoint", ".*")), endpoint.name):
+                continue
+            if rule.get("times") is not None:
+                rule["times"] = int(rule["times"]) - 1
+            # "ERROR: ResourceNotReady ... User container has crashed or terminated" is the documented failure of a
+            # container that cannot start (how-to-troubleshoot-online-endpoints#error-resourcenotready).
+            return {
+                "code": str(rule.get("code") or "ResourceNotReady"),
+                "message": str(
+                    rule.get("message")
+                    or "User container has crashed or terminated. Please see troubleshooting guide, available here: "
+                    "https://aka.ms/oe-tsg#error-resourcenotready"
+                ),
+            }
+        if deployment.compute_type.lower() == "kubernetes":
+            return self._schedule(deployment, endpoint)
+        return None
+
+    def _create_deployment(
+        self,
+        ws: WsKey,
+        endpoint: OnlineEndpoint,
+        name: str,
+        props: dict[str, Any],
+        sku_body: dict[str, Any],
+        body: dict[str, Any],
+    ) -> tuple[int, OnlineDeployment, Operation]:
+        deployment = OnlineDeployment(
+            ws=ws,
+            endpoint=endpoint.name,
+            name=name,
+            location=self._workspace_location(ws),
+            props=props,
+            sku=sku_body,
+            kind=body.get("kind") or props.get("endpointComputeType"),
+            tags=dict(body.get("tags") or {}),
+        )
+        self._deployments_of(ws, endpoint.name)[name.lower()] = deployment
+        op = self._start("Create", f"{endpoint.name}/{name}", ws, self.config.latencies.deployment_create_s)
+
+        def settle() -> None:
+            error = self._new_error(deployment, endpoint)
+            deployment.modified = time.time()
+            if error is None:
+                deployment.state, deployment.serving, deployment.error = "Succeeded", True, None
+            else:
+                deployment.state, deployment.error, deployment.placement = "Failed", error, []
+                op.error, op.state = error, "Failed"
+
+        op.on_success = settle
+        return 201, deployment, op
+
+    def _update_deployment(
+        self,
+        ws: WsKey,
+        endpoint: OnlineEndpoint,
+        deployment: OnlineDeployment,
+        props: dict[str, Any],
+        sku_body: dict[str, Any],
+        body: dict[str, Any],
+    ) -> tuple[int, OnlineDeployment, Operation]:
+        if str(props.get("endpointComputeType")).lower() != deployment.compute_type.lower():
+            raise ArmError(400, "BadArgument", "The endpointComputeType of a deployment cannot be changed.")
+        previous = (dict(deployment.props), dict(deployment.sku), list(deployment.placement), deployment.serving)
+        deployment.props, deployment.sku = props, sku_body
+        if "tags" in body:
+            deployment.tags = dict(body.get("tags") or {})
+        deployment.state = "Updating"
+        op = self._start("Update", f"{endpoint.name}/{deployment.name}", ws, self.config.latencies.deployment_update_s)
+
+        def settle() -> None:
+            error = self._new_error(deployment, endpoint)
+            deployment.modified = time.time()
+            if error is None:
+                deployment.state, deployment.serving, deployment.error = "Succeeded", True, None
+                return
+            # A failed update leaves the old instances serving with the old settings; the deployment says Failed.
+            deployment.props, deployment.sku, deployment.placement, deployment.serving = previous
+            deployment.state, deployment.error = "Failed", error
+            op.error, op.state = error, "Failed"
+
+        op.on_success = settle
+        return 200, deployment, op
+
+    def patch_deployment(
+        self, ws: WsKey, endpoint_name: str, name: str, body: dict[str, Any]
+    ) -> tuple[OnlineDeployment, Operation]:
+        """PATCH merges ``sku``, ``tags`` and ``properties`` into the deployment, then runs as a PUT would."""
+        deployment = self.require_deployment(ws, endpoint_name, name)
+        with self._s.lock:
+            merged = {
+                "properties": {**deployment.props, **dict(body.get("properties") or {})},
+                "sku": {**deployment.sku, **dict(body.get("sku") or {})},
+                "tags": body.get("tags", deployment.tags),
+                "kind": deployment.kind,
+            }
+        _, found, op = self.put_deployment(ws, endpoint_name, name, merged)
+        return found, op
+
+    def delete_deployment(self, ws: WsKey, endpoint_name: str, name: str) -> Operation | None:
+        """A deployment that still takes live or mirrored traffic cannot be deleted: Azure answers 400 and asks to
+        move its traffic first (how-to-safely-rollout-online-endpoints: set traffic to 0%, then delete)."""
+        endpoint = self.require_endpoint(ws, endpoint_name)
+        self._s.advance()
+        with self._s.lock:
+            deployment = self._deployments_of(ws, endpoint.name).get(name.lower())
+            if deployment is None:
+                return None
+            for kind, split in (("traffic", endpoint.traffic), ("mirror traffic", endpoint.props.get("mirrorTraffic"))):
+                share = {k.lower(): int(v) for k, v in (split or {}).items()}.get(name.lower(), 0)
+                if share > 0:
+                    raise ArmError(
+                        400,
+                        "BadArgument",
+                        f"Deployment '{deployment.name}' has {share}% of endpoint '{endpoint.name}' {kind}; set its "
+                        "traffic to 0% before deleting it.",
+                    )
+            if deployment.state == "Deleting":
+                raise conflict(f"Deployment '{deployment.name}'", deployment.state)
+            deployment.state, deployment.serving = "Deleting", False
+            op = self._start(
+                "Delete", f"{endpoint.name}/{deployment.name}", ws, self.config.latencies.deployment_delete_s
+            )
+
+            def gone() -> None:
+                self._deployments_of(ws, endpoint.name).pop(name.lower(), None)
+
+            op.on_success = gone
+            return op
+
+    def logs(self, ws: WsKey, endpoint_name: str, name: str, container: str | None, tail: int | None) -> str:
+        """``getLogs``: the inference server's or the storage initializer's console, as far as there is one."""
+        d = self.require_deployment(ws, endpoint_name, name)
+        if container and container.lower() == "storageinitializer":
+            lines = [
+                "Starting storage initializer",
+                f"Downloading model {d.props.get('model')}",
+                f"Downloading code {(d.props.get('codeConfiguration') or {}).get('codeId')}",
+                "Storage initializer finished",
+            ]
+        else:
+            script = (d.props.get("codeConfiguration") or {}).get("scoringScript", "score.py")
+            lines = [
+                "Azure ML Inferencing HTTP server v1.3.0",
+                f"Entry script: {script}",
+                f"Instance type: {d.instance_type}, instances: {d.instance_count}",
+            ]
+            if d.placement:
+                lines.append(f"Scheduled on nodes: {', '.join(d.placement)}")
+            if d.error:
+                lines.append(f"Error: {d.error.get('code')}: {d.error.get('message')}")
+            elif d.serving:
+                lines.append("Listening on 0.0.0.0:5001; Booting worker; init() done")
+        if tail:
+            lines = lines[-int(tail) :]
+        return "\n".join(lines) + "\n"
+
+    # -- scoring --------------------------------------------------------------------------------------------
+
+    def endpoint_by_host(self, host: str) -> OnlineEndpoint | None:
+        """The managed endpoint behind ``<name>.<region>.inference.ml.azure.com``."""
+        labels = host.split(":")[0].lower().split(".")
+        if len(labels) < 3:
+            return None
+        name, region = labels[0], labels[1]
+        self._s.advance()
+        with self._s.lock:
+            for ws, endpoints in self.endpoints.items():
+                found = endpoints.get(name)
+                if found is not None and not found.compute and self._workspace_location(ws).lower() == region:
+                    return found
+        return None
+
+    def kube_endpoint(self, name: str) -> OnlineEndpoint | None:
+        """A Kubernetes endpoint by name (the inference router serves ``/api/v1/endpoint/<name>/...``)."""
+        self._s.advance()
+        with self._s.lock:
+            for endpoints in self.endpoints.values():
+                found = endpoints.get(name.lower())
+                if found is not None and found.compute:
+                    return found
+        return None
+
+    def route(self, endpoint: OnlineEndpoint, header: str | None) -> tuple[OnlineDeployment | None, str | None]:
+        """Pick the deployment for one request: the ``azureml-model-deployment`` header if given (it bypasses the
+        traffic split, how-to-safely-rollout-online-endpoints), else a draw weighted by ``traffic``. Returns the
+        deployment or a reason why none (for a 404)."""
+        with self._s.lock:
+            deployments = self._deployments_of(endpoint.ws, endpoint.name)
+            if header:
+                chosen = deployments.get(header.lower())
+                return (chosen, None) if chosen is not None else (None, f"Deployment '{header}' not found.")
+            weights = [(deployments.get(k.lower()), v) for k, v in endpoint.traffic.items() if v > 0]
+            live = [(d, v) for d, v in weights if d is not None]
+            if not live:
+                return None, "The endpoint doesn't have any valid deployment with positive weight."
+            pick = self.rng.uniform(0, sum(v for _, v in live))
+            for deployment, weight in live:
+                pick -= weight
+                if pick <= 0:
+                    return deployment, None
+            return live[-1][0], None
+
+    # -- Kubernetes computes --------------------------------------------------------------------------------
+
+    def instance_types(self, compute: KubernetesCompute) -> dict[str, dict[str, Any]]:
+        """The compute's instance types; the extension's default one when the cluster defines none."""
+        return dict(compute.instance_types) or {compute.default_instance_type: dict(DEFAULT_INSTANCE_TYPE)}
+
+    def seed_kube_cluster(
+        self,
+        resource_id: str,
+        nodes: list[KubeNode],
+        instance_types: dict[str, dict[str, Any]] | None = None,
+        default_instance_type: str | None = None,
+    ) -> str:
+        """Declare a cluster (AKS or Arc) with the Azure ML extension that a Kubernetes compute may attach."""
+        with self._s.lock:
+            self.kube_clusters[resource_id.lower()] = KubernetesCompute(
+                ws=("", "", ""),
+                name=resource_id.rsplit("/", 1)[-1],
+                location=self._s.config.location,
+                resource_id=resource_id,
+                instance_types=dict(instance_types or {}),
+                default_instance_type=default_instance_type or "defaultinstancetype",
+                nodes=list(nodes),
+                state="Succeeded",
+            )
+        return resource_id
+
+    def kube_compute(self, ws: WsKey, name: str) -> KubernetesCompute | None:
+        self._s.advance()
+        with self._s.lock:
+            return self.kube_computes.get(ws, {}).get(name.lower())
+
+    def list_kube_computes(self, ws: WsKey) -> list[KubernetesCompute]:
+        self._s.advance()
+        with self._s.lock:
+            return list(self.kube_computes.get(ws, {}).values())
+
+    def _require_kube_compute_by_id(self, ws: WsKey, compute_id: str) -> KubernetesCompute:
+        """A Kubernetes endpoint names its compute by ARM id (the SDK turns ``compute: k8s`` into one)."""
+        name = compute_id.rstrip("/").rsplit("/", 1)[-1]
+        compute = self.kube_computes.get(ws, {}).get(name.lower())
+        if compute is None:
+            raise ArmError(400, "BadArgument", f"Compute '{compute_id}' is not a Kubernetes compute of this workspace.")
+        if compute.state != "Succeeded":
+            raise ArmError(400, "BadArgument", f"Compute '{compute.name}' is {compute.state}, not Succeeded.")
+        return compute
+
+    def attach_kube_compute(
+        self, ws: WsKey, name: str, body: dict[str, Any]
+    ) -> tuple[int, KubernetesCompute, Operation]:
+        """PUT of a ``Kubernetes`` compute: attach the cluster named by ``resourceId`` (an LRO, like v1 computes).
+        Instance types come from the request if it carries them, else from the cluster."""
+        props = dict(body.get("properties") or {})
+        inner = dict(props.get("properties") or {})
+        self._s.advance()
+        with self._s.lock:
+            existing = self.kube_computes.get(ws, {}).get(name.lower())
+            if existing is not None and existing.state in BUSY:
+                raise conflict(f"Compute '{existing.name}'", existing.state)
+            resource_id = str(props.get("resourceId") or (existing.resource_id if existing else ""))
+            cluster = self.kube_clusters.get(resource_id.lower())
+            compute = existing or KubernetesCompute(
+                ws=ws,
+                name=name,
+                location=str(body.get("location") or self._workspace_location(ws)),
+                resource_id=resource_id,
+            )
+            compute.namespace = str(inner.get("namespace") or compute.namespace)
+            compute.description = props.get("description", compute.description)
+            compute.identity = body.get("identity") or compute.identity
+            if cluster is not None:
+                compute.nodes = [KubeNode(n.name, n.gpus, dict(n.labels)) for n in cluster.nodes]
+                compute.instance_types = dict(cluster.instance_types)
+                compute.default_instance_type = cluster.default_instance_type
+            if inner.get("instanceTypes"):
+                compute.instance_types = dict(inner["instanceTypes"])
+            if inner.get("defaultInstanceType"):
+                compute.default_instance_type = str(inner["defaultInstanceType"])
+            error: ErrorBody | None = None
+            if cluster is None:
+                error = {
+                    "code": "ResourceNotFound",
+                    "message": f"The Kubernetes cluster '{resource_id}' was not found or has no Azure Machine "
+                    "Learning extension.",
+                }
+            compute.state = "Updating" if existing else "Creating"
+            self.kube_computes.setdefault(ws, {})[name.lower()] = compute
+            op = self._start("Attach", name, ws, self.config.latencies.compute_attach_s, error=error, scope="compute")
+
+            def settle(state: str) -> None:
+                compute.state, compute.modified = state, time.time()
+
+            op.on_success, op.on_failure = (lambda: settle("Succeeded")), (lambda: settle("Failed"))
+            return (200 if existing else 201), compute, op
+
+    def detach_kube_compute(self, ws: WsKey, name: str) -> Operation | None:
+        self._s.advance()
+        with self._s.lock:
+            compute = self.kube_computes.get(ws, {}).get(name.lower())
+            if compute is None:
+                return None
+            compute.state = "Deleting"
+            op = self._start("Detach", name, ws, self.config.latencies.compute_delete_s, scope="compute")
+
+            def gone() -> None:
+                self.kube_computes.get(ws, {}).pop(name.lower(), None)
+
+            op.on_success = gone
+            return op
+
+    def free_gpus(self, compute: KubernetesCompute, exclude: OnlineDeployment | None = None) -> dict[str, int]:
+        """Free GPUs per node: the node's GPUs less those held by the other deployments placed on it."""
+        free = {n.name: n.gpus for n in compute.nodes}
+        for (ws, _), deployments in self.deployments.items():
+            if ws != compute.ws:
+                continue
+            for d in deployments.values():
+                if d is exclude or not d.placement or d.state == "Deleting":
+                    continue
+                gpus = instance_gpus(self.instance_types(compute).get(str(d.instance_type), {}))
+                for node in d.placement:
+                    if node in free:
+                        free[node] -= gpus
+        return free
+
+    def _schedule(self, deployment: OnlineDeployment, endpoint: OnlineEndpoint) -> ErrorBody | None:
+        """Place each instance on one node with enough free GPUs whose labels match the instance type's node
+        selector, as the Kubernetes scheduler does (a pod's GPUs come from a single node); the error is the
+        scheduler's "0/N nodes are available: N Insufficient nvidia.com/gpu" inside the extension's
+        "Couldn't Schedule" message, as in the v1 emulator."""
+        compute = self.kube_computes.get(deployment.ws, {}).get(str(endpoint.compute).rsplit("/", 1)[-1].lower())
+        if compute is None:
+            return {"code": "ResourceNotFound", "message": f"Compute of endpoint '{endpoint.name}' not found."}
+        types = {k.lower(): v for k, v in self.instance_types(compute).items()}
+        instance_type = types.get(str(deployment.instance_type).lower(), {})
+        need = instance_gpus(instance_type)
+        selector = dict(instance_type.get("nodeSelector") or {})
+        free = self.free_gpus(compute, exclude=deployment)
+        eligible = [n for n in compute.nodes if all(n.labels.get(k) == v for k, v in selector.items())]
+        placement: list[str] = []
+        for _ in range(deployment.instance_count):
+            node = next((n for n in eligible if free[n.name] >= need), None)
+            if node is None:
+                break
+            free[node.name] -= need
+            placement.append(node.name)
+        if len(placement) == deployment.instance_count:
+            deployment.placement = placement
+            return None
+        total = len(compute.nodes)
+        reasons = [f"{total - len(eligible)} node(s) didn't match Pod's node affinity/selector"] if selector else []
+        short = sum(1 for n in eligible if free[n.name] < need)
+        if short:
+            reasons.append(f"{short} Insufficient nvidia.com/gpu")
+        scheduler = f"0/{total} nodes are available: {', '.join(reasons) or 'no nodes'}."
+        return {
+            "code": "DeploymentFailed",
+            "message": (
+                "Couldn't Schedule because the kubernetes cluster didn't have available resources after trying for "
+                f"00:05:00. {scheduler} Requested {deployment.instance_count} instance(s) of "
+                f"'{deployment.instance_type}' with {need} GPU each; {len(placement)} could be placed; "
+                f"free GPUs per node: {json.dumps(free)}."
+            ),
+            "details": [{"code": "PodUnschedulable", "message": scheduler}],
+        }
+
+    # -- versioned assets -----------------------------------------------------------------------------------
+
+    def asset(self, ws: WsKey, kind: str, name: str, version: str) -> AssetVersion | None:
+        with self._s.lock:
+            return self.assets.get((ws, kind.lower()), {}).get(name.lower(), {}).get(version.lower())
+
+    def asset_versions(self, ws: WsKey, kind: str, name: str) -> list[AssetVersion]:
+        with self._s.lock:
+            return list(self.assets.get((ws, kind.lower()), {}).get(name.lower(), {}).values())
+
+    def asset_names(self, ws: WsKey, kind: str) -> list[str]:
+        with self._s.lock:
+            found = self.assets.get((ws, kind.lower()), {})
+            return [next(iter(v.values())).name for v in found.values() if v]
+
+    def put_asset(
+        self, ws: WsKey, kind: str, name: str, version: str, props: dict[str, Any]
+    ) -> tuple[int, AssetVersion]:
+        """Create a version (201) or update its mutable fields (200). Azure keeps a version's content immutable:
+        changing a model's or code's path is refused (the SDK maps that answer to ``AssetPathException``)."""
+        with self._s.lock:
+            versions = self.assets.setdefault((ws, kind.lower()), {}).setdefault(name.lower(), {})
+            existing = versions.get(version.lower())
+            if existing is not None:
+                for key in ("modelUri", "codeUri", "image", "condaFile"):
+                    if key in props and key in existing.props and props[key] != existing.props[key]:
+                        raise ArmError(
+                            409,
+                            "UserError",
+                            f"The {kind[:-1]} version {name}:{version} already exists with a different {key}; "
+                            "asset versions are immutable.",
+                        )
+                existing.props.update({k: props[k] for k in ("description", "tags", "properties") if k in props})
+                existing.modified = time.time()
+                return 200, existing
+            created = AssetVersion(kind=kind.lower(), name=name, version=version, props=props)
+            versions[version.lower()] = created
+            return 201, created
+
+    def delete_asset(self, ws: WsKey, kind: str, name: str, version: str) -> bool:
+        with self._s.lock:
+            return self.assets.get((ws, kind.lower()), {}).get(name.lower(), {}).pop(version.lower(), None) is not None
+
+    # -- quota ----------------------------------------------------------------------------------------------
+
+    def usages(self, subscription: str, location: str) -> list[tuple[str, int, int]]:
+        """(family, vCPUs used, limit) for every emulated family, plus the regional total first."""
+        self._s.advance()
+        with self._s.lock:
+            rows = [
+                (
+                    family,
+                    self.family_usage(subscription, location, family, None),
+                    self.config.family_limits.get(family, 0),
+                )
+                for family in FAMILIES
+            ]
+        total = ("TotalCores", sum(r[1] for r in rows), sum(r[2] for r in rows))
+        return [total, *rows]
