@@ -7,7 +7,9 @@
 // than the ones Argo CD was built and tested with). Why not a newer release: 3.3 to 3.5 replace their
 // gitops-engine with a folder inside their repository that no published module version matches, and 3.6
 // needs Go 1.27. The health path (util/lua's lua.go and oslib_safe.go) is the same code in 3.2.12 and 3.5.7
-// apart from import paths; 3.6 adds a cache of compiled scripts. Move to 3.6 when Go 1.27 is available.
+// apart from import paths; 3.6 adds a cache of compiled scripts. The Lua VM is gopher-lua v1.1.1, as in Argo
+// CD 3.2 to 3.4; 3.5 and 3.6 use v1.1.2, whose compiler no longer merges consecutive LOADNILs. Move to 3.6
+// (github.com/argoproj/argo-cd/gitops-engine/v3 replaces gitops-engine there) when Go 1.27 is available.
 module github.com/gpu-model-operator/gpu-model-operator/hack/argocd-health
 
 go 1.26.0
