@@ -1,11 +1,12 @@
 # The two commands of the README: `make demo` and `make test`. Each does all of its own set-up: the Python
-# environment (.venv), and the Kubernetes control plane built from source into a cache outside the repo.
+# environment (.venv), and the Kubernetes control plane (and for the tests, helm and the Argo CD health-check
+# engine) built from source into a cache outside the repo.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-azureml test lint controlplane clean
+.PHONY: demo demo-azureml test lint controlplane helm argocd-health clean
 
 $(STAMP): pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +16,14 @@ $(STAMP): pyproject.toml dev/pyproject.toml
 
 controlplane:
 	@hack/controlplane/build.sh >/dev/null
+
+# The chart tests' helm and the health-check tests' Argo CD engine, built the same way (a few minutes each,
+# once); the tests would build them on first use, but here the build is not counted in a test's timeout.
+helm:
+	@hack/helm/build.sh >/dev/null
+
+argocd-health:
+	@hack/argocd-health/build.sh >/dev/null
 
 demo: $(STAMP) controlplane
 	$(PY) hack/demo.py
@@ -27,7 +36,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check operator dev tests hack bench
 	$(VENV)/bin/mypy
 
-test: $(STAMP) controlplane lint
+test: $(STAMP) controlplane helm argocd-health lint
 	$(PY) -m pytest
 
 clean:

@@ -33,15 +33,31 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN_ENV = "GPU_MODEL_OPERATOR_CONTROLPLANE_BIN"
 
 
+def _build(tool: str) -> Path:
+    """Runs ``hack/<tool>/build.sh``, which builds into the cache outside the repository once and then only
+    prints the directory, and returns that directory (the script's last line of output)."""
+    out = subprocess.run([str(REPO_ROOT / "hack" / tool / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
 def ensure_binaries() -> Path:
     """The directory with kube-apiserver, etcd and kubectl; builds them on first use (minutes, once)."""
     override = os.environ.get(BIN_ENV)
     if override:
         return Path(override)
-    out = subprocess.run(
-        [str(REPO_ROOT / "hack" / "controlplane" / "build.sh")], check=True, stdout=subprocess.PIPE, text=True
-    )
-    return Path(out.stdout.strip().splitlines()[-1])
+    return _build("controlplane")
+
+
+def ensure_helm() -> Path:
+    """The helm binary of the release pinned in ``hack/helm/``; built on first use (minutes, once), so the
+    chart is linted, rendered and installed by the real Helm rather than by an imitation of it."""
+    return _build("helm") / "helm"
+
+
+def ensure_argocd_health() -> Path:
+    """The ``argocd-health`` program of ``hack/argocd-health/``, which runs a health check through Argo CD's
+    own code (util/lua, util/settings, gitops-engine); built on first use (minutes, once)."""
+    return _build("argocd-health") / "argocd-health"
 
 
 def _key() -> rsa.RSAPrivateKey:

@@ -130,16 +130,18 @@ def render(cp: ControlPlane, path: Path) -> list[dict[str, Any]]:
 
 @dataclass
 class Install:
-    """One overlay's RBAC (and the Namespaces and ServiceAccount it binds) applied under unique names."""
+    """One overlay's RBAC (and the Namespaces and ServiceAccount it binds) applied under unique names; or
+    a Helm release of the chart (tests/integration/test_helm_chart.py), whose ServiceAccount is named after it."""
 
     overlay: str
     operator_ns: str
     watched_ns: str | None  # None: cluster-wide
     docs: list[dict[str, Any]] = field(default_factory=list)
+    service_account: str = SA
 
     @property
     def user(self) -> str:
-        return f"system:serviceaccount:{self.operator_ns}:{SA}"
+        return f"system:serviceaccount:{self.operator_ns}:{self.service_account}"
 
     @property
     def deployment(self) -> dict[str, Any]:
@@ -329,14 +331,14 @@ def test_the_operator_pod_meets_the_restricted_pod_security_standard(
 
 
 def service_account_kubeconfig(cp: ControlPlane, inst: Install, path: Path) -> Path:
-    token = cp.kubectl("create", "token", SA, "-n", inst.operator_ns, "--duration=1h").stdout.strip()
+    token = cp.kubectl("create", "token", inst.service_account, "-n", inst.operator_ns, "--duration=1h").stdout.strip()
     cluster = {"server": cp.server, "certificate-authority": str(cp.dir / "pki" / "ca.crt")}
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "cluster", "cluster": cluster}],
-        "users": [{"name": SA, "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "cluster", "user": SA}}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "cluster", "user": "operator"}}],
         "current-context": "operator",
     }
     path.write_text(yaml.safe_dump(config))

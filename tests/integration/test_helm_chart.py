@@ -1,0 +1,258 @@
+"""The Helm chart (charts/gpu-model-operator) with the real helm (hack/helm) and the real apiserver.
+
+One source of truth with the kustomize manifests: `helm template` with the values of each overlay
+(charts/gpu-model-operator/ci/) renders the same objects as `kubectl kustomize` of that overlay, field by
+field. The only differences allowed are Helm's conventions, each named below: the labels every chart adds,
+Helm's keep annotation, and the release namespace, which a chart never creates. Any other difference fails
+and the diff says what to change; so when the manifests change, this test says what the chart must follow.
+
+Then `helm lint`, the values schema, the optional ServiceMonitor, and the chart installed and upgraded with
+helm on the real apiserver, where the operator, signed in as the chart's ServiceAccount, takes the example
+from apply to Ready to deleted, as tests/integration/test_rbac.py does for the kustomize overlays (its
+helpers, used here). Each release has names of its own, so tests and repeated runs never collide.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import yaml
+
+from gpu_model_operator.cli import main as cli_main
+from gpu_model_operator_dev.controlplane import ControlPlane, ensure_helm
+from gpu_model_operator_dev.digits_model import train
+from tests.integration.test_rbac import OPERATOR_RULES, Install, converge, listed_rules, operator_for, render
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "gpu-model-operator"
+OVERLAYS = ("cluster-wide", "namespaced")
+#: The labels Helm's chart conventions put on every object (the chart's `helmLabels`); kustomize has none.
+HELM_LABELS = {
+    "helm.sh/chart",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+}
+#: Helm's annotation that keeps an object on `helm uninstall` (the chart's watched namespaces).
+HELM_ANNOTATIONS = {"helm.sh/resource-policy"}
+#: The kustomize base creates the operator's namespace; a chart does not render its release namespace (it is
+#: made before the release, by `kubectl create namespace` or `helm install --create-namespace`).
+RELEASE_NAMESPACE = ("Namespace", None, "gpu-model-operator")
+
+Key = tuple[str, str | None, str]
+
+
+@dataclass
+class Helm:
+    """The helm binary with its own home folders (never the user's) and the test cluster's kubeconfig."""
+
+    binary: Path
+    home: Path
+    kubeconfig: Path | None = None
+
+    def __call__(self, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **{f"HELM_{d}_HOME": str(self.home / d.lower()) for d in ("CACHE", "CONFIG", "DATA")}}
+        cluster = ["--kubeconfig", str(self.kubeconfig)] if self.kubeconfig else []
+        cmd = [str(self.binary), *map(str, args), *cluster]
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(map(str, args))} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def template(self, *args: str | Path) -> list[dict[str, Any]]:
+        out = self("template", "gpu-model-operator", CHART, "-n", "gpu-model-operator", "--include-crds", *args)
+        return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    return Helm(ensure_helm(), tmp_path_factory.mktemp("helm-home"))
+
+
+def key(doc: dict[str, Any]) -> Key:
+    return doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"]
+
+
+def without_helm_conventions(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = json.loads(json.dumps(doc))
+    meta = doc["metadata"]
+    for field, conventional in (("labels", HELM_LABELS), ("annotations", HELM_ANNOTATIONS)):
+        kept = {k: v for k, v in meta.get(field, {}).items() if k not in conventional}
+        meta.pop(field, None)
+        if kept:
+            meta[field] = kept
+    return doc
+
+
+def drift(kustomize: dict[Key, dict[str, Any]], chart: dict[Key, dict[str, Any]]) -> list[str]:
+    """What differs, object by object, as unified diffs of their YAML (kustomize first)."""
+    report = [f"only in kustomize: {k}" for k in sorted(kustomize.keys() - chart.keys(), key=str)]
+    report += [f"only in the chart: {k}" for k in sorted(chart.keys() - kustomize.keys(), key=str)]
+    for k in sorted(kustomize.keys() & chart.keys(), key=str):
+        if kustomize[k] != chart[k]:
+            a, b = (yaml.safe_dump(d[k], sort_keys=True).splitlines() for d in (kustomize, chart))
+            report.append("\n".join(difflib.unified_diff(a, b, f"kustomize {k}", f"chart {k}", lineterm="")))
+    return report
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_chart_renders_what_kustomize_renders(control_plane: ControlPlane, helm: Helm, overlay: str) -> None:
+    kustomize = {key(d): d for d in render(control_plane, ROOT / "manifests" / "overlays" / overlay)}
+    chart = {key(d): without_helm_conventions(d) for d in helm.template("-f", CHART / "ci" / f"{overlay}-values.yaml")}
+    assert RELEASE_NAMESPACE in kustomize and RELEASE_NAMESPACE not in chart
+    del kustomize[RELEASE_NAMESPACE]
+    assert (differences := drift(kustomize, chart)) == [], "\n\n".join(differences)
+
+
+def test_the_ci_values_are_the_overlays_and_the_defaults_are_cluster_wide(helm: Helm) -> None:
+    assert {p.stem.removesuffix("-values") for p in (CHART / "ci").glob("*-values.yaml")} == set(OVERLAYS)
+    defaults, cluster_wide = helm.template(), helm.template("-f", CHART / "ci" / "cluster-wide-values.yaml")
+    assert defaults == cluster_wide
+
+
+@pytest.mark.parametrize("values", [None, *(f"{o}-values.yaml" for o in OVERLAYS)])
+def test_helm_lint_passes_strict(helm: Helm, values: str | None) -> None:
+    args = ["-f", CHART / "ci" / values] if values else []
+    result = helm("lint", "--strict", CHART, *args)
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("values", "refusal"),
+    [
+        (["watch.scope=everywhere"], "/watch/scope"),
+        (["watch.scope=namespaced"], "minItems"),
+        (["watch.namespaces={a}"], "maxItems"),  # a list of namespaces the cluster scope would ignore
+        (["watch.scope=namespaced", "watch.namespaces={Not_A_Name}"], "/watch/namespaces/0"),
+        (["log.level=debug"], "/log/level"),
+        (["extraEnv[0].name=PATH"], "/extraEnv/0/name"),
+        (["replicas=2"], "additional properties 'replicas' not allowed"),
+        (["metrics.serviceMonitor.interval=often"], "/metrics/serviceMonitor/interval"),
+    ],
+)
+def test_the_schema_refuses_values_the_chart_cannot_honour(helm: Helm, values: list[str], refusal: str) -> None:
+    args = [arg for value in values for arg in ("--set", value)]
+    result = helm("template", "x", CHART, *args, check=False)
+    assert result.returncode != 0 and refusal in result.stderr, result.stderr
+
+
+def test_the_schema_offers_the_operators_own_log_choices() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["log"]["properties"]
+    choices = {p.name: set(p.type.choices) for p in cli_main.commands["run"].params if isinstance(p.type, click.Choice)}
+    assert set(schema["level"]["enum"]) == choices["log_level"]
+    assert set(schema["format"]["enum"]) == choices["log_format"]
+
+
+def test_the_service_monitor_is_off_by_default_and_scrapes_the_metrics_service(helm: Helm) -> None:
+    assert "ServiceMonitor" not in {d["kind"] for d in helm.template()}
+    docs = helm.template("--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.labels.a=b")
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    service = next(d for d in docs if d["kind"] == "Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1" and monitor["metadata"]["labels"]["a"] == "b"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]} and endpoint["path"] == "/metrics"
+
+
+# ---- installed with helm, and the operator under the chart's ServiceAccount --------------------------------
+
+
+@dataclass
+class Release:
+    name: str
+    install: Install
+
+
+@pytest.fixture(scope="module")
+def cluster_helm(control_plane: ControlPlane, helm: Helm) -> Helm:
+    return Helm(helm.binary, helm.home, control_plane.kubeconfig)
+
+
+def helm_install(cp: ControlPlane, helm: Helm, scope: str) -> Release:
+    """The README's steps: the namespace made and labelled first, then `helm install` into it. The user roles
+    are left out: they are cluster-wide names, and test_rbac.py applies the kustomize ones."""
+    tag = uuid.uuid4().hex[:8]
+    # A release name that holds the chart's name is the objects' name, the ServiceAccount's included.
+    name, namespace = f"gmo-{tag}-gpu-model-operator", f"gmo-{tag}-operator"
+    cp.kubectl("create", "namespace", namespace)
+    cp.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    watched = f"gmo-{tag}-watched" if scope == "namespaced" else None
+    values = ["-f", CHART / "ci" / ("namespaced-values.yaml" if watched else "cluster-wide-values.yaml")]
+    if watched:
+        values += ["--set", f"watch.namespaces={{{watched}}}"]
+    helm("install", name, CHART, "-n", namespace, "--set", "userRoles.create=false", *values)
+    return Release(name, Install(f"helm-{scope}", namespace, watched, manifest(helm, name, namespace), name))
+
+
+def manifest(helm: Helm, name: str, namespace: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(helm("get", "manifest", name, "-n", namespace).stdout) if d]
+
+
+@pytest.fixture(scope="module")
+def releases(control_plane: ControlPlane, cluster_helm: Helm) -> Iterator[dict[str, Release]]:
+    made = {scope: helm_install(control_plane, cluster_helm, scope) for scope in ("namespaced", "cluster")}
+    yield made
+    for release in made.values():
+        cluster_helm("uninstall", release.name, "-n", release.install.operator_ns, check=False)
+
+
+def test_helm_upgrade_changes_the_live_deployment(
+    control_plane: ControlPlane, cluster_helm: Helm, releases: dict[str, Release]
+) -> None:
+    release = releases["namespaced"]
+    ns = release.install.operator_ns
+    cluster_helm("upgrade", release.name, CHART, "-n", ns, "--reuse-values", "--set", "log.level=DEBUG")
+    history = json.loads(cluster_helm("history", release.name, "-n", ns, "-o", "json").stdout)
+    assert [(h["revision"], h["status"]) for h in history] == [(1, "superseded"), (2, "deployed")]
+    deployment = json.loads(control_plane.kubectl("get", "deployment", release.name, "-n", ns, "-o", "json").stdout)
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (env["GMO_LOG_LEVEL"], env["GMO_NAMESPACES"]) == ("DEBUG", release.install.watched_ns)
+    release.install.docs = manifest(cluster_helm, release.name, ns)  # the operator below runs as upgraded
+
+
+def test_each_release_grants_exactly_the_operators_rules(
+    control_plane: ControlPlane, releases: dict[str, Release], namespace: str
+) -> None:
+    namespaced, cluster = releases["namespaced"].install, releases["cluster"].install
+    assert namespaced.watched_ns is not None
+    assert listed_rules(control_plane, namespaced.user, namespaced.watched_ns) == OPERATOR_RULES
+    assert listed_rules(control_plane, namespaced.user, namespace) == {}
+    assert listed_rules(control_plane, cluster.user, namespace) == OPERATOR_RULES
+
+
+def test_the_operator_converges_under_the_charts_service_accounts(
+    control_plane: ControlPlane, releases: dict[str, Release], namespace: str, tmp_path: Path
+) -> None:
+    model = train(tmp_path / "model")
+    namespaced, cluster = releases["namespaced"].install, releases["cluster"].install
+    with operator_for(control_plane, namespaced, tmp_path) as namespaced_op:
+        with operator_for(control_plane, cluster, tmp_path) as cluster_op:
+            converge(control_plane, namespace, model, cluster_op, timeout=60)
+        assert namespaced.watched_ns is not None
+        converge(control_plane, namespaced.watched_ns, model, namespaced_op, timeout=60)
+
+
+def test_helm_uninstall_keeps_the_watched_namespace(
+    control_plane: ControlPlane, cluster_helm: Helm, releases: dict[str, Release]
+) -> None:
+    release = releases["namespaced"]
+    cluster_helm("uninstall", release.name, "-n", release.install.operator_ns)
+    assert release.install.watched_ns is not None
+    watched = json.loads(control_plane.kubectl("get", "namespace", release.install.watched_ns, "-o", "json").stdout)
+    assert "deletionTimestamp" not in watched["metadata"]
+    for kind in ("deployment", "serviceaccount", "service"):
+        gone = control_plane.kubectl("get", kind, "-n", release.install.operator_ns, "-o", "name").stdout
+        assert gone.strip() == "", gone
+    rules = control_plane.kubectl("get", "role,rolebinding", "-n", release.install.watched_ns, "-o", "name").stdout
+    assert rules.strip() == ""
