@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gpu_model_operator_dev.azureml_emulator import Emulator, EmulatorConfig, Latencies, start_emulator
+from gpu_model_operator_dev.azureml_emulator import Emulator
 from gpu_model_operator_dev.controlplane import ControlPlane
 from gpu_model_operator_dev.operator_process import OperatorProcess
 from tests.e2e.azure_harness import (
@@ -427,15 +427,6 @@ def someone_elses_secret_is_out_of_reach(cp: ControlPlane, inst: Install, ns: st
         assert "gpu-model-operator-owned-secrets" in result.stderr, result.stderr
     data = json.loads(cp.kubectl("get", "secret", "team-db-password", "-n", ns, "-o", "json").stdout)["data"]
     assert base64.b64decode(data["password"]).decode() == "hunter2"
-
-
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    latencies = Latencies(**dict.fromkeys(Latencies.__dataclass_fields__, 0.5))
-    config = EmulatorConfig(latencies=latencies, credentials={CLIENT_ID: CLIENT_SECRET})
-    with start_emulator(tmp_path_factory.mktemp("emulator"), config) as emulator:
-        emulator.seed(models=[{"name": "digits"}])
-        yield emulator
 
 
 def test_the_operator_converges_with_only_its_rbac(

@@ -16,6 +16,9 @@ local permanentReasons = {
   ComputeFailed = true,
   ServiceFailed = true,
   ServiceNameConflict = true,
+  ServiceExists = true,
+  SecretConflict = true,
+  BackendNotEnabled = true,
   EnvironmentFailed = true,
   InsufficientGPUs = true,
 }
