@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -32,7 +33,7 @@ from .backends.base import (
     TransientBackendError,
 )
 from .budget import CallBudget, metered
-from .keys import keys_secret_body, keys_secret_name
+from .keys import keys_secret_body, keys_secret_data, keys_secret_name
 from .kube import KubeClient, SecretConflict
 from .models import BackendKind, GpuModelDeploymentSpec, GpuModelDeploymentStatus, Phase
 from .reconcile import (
@@ -59,12 +60,41 @@ def utcnow() -> str:
 
 
 def compute_key(spec: GpuModelDeploymentSpec) -> str:
-    """Deployments with the same key share GPUs: the same workspace compute, or this machine."""
+    """Deployments with the same key share GPUs: the same workspace compute, or this machine. Azure's names are
+    case-insensitive, so the key is lower-case: two spellings of one cluster share one lock and one GPU count."""
     if spec.backend == BackendKind.LOCAL or spec.compute is None:
         return "local"
     ws = spec.workspace
     where = f"{ws.subscription_id}/{ws.resource_group}/{ws.name}" if ws else ""
-    return f"azureml/{where}/{spec.compute.name}"
+    return f"azureml/{where}/{spec.compute.name}".lower()
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What one GpuModelDeployment holds of a compute, as its status says (the handlers index every resource's
+    status by compute key, so this is derived from the cluster, and gone with the resource)."""
+
+    owner: str
+    replicas: int
+    gpu_cores: int
+    #: Being deleted: no reason to keep the compute.
+    deleting: bool = False
+    #: It has a service (created or being created) on the compute: a user. One that merely names the compute
+    #: without ever having used it never holds the compute's deletion.
+    uses: bool = False
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.gpu_cores
+
+
+def holding_of(spec: Mapping[str, Any], status: Mapping[str, Any], owner: str, deleting: bool) -> Holding:
+    ownership = status.get("ownership") or {}
+    replicas = int((status.get("replicas") or {}).get("effective") or 0)
+    gpus = int((status.get("gpus") or {}).get("held") or 0)
+    cores = int((spec.get("service") or {}).get("gpuCores") or 1)
+    uses = bool(ownership.get("serviceCreated")) or status.get("operation") is not None
+    return Holding(owner, replicas if gpus else 0, cores, deleting=deleting, uses=uses)
 
 
 def fingerprint(spec: GpuModelDeploymentSpec, entry_script: str, conda_spec: str) -> str:
@@ -101,12 +131,19 @@ class Resource:
         return self.annotations.get(RECONCILE_POLICY, POLICY_MANAGE)
 
     @property
+    def retry_token(self) -> str | None:
+        """The gpumodel.io/retry-now annotation's value: a new value asks for a retry of a failure at once."""
+        return self.annotations.get(RETRY_NOW)
+
+    @property
     def take_over(self) -> bool:
         """The user's explicit opt-in to manage a service or compute that existed before (``true``)."""
         return self.annotations.get(TAKE_OVER, "").strip().lower() == "true"
 
 
 RECONCILE_POLICY = "gpumodel.io/reconcile-policy"
+#: Changing this annotation (any value) retries at once, e.g. a failed deployment after its cause was fixed.
+RETRY_NOW = "gpumodel.io/retry-now"
 #: Opt-in to take over what existed before under the spec's names: without it, it is only observed.
 TAKE_OVER = "gpumodel.io/take-over"
 POLICY_MANAGE, POLICY_SKIP, POLICY_DETACH = "manage", "skip", "detach-on-delete"
@@ -129,8 +166,10 @@ class Controller:
         self.kube = kube
         self._resource_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._compute_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        #: GPUs each deployment holds per compute key, as last written to its status (kopf-indexed view).
-        self.gpus_by_compute: defaultdict[str, dict[str, int]] = defaultdict(dict)
+        #: What this process decided moments ago, per compute key and owner, before the status write and the
+        #: backend's listing show it (monotonic time of the decision): so two passes cannot take the same GPU.
+        #: Entries live only as long as the listing may be stale; everything else comes from the status index.
+        self._just_decided: defaultdict[str, dict[str, tuple[Holding, float]]] = defaultdict(dict)
         self._transient_streak: dict[str, int] = {}
 
     # ---- inputs ----------------------------------------------------------------------------------
@@ -201,8 +240,9 @@ class Controller:
 
     # ---- one reconcile pass ----------------------------------------------------------------------
 
-    async def reconcile(self, res: Resource, *, resync: bool = False) -> Decision:
-        """One pass. A ``resync`` of a settled resource checks its service only (see ``reconcile.settled``)."""
+    async def reconcile(self, res: Resource, *, resync: bool = False, holdings: Iterable[Holding] = ()) -> Decision:
+        """One pass. A ``resync`` of a settled resource checks its service only (see ``reconcile.settled``).
+        ``holdings``: what the resources using the same compute hold, from their status (the handlers' index)."""
         async with self._resource_locks[res.uid]:
             previous = GpuModelDeploymentStatus.model_validate(dict(res.status or {}))
             if res.policy not in POLICIES:
@@ -219,7 +259,7 @@ class Controller:
                 if quiet and await self._still_settled(inputs, previous):
                     return Decision(Action.NONE, previous.replicas.effective, previous.model_copy(deep=True))
                 async with self._compute_locks[compute_key(inputs.spec)]:
-                    decision = await self._pass(inputs, previous)
+                    decision = await self._pass(inputs, previous, list(holdings), res.retry_token)
             except InputError as exc:
                 delay = self.settings.poll_seconds * 3 if exc.transient else None
                 return self._failed(res, previous, exc.reason, exc.message, permanent=not exc.transient, delay=delay)
@@ -234,16 +274,18 @@ class Controller:
                     return Decision(Action.NONE, 0, status, [Event("Warning", exc.reason, exc.message)], delay)
                 return self._failed(res, previous, exc.reason, exc.message, permanent=False, delay=delay)
             self._transient_streak.pop(res.uid, None)
-            self._record_gpus(inputs, decision.status)
             return decision
 
     async def _still_settled(self, inputs: DeploymentInputs, previous: GpuModelDeploymentStatus) -> bool:
-        """The resync of a settled resource: one read of the service and the probe; True when nothing drifted."""
+        """The resync of a settled resource: one read of the service, the probe, and a read of the keys Secret
+        (Kubernetes, not Azure); True when nothing drifted and the Secret still says what the service accepts."""
         backend = self.backends[inputs.spec.backend]
         service = await backend.observe_service(inputs)
         healthy = service.state == ServiceState.HEALTHY and service.fingerprint == inputs.fingerprint
         probe = await backend.probe(inputs) if healthy else None
-        return still_settled(previous, service, inputs.fingerprint, probe)
+        if not still_settled(previous, service, inputs.fingerprint, probe) or service.scoring_uri is None:
+            return False
+        return await self._secret_says(backend, inputs, service.scoring_uri, fresh=True) is None
 
     def _over_budget(self, res: Resource, previous: GpuModelDeploymentStatus, wait: float) -> Decision:
         """Conditions stay as they are (nothing new was observed); lastError and one Warning say why it waits."""
@@ -266,10 +308,16 @@ class Controller:
             return exc.retry_after
         return float(min(self.settings.poll_seconds * 2 ** (streak - 1), self.settings.max_backoff_seconds))
 
-    async def _pass(self, inputs: DeploymentInputs, previous: GpuModelDeploymentStatus) -> Decision:
+    async def _pass(
+        self,
+        inputs: DeploymentInputs,
+        previous: GpuModelDeploymentStatus,
+        holdings: list[Holding],
+        retry_token: str | None,
+    ) -> Decision:
         backend = self.backends[inputs.spec.backend]
         compute = await backend.observe_compute(inputs)
-        others = await self._gpus_held_by_others(backend, inputs, compute)
+        others = await self._other_pods(backend, inputs, compute, holdings)
         if compute.state == ComputeState.READY:
             service = await backend.observe_service(inputs)
         else:  # no service runs on a compute that is not ready, and decide() stops at the compute: save the read
@@ -278,13 +326,30 @@ class Controller:
         if service.state == ServiceState.HEALTHY and service.fingerprint == inputs.fingerprint:
             probe = await backend.probe(inputs)
         obs = Observation(
-            compute, service, others, inputs.fingerprint, probe, owner=inputs.owner, take_over=inputs.take_over
+            compute,
+            service,
+            others,
+            inputs.fingerprint,
+            probe,
+            owner=inputs.owner,
+            take_over=inputs.take_over,
+            retry_token=retry_token,
         )
+        settings = self.settings
         decision = decide(
-            inputs.spec, inputs.generation, previous, obs, utcnow(), poll_seconds=self.settings.poll_seconds
+            inputs.spec,
+            inputs.generation,
+            previous,
+            obs,
+            utcnow(),
+            poll_seconds=settings.poll_seconds,
+            retry_base_seconds=settings.resync_seconds,
         )
+        self._remember(inputs, decision)
         if decision.action == Action.CREATE_COMPUTE:
             await backend.create_compute(inputs)
+        elif decision.action == Action.RECREATE_COMPUTE:
+            await backend.delete_compute(inputs)
         elif decision.action == Action.DEPLOY:
             warnings = await backend.deploy_service(inputs, decision.replicas)
             decision.events.extend(Event("Warning", c.ENVIRONMENT_WARNING, w) for w in warnings)
@@ -294,47 +359,69 @@ class Controller:
             await self._publish_keys(backend, inputs, previous, decision)
         return decision
 
-    async def _gpus_held_by_others(self, backend: Backend, inputs: DeploymentInputs, compute: ObservedCompute) -> int:
-        """Per owner, the larger of what the backend shows and what this operator last decided for it: a
-        deployment just started is counted before the backend shows it, so two cannot take the same GPU."""
-        held: dict[str, int] = dict(self.gpus_by_compute[compute_key(inputs.spec)])
-        held.pop(inputs.owner, None)
-        if compute.gpus_total or compute.cpu_only:
-            for svc in await backend.services_on_compute(inputs, max_age=max(self.settings.poll_seconds, 30.0)):
+    async def _other_pods(
+        self, backend: Backend, inputs: DeploymentInputs, compute: ObservedCompute, holdings: list[Holding]
+    ) -> tuple[int, ...]:
+        """The GPUs of each replica the other users of the compute hold: per owner, the most that its status (the
+        index), this process's decision of moments ago, or the backend's listing shows; so a deployment just
+        started counts before the backend shows it, and a resource gone from the cluster counts no more."""
+        key = compute_key(inputs.spec)
+        held: dict[str, tuple[int, int]] = {h.owner: (h.replicas, h.gpu_cores) for h in holdings}
+        horizon = time.monotonic() - self._listing_age() - 5.0
+        recent = self._just_decided[key]
+        for owner, (holding, when) in list(recent.items()):
+            if when < horizon or owner not in held:
+                # The listing shows it by now, or it never started; or the resource is gone from the cluster.
+                del recent[owner]
+            else:
+                held[owner] = max(held.get(owner, (0, 0)), (holding.replicas, holding.gpu_cores), key=_gpus)
+        if compute.node_gpus or compute.cpu_only:
+            for svc in await backend.services_on_compute(inputs, max_age=self._listing_age()):
                 if svc.owner == inputs.owner or (svc.owner is None and svc.name == inputs.spec.service.name):
                     continue
-                key = svc.owner or f"service:{svc.name}"
-                held[key] = max(held.get(key, 0), svc.gpus)
-        return sum(held.values())
+                owner = svc.owner or f"service:{svc.name}"
+                held[owner] = max(held.get(owner, (0, 0)), (svc.replicas, svc.gpu_cores), key=_gpus)
+        held.pop(inputs.owner, None)
+        return tuple(cores for replicas, cores in held.values() for _ in range(replicas))
 
-    def _record_gpus(self, inputs: DeploymentInputs, status: GpuModelDeploymentStatus) -> None:
-        self.gpus_by_compute[compute_key(inputs.spec)][inputs.owner] = status.gpus.held
+    def _listing_age(self) -> float:
+        return max(self.settings.poll_seconds, 30.0)
 
-    def forget(self, spec: Mapping[str, Any], owner: str) -> None:
-        try:
-            key = compute_key(GpuModelDeploymentSpec.model_validate(dict(spec)))
-        except ValidationError:
-            return
-        self.gpus_by_compute[key].pop(owner, None)
+    def _remember(self, inputs: DeploymentInputs, decision: Decision) -> None:
+        held = decision.status.gpus.held
+        cores = inputs.spec.service.gpu_cores
+        holding = Holding(inputs.owner, held // cores if held else 0, cores, uses=True)
+        self._just_decided[compute_key(inputs.spec)][inputs.owner] = (holding, time.monotonic())
+
+    async def _secret_says(
+        self, backend: Backend, inputs: DeploymentInputs, scoring_uri: str, *, fresh: bool = False
+    ) -> dict[str, Any] | None:
+        """The keys Secret's body as it must be; None when the Secret in the cluster says the same already."""
+        keys = await backend.get_keys(inputs, fresh=fresh) if inputs.spec.service.auth_enabled else None
+        body = keys_secret_body(inputs.namespace, inputs.name, inputs.uid, scoring_uri, keys)
+        published = await self.kube.secret_data(inputs.namespace, body["metadata"]["name"])
+        return None if published == keys_secret_data(scoring_uri, keys) else body
 
     async def _publish_keys(
         self, backend: Backend, inputs: DeploymentInputs, previous: GpuModelDeploymentStatus, decision: Decision
     ) -> None:
-        """Write the keys Secret on the first Ready pass of each generation; steady passes cost no calls."""
+        """Make the keys Secret say what the service accepts now, whenever it does not (keys rotated at Azure, a
+        service recreated, a local router moved, the Secret deleted or edited): a client that reads the Secret
+        after Ready can score. A read of the Secret each Ready pass; a write only when it differs."""
         status = decision.status
         name = keys_secret_name(inputs.name)
-        if previous.keys_secret_name == name and previous.probed_generation == inputs.generation:
-            return
-        keys = await backend.get_keys(inputs) if inputs.spec.service.auth_enabled else None
         assert status.scoring_uri is not None
-        body = keys_secret_body(inputs.namespace, inputs.name, inputs.uid, status.scoring_uri, keys)
+        body = await self._secret_says(backend, inputs, status.scoring_uri)
+        if body is None:
+            status.keys_secret_name = name
+            return
         try:
             await self.kube.publish_secret(body, inputs.name)
         except SecretConflict as exc:
             self._secret_conflict(inputs, previous, decision, exc.message)
             return
-        if status.keys_secret_name != name:
-            decision.events.append(Event("Normal", c.KEYS_PUBLISHED, f"scoring URI and keys are in Secret {name}"))
+        what = "scoring URI and keys are" if status.keys_secret_name != name else "refreshed: scoring URI and keys"
+        decision.events.append(Event("Normal", c.KEYS_PUBLISHED, f"{what} in Secret {name}"))
         status.keys_secret_name = name
 
     def _secret_conflict(
@@ -381,13 +468,16 @@ class Controller:
 
     # ---- deletion ---------------------------------------------------------------------------------
 
-    async def delete(self, res: Resource, users_of_compute: set[str]) -> DeletionDecision:
-        """One deletion step; the handler repeats it until the decision is DONE."""
+    async def delete(self, res: Resource, holdings: Iterable[Holding] = ()) -> DeletionDecision:
+        """One deletion step; the handler repeats it until the decision is DONE.
+
+        The compute's users are the other resources that have a service on it and are not being deleted
+        themselves, and the services on it that are not being deleted: so when every user of a shared compute
+        is deleted at once, the last one out deletes it, however the deletions interleave."""
         async with self._resource_locks[res.uid]:
             status = GpuModelDeploymentStatus.model_validate(dict(res.status or {}))
             if res.policy in (POLICY_SKIP, POLICY_DETACH):
                 events = await self._unpublish_keys(res)
-                self.forget(res.spec, res.owner)
                 message = f"{RECONCILE_POLICY}: {res.policy}; the service and compute are left running"
                 return DeletionDecision(DeleteAction.DONE, message, [*events, Event("Normal", c.DETACHED, message)])
             spec = GpuModelDeploymentSpec.model_validate(dict(res.spec))
@@ -401,10 +491,10 @@ class Controller:
             backend = self.backends[inputs.spec.backend]
             service = await backend.observe_service(inputs)
             compute = await backend.observe_compute(inputs) if inputs.spec.compute else None
-            users = set(users_of_compute) - {inputs.owner}
+            users = {h.owner for h in holdings if h.uses and not h.deleting} - {inputs.owner}
             if compute is not None and service.state == ServiceState.ABSENT:
                 found = await backend.services_on_compute(inputs)
-                users |= {s.owner or f"service:{s.name}" for s in found if s.owner != inputs.owner}
+                users |= {s.owner or f"service:{s.name}" for s in found if s.owner != inputs.owner and not s.deleting}
             decision = decide_deletion(inputs.spec, status, service, compute, len(users), inputs.owner)
             if decision.action == DeleteAction.DELETE_SERVICE:
                 await backend.delete_service(inputs)
@@ -412,7 +502,6 @@ class Controller:
                 await backend.delete_compute(inputs)
             elif decision.action == DeleteAction.DONE:
                 decision.events.extend(await self._unpublish_keys(res))
-                self.forget(res.spec, res.owner)
                 self.budget.forget(res.owner)
             return decision
 
@@ -448,3 +537,8 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
     return f"{where}: {err['msg']}"
+
+
+def _gpus(pods: tuple[int, int]) -> int:
+    replicas, cores = pods
+    return replicas * cores

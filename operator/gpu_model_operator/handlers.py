@@ -14,14 +14,22 @@ import kopf
 
 from . import FINALIZER, GROUP, PLURAL, VERSION, metrics
 from .backends.base import BackendError
-from .controller import RECONCILE_POLICY, TAKE_OVER, Controller, InputError, Resource, compute_key
+from .controller import (
+    RECONCILE_POLICY,
+    RETRY_NOW,
+    TAKE_OVER,
+    Controller,
+    Holding,
+    InputError,
+    Resource,
+    compute_key,
+    holding_of,
+)
 from .models import GpuModelDeploymentSpec, GpuModelDeploymentStatus, Phase
 from .reconcile import Decision, DeleteAction, Event
 from .settings import Settings
 
 RESOURCE = (GROUP, VERSION, PLURAL)
-#: Changing this annotation (any value) triggers an immediate reconcile, e.g. after a permanent error is fixed.
-RETRY_NOW = f"{GROUP}/retry-now"
 
 
 def resource_of(body: kopf.Body) -> Resource:
@@ -59,13 +67,19 @@ def conclude(body: kopf.Body, patch: kopf.Patch, decision: Decision) -> None:
         raise kopf.TemporaryError(summary, delay=decision.requeue_after)
 
 
-def _users_of_compute(index: Mapping[str, Any], spec: Mapping[str, Any], owner: str) -> set[str]:
-    """The other GpuModelDeployments (by "namespace/name") that use the same compute."""
+def holdings_of(index: Mapping[str, Any], spec: Mapping[str, Any], owner: str) -> list[Holding]:
+    """What the other GpuModelDeployments on the same compute hold, from the index of their statuses."""
     try:
         key = compute_key(GpuModelDeploymentSpec.model_validate(dict(spec)))
     except ValueError:
-        return set()
-    return {user for user in index.get(key, []) if user != owner}
+        return []
+    return [h for h in index.get(key, []) if h.owner != owner]
+
+
+async def one_pass(memo: kopf.Memo, body: kopf.Body, index: Mapping[str, Any], *, resync: bool = False) -> Decision:
+    controller: Controller = memo["controller"]
+    res = resource_of(body)
+    return await controller.reconcile(res, resync=resync, holdings=holdings_of(index, res.spec, res.owner))
 
 
 def build_registry(settings: Settings, controller_factory: Any) -> kopf.OperatorRegistry:
@@ -93,32 +107,43 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
             for backend in controller.backends.values():
                 await backend.close()
 
-    @kopf.index(*RESOURCE, id="users_by_compute", registry=registry)
-    def users_by_compute(spec: kopf.Spec, namespace: str | None, name: str, **_: Any) -> dict[str, str]:
-        """Which deployments use which compute, so a shared cluster is deleted only with its last user."""
+    @kopf.index(*RESOURCE, id="holdings", registry=registry)
+    def holdings(
+        spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, namespace: str | None, name: str, **_: Any
+    ) -> dict[str, Holding]:
+        """Who holds how many GPUs of which compute, and who uses it, from every resource's status: derived from
+        the cluster, so a resource that is gone (its finalizer removed by hand, even) holds nothing any more."""
         try:
-            return {compute_key(GpuModelDeploymentSpec.model_validate(dict(spec))): f"{namespace}/{name}"}
+            key = compute_key(GpuModelDeploymentSpec.model_validate(dict(spec)))
         except ValueError:
             return {}
+        deleting = meta.get("deletionTimestamp") is not None
+        return {key: holding_of(spec, status, f"{namespace}/{name}", deleting)}
 
     @kopf.on.resume(*RESOURCE, id="reconcile", registry=registry)
     @kopf.on.create(*RESOURCE, id="reconcile", registry=registry)
     @kopf.on.update(*RESOURCE, id="reconcile", field="spec", registry=registry)
-    async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
         controller: Controller = memo["controller"]
-        conclude(body, patch, await controller.reconcile(resource_of(body)))
+        res = resource_of(body)
+        conclude(
+            body, patch, await controller.reconcile(res, holdings=holdings_of(kwargs["holdings"], res.spec, res.owner))
+        )
 
     @kopf.on.field(*RESOURCE, id="retry-now", field=("metadata", "annotations", RETRY_NOW), registry=registry)
     @kopf.on.field(*RESOURCE, id="policy", field=("metadata", "annotations", RECONCILE_POLICY), registry=registry)
     @kopf.on.field(*RESOURCE, id="take-over", field=("metadata", "annotations", TAKE_OVER), registry=registry)
-    async def retry_now(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    async def retry_now(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
         """After fixing what a permanent error named (a Secret, a ConfigMap), annotate to try at once:
         ``kubectl annotate gmd NAME gpumodel.io/retry-now="$(date +%s)" --overwrite``. A change of the
         reconcile-policy or take-over annotation takes effect the same way."""
         if body["metadata"].get("deletionTimestamp"):
             return
         controller: Controller = memo["controller"]
-        conclude(body, patch, await controller.reconcile(resource_of(body)))
+        res = resource_of(body)
+        conclude(
+            body, patch, await controller.reconcile(res, holdings=holdings_of(kwargs["holdings"], res.spec, res.owner))
+        )
 
     @kopf.timer(
         *RESOURCE,
@@ -127,26 +152,32 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
         initial_delay=settings.resync_seconds,
         registry=registry,
     )
-    async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        """Drift repair: the same pass as on change, at the resync interval, skipped while deleting."""
+    async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+        """Drift repair: the same pass as on change, at the resync interval, skipped while deleting. When it finds
+        something to do, it keeps polling until the resource has converged (a TemporaryError re-runs a timer after
+        its delay), not only at the next resync."""
         if body["metadata"].get("deletionTimestamp"):
             return
         controller: Controller = memo["controller"]
-        decision = await controller.reconcile(resource_of(body), resync=True)
+        res = resource_of(body)
+        decision = await controller.reconcile(
+            res, resync=True, holdings=holdings_of(kwargs["holdings"], res.spec, res.owner)
+        )
         # An unchanged status costs no write, and so no watch event for every resource at every resync.
         if decision.status.model_dump(by_alias=True, mode="json", exclude_none=True) != dict(body.get("status", {})):
             write_status(patch, decision.status)
         post_events(body, decision.events)
-        metrics.observe_decision(resource_of(body).owner, decision)
+        metrics.observe_decision(res.owner, decision)
+        if decision.requeue_after is not None and not decision.permanent:
+            raise kopf.TemporaryError("converging after the resync found drift", delay=decision.requeue_after)
 
     @kopf.on.delete(*RESOURCE, id="delete", registry=registry)
     async def delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
-        users_by_compute: kopf.Index[str, str] = kwargs["users_by_compute"]
         controller: Controller = memo["controller"]
         res = resource_of(body)
         patch.status["phase"] = Phase.DELETING.value
         try:
-            decision = await controller.delete(res, _users_of_compute(users_by_compute, res.spec, res.owner))
+            decision = await controller.delete(res, holdings_of(kwargs["holdings"], res.spec, res.owner))
         except (InputError, BackendError) as exc:
             message = f"cannot finish deletion: {exc.message}"
             kopf.event(body, type="Warning", reason=exc.reason, message=message)

@@ -12,13 +12,19 @@ def keys_secret_name(resource_name: str) -> str:
     return f"{resource_name}-scoring-keys"
 
 
+def keys_secret_data(scoring_uri: str, keys: tuple[str, str] | None) -> dict[str, str]:
+    """What the Secret holds, decoded: the scoring URI, and the keys when the service takes keys."""
+    data = {"scoringUri": scoring_uri}
+    if keys is not None:
+        data["primaryKey"], data["secondaryKey"] = keys
+    return data
+
+
 def keys_secret_body(
     namespace: str, name: str, uid: str, scoring_uri: str, keys: tuple[str, str] | None
 ) -> dict[str, Any]:
     """A Secret owned by the resource (garbage-collected with it on a real cluster)."""
-    data = {"scoringUri": scoring_uri}
-    if keys is not None:
-        data["primaryKey"], data["secondaryKey"] = keys
+    data = keys_secret_data(scoring_uri, keys)
     return {
         "apiVersion": "v1",
         "kind": "Secret",

@@ -173,6 +173,16 @@ class Operation(_Model):
     id: str | None = None
 
 
+class Retry(_Model):
+    """Retries of a failed deployment: a failure is never final while its cause may be outside the spec (a
+    package index that was down, a node that was full), so it is retried at the resync with back-off, and at
+    once when the user annotates ``gpumodel.io/retry-now``."""
+
+    handled_token: str | None = None
+    attempts: int = 0
+    next_at: str | None = None
+
+
 class GpuModelDeploymentStatus(_Model):
     phase: Phase = Phase.PENDING
     observed_generation: int | None = None
@@ -188,4 +198,5 @@ class GpuModelDeploymentStatus(_Model):
     ownership: Ownership = Field(default_factory=Ownership)
     operation: Operation | None = None
     probed_generation: int | None = None
+    retry: Retry = Field(default_factory=Retry)
     last_error: str | None = None

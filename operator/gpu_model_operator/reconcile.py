@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 from . import conditions as c
 from .backends.base import (
@@ -19,6 +20,7 @@ from .backends.base import (
     ProbeResult,
     ServiceState,
 )
+from .capacity import Capacity, capped_replicas, rollout_fits
 from .models import (
     Condition,
     DeletionPolicy,
@@ -28,12 +30,14 @@ from .models import (
     Operation,
     Phase,
     ReplicaStatus,
+    Retry,
 )
 
 
 class Action(str, enum.Enum):
     NONE = "None"
     CREATE_COMPUTE = "CreateCompute"
+    RECREATE_COMPUTE = "RecreateCompute"  # delete a failed compute of ours; the next pass creates it again
     DEPLOY = "Deploy"  # create the service, redeploy changed inputs, or repair dead replicas
     SCALE = "Scale"  # change the replica count in place
 
@@ -56,8 +60,8 @@ class Event:
 class Observation:
     compute: ObservedCompute
     service: ObservedService
-    #: GPUs held on the same compute by anyone else, by owner ("namespace/name" or the service name).
-    gpus_held_by_others: int
+    #: The GPUs of each replica that another service runs (or is about to run) on the same compute.
+    other_pods: tuple[int, ...]
     #: Hash of the inputs as they are now; differs from ``service.fingerprint`` when a redeploy is due.
     desired_fingerprint: str
     probe: ProbeResult | None = None
@@ -66,6 +70,12 @@ class Observation:
     #: The user opted in (annotation ``gpumodel.io/take-over``) to the operator managing a service or compute
     #: that existed before: redeploying, scaling and deleting it as if it had created it.
     take_over: bool = False
+    #: The value of the ``gpumodel.io/retry-now`` annotation; a value not yet acted on retries a failure at once.
+    retry_token: str | None = None
+
+    @property
+    def gpus_held_by_others(self) -> int:
+        return sum(self.other_pods)
 
 
 @dataclass
@@ -78,37 +88,6 @@ class Decision:
     requeue_after: float | None = None
     #: True when only a change by the user can help (kopf PermanentError: no retry loop).
     permanent: bool = False
-
-
-@dataclass(frozen=True)
-class Capacity:
-    effective: int
-    cpu_fallback: bool
-    message: str  # empty when nothing is capped
-
-
-def capped_replicas(
-    requested: int, gpu_cores: int, gpus_total: int, held_by_others: int, *, cpu_only: bool, allow_cpu: bool
-) -> Capacity:
-    """Replicas never share a GPU: effective = min(requested, floor(free GPUs / GPUs per replica))."""
-    if cpu_only:
-        if allow_cpu:
-            return Capacity(requested, True, "")
-        return Capacity(
-            0,
-            False,
-            "no GPU found on this machine; set spec.local.allowCpuFallback: true to serve on CPU",
-        )
-    free = max(0, gpus_total - held_by_others)
-    cap = free // gpu_cores
-    if requested <= cap:
-        return Capacity(requested, False, "")
-    others = f", {held_by_others} held by other services" if held_by_others else ""
-    message = (
-        f"{requested} replicas requested but the compute has {gpus_total} GPUs{others}; "
-        f"{gpu_cores} GPU(s) per replica allows {cap}"
-    )
-    return Capacity(cap, False, message)
 
 
 def set_condition(
@@ -192,8 +171,13 @@ def decide(
     now: str,
     *,
     poll_seconds: float = 10.0,
+    retry_base_seconds: float = 900.0,
 ) -> Decision:
-    """One reconcile pass: what to do next and what the status should say."""
+    """One reconcile pass: what to do next and what the status should say.
+
+    ``retry_base_seconds``: the first automatic retry of a failed deployment comes that long after the failure
+    (the resync interval), each later one twice as long after the previous, up to 16 times as long.
+    """
     status = previous.model_copy(deep=True)
     status.observed_generation = generation
     status.compute_name = obs.compute.name
@@ -209,14 +193,14 @@ def decide(
     cap = capped_replicas(
         requested,
         spec.service.gpu_cores,
-        obs.compute.gpus_total,
-        obs.gpus_held_by_others,
+        obs.compute.node_gpus,
+        obs.other_pods,
         cpu_only=obs.compute.cpu_only,
         allow_cpu=spec.local.allow_cpu_fallback,
     )
     status.cpu_fallback = cap.cpu_fallback
     events = _cap_events(previous, generation, cap, requested)
-    decision = _decide_service(spec, generation, status, obs, now, cap, poll_seconds)
+    decision = _decide_service(spec, generation, status, obs, now, cap, Timing(poll_seconds, retry_base_seconds))
     decision.events[:0] = events
     _finish(status, requested, decision.replicas if decision.action != Action.NONE else obs.service.replicas, obs, spec)
     return decision
@@ -233,6 +217,12 @@ def _decide_compute(
     """The compute step; returns a decision when the compute is not ready yet, else None."""
     compute = obs.compute
     name = compute.name
+    if compute.state == ComputeState.READY and compute.capacity_error:
+        message = f"compute {name}: {compute.capacity_error}"
+        set_condition(status, c.COMPUTE_READY, False, c.INVALID_VM_SIZE, message, generation, now)
+        _not_ready(status, generation, now, message, reason=c.INVALID_VM_SIZE)
+        status.phase, status.last_error = Phase.FAILED, message
+        return Decision(Action.NONE, 0, status, [Event("Warning", c.INVALID_VM_SIZE, message)], permanent=True)
     if compute.state == ComputeState.READY:
         # Ours to delete only if the operator's tag is on it (created here) or the user said take it over; the
         # tag is read each pass, never remembered, so a compute someone else made in the meantime stays theirs.
@@ -265,11 +255,23 @@ def _decide_compute(
         status.phase = Phase.PROVISIONING
         return Decision(Action.NONE, 0, status, requeue_after=poll)
     message = f"compute {name} failed: {compute.message or 'the backend gave no reason'}"
+    if _retry_asked(status, obs) and (compute.created_by_operator or obs.take_over):
+        status.retry.handled_token = obs.retry_token
+        retrying = f"{message}; deleting it to create it again (gpumodel.io/retry-now)"
+        set_condition(status, c.COMPUTE_READY, False, c.PROVISIONING, retrying, generation, now)
+        _not_ready(status, generation, now, retrying)
+        status.phase = Phase.PROVISIONING
+        return Decision(Action.RECREATE_COMPUTE, 0, status, [Event("Normal", c.RETRYING, retrying)], requeue_after=poll)
     set_condition(status, c.COMPUTE_READY, False, c.COMPUTE_FAILED, message, generation, now)
     _not_ready(status, generation, now, message)
     status.phase = Phase.FAILED
     status.last_error = message
     return Decision(Action.NONE, 0, status, [Event("Warning", c.COMPUTE_FAILED, message)], permanent=True)
+
+
+def _retry_asked(status: GpuModelDeploymentStatus, obs: Observation) -> bool:
+    """The retry-now annotation carries a value not acted on yet."""
+    return obs.retry_token is not None and obs.retry_token != status.retry.handled_token
 
 
 def _cap_events(previous: GpuModelDeploymentStatus, generation: int, cap: Capacity, requested: int) -> list[Event]:
@@ -293,10 +295,11 @@ def _decide_service(
     obs: Observation,
     now: str,
     cap: Capacity,
-    poll: float,
+    timing: Timing,
 ) -> Decision:
     service = obs.service
     name = spec.service.name
+    poll = timing.poll
     if cap.effective == 0:
         message = f"cannot deploy {name}: {cap.message}"
         set_condition(status, c.SERVICE_READY, False, c.INSUFFICIENT_GPUS, message, generation, now)
@@ -334,6 +337,9 @@ def _decide_service(
         status.phase = Phase.DEPLOYING
         return Decision(Action.NONE, service.replicas, status, requeue_after=poll)
     if service.fingerprint != obs.desired_fingerprint:
+        if service.state == ServiceState.HEALTHY and not _rollout_has_room(spec, obs, cap):
+            return _rollout_blocked(spec, generation, status, obs, now)
+        status.retry = Retry(handled_token=status.retry.handled_token)  # new inputs: a new count of retries
         return _start(
             Action.DEPLOY,
             status,
@@ -345,12 +351,7 @@ def _decide_service(
             event_reason=c.REDEPLOYED_SERVICE,
         )
     if service.state == ServiceState.FAILED:
-        message = f"service {name} failed: {service.message or 'the backend gave no reason'}"
-        set_condition(status, c.SERVICE_READY, False, c.SERVICE_FAILED, message, generation, now)
-        _not_ready(status, generation, now, message, reason=c.SERVICE_FAILED)
-        status.phase = Phase.FAILED
-        status.last_error = message + "; fix the entry script, environment or model and the operator redeploys"
-        return Decision(Action.NONE, 0, status, [Event("Warning", c.SERVICE_FAILED, message)], permanent=True)
+        return _failed_service(service, generation, status, obs, now, cap, timing)
     scaled_before = status.operation is not None and status.operation.kind == Action.SCALE.value
     if (
         service.replicas != cap.effective
@@ -392,6 +393,96 @@ def _decide_service(
             event_reason=c.REDEPLOYED_SERVICE,
         )
     return _healthy(spec, generation, status, obs, now, cap, poll)
+
+
+@dataclass(frozen=True)
+class Timing:
+    poll: float
+    #: The first automatic retry of a failed deployment comes this long after the failure.
+    retry_base: float
+
+
+#: Automatic retries back off from the base (the resync interval) to this many times it, then stay there.
+RETRY_BACKOFF_CAP = 16
+
+
+def _failed_service(
+    service: ObservedService,
+    generation: int,
+    status: GpuModelDeploymentStatus,
+    obs: Observation,
+    now: str,
+    cap: Capacity,
+    timing: Timing,
+) -> Decision:
+    """A failed deployment is not final: its cause may lie outside the spec (a package index that was down, a
+    node that was busy). Redeploy at once when the user asks (gpumodel.io/retry-now), else when the automatic
+    retry is due (the resync interval after the failure, doubling each time); until then say when it will be."""
+    name = service.name
+    failure = f"service {name} failed: {service.message or 'the backend gave no reason'}"
+    retry = status.retry
+    asked = _retry_asked(status, obs)
+    due = retry.next_at is not None and now >= retry.next_at
+    if asked or due:
+        attempt = retry.attempts + 1
+        why = "as gpumodel.io/retry-now asked" if asked else "automatically"
+        token = obs.retry_token if asked else retry.handled_token
+        status.retry = Retry(handled_token=token, attempts=attempt)
+        return _start(
+            Action.DEPLOY,
+            status,
+            generation,
+            now,
+            cap,
+            timing.poll,
+            f"retrying service {name} (attempt {attempt}, {why}) after: {failure}",
+            event_reason=c.RETRYING,
+        )
+    if retry.next_at is None:  # the failure is new: schedule its first automatic retry
+        delay = timing.retry_base * min(2**retry.attempts, RETRY_BACKOFF_CAP)
+        retry.next_at = _later(now, delay)
+    message = (
+        f"{failure}; retried automatically at {retry.next_at} (attempt {retry.attempts + 1}), or at once with "
+        "kubectl annotate gmd NAME gpumodel.io/retry-now=$(date +%s) --overwrite after fixing what it names"
+    )
+    before = get_condition(status, c.SERVICE_READY)
+    newly_failed = before is None or before.reason != c.SERVICE_FAILED
+    set_condition(status, c.SERVICE_READY, False, c.SERVICE_FAILED, message, generation, now)
+    _not_ready(status, generation, now, message, reason=c.SERVICE_FAILED)
+    status.phase = Phase.FAILED
+    status.last_error = message
+    status.operation = None
+    events = [Event("Warning", c.SERVICE_FAILED, failure)] if newly_failed else []
+    return Decision(Action.NONE, 0, status, events, permanent=True)
+
+
+def _later(now: str, seconds: float) -> str:
+    start = datetime.strptime(now, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return (start + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rollout_has_room(spec: GpuModelDeploymentSpec, obs: Observation, cap: Capacity) -> bool:
+    if not obs.compute.surges_on_redeploy or cap.cpu_fallback:
+        return True
+    gpus = spec.service.gpu_cores
+    return rollout_fits(cap.effective, gpus, obs.compute.node_gpus, obs.other_pods, obs.service.replicas)
+
+
+def _rollout_blocked(
+    spec: GpuModelDeploymentSpec, generation: int, status: GpuModelDeploymentStatus, obs: Observation, now: str
+) -> Decision:
+    """The new replicas of a rolling update must start beside the old ones, and no node has room: starting it
+    would leave it hanging until AKS gives up. The old replicas keep serving; the resync looks again."""
+    service = obs.service
+    message = (
+        f"cannot redeploy service {service.name}: a rolling update of {service.replicas} replica(s) starts a new "
+        f"replica of {spec.service.gpu_cores} GPU(s) beside the old ones, and no node of compute "
+        f"{obs.compute.name} has room; the old replicas keep serving. Free GPUs, add nodes, or lower the replicas"
+    )
+    set_condition(status, c.SERVICE_READY, False, c.INSUFFICIENT_GPUS, message, generation, now)
+    _not_ready(status, generation, now, message, reason=c.INSUFFICIENT_GPUS)
+    status.phase, status.last_error = Phase.DEGRADED, message
+    return Decision(Action.NONE, service.replicas, status, [Event("Warning", c.INSUFFICIENT_GPUS, message)])
 
 
 def _service_is_ours(service: ObservedService, status: GpuModelDeploymentStatus, obs: Observation) -> bool:
@@ -473,6 +564,7 @@ def _healthy(
         return Decision(Action.NONE, service.replicas, status, requeue_after=poll)
     status.probed_generation = generation
     status.operation = None
+    status.retry = Retry(handled_token=status.retry.handled_token)  # serving: no failure left to retry
     reason = c.REPLICAS_CAPPED if cap.message else c.PROBE_SUCCEEDED
     set_condition(status, c.READY, True, reason, f"{healthy}; the scoring probe answered", generation, now)
     status.phase = Phase.DEGRADED if cap.message else Phase.READY

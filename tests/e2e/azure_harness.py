@@ -110,6 +110,8 @@ class Azure:
         replicas: int = 1,
         model: str = "digits",
         annotations: dict[str, str] | None = None,
+        gpu_cores: int = 1,
+        resource_group: str = RESOURCE_GROUP,
     ) -> None:
         """The azureml example (kustomize: the digits-source ConfigMap and the resource), pointed at the emulator."""
         docs = list(yaml.safe_load_all(self.cp.kubectl("kustomize", str(ROOT / "manifests/examples/azureml")).stdout))
@@ -118,11 +120,11 @@ class Azure:
                 doc["metadata"]["name"] = name
                 doc["metadata"]["annotations"] = annotations or {}
                 spec = doc["spec"]
-                spec["workspace"].update(subscriptionId=SUBSCRIPTION, resourceGroup=RESOURCE_GROUP, name=WORKSPACE)
+                spec["workspace"].update(subscriptionId=SUBSCRIPTION, resourceGroup=resource_group, name=WORKSPACE)
                 spec["workspace"]["credentialsSecretRef"]["name"] = SECRET
                 spec["compute"] = compute
                 spec["model"] = {"name": model, "version": 1}
-                spec["service"].update(name=service, replicas=replicas)
+                spec["service"].update(name=service, replicas=replicas, gpuCores=gpu_cores)
         self.cp.kubectl("apply", "-n", self.ns, "-f", "-", input=yaml.safe_dump_all(docs))
 
     def get(self, name: str) -> dict[str, Any]:

@@ -26,12 +26,22 @@ class Deployment:
         self.cp, self.ns, self.model, self.operator = cp, namespace, model, operator
         self.name = "digits"
 
-    def apply(self, replicas: int = 1, score_py: str | None = None, annotations: dict[str, str] | None = None) -> None:
+    def apply(
+        self,
+        replicas: int = 1,
+        score_py: str | None = None,
+        annotations: dict[str, str] | None = None,
+        conda: str | None = None,
+        name: str | None = None,
+    ) -> None:
         docs = list(yaml.safe_load_all(self.cp.kubectl("kustomize", str(ROOT / "manifests/examples/local")).stdout))
         for doc in docs:
             if doc["kind"] == "ConfigMap" and score_py is not None:
                 doc["data"]["score.py"] = score_py
+            if doc["kind"] == "ConfigMap" and conda is not None:
+                doc["data"]["myenv.yml"] = conda
             if doc["kind"] == "GpuModelDeployment":
+                doc["metadata"]["name"] = name or self.name
                 doc["metadata"]["annotations"] = annotations or {}
                 doc["spec"]["model"]["path"] = str(self.model.model_dir)
                 doc["spec"]["service"]["replicas"] = replicas

@@ -11,6 +11,7 @@ import signal
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -213,4 +214,63 @@ def test_the_keys_secret_is_replaced_not_merged_when_auth_is_switched_off(deploy
     )
     deployment.wait_ready()
     assert set(deployment.keys()) == {"scoringUri"}, "keys the service no longer takes must not linger"
+    deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=120s")
+
+
+def test_a_stripped_finalizer_leaves_no_gpu_record_behind(deployment: Deployment, state_dir: Path) -> None:
+    """Someone removes the finalizer by hand and cleans up the service themselves: the GPUs it held must not cap its
+    neighbour, without restarting the operator (who holds what is read from the cluster, not remembered)."""
+    deployment.apply(replicas=2)  # both declared GPUs
+    deployment.wait_ready()
+    state = deployment.service_state(state_dir)
+    service_dir = state_dir / "services" / f"{deployment.ns}.{deployment.name}"
+    patch = json.dumps({"metadata": {"finalizers": None}})
+    deployment.cp.kubectl("patch", "gmd", deployment.name, "-n", deployment.ns, "--type=merge", "-p", patch)
+    deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=30s")
+    procs.stop([*state["replicas"], state["router"]], f"{service_dir}/", *SERVING_PROCESSES)
+    shutil.rmtree(service_dir)
+
+    deployment.apply(replicas=2, name="neighbour")
+    neighbour = Deployment(deployment.cp, deployment.ns, deployment.model, deployment.operator)
+    neighbour.name = "neighbour"
+    obj = neighbour.wait_ready()
+    assert obj["status"]["replicasSummary"] == "2/2", obj["status"]
+    assert obj["status"]["gpus"]["heldByOthers"] == 0
+    deployment.cp.kubectl("delete", "gmd", "neighbour", "-n", deployment.ns, "--timeout=120s")
+
+
+def _wheel(path: Path) -> None:
+    """A minimal wheel of an empty package, as a team's private index would serve it."""
+    dist = "teamtools-1.0.dist-info"
+    files = {
+        "teamtools/__init__.py": "",
+        f"{dist}/METADATA": "Metadata-Version: 2.1\nName: teamtools\nVersion: 1.0\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{dist}/RECORD"] = "".join(f"{name},,\n" for name in [*files, f"{dist}/RECORD"])
+    with zipfile.ZipFile(path, "w") as wheel:
+        for name, text in files.items():
+            wheel.writestr(name, text)
+
+
+def test_a_failed_environment_build_fixed_outside_the_spec_is_retried(deployment: Deployment, tmp_path: Path) -> None:
+    """The conda file needs a package from a team index that is down: the build fails. The index comes back (the
+    wheel appears), nothing in the spec changes: retry-now rebuilds and serves, and status says how it went."""
+    wheel = tmp_path / "teamtools-1.0-py3-none-any.whl"
+    conda = (ROOT / "manifests/examples/digits-source/myenv.yml").read_text() + f"      - {wheel}\n"
+    deployment.apply(conda=conda)
+
+    def failed() -> dict[str, Any] | None:
+        cond = deployment.condition("Ready")
+        return cond if cond and cond["reason"] == "ServiceFailed" else None
+
+    cond = wait_for("the failed environment build", failed, 300)
+    assert "retried automatically at" in cond["message"] and "gpumodel.io/retry-now" in cond["message"]
+    generation = deployment.get()["metadata"]["generation"]
+    _wheel(wheel)  # the index is back
+    deployment.cp.kubectl("annotate", "gmd", deployment.name, "-n", deployment.ns, "gpumodel.io/retry-now=1")
+    obj = deployment.wait_ready(timeout=300)
+    assert obj["metadata"]["generation"] == generation, "the spec never changed"
+    assert obj["status"]["retry"]["handledToken"] == "1"
+    assert deployment.events("Retrying"), "the retry is said in an event"
     deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=120s")

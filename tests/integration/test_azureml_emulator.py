@@ -176,11 +176,27 @@ def test_gpu_capacity_is_enforced(emulator: Emulator, tmp_path: Path) -> None:
         error = result[case]
         assert error is not None and error["type"] == "WebserviceException", case
         assert "Insufficient nvidia.com/gpu" in error["message"], case
-    assert "Requested 3 replica(s) x 1 GPU = 3 GPU(s)" in result["three_replicas"]["message"]
-    assert "2 held by other services, 0 free" in result["neighbour"]["message"]
+    assert "1 of 3 replica(s) x 1 GPU could not be placed on one node each" in result["three_replicas"]["message"]
+    assert "2 held by other pods" in result["neighbour"]["message"]
     assert result["three_replicas_state"] == "Failed"
     assert result["two_replicas_state"] == "Healthy"
     assert result["after_failed_scale"] == {"state": "Healthy", "replicas": 2}
+
+
+def test_gpus_are_scheduled_node_by_node_and_rollouts_need_room(emulator: Emulator, tmp_path: Path) -> None:
+    """AKS places each replica on one node with its GPUs free (least allocated first), and a rolling update of
+    fewer than 4 replicas starts its new one beside the old ones (Kubernetes' RollingUpdate defaults)."""
+    emulator.seed(
+        computes=[{"name": "a100x2", "vm_size": "Standard_NC48ads_A100_v4", "agent_count": 2}],
+        models=[{"name": "digits"}],
+    )
+    result = run_guide(emulator, "per-node", tmp_path, "--compute", "a100x2", "--model", "digits")
+    assert result["fragmented"] is not None, "a 2-GPU replica must not fit on two half-full 2-GPU nodes"
+    assert "0/2 nodes are available: 2 Insufficient nvidia.com/gpu" in result["fragmented"]["message"]
+    assert result["rollout_on_full_cluster"] is not None
+    assert "the rolling update's new replica(s)" in result["rollout_on_full_cluster"]["message"]
+    assert result["after_failed_rollout"] == "Healthy", "a failed update leaves the old replicas serving"
+    assert result["rollout_with_room"] is None
 
 
 def test_missing_model_raises_the_sdk_not_found_error(emulator: Emulator, tmp_path: Path) -> None:

@@ -109,6 +109,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "is a size Azure has retired",
     ),
     (
+        "more-gpus-per-replica-than-a-node-has",
+        with_("spec.service.gpuCores", 2),  # Standard_NC4as_T4_v3: one T4 per node
+        "spec.service.gpuCores is more than one node of spec.compute.provision.vmSize has",
+    ),
+    (
         "fastprod-below-12-vcpus",
         with_("spec.compute.provision", {"vmSize": "Standard_NC4as_T4_v3", "agentCount": 2}),
         "FastProd needs at least 12 vCPUs",

@@ -15,12 +15,12 @@ from gpu_model_operator.backends.base import (
     ProbeResult,
     ServiceState,
 )
+from gpu_model_operator.capacity import capped_replicas
 from gpu_model_operator.models import GpuModelDeploymentSpec, GpuModelDeploymentStatus, Phase
 from gpu_model_operator.reconcile import (
     Action,
     DeleteAction,
     Observation,
-    capped_replicas,
     decide,
     decide_deletion,
     get_condition,
@@ -51,9 +51,10 @@ def spec(**service: Any) -> GpuModelDeploymentSpec:
     )
 
 
-def compute(state: ComputeState = ComputeState.READY, gpus: int = 2, **kw: Any) -> ObservedCompute:
+def compute(state: ComputeState = ComputeState.READY, gpus: int = 2, per_node: int = 1, **kw: Any) -> ObservedCompute:
+    """A cluster of ``gpus // per_node`` nodes of ``per_node`` GPUs (one-GPU nodes by default)."""
     kw.setdefault("created_by_operator", True)
-    return ObservedCompute("gpu-cluster", state, gpus_total=gpus, **kw)
+    return ObservedCompute("gpu-cluster", state, (per_node,) * (gpus // per_node), **kw)
 
 
 def service(
@@ -68,7 +69,7 @@ def service(
 def obs(
     compute: ObservedCompute, svc: ObservedService, others: int = 0, probe: ProbeResult | None = None
 ) -> Observation:
-    return Observation(compute, svc, others, FP, probe, owner=OWNER)
+    return Observation(compute, svc, (1,) * others, FP, probe, owner=OWNER)
 
 
 def cond(status: GpuModelDeploymentStatus, type_: str) -> tuple[str, str]:
@@ -157,18 +158,32 @@ def test_gpus_held_by_others_are_not_available() -> None:
 
 
 @pytest.mark.parametrize(
-    ("requested", "gpu_cores", "total", "others", "expected"),
-    [(3, 1, 2, 0, 2), (1, 1, 2, 0, 1), (4, 2, 8, 2, 3), (2, 2, 3, 0, 1), (5, 1, 4, 4, 0), (1, 1, 0, 0, 0)],
-)
-def test_cap_arithmetic(requested: int, gpu_cores: int, total: int, others: int, expected: int) -> None:
-    cap = capped_replicas(requested, gpu_cores, total, others, cpu_only=False, allow_cpu=False)
+    ("requested", "gpu_cores", "nodes", "others", "expected"),
+    [
+        (3, 1, (1, 1), (), 2),
+        (1, 1, (1, 1), (), 1),
+        (4, 2, (4, 4), (1, 1), 2),  # others spread one per node: 3 + 3 free, one 2-GPU replica fits on each
+        (2, 2, (2, 1), (), 1),
+        (5, 1, (2, 2), (1, 1, 1, 1), 0),
+        (1, 1, (), (), 0),
+        (1, 2, (1, 1, 1), (), 0),  # 3 GPUs free, none two on one node
+        (1, 2, (2, 2), (1, 1), 0),  # fragmentation: 2 free, one on each node
+        (2, 1, (2, 2), (2,), 2),
+    ],
+    ids=["capped", "fits", "two-per-replica", "one-big-node", "all-held", "no-gpu", "never-spans-nodes",
+         "fragmented-by-others", "others-fill-one-node"],
+)  # fmt: skip
+def test_cap_arithmetic(
+    requested: int, gpu_cores: int, nodes: tuple[int, ...], others: tuple[int, ...], expected: int
+) -> None:
+    cap = capped_replicas(requested, gpu_cores, nodes, others, cpu_only=False, allow_cpu=False)
     assert cap.effective == expected
     assert bool(cap.message) == (expected < requested)
 
 
 def test_cpu_only_machine_needs_opt_in() -> None:
-    assert capped_replicas(2, 1, 0, 0, cpu_only=True, allow_cpu=False).effective == 0
-    fallback = capped_replicas(2, 1, 0, 0, cpu_only=True, allow_cpu=True)
+    assert capped_replicas(2, 1, (), (), cpu_only=True, allow_cpu=False).effective == 0
+    fallback = capped_replicas(2, 1, (), (), cpu_only=True, allow_cpu=True)
     assert (fallback.effective, fallback.cpu_fallback) == (2, True)
 
 
@@ -220,7 +235,7 @@ def test_a_service_made_outside_the_operator_is_observed_never_changed() -> None
 def test_taking_over_is_explicit() -> None:
     foreign = service(owner=None, fingerprint=None)
     adopted = decide(spec(), 1, GpuModelDeploymentStatus(), obs(compute(), foreign), NOW).status
-    observation = Observation(compute(), foreign, 0, FP, None, owner=OWNER, take_over=True)
+    observation = Observation(compute(), foreign, (), FP, None, owner=OWNER, take_over=True)
     decision = decide(spec(), 1, adopted, observation, NOW)
     assert decision.action == Action.DEPLOY  # redeployed from this spec, with our tags
     assert decision.status.ownership.service_created and not decision.status.ownership.service_adopted
@@ -234,7 +249,7 @@ def test_a_compute_is_ours_only_by_its_tag_or_a_take_over() -> None:
     assert cond(decision.status, c.COMPUTE_READY) == ("True", c.COMPUTE_ADOPTED)
     assert decision.status.ownership.compute_adopted and not decision.status.ownership.compute_created
     assert decide_deletion(spec(), decision.status, ABSENT_SVC, theirs, 0, OWNER).action == DeleteAction.DONE
-    taken = Observation(theirs, ABSENT_SVC, 0, FP, None, owner=OWNER, take_over=True)
+    taken = Observation(theirs, ABSENT_SVC, (), FP, None, owner=OWNER, take_over=True)
     decision = decide(spec(), 1, stale, taken, NOW)
     assert decision.status.ownership.compute_created and not decision.status.ownership.compute_adopted
     assert decide_deletion(spec(), decision.status, ABSENT_SVC, theirs, 0, OWNER).action == DeleteAction.DELETE_COMPUTE
@@ -379,3 +394,77 @@ def test_capped_errored_or_unready_resources_take_the_full_resync() -> None:
 )
 def test_drift_seen_by_the_short_resync(svc: ObservedService, probe: ProbeResult | None, expected: bool) -> None:
     assert still_settled(ready_status(), svc, FP, probe) is expected
+
+
+# ---- failures are retried, never final --------------------------------------------------------------
+
+
+def failed_obs(token: str | None = None) -> Observation:
+    failed = service(ServiceState.FAILED, message="pip could not reach the package index")
+    return Observation(compute(), failed, (), FP, None, owner=OWNER, retry_token=token)
+
+
+def test_retry_now_redeploys_a_failed_service_once_per_value() -> None:
+    first = decide(spec(), 1, GpuModelDeploymentStatus(), failed_obs(), NOW)
+    assert first.action == Action.NONE and first.permanent
+    retried = decide(spec(), 1, first.status, failed_obs("1733000000"), NOW)
+    assert retried.action == Action.DEPLOY and not retried.permanent
+    assert retried.status.retry.handled_token == "1733000000" and retried.status.retry.attempts == 1
+    assert [e.reason for e in retried.events] == [c.RETRYING]
+    assert "as gpumodel.io/retry-now asked" in retried.events[0].message
+    # The same value seen again (the next pass, a restart) asks for nothing more.
+    again = decide(spec(), 1, retried.status, failed_obs("1733000000"), NOW)
+    assert again.action == Action.NONE and again.status.retry.attempts == 1
+
+
+def test_a_failure_is_retried_automatically_backing_off() -> None:
+    first = decide(spec(), 1, GpuModelDeploymentStatus(), failed_obs(), NOW, retry_base_seconds=900)
+    assert first.status.retry.next_at == "2026-01-01T00:15:00Z"
+    assert "retried automatically at 2026-01-01T00:15:00Z (attempt 1)" in (first.status.last_error or "")
+    early = decide(spec(), 1, first.status, failed_obs(), "2026-01-01T00:14:59Z", retry_base_seconds=900)
+    assert early.action == Action.NONE
+    due = decide(spec(), 1, first.status, failed_obs(), "2026-01-01T00:15:00Z", retry_base_seconds=900)
+    assert due.action == Action.DEPLOY and due.status.retry.attempts == 1
+    still = decide(spec(), 1, due.status, failed_obs(), "2026-01-01T00:16:00Z", retry_base_seconds=900)
+    assert still.status.retry.next_at == "2026-01-01T00:46:00Z"  # twice the base after the second failure
+    healthy = decide(spec(), 1, still.status, obs(compute(), service(), probe=ProbeResult(True)), NOW)
+    assert healthy.status.retry.attempts == 0 and healthy.status.retry.next_at is None
+
+
+def test_retry_now_recreates_a_failed_compute_of_ours() -> None:
+    failed = compute(ComputeState.FAILED, message="quota")
+    observation = Observation(failed, ABSENT_SVC, (), FP, None, owner=OWNER, retry_token="2")
+    decision = decide(spec(), 1, GpuModelDeploymentStatus(), observation, NOW)
+    assert decision.action == Action.RECREATE_COMPUTE
+    theirs = Observation(
+        compute(ComputeState.FAILED, created_by_operator=False), ABSENT_SVC, (), FP, None, owner=OWNER, retry_token="2"
+    )
+    assert decide(spec(), 1, GpuModelDeploymentStatus(), theirs, NOW).action == Action.NONE
+
+
+def test_a_compute_of_unknown_size_fails_deciding_but_not_deleting() -> None:
+    unknown = compute(capacity_error="its GPUs cannot be counted (3 x Standard_D4s_v3): unknown GPU VM size")
+    decision = decide(spec(), 1, GpuModelDeploymentStatus(), obs(unknown, ABSENT_SVC), NOW)
+    assert decision.permanent and decision.action == Action.NONE
+    assert cond(decision.status, c.COMPUTE_READY) == ("False", c.INVALID_VM_SIZE)
+    gone = decide_deletion(spec(), status_with(), ABSENT_SVC, unknown, 0, OWNER)
+    assert gone.action == DeleteAction.DELETE_COMPUTE
+
+
+def test_a_redeploy_that_cannot_surge_keeps_the_old_replicas_serving() -> None:
+    """AKS replaces replicas in a rolling update: under 4 replicas the new one must start beside the old ones."""
+    full = compute(gpus=2, surges_on_redeploy=True)  # two one-GPU nodes, both held by our two replicas
+    decision = decide(spec(), 2, GpuModelDeploymentStatus(), obs(full, service(fingerprint="old")), NOW)
+    assert decision.action == Action.NONE and not decision.permanent
+    assert cond(decision.status, c.READY) == ("False", c.INSUFFICIENT_GPUS)
+    assert "the old replicas keep serving" in (decision.status.last_error or "")
+    roomy = compute(gpus=3, surges_on_redeploy=True)
+    assert (
+        decide(spec(), 2, GpuModelDeploymentStatus(), obs(roomy, service(fingerprint="old")), NOW).action
+        == Action.DEPLOY
+    )
+    local = compute(gpus=2)  # old replicas stop first: no room needed
+    assert (
+        decide(spec(), 2, GpuModelDeploymentStatus(), obs(local, service(fingerprint="old")), NOW).action
+        == Action.DEPLOY
+    )

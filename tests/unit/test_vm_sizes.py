@@ -122,3 +122,12 @@ def test_the_crds_vcpus_are_the_tables() -> None:
     maps = [ast.literal_eval(m) for m in re.findall(r"\{[^{}]*\}", rule)]
     current = {size.name.lower(): size.vcpus for size in VM_SIZES.values() if not size.retired}
     assert maps == [current, current]
+
+
+def test_the_crds_gpus_per_node_are_the_tables() -> None:
+    doc = yaml.safe_load(CRD.read_text())
+    spec = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    rule = next(r["rule"] for r in spec["x-kubernetes-validations"] if "gpuCores" in r["rule"])
+    maps = [ast.literal_eval(m) for m in re.findall(r"\{[^{}]*\}", rule)]
+    current = {size.name.lower(): size.gpus for size in VM_SIZES.values() if not size.retired}
+    assert maps == [current, current]

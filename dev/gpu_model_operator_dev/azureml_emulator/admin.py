@@ -84,7 +84,7 @@ def apply_seed(state: EmulatorState, body: dict[str, Any]) -> dict[str, Any]:
             tags=dict(cp.get("tags") or {}),
         )
         with state.lock:
-            state.computes.setdefault(ws.key, {})[compute.name] = compute
+            state.computes.setdefault(ws.key, {})[compute.name.lower()] = compute
     for svc in body.get("services") or []:
         state.service_store.seed(key(svc), {k: v for k, v in svc.items() if k not in ("workspace", "resource_group")})
     for a in body.get("aks_clusters") or []:

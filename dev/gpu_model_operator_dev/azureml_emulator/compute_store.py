@@ -75,7 +75,8 @@ class ComputeStore:
     def get(self, ws: WsKey, name: str) -> Compute | None:
         self._s.advance()
         with self._s.lock:
-            return self._s.computes.get(ws, {}).get(name)
+            # ARM resource names are case-insensitive (Azure's resource-name rules): one compute, any spelling.
+            return self._s.computes.get(ws, {}).get(name.lower())
 
     def all(self, ws: WsKey) -> list[Compute]:
         self._s.advance()
@@ -138,7 +139,7 @@ class ComputeStore:
         elif rule is not None and rule.action == "operation_failed":
             error = _rule_error(rule, "ProvisioningFailed", "Injected fault: AKS cluster provisioning failed.")
         stuck = rule is not None and rule.action == "compute_stuck"
-        self._s.computes.setdefault(ws, {})[name] = compute
+        self._s.computes.setdefault(ws, {})[name.lower()] = compute
         op = self._s.start_operation(
             "compute",
             "Create",
@@ -171,7 +172,7 @@ class ComputeStore:
         rule = self._s.faults.match_resource({"operation_failed"}, "compute", name)
         if rule is not None:
             error = _rule_error(rule, "AttachFailed", "Injected fault: attaching the AKS cluster failed.")
-        self._s.computes.setdefault(ws, {})[name] = compute
+        self._s.computes.setdefault(ws, {})[name.lower()] = compute
         op = self._s.start_operation(
             "compute",
             "Attach",
@@ -243,7 +244,7 @@ class ComputeStore:
             )
 
             def gone() -> None:
-                self._s.computes.get(ws, {}).pop(name, None)
+                self._s.computes.get(ws, {}).pop(name.lower(), None)
 
             def failed() -> None:
                 self._settle(compute, previous, op.error)

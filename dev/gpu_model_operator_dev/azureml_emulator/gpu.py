@@ -1,13 +1,17 @@
-"""GPUs per AKS agent VM size, and the scheduling check AKS applies to GPU replicas.
+"""GPUs per AKS agent VM size, and the scheduling AKS applies to GPU replicas, node by node.
 
-Why: the operator caps replicas at the GPUs of the compute target; the emulator must refuse what a real
-cluster could not schedule, with the error Kubernetes gives ("Insufficient nvidia.com/gpu"), so tests see the
-same failure the operator will meet on Azure.
+Why: a replica asking for ``nvidia.com/gpu: N`` runs on one node with N free GPUs, or stays Pending; the
+emulator must refuse what a real cluster could not schedule, with the error Kubernetes gives ("Insufficient
+nvidia.com/gpu"), placing pods the way the scheduler does (one node each, least allocated first) so that
+fragmentation (2-GPU replicas on nodes that other services' 1-GPU replicas half fill) shows as it does on AKS.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+ErrorBody = dict[str, Any]
 
 #: Azure's GPU VM sizes an AKS cluster for inference is built from: (GPUs, vCPUs) per VM, lower-case keys.
 #: From the Azure VM size pages (NC, NCv2, NCv3, NCasT4_v3, NC A100 v4, NC H100 v5, ND, NDv2, ND A100 v4,
@@ -102,46 +106,65 @@ def gpus_per_vm(vm_size: str | None) -> int:
     return VM_SIZES.get((vm_size or "").lower(), (0, 0))[0]
 
 
+def least_allocated(free: list[int], pods: list[int]) -> list[int | None]:
+    """Place pods asking for ``pods[i]`` GPUs on nodes with ``free[n]`` GPUs, as the Kubernetes scheduler does:
+    a pod fits only on one node with enough free ``nvidia.com/gpu`` (NodeResourcesFit's filter), and among those
+    the least allocated node wins (NodeResourcesFit's default scoring strategy, LeastAllocated; ties go to the
+    first node). ``free`` is updated; returns each pod's node, or None for a pod that stays Pending."""
+    placed: list[int | None] = []
+    for gpus in pods:
+        fits = [n for n, f in enumerate(free) if f >= gpus]
+        node = max(fits, key=lambda n: (free[n], -n)) if fits else None
+        if node is not None:
+            free[node] -= gpus
+        placed.append(node)
+    return placed
+
+
+#: Kubernetes Deployments roll out with RollingUpdate's defaults, maxSurge 25% (rounded up) and maxUnavailable
+#: 25% (rounded down) ("Deployments", Kubernetes documentation): with fewer than 4 replicas none of the old pods
+#: may stop before a new one is ready, so the new pods need GPUs of their own while the old ones hold theirs.
+def rollout_surge(replicas: int) -> int:
+    """New pods that must be scheduled beside all the old ones for a rolling update of ``replicas`` to start;
+    0 when old pods may be stopped first (maxUnavailable >= 1)."""
+    return 0 if replicas // 4 >= 1 else max(1, -(-replicas // 4))
+
+
 @dataclass(frozen=True)
-class GpuRequest:
-    """What a deployment or scale asks of a cluster."""
+class Cluster:
+    """An AKS compute's GPU nodes and what runs on them, in the order the pods were created."""
 
     compute_name: str
     vm_size: str | None
     agent_count: int
-    replicas: int
-    gpu_per_replica: int
-    #: GPUs already held by the other services on the same compute.
-    held_by_others: int
+    #: GPUs of each pod already scheduled there (other services' replicas), oldest first.
+    running: tuple[int, ...]
 
-    @property
-    def cluster_gpus(self) -> int:
-        return gpus_per_vm(self.vm_size) * self.agent_count
-
-    @property
-    def requested(self) -> int:
-        return self.replicas * self.gpu_per_replica
-
-    @property
-    def free(self) -> int:
-        return max(self.cluster_gpus - self.held_by_others, 0)
+    def free_after_running(self) -> list[int]:
+        free = [gpus_per_vm(self.vm_size)] * self.agent_count
+        least_allocated(free, list(self.running))  # as they were scheduled; what did not fit holds nothing
+        return free
 
 
-def insufficient_gpu_error(req: GpuRequest) -> dict[str, object] | None:
-    """The error body Azure ML reports when replicas cannot be scheduled for lack of GPUs, or None if they fit."""
-    if req.gpu_per_replica <= 0 or req.requested <= req.free:
+def unschedulable_error(cluster: Cluster, replicas: int, gpus: int, *, surge_beside: int = 0) -> ErrorBody | None:
+    """The error Azure ML reports when a deployment's replicas cannot all be scheduled (AKS keeps them Pending,
+    the deployment times out and fails), or None when they fit. ``surge_beside``: old replicas of the same
+    service that still hold their GPUs while the rollout's first new pods are placed."""
+    if gpus <= 0:
         return None
-    per_node = gpus_per_vm(req.vm_size)
-    nodes = req.agent_count
-    scheduler = (
-        f"0/{nodes} nodes are available: {nodes} Insufficient nvidia.com/gpu."
-        if per_node < req.gpu_per_replica or req.free == 0
-        else f"{req.free} of {req.requested} GPU(s) available: Insufficient nvidia.com/gpu."
-    )
+    free = cluster.free_after_running()
+    least_allocated(free, [gpus] * surge_beside)
+    wanted = rollout_surge(surge_beside) if surge_beside else replicas
+    pending = sum(node is None for node in least_allocated(free, [gpus] * wanted))
+    if pending == 0:
+        return None
+    lacking = sum(f < gpus for f in free)
+    scheduler = f"0/{cluster.agent_count} nodes are available: {lacking} Insufficient nvidia.com/gpu."
+    what = "the rolling update's new replica(s)" if surge_beside else f"{replicas} replica(s)"
     detail = (
-        f"Requested {req.replicas} replica(s) x {req.gpu_per_replica} GPU = {req.requested} GPU(s); "
-        f"compute '{req.compute_name}' has {req.cluster_gpus} GPU(s) ({nodes} x {req.vm_size} with "
-        f"{per_node} GPU each), {req.held_by_others} held by other services, {req.free} free."
+        f"{pending} of {what} x {gpus} GPU could not be placed on one node each; compute "
+        f"'{cluster.compute_name}' has {cluster.agent_count} x {cluster.vm_size} with {gpus_per_vm(cluster.vm_size)} "
+        f"GPU(s) per node, {sum(cluster.running)} held by other pods."
     )
     message = (
         "Couldn't Schedule because the kubernetes cluster didn't have available resources after trying "

@@ -126,7 +126,17 @@ class Service:
 
     @property
     def gpus_held(self) -> int:
-        return service_replicas(self.doc) * service_gpu(self.doc)
+        return service_replicas(self.doc) * service_gpu(self.doc) if self.holds_gpus else 0
+
+    @property
+    def holds_gpus(self) -> bool:
+        """Its pods hold their GPUs: a running or updating service does, and so does a failed one whose pods were
+        scheduled (a crashing container keeps its node's GPU); one that failed because its pods could not be
+        scheduled holds nothing (they stayed Pending)."""
+        if self.doc.get("state") != "Failed":
+            return True
+        error = self.doc.get("error") or {}
+        return not any(d.get("code") == "CouldNotScheduleReplicas" for d in error.get("details") or [])
 
 
 @dataclass

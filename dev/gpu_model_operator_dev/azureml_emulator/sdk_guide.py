@@ -59,9 +59,9 @@ def inference_config(workdir: Path) -> InferenceConfig:
     return InferenceConfig(entry_script=str(workdir / "score.py"), environment=env)
 
 
-def gpu_config(replicas: int) -> Any:
+def gpu_config(replicas: int, gpus: int = 1) -> Any:
     return AksWebservice.deploy_configuration(
-        autoscale_enabled=False, num_replicas=replicas, cpu_cores=1, memory_gb=4, gpu_cores=1, auth_enabled=True
+        autoscale_enabled=False, num_replicas=replicas, cpu_cores=1, memory_gb=4, gpu_cores=gpus, auth_enabled=True
     )
 
 
@@ -175,6 +175,35 @@ def capacity(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return out
 
 
+def per_node(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """A seeded cluster of two 2-GPU nodes: two 1-GPU replicas spread over both nodes, so a 2-GPU replica finds
+    no node although 2 GPUs are free; then a 1-replica service whose update must start its new replica beside
+    the old one, on a full cluster (the rolling update cannot start), while a scale alone is fine."""
+    ws = connect(args)
+    cluster = ComputeTarget(ws, args.compute)
+    model = Model(ws, name=args.model)
+    config = inference_config(workdir)
+    out: dict[str, Any] = {}
+    small = Model.deploy(ws, "small", [model], config, gpu_config(2, gpus=1), cluster)
+    small.wait_for_deployment()
+    big = Model.deploy(ws, "big", [model], config, gpu_config(1, gpus=2), cluster)
+    out["fragmented"] = error_of(lambda: big.wait_for_deployment())
+    big.delete()
+    fill = Model.deploy(ws, "fill", [model], config, gpu_config(1, gpus=1), cluster)
+    fill.wait_for_deployment()  # 3 of the 4 GPUs held
+    rolled = Model.deploy(ws, "rolled", [model], config, gpu_config(1, gpus=1), cluster)
+    rolled.wait_for_deployment()  # 4 of 4 GPUs held
+    config.environment.environment_variables = {"CHANGED": "1"}
+    rolled.update(inference_config=config)
+    out["rollout_on_full_cluster"] = error_of(lambda: rolled.wait_for_deployment())
+    out["after_failed_rollout"] = rolled.state
+    small.update(num_replicas=1)
+    small.wait_for_deployment()
+    rolled.update(inference_config=config)
+    out["rollout_with_room"] = error_of(lambda: rolled.wait_for_deployment())
+    return out
+
+
 def missing_model(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     ws = connect(args)
     return {
@@ -187,6 +216,7 @@ def missing_model(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 SCENARIOS: dict[str, Callable[[argparse.Namespace, Path], dict[str, Any]]] = {
     "workflow": workflow,
     "capacity": capacity,
+    "per-node": per_node,
     "missing-model": missing_model,
 }
 

@@ -324,7 +324,7 @@ class ServiceStore:
         state: str = "Transitioning",
     ) -> Operation:
         """Put the service in a transitional state and start the operation that settles it."""
-        error = self._s.gpu_capacity_error(service.ws, service.doc) if check_gpus else None
+        error = self._s.gpu_capacity_error(service.ws, service.doc, previous) if check_gpus else None
         rule = self._s.faults.match_resource({"operation_failed"}, "service", service.name)
         if rule is not None:
             error = mms_error(

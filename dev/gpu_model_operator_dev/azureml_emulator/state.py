@@ -18,7 +18,7 @@ from typing import Any
 
 from .compute_store import ComputeStore
 from .faults import FaultInjector
-from .gpu import GpuRequest, insufficient_gpu_error
+from .gpu import Cluster, rollout_surge, unschedulable_error
 from .model_store import ModelStore
 from .resources import (
     Blob,
@@ -165,29 +165,38 @@ class EmulatorState:
 
     # -- GPU capacity ---------------------------------------------------------------------------------------
 
-    def gpu_capacity_error(self, ws: WsKey, doc: dict[str, Any]) -> ErrorBody | None:
-        """The insufficient-GPU error for deploying ``doc`` (its replicas x GPUs) next to the other services."""
+    def gpu_capacity_error(
+        self, ws: WsKey, doc: dict[str, Any], previous: dict[str, Any] | None = None
+    ) -> ErrorBody | None:
+        """The insufficient-GPU error for deploying ``doc`` next to what already runs on its compute, or None.
+
+        ``previous``: the service as it ran before an update. A rolling update of fewer than 4 replicas must
+        place its first new pods while every old one still holds its GPUs (``rollout_surge``); a change of the
+        replica count alone scales in place."""
         with self.lock:
-            compute = self.computes.get(ws, {}).get(str(doc.get("computeName")))
+            compute = self.computes.get(ws, {}).get(str(doc.get("computeName")).lower())
             if compute is None:
                 return None
-            held = sum(
-                s.gpus_held
-                for s in self.services.get(ws, {}).values()
-                if s.name != doc.get("name")
-                and s.doc.get("computeName") == compute.name
-                and s.doc.get("state") not in ("Failed",)
+            others = sorted(
+                (
+                    s
+                    for s in self.services.get(ws, {}).values()
+                    if s.name != doc.get("name")
+                    and str(s.doc.get("computeName")).lower() == compute.name.lower()
+                    and s.holds_gpus
+                ),
+                key=lambda s: str(s.doc.get("createdTime")),
             )
-            return insufficient_gpu_error(
-                GpuRequest(
-                    compute_name=compute.name,
-                    vm_size=compute.vm_size,
-                    agent_count=compute.agent_count,
-                    replicas=service_replicas(doc),
-                    gpu_per_replica=service_gpu(doc),
-                    held_by_others=held,
-                )
-            )
+            running = tuple(service_gpu(s.doc) for s in others for _ in range(service_replicas(s.doc)))
+            cluster = Cluster(compute.name, compute.vm_size, compute.agent_count, running)
+            replicas, gpus = service_replicas(doc), service_gpu(doc)
+            if previous is not None and previous.get("state") == "Healthy" and _rolls_out(previous, doc):
+                old = service_replicas(previous) if service_gpu(previous) == gpus else 0
+                if old and rollout_surge(old):
+                    blocked = unschedulable_error(cluster, replicas, gpus, surge_beside=old)
+                    if blocked is not None:
+                        return blocked
+            return unschedulable_error(cluster, replicas, gpus)
 
     # -- storage --------------------------------------------------------------------------------------------
 
@@ -214,3 +223,9 @@ class EmulatorState:
         origin, _, rest = artifact_id.partition("/")
         container, _, path = rest.partition("/")
         return self.blob(f"azureml/ExperimentRun/{container}/{path}") if origin and path else None
+
+
+def _rolls_out(previous: dict[str, Any], doc: dict[str, Any]) -> bool:
+    """An update that replaces the pods (a new image, environment, model or resources), not a scale alone."""
+    keys = ("environmentImageRequest", "imageId", "containerResourceRequirements", "models")
+    return any(previous.get(k) != doc.get(k) for k in keys)

@@ -36,13 +36,25 @@ class ServiceState(str, enum.Enum):
 class ObservedCompute:
     name: str
     state: ComputeState
-    gpus_total: int = 0
+    #: GPUs of each node. A replica's GPUs are all on one node, so the cap is counted node by node.
+    node_gpus: tuple[int, ...] = ()
     #: The machine has no GPU at all (local backend); replicas may run on CPU only if the spec opts in.
     cpu_only: bool = False
     #: True when this operator created it (recorded at the backend, e.g. as a tag), so it may delete it.
     created_by_operator: bool = False
     attached: bool = False
     message: str = ""
+    #: Why its GPUs cannot be counted (an attached or adopted cluster of a VM size not in the table); deciding
+    #: replicas is impossible then, deleting is not.
+    capacity_error: str = ""
+    #: A redeploy replaces replicas in a rolling update that starts new ones before the old ones stop (Kubernetes'
+    #: RollingUpdate defaults on AKS), so it needs GPUs beside the running replicas; False where old replicas are
+    #: stopped first (the local backend).
+    surges_on_redeploy: bool = False
+
+    @property
+    def gpus_total(self) -> int:
+        return sum(self.node_gpus)
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,8 @@ class ServiceOnCompute:
     gpu_cores: int
     #: "namespace/name" of the GpuModelDeployment that owns it, or None for a service made by someone else.
     owner: str | None = None
+    #: Being deleted: it is no reason to keep its compute (its GPUs are still counted until it is gone).
+    deleting: bool = False
 
     @property
     def gpus(self) -> int:
@@ -153,8 +167,9 @@ class Backend(Protocol):
 
     async def delete_service(self, inputs: DeploymentInputs) -> None: ...
 
-    async def get_keys(self, inputs: DeploymentInputs) -> tuple[str, str] | None:
-        """Primary and secondary scoring keys, or None when auth is disabled."""
+    async def get_keys(self, inputs: DeploymentInputs, *, fresh: bool = False) -> tuple[str, str] | None:
+        """Primary and secondary scoring keys, or None when auth is disabled. A backend may answer from what it
+        read before, unless ``fresh``: then it asks again (keys can be regenerated behind the operator's back)."""
 
     async def probe(self, inputs: DeploymentInputs) -> ProbeResult:
         """A real request to the service's health endpoint through its scoring URL."""

@@ -255,12 +255,24 @@ class AzureMLBackend:
         if state == ComputeState.FAILED:
             message = provisioning_errors(found.provisioning_errors) or f"provisioning state {raw}"
             return ObservedCompute(name, state, created_by_operator=owned, attached=attached, message=message)
+        nodes: tuple[int, ...] = ()
+        unknown = ""
         try:
-            gpus = int(found.agent_count or 0) * gpus_per_vm(found.agent_vm_size) if state == ComputeState.READY else 0
+            if state == ComputeState.READY:
+                nodes = (gpus_per_vm(found.agent_vm_size),) * int(found.agent_count or 0)
         except PermanentBackendError as exc:  # an adopted or attached cluster of a size with no whole GPUs
-            raise PermanentBackendError(f"compute {name} ({size}): {exc.message}", reason=exc.reason) from None
+            unknown = f"its GPUs cannot be counted ({size}): {exc.message}"  # deciding fails; deleting does not
         message = size if state == ComputeState.READY else f"{raw} ({size})"
-        return ObservedCompute(name, state, gpus, created_by_operator=owned, attached=attached, message=message)
+        return ObservedCompute(
+            name,
+            state,
+            nodes,
+            created_by_operator=owned,
+            attached=attached,
+            message=message,
+            capacity_error=unknown,
+            surges_on_redeploy=True,  # AKS replaces a service's pods in a rolling update
+        )
 
     def _recent_compute(self, key: WsKey, name: str, max_age: float = 10.0) -> Any:
         """The compute object observed in this pass (a deploy follows its observation at once), or None."""
@@ -350,13 +362,15 @@ class AzureMLBackend:
                 for s in listed:
                     scaler = getattr(s, "autoscaler", None)
                     replicas = scaler.max_replicas if scaler and scaler.autoscale_enabled else s.num_replicas
-                    replicas = 0 if str(s.state).lower() == "failed" else int(replicas or 0)
+                    # A failed service still counts: its pods may hold their GPUs (a crashing container does).
                     resources = getattr(s, "container_resource_requirements", None)
                     gpu = int(getattr(resources, "gpu", 0) or 0)
-                    services.append(ServiceOnCompute(s.name, replicas, gpu, (s.tags or {}).get(OWNER_TAG)))
-                    computes[s.name] = str(getattr(s, "compute_name", None))
+                    deleting = str(s.state).lower() == "deleting"
+                    owner = (s.tags or {}).get(OWNER_TAG)
+                    services.append(ServiceOnCompute(s.name, int(replicas or 0), gpu, owner, deleting=deleting))
+                    computes[s.name] = str(getattr(s, "compute_name", None)).lower()  # ARM names ignore case
                 self._listings[key] = (taken, services, computes)
-        return [s for s in services if computes.get(s.name) == compute]
+        return [s for s in services if computes.get(s.name) == compute.lower()]
 
     # ---- service ----------------------------------------------------------------------------------
 
@@ -376,7 +390,9 @@ class AzureMLBackend:
         raw = str(service.state or "")
         state = SERVICE_STATES.get(raw.lower(), ServiceState.TRANSITIONING)
         message = "" if state == ServiceState.HEALTHY else f"Azure ML reports {raw}"
-        if state == ServiceState.FAILED:
+        if state in (ServiceState.FAILED, ServiceState.HEALTHY) and service.error:
+            # A failed update leaves the service Healthy on its old version with the update's error kept: what
+            # tells a refused scale (ScaleFailed) from one still to make.
             message = provisioning_errors([service.error]) or message
         tags, replicas = service.tags or {}, int(getattr(service, "num_replicas", 0) or 0)
         fingerprint, owner = tags.get(FINGERPRINT_TAG), tags.get(OWNER_TAG)
@@ -476,11 +492,15 @@ class AzureMLBackend:
         self._services.pop((key, name), None)
         self._keys.pop((key, name), None)
 
-    async def get_keys(self, inputs: DeploymentInputs) -> tuple[str, str] | None:
+    async def get_keys(self, inputs: DeploymentInputs, *, fresh: bool = False) -> tuple[str, str] | None:
+        """The service's keys, read once and kept until a deploy, a refused probe or ``fresh`` (the resync: keys
+        regenerated at Azure show in the Secret within one resync interval)."""
         if not inputs.spec.service.auth_enabled:
             return None
         key, ws = await self._workspace(inputs)
         name = inputs.spec.service.name
+        if fresh:
+            self._keys.pop((key, name), None)
         if (key, name) not in self._keys:
             seen = self._services.get((key, name))
             service = seen.sdk_object if seen else None

@@ -184,8 +184,9 @@ class LocalBackend:
 
     async def observe_compute(self, inputs: DeploymentInputs) -> ObservedCompute:
         inv = await asyncio.to_thread(lambda: self.inventory)
+        nodes = (inv.count,) if inv.count else ()  # this machine is the one node
         return ObservedCompute(
-            "local", ComputeState.READY, inv.count, cpu_only=inv.count == 0, message=f"GPUs from {inv.source}"
+            "local", ComputeState.READY, nodes, cpu_only=inv.count == 0, message=f"GPUs from {inv.source}"
         )
 
     async def create_compute(self, inputs: DeploymentInputs) -> None:
@@ -438,7 +439,8 @@ class LocalBackend:
             procs.stop([state["router"]], owner, ROUTER_MODULE)
         shutil.rmtree(self._dir(inputs), ignore_errors=True)
 
-    async def get_keys(self, inputs: DeploymentInputs) -> tuple[str, str] | None:
+    async def get_keys(self, inputs: DeploymentInputs, *, fresh: bool = False) -> tuple[str, str] | None:
+        """From the service's state file, read every time (``fresh`` or not)."""
         state = await asyncio.to_thread(self._load, inputs)
         if state is None or not state.get("auth_enabled", True):
             return None
