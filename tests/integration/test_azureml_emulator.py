@@ -263,7 +263,10 @@ def test_other_faults_and_bad_credentials(emulator: Emulator) -> None:
 
     body: dict[str, Any] = {
         "location": "eastus",
-        "properties": {"computeType": "AKS", "properties": {"agentCount": 1, "agentVmSize": "Standard_NC4as_T4_v3"}},
+        "properties": {
+            "computeType": "AKS",
+            "properties": {"agentCount": 1, "agentVmSize": "Standard_NC4as_T4_v3", "clusterPurpose": "DevTest"},
+        },
     }
     emulator.add_fault(action="compute_quota", name="^quota$", sync=True)
     quota = requests.put(ws_url(emulator, "/computes/quota"), json=body, verify=ca, headers=auth, timeout=10)
