@@ -224,11 +224,17 @@ def test_a_stripped_finalizer_leaves_no_gpu_record_behind(deployment: Deployment
     deployment.wait_ready()
     state = deployment.service_state(state_dir)
     service_dir = state_dir / "services" / f"{deployment.ns}.{deployment.name}"
-    patch = json.dumps({"metadata": {"finalizers": None}})
-    deployment.cp.kubectl("patch", "gmd", deployment.name, "-n", deployment.ns, "--type=merge", "-p", patch)
-    deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=30s")
-    procs.stop([*state["replicas"], state["router"]], f"{service_dir}/", *SERVING_PROCESSES)
-    shutil.rmtree(service_dir)
+    operator = deployment.operator
+    assert operator.proc is not None
+    os.kill(operator.proc.pid, signal.SIGSTOP)  # the operator sees none of it happen (it runs on, not restarted)
+    try:
+        patch = json.dumps({"metadata": {"finalizers": None}})
+        deployment.cp.kubectl("patch", "gmd", deployment.name, "-n", deployment.ns, "--type=merge", "-p", patch)
+        deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=30s")
+        procs.stop([*state["replicas"], state["router"]], f"{service_dir}/", *SERVING_PROCESSES)
+        shutil.rmtree(service_dir)
+    finally:
+        os.kill(operator.proc.pid, signal.SIGCONT)
 
     deployment.apply(replicas=2, name="neighbour")
     neighbour = Deployment(deployment.cp, deployment.ns, deployment.model, deployment.operator)
