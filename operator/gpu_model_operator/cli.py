@@ -8,8 +8,12 @@ and the chart turn it on for their replicas.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 from pathlib import Path
+from typing import Any
 
 import click
 import kopf
@@ -17,7 +21,7 @@ import kopf
 from . import __version__
 from .models import BackendKind
 from .settings import LeaderElectionSettings, Settings, default_state_dir
-from .standby import leadership, own_namespace
+from .standby import StopSignal, leadership, own_namespace
 
 
 def build_controller(settings: Settings) -> object:
@@ -166,19 +170,34 @@ def serve(settings: Settings, all_namespaces: bool) -> None:
     metrics.serve(settings.metrics_port)
     registry = build_registry(settings, lambda: build_controller(settings))
 
-    def operate() -> None:
-        kopf.run(
-            registry=registry,
-            standalone=True,
-            clusterwide=all_namespaces,
-            namespaces=settings.namespaces,
-            liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
-        )
-
+    options: dict[str, Any] = {
+        "registry": registry,
+        "standalone": True,
+        "clusterwide": all_namespaces,
+        "namespaces": settings.namespaces,
+        "liveness_endpoint": f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
+    }
     if not settings.leader_election.enabled:
         metrics.LEADER.set(1)
-        operate()
+        kopf.run(**options)
         return
-    with leadership(settings.leader_election, health_port, lambda leading: metrics.LEADER.set(int(leading))) as leads:
-        if leads:
-            operate()
+    with leadership(settings.leader_election, health_port, lambda leading: metrics.LEADER.set(int(leading))) as stop:
+        if stop is not None and not stop.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                asyncio.run(operator_until(stop, options))
+
+
+async def operator_until(stop: StopSignal, options: dict[str, Any]) -> None:
+    """kopf, stopped by its own signal handlers; a SIGTERM that came after the lease was taken but before kopf
+    set them was caught by the elector's, and is raised again for kopf once kopf listens (its stop-flag is not
+    used for this: kopf would then wait 5 s for the flag's waiter on every stop)."""
+    loop = asyncio.get_running_loop()
+
+    def check() -> None:
+        if stop.is_set() and stop.handed_over():
+            signal.raise_signal(signal.SIGTERM)
+        else:
+            loop.call_later(0.2, check)
+
+    loop.call_soon(check)
+    await kopf.operator(**options)

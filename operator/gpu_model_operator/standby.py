@@ -97,7 +97,7 @@ class StandbyProbe:
                 pass
 
         self._server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="standby-probe", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), name="standby", daemon=True)
 
     def __enter__(self) -> StandbyProbe:
         self._thread.start()
@@ -109,36 +109,59 @@ class StandbyProbe:
         self._server.server_close()
 
 
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM or SIGINT while standing by: stop waiting (a standby has nothing to finish)."""
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
+class StopSignal:
+    """SIGTERM and SIGINT, caught from the start of the wait for the lease until kopf sets its own handlers.
+
+    While standing by, a signal ends the wait (a standby has nothing to finish). Once leading, kopf must stop
+    gracefully, finish what is in flight and let the lease be released; a signal that came before kopf could
+    hear it is passed on to kopf by ``cli.operator_until``."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous: dict[int, Any] = {}
+
+    def _caught(self, signum: int, frame: object) -> None:
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def handed_over(self) -> bool:
+        """Has someone else (kopf's event loop) taken the signals since?"""
+        return bool(signal.getsignal(signal.SIGTERM) != self._caught)
+
+    def __enter__(self) -> StopSignal:
+        self._previous = {sig: signal.signal(sig, self._caught) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
-def leadership(settings: LeaderElectionSettings, health_port: int, on_change: Callable[[bool], None]) -> Iterator[bool]:
-    """Stand by until this process holds the lease, then yield True and keep it (exiting the process at once
-    if it is lost); released when the block ends. Yields False when stopped by a signal while standing by."""
+def leadership(
+    settings: LeaderElectionSettings, health_port: int, on_change: Callable[[bool], None]
+) -> Iterator[StopSignal | None]:
+    """Stand by until this process holds the lease, then keep it (exiting the process at once if it is lost)
+    and yield the :class:`StopSignal` that must end the work; the lease is released when the block ends. Yields
+    None when a signal came while standing by: there is nothing to do."""
     if not settings.lease_namespace:
         raise ValueError("leader election needs the lease's namespace (--lease-namespace or POD_NAMESPACE)")
     timeout = max(1.0, settings.retry_period)
     store = KubeLease(lease_api_client(timeout), settings.lease_namespace, settings.lease_name, timeout)
     elector = LeaderElector(store, own_identity(), settings, on_change=on_change)
     log.info("leader election: standing by for lease %s/%s as %s", store.namespace, store.name, elector.identity)
-    stop = threading.Event()
-    probe = StandbyProbe(health_port, elector) if health_port else contextlib.nullcontext()
-    with _stop_on_signals(stop), probe:
-        leading = elector.acquire(stop)
-    if not leading:
-        yield False
-        return
-    elector.keep(on_lost=exit_now)
-    try:
-        yield True
-    finally:
-        elector.release()
+    with StopSignal() as stop:
+        with StandbyProbe(health_port, elector) if health_port else contextlib.nullcontext():
+            leading = elector.acquire(stop.event)
+        if not leading:
+            yield None
+            return
+        elector.keep(on_lost=exit_now)
+        try:
+            yield stop
+        finally:
+            elector.release()
