@@ -1,21 +1,27 @@
 """The console command: ``gpu-model-operator run`` (also ``python -m gpu_model_operator``).
 
 Every option of ``run`` also reads ``GMO_<PARAMETER>`` (``GMO_BACKENDS`` and ``GMO_NAMESPACES``, space-separated;
-``GMO_ALL_NAMESPACES``; ``GMO_LOG_FORMAT``, …), which is how the Deployment in ``manifests/`` configures the
-operator.
+``GMO_ALL_NAMESPACES``; ``GMO_LOG_FORMAT``; ``GMO_LEADER_ELECT``, …), which is how the Deployment in ``manifests/``
+configures the operator. Leader election is off unless asked for (a developer's single process); the manifests
+and the chart turn it on for their replicas.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 from pathlib import Path
+from typing import Any
 
 import click
 import kopf
 
 from . import __version__
 from .models import BackendKind
-from .settings import Settings, default_state_dir
+from .settings import LeaderElectionSettings, Settings, default_state_dir
+from .standby import StopSignal, leadership, own_namespace
 
 
 def build_controller(settings: Settings) -> object:
@@ -82,6 +88,22 @@ def main() -> None:
 @click.option(
     "--call-budget", default=300, help="Backend calls one resource may make per resync interval (0: no limit)."
 )
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=False,
+    help="Reconcile only while holding the lease, so that of several replicas exactly one acts (on in the "
+    "manifests). Off: this process reconciles alone, as on a developer's machine.",
+)
+@click.option("--lease-name", default="gpu-model-operator", help="The Lease to elect on: one per shard.")
+@click.option(
+    "--lease-namespace",
+    default=own_namespace,
+    show_default="the pod's: POD_NAMESPACE",
+    help="The Lease's namespace (the operator's own).",
+)
+@click.option("--lease-duration", default=15, help="Seconds without a renewal before a standby takes the lease.")
+@click.option("--renew-deadline", default=10.0, help="Seconds the leader acts without renewing; then it exits.")
+@click.option("--retry-period", default=2.0, help="Seconds between renewals, and between a standby's attempts.")
 def run(
     backends: tuple[str, ...],
     namespaces: tuple[str, ...],
@@ -96,10 +118,24 @@ def run(
     declared_gpus: int | None,
     azure_workers: int,
     call_budget: int,
+    leader_elect: bool,
+    lease_name: str,
+    lease_namespace: str | None,
+    lease_duration: int,
+    renew_deadline: float,
+    retry_period: float,
 ) -> None:
     """Run the operator until interrupted."""
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("give --namespace (one or more) or --all-namespaces")
+    if leader_elect and not lease_namespace:
+        raise click.UsageError("leader election needs --lease-namespace (or POD_NAMESPACE, the pod's namespace)")
+    try:
+        leader_election = LeaderElectionSettings(
+            leader_elect, lease_name, lease_namespace, lease_duration, renew_deadline, retry_period
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     settings = Settings(
         backends=tuple(BackendKind(b) for b in dict.fromkeys(backends)),
         namespaces=list(namespaces),
@@ -113,23 +149,55 @@ def run(
         metrics_port=metrics_port,
         log_level=log_level,
         log_format=log_format,
+        leader_election=leader_election,
     )
+    serve(settings, all_namespaces)
+
+
+def serve(settings: Settings, all_namespaces: bool) -> None:
+    """kopf with the operator's handlers; under leader election, only once this process holds the lease."""
     from . import metrics
     from .handlers import build_registry
 
+    log_level, health_port = settings.log_level, settings.health_port
     kopf.configure(
         debug=log_level == "DEBUG",
         verbose=log_level in ("DEBUG", "INFO"),
-        log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL,
+        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
     )
     logging.getLogger().setLevel(log_level)
     logging.getLogger("kopf.objects").addFilter(RequeueIsNotAnError())
-    metrics.serve(metrics_port)
+    metrics.serve(settings.metrics_port)
     registry = build_registry(settings, lambda: build_controller(settings))
-    kopf.run(
-        registry=registry,
-        standalone=True,
-        clusterwide=all_namespaces,
-        namespaces=namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
-    )
+
+    options: dict[str, Any] = {
+        "registry": registry,
+        "standalone": True,
+        "clusterwide": all_namespaces,
+        "namespaces": settings.namespaces,
+        "liveness_endpoint": f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
+    }
+    if not settings.leader_election.enabled:
+        metrics.LEADER.set(1)
+        kopf.run(**options)
+        return
+    with leadership(settings.leader_election, health_port, lambda leading: metrics.LEADER.set(int(leading))) as stop:
+        if stop is not None and not stop.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                asyncio.run(operator_until(stop, options))
+
+
+async def operator_until(stop: StopSignal, options: dict[str, Any]) -> None:
+    """kopf, stopped by its own signal handlers; a SIGTERM that came after the lease was taken but before kopf
+    set them was caught by the elector's, and is raised again for kopf once kopf listens (its stop-flag is not
+    used for this: kopf would then wait 5 s for the flag's waiter on every stop)."""
+    loop = asyncio.get_running_loop()
+
+    def check() -> None:
+        if stop.is_set() and stop.handed_over():
+            signal.raise_signal(signal.SIGTERM)
+        else:
+            loop.call_later(0.2, check)
+
+    loop.call_soon(check)
+    await kopf.operator(**options)

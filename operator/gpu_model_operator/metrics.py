@@ -27,6 +27,8 @@ PHASES = Gauge("gpumodel_deployments", "GpuModelDeployments by phase.", ["phase"
 REPLICAS_REQUESTED = Gauge("gpumodel_replicas_requested", "Requested replicas.", ["deployment"])
 REPLICAS_EFFECTIVE = Gauge("gpumodel_replicas_effective", "Effective replicas after the GPU cap.", ["deployment"])
 GPUS_HELD = Gauge("gpumodel_gpus_held", "GPUs held by a deployment.", ["deployment"])
+#: Summed over the replicas of one install (one lease), it must be 1: alert when it is 0 (no one reconciles).
+LEADER = Gauge("gpumodel_leader", "1 while this process reconciles (it holds the lease, or runs alone); 0 on standby.")
 
 _phase_of: dict[str, str] = {}
 

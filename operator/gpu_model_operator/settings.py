@@ -18,6 +18,45 @@ def default_state_dir() -> Path:
     return Path(base) / "gpu-model-operator"
 
 
+@dataclass(frozen=True)
+class LeaderElectionSettings:
+    """Leader election on a ``coordination.k8s.io/v1`` Lease: of several replicas, only the holder reconciles.
+
+    The timing is client-go's (what every controller-runtime operator uses), and so is its one rule:
+    ``renew_deadline < lease_duration``, so that a leader that cannot renew stops before any standby may take
+    the lease (see ``leader.py``).
+    """
+
+    #: Take part in the election: the process reconciles only while it holds the lease. Off, the process
+    #: reconciles alone, as on a developer's machine (the default of ``gpu-model-operator run``); the manifests
+    #: and the chart turn it on for their replicas.
+    enabled: bool = False
+    #: The Lease's name: one per set of replicas that must not act together (one per shard).
+    lease_name: str = "gpu-model-operator"
+    #: The Lease's namespace: the operator's own (the pod's, from the downward API), where its Role allows it.
+    lease_namespace: str | None = None
+    #: Seconds a standby waits, by its own clock, after the lease last changed before it takes the lease over.
+    lease_duration: int = 15
+    #: Seconds the leader keeps acting without a successful renewal; past it, the process exits at once.
+    renew_deadline: float = 10.0
+    #: Seconds between renewals (leader) and between attempts to acquire (standby).
+    retry_period: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.lease_duration < 1 or self.renew_deadline <= 0 or self.retry_period <= 0:
+            raise ValueError("the lease duration, renew deadline and retry period must be positive")
+        if self.renew_deadline >= self.lease_duration:
+            raise ValueError(
+                f"the renew deadline ({self.renew_deadline:g}s) must be shorter than the lease duration "
+                f"({self.lease_duration}s): a leader that cannot renew must stop before a standby may take over"
+            )
+        if self.retry_period >= self.renew_deadline:
+            raise ValueError(
+                f"the retry period ({self.retry_period:g}s) must be shorter than the renew deadline "
+                f"({self.renew_deadline:g}s): the leader must get more than one try to renew"
+            )
+
+
 @dataclass
 class Settings:
     #: The backends this process serves. A resource naming another is refused (BackendNotEnabled). The local
@@ -49,3 +88,5 @@ class Settings:
     log_level: str = "INFO"
     #: "text" or "json".
     log_format: str = "text"
+    #: Several replicas, one reconciling: see :class:`LeaderElectionSettings`.
+    leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)

@@ -35,6 +35,8 @@ from tests.integration.test_rbac import (
     OPERATOR_RULES,
     Install,
     converge,
+    lease_released,
+    lease_rules,
     listed_rules,
     operator_for,
     render,
@@ -152,7 +154,12 @@ def test_helm_lint_passes_strict(helm: Helm, values: str | None) -> None:
         (["watch.scope=namespaced", "watch.namespaces={Not_A_Name}"], "/watch/namespaces/0"),
         (["log.level=debug"], "/log/level"),
         (["extraEnv[0].name=PATH"], "/extraEnv/0/name"),
-        (["replicas=2"], "additional properties 'replicas' not allowed"),
+        (["leaderElection.enabled=false"], "/replicas"),  # two replicas would both reconcile
+        (["replicas=0"], "/replicas"),
+        (["leaderElection.leaseDuration=1.5"], "/leaderElection/leaseDuration"),
+        (["leaderElection.renewDeadline=15"], "must be shorter than leaderElection.leaseDuration"),
+        (["leaderElection.retryPeriod=10"], "must be shorter than leaderElection.renewDeadline"),
+        (["podDisruptionBudget.maxUnavailable=0"], "/podDisruptionBudget/maxUnavailable"),
         (["metrics.serviceMonitor.interval=often"], "/metrics/serviceMonitor/interval"),
     ],
 )
@@ -179,6 +186,53 @@ def test_the_service_monitor_is_off_by_default_and_scrapes_the_metrics_service(h
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]} and endpoint["path"] == "/metrics"
+
+
+def _deployment_env(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    return {
+        e["name"]: e.get("value", e.get("valueFrom"))
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+
+
+def test_leader_election_values_name_the_lease_and_its_role(helm: Helm) -> None:
+    """One lease per release (a shard): named after the release unless leaseName says otherwise, in the release's
+    namespace unless leaseNamespace does, and the Role grants that one Lease there."""
+    docs = helm.template("--set", "leaderElection.leaseName=shard-a", "--set", "leaderElection.leaseNamespace=ops")
+    env = _deployment_env(docs)
+    assert (env["GMO_LEASE_NAME"], env["GMO_LEASE_NAMESPACE"], env["GMO_LEADER_ELECT"]) == ("shard-a", "ops", "true")
+    role = next(d for d in docs if d["kind"] == "Role")
+    assert role["metadata"]["namespace"] == "ops" and role["rules"][1]["resourceNames"] == ["shard-a"]
+    binding = next(d for d in docs if d["kind"] == "RoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "gpu-model-operator", "namespace": "gpu-model-operator"}
+    ]
+    other = helm("template", "shard-b", CHART, "-n", "gpu-model-operator").stdout
+    assert "value: shard-b-gpu-model-operator" in other, "another release, another lease"
+
+
+def test_without_leader_election_one_replica_is_replaced_never_doubled(helm: Helm) -> None:
+    docs = helm.template("--set", "leaderElection.enabled=false", "--set", "replicas=1")
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    env = _deployment_env(docs)
+    assert env["GMO_LEADER_ELECT"] == "false" and "GMO_LEASE_NAME" not in env
+    assert "Role" not in {d["kind"] for d in docs}
+
+
+def test_affinity_replaces_the_default_anti_affinity(helm: Helm) -> None:
+    default = next(d for d in helm.template() if d["kind"] == "Deployment")["spec"]["template"]["spec"]["affinity"]
+    assert (
+        default["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"][
+            "topologyKey"
+        ]
+        == "kubernetes.io/hostname"
+    )
+    docs = helm.template("--set", "affinity.nodeAffinity.foo=bar", "--set", "podDisruptionBudget.enabled=false")
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["affinity"] == {"nodeAffinity": {"foo": "bar"}}
+    assert "PodDisruptionBudget" not in {d["kind"] for d in docs}
 
 
 # ---- installed with helm, and the operator under the chart's ServiceAccount --------------------------------
@@ -248,6 +302,9 @@ def test_each_release_grants_exactly_the_operators_rules(
     assert listed_rules(control_plane, namespaced.user, namespaced.watched_ns) == OPERATOR_RULES
     assert listed_rules(control_plane, namespaced.user, namespace) == {}
     assert listed_rules(control_plane, cluster.user, namespace) == OPERATOR_RULES
+    # Each release's own Lease, named after it, in its own namespace.
+    assert listed_rules(control_plane, namespaced.user, namespaced.operator_ns) == lease_rules(namespaced.lease)
+    assert namespaced.lease == releases["namespaced"].name != cluster.lease
 
 
 def test_the_operator_converges_under_the_charts_service_accounts(
@@ -259,6 +316,7 @@ def test_the_operator_converges_under_the_charts_service_accounts(
             converge(control_plane, namespace, cluster_op, timeout=90)
         assert namespaced.watched_ns is not None
         converge(control_plane, namespaced.watched_ns, namespaced_op, timeout=90)
+    assert lease_released(control_plane, namespaced) and lease_released(control_plane, cluster)
     someone_elses_secret_is_out_of_reach(control_plane, cluster, namespace, tmp_path)
 
 

@@ -1,9 +1,11 @@
 """The install manifests on the real apiserver: every kustomization renders, each overlay's RBAC grants the
-operator exactly what it uses (``kubectl auth can-i`` for what it may and must not do), the user roles do
-what they say, the operator's pod meets the restricted Pod Security Standard, and finally the operator itself,
-signed in with its ServiceAccount's token and configured by the Deployment's own environment, takes the
-azureml example (against the Azure ML emulator) from apply to Ready to deleted with nothing more than those
-permissions, while the shipped admission policy keeps it from changing any Secret it did not publish.
+operator exactly what it uses (``kubectl auth can-i`` for what it may and must not do), its own Lease and no
+other in its own namespace (leader election), the user roles do what they say, the operator's pod meets the
+restricted Pod Security Standard, and finally the operator itself, signed in with its ServiceAccount's token
+and configured by the Deployment's own environment (leader election on: it takes its Lease, and releases it
+when stopped), takes the azureml example (against the Azure ML emulator) from apply to Ready to deleted with
+nothing more than those permissions, while the shipped admission policy keeps it from changing any Secret it
+did not publish.
 
 Each overlay is installed under names of its own (namespaces, and the cluster-scoped role and binding), so
 the two overlays and repeated runs never share a ServiceAccount or a grant; nothing else is changed.
@@ -60,6 +62,31 @@ SELF_REVIEWS = {
     "selfsubjectrulesreviews.authorization.k8s.io",
 }
 GMD = "gpumodeldeployments.gpumodel.io"
+LEASES = "leases.coordination.k8s.io"
+
+
+def lease_rules(lease: str) -> dict[str, set[str]]:
+    """What the operator may do in its own namespace, for leader election: create a Lease (RBAC cannot narrow
+    create to a name), and get and update its own Lease only."""
+    return {LEASES: {"create"}, f"{LEASES}[{lease}]": {"get", "update"}}
+
+
+def lease_may(lease: str) -> list[tuple[str, str, str]]:
+    return [("create", LEASES, ""), ("get", f"{LEASES}/{lease}", ""), ("update", f"{LEASES}/{lease}", "")]
+
+
+def lease_must_not(lease: str) -> list[tuple[str, str, str]]:
+    """Another's Lease (kube-controller-manager's, another shard's) and what election never needs."""
+    verbs = [("get", f"{LEASES}/kube-controller-manager", ""), ("update", f"{LEASES}/another-shard", "")]
+    return (
+        verbs
+        + [(verb, LEASES, "") for verb in ("list", "watch", "patch", "delete", "deletecollection")]
+        + [
+            ("patch", f"{LEASES}/{lease}", ""),
+            ("delete", f"{LEASES}/{lease}", ""),
+        ]
+    )
+
 
 #: Allowed where the operator works: (verb, resource, subresource).
 MAY = [
@@ -148,9 +175,19 @@ class Install:
         return next(doc for doc in self.docs if doc["kind"] == "Deployment")
 
     def operator_env(self) -> dict[str, str]:
-        """The Deployment's GMO_* settings: the test's operator is configured exactly as the pod would be."""
+        """The Deployment's GMO_* settings and what its downward API gives the pod (POD_NAME, POD_NAMESPACE): the
+        test's operator is configured exactly as the pod would be."""
         container = self.deployment["spec"]["template"]["spec"]["containers"][0]
-        return {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("GMO_")}
+        pod = {"metadata.name": f"{self.deployment['metadata']['name']}-pod", "metadata.namespace": self.operator_ns}
+        env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("GMO_")}
+        for e in container["env"]:
+            if e["name"].startswith("POD_"):
+                env[e["name"]] = pod[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        return env
+
+    @property
+    def lease(self) -> str:
+        return self.operator_env()["GMO_LEASE_NAME"]
 
 
 def install(cp: ControlPlane, overlay: str) -> Install:
@@ -207,14 +244,15 @@ def answers(
 
 
 def listed_rules(cp: ControlPlane, user: str, namespace: str) -> dict[str, set[str]]:
-    """`kubectl auth can-i --list`: resource -> verbs, without the non-resource URLs and self-reviews."""
+    """`kubectl auth can-i --list`: resource -> verbs (``resource[name]`` where a rule names its objects),
+    without the non-resource URLs and self-reviews."""
     out = cp.kubectl("auth", "can-i", "--list", "-n", namespace, f"--as={user}").stdout
     rules: dict[str, set[str]] = {}
     for line in out.splitlines()[1:]:
         match = re.match(r"^(\S+)\s+\[(.*?)\]\s+\[(.*?)\]\s+\[(.*?)\]\s*$", line)
         if match and match[1] not in SELF_REVIEWS:
-            assert match[3] == "", f"unexpected resourceNames in {line!r}"
-            rules.setdefault(match[1], set()).update(match[4].split())
+            resource = f"{match[1]}[{match[3]}]" if match[3] else match[1]
+            rules.setdefault(resource, set()).update(match[4].split())
     return rules
 
 
@@ -241,14 +279,15 @@ def test_every_kustomization_renders(control_plane: ControlPlane, path: str) -> 
 
 def test_overlays_differ_only_in_rbac_and_namespaces(control_plane: ControlPlane) -> None:
     docs = {o: render(control_plane, MANIFESTS / "overlays" / o) for o in ("cluster-wide", "namespaced")}
-    role = next(d for d in docs["namespaced"] if d["kind"] == "Role")
+    role = next(d for d in docs["namespaced"] if d["kind"] == "Role" and d["metadata"]["name"] == SA)
     cluster_role = next(d for d in docs["cluster-wide"] if d["kind"] == "ClusterRole" and d["metadata"]["name"] == SA)
     assert role["rules"] == cluster_role["rules"], "the two overlays must grant the same rules"
     assert role["metadata"]["namespace"] == WATCHED_NS
     env = {}
     for overlay, rendered in docs.items():
         deployment = next(d for d in rendered if d["kind"] == "Deployment")
-        env[overlay] = {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        containers = deployment["spec"]["template"]["spec"]["containers"]
+        env[overlay] = {e["name"]: e.get("value", e.get("valueFrom")) for e in containers[0]["env"]}
     assert env["cluster-wide"].pop("GMO_ALL_NAMESPACES") == "true"
     assert env["namespaced"].pop("GMO_NAMESPACES") == WATCHED_NS
     assert env["cluster-wide"] == env["namespaced"]
@@ -262,10 +301,13 @@ def test_namespaced_overlay_grants_exactly_its_rules_in_the_watched_namespace_on
     assert listed_rules(cp, user, namespaced.watched_ns) == OPERATOR_RULES
     assert answers(cp, user, MAY, ["-n", namespaced.watched_ns]) == dict.fromkeys(MAY, True)
     assert answers(cp, user, MUST_NOT, ["-n", namespaced.watched_ns]) == dict.fromkeys(MUST_NOT, False)
-    # Nothing at all elsewhere: another namespace, its own namespace, the system's.
+    # Nothing at all elsewhere: another namespace, the system's; its own namespace, only its Lease.
     for other in (namespace, namespaced.operator_ns, "kube-system", "default"):
-        assert listed_rules(cp, user, other) == {}, other
+        assert listed_rules(cp, user, other) == ({} if other != namespaced.operator_ns else lease_rules(SA)), other
         assert answers(cp, user, MAY, ["-n", other]) == dict.fromkeys(MAY, False), other
+    leases_may_not_elsewhere = lease_may(SA)
+    for other in (namespaced.watched_ns, namespace, "kube-system"):
+        assert answers(cp, user, leases_may_not_elsewhere, ["-n", other]) == dict.fromkeys(lease_may(SA), False)
     everywhere = [*MUST_NOT_ALL_NAMESPACES, ("list", GMD, ""), ("watch", GMD, ""), ("get", "secrets", "")]
     assert answers(cp, user, everywhere, ["-A"]) == dict.fromkeys(everywhere, False)
     assert answers(cp, user, MUST_NOT_CLUSTER, []) == dict.fromkeys(MUST_NOT_CLUSTER, False)
@@ -279,10 +321,25 @@ def test_cluster_wide_overlay_grants_exactly_its_rules_in_every_namespace(
         assert listed_rules(cp, user, where) == OPERATOR_RULES, where
         assert answers(cp, user, MAY, ["-n", where]) == dict.fromkeys(MAY, True), where
         assert answers(cp, user, MUST_NOT, ["-n", where]) == dict.fromkeys(MUST_NOT, False), where
+    assert listed_rules(cp, user, cluster_wide.operator_ns) == OPERATOR_RULES | lease_rules(SA)
     watch_all = [("list", GMD, ""), ("watch", GMD, "")]
     assert answers(cp, user, watch_all, ["-A"]) == dict.fromkeys(watch_all, True)
+    assert answers(cp, user, lease_may(SA), ["-n", namespace]) == dict.fromkeys(lease_may(SA), False)
     assert answers(cp, user, MUST_NOT_ALL_NAMESPACES, ["-A"]) == dict.fromkeys(MUST_NOT_ALL_NAMESPACES, False)
     assert answers(cp, user, MUST_NOT_CLUSTER, []) == dict.fromkeys(MUST_NOT_CLUSTER, False)
+
+
+@pytest.mark.parametrize("overlay", ["namespaced", "cluster_wide"])
+def test_each_overlay_grants_its_own_lease_and_no_other(
+    control_plane: ControlPlane, overlay: str, request: pytest.FixtureRequest
+) -> None:
+    inst: Install = request.getfixturevalue(overlay)
+    where = ["-n", inst.operator_ns]
+    assert inst.lease == SA and inst.operator_env()["GMO_LEADER_ELECT"] == "true"
+    assert answers(control_plane, inst.user, lease_may(SA), where) == dict.fromkeys(lease_may(SA), True)
+    must_not = lease_must_not(SA)
+    assert answers(control_plane, inst.user, must_not, where) == dict.fromkeys(must_not, False)
+    assert answers(control_plane, inst.user, [("create", LEASES, "")], ["-A"]) == {("create", LEASES, ""): False}
 
 
 def test_user_roles_edit_and_view_gpumodeldeployments_but_never_their_status(
@@ -357,7 +414,23 @@ def operator_for(cp: ControlPlane, inst: Install, tmp_path: Path, emu: Emulator)
         kubeconfig, [], tmp_path / f"{inst.overlay}-state", log, extra_args=["--poll-seconds", "1"], env=env
     )
     with op:
+        if inst.operator_env().get("GMO_LEADER_ELECT") == "true":
+            wait_for("the operator to hold its lease", lambda: holds_lease(cp, inst), 30, 0.2)
         yield op
+
+
+def holds_lease(cp: ControlPlane, inst: Install) -> bool:
+    """The operator, signed in as its ServiceAccount, created or took its Lease (get, create, update)."""
+    result = cp.kubectl("get", "lease", inst.lease, "-n", inst.operator_ns, "-o", "json", check=False)
+    if result.returncode != 0:
+        return False
+    holder = json.loads(result.stdout)["spec"].get("holderIdentity", "")
+    return bool(holder.startswith(f"{inst.operator_env()['POD_NAME']}_"))
+
+
+def lease_released(cp: ControlPlane, inst: Install) -> bool:
+    lease = json.loads(cp.kubectl("get", "lease", inst.lease, "-n", inst.operator_ns, "-o", "json").stdout)
+    return "holderIdentity" not in lease["spec"]
 
 
 def refusals(op: OperatorProcess) -> list[str]:
@@ -444,6 +517,8 @@ def test_the_operator_converges_with_only_its_rbac(
             converge(control_plane, namespace, cluster_wide_op, timeout=90)
         assert namespaced.watched_ns is not None
         converge(control_plane, namespaced.watched_ns, namespaced_op, timeout=90)
+    for inst in (cluster_wide, namespaced):
+        assert lease_released(control_plane, inst), "stopped, each released its Lease (update)"
     someone_elses_secret_is_out_of_reach(control_plane, cluster_wide, namespace, tmp_path)
     assert namespaced.watched_ns is not None
     someone_elses_secret_is_out_of_reach(control_plane, namespaced, namespaced.watched_ns, tmp_path)

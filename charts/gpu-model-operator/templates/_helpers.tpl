@@ -22,6 +22,11 @@ which that test ignores.
 {{- end }}
 {{- end }}
 
+{{/* The Lease the replicas elect their leader on: leaderElection.leaseName, else the objects' name. */}}
+{{- define "gpu-model-operator.leaseName" -}}
+{{- .Values.leaderElection.leaseName | default (include "gpu-model-operator.fullname" .) }}
+{{- end }}
+
 {{- define "gpu-model-operator.helmLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
