@@ -12,9 +12,6 @@ from __future__ import annotations
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from typing import Any, cast
-
-from .backends.base import Backend, DeploymentInputs
 
 
 class CallBudget:
@@ -50,27 +47,3 @@ class CallBudget:
 
     def forget(self, owner: str) -> None:
         self._calls.pop(owner, None)
-
-
-class MeteredBackend:
-    """Counts every backend operation against the budget of the resource it is for (its first argument)."""
-
-    def __init__(self, backend: Backend, budget: CallBudget) -> None:
-        self._backend, self._budget = backend, budget
-        self.name = backend.name
-
-    def __getattr__(self, operation: str) -> Any:
-        call = getattr(self._backend, operation)
-        if not callable(call):
-            return call
-
-        async def metered(*args: Any, **kwargs: Any) -> Any:
-            if args and isinstance(args[0], DeploymentInputs):
-                self._budget.spend(args[0].owner)
-            return await call(*args, **kwargs)
-
-        return metered
-
-
-def metered(backend: Backend, budget: CallBudget) -> Backend:
-    return cast(Backend, MeteredBackend(backend, budget))

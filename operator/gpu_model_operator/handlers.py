@@ -14,19 +14,11 @@ import kopf
 
 from . import FINALIZER, GROUP, PLURAL, VERSION, metrics
 from .backends.base import BackendError
-from .controller import (
-    RECONCILE_POLICY,
-    RETRY_NOW,
-    TAKE_OVER,
-    Controller,
-    Holding,
-    InputError,
-    Resource,
-    compute_key,
-    holding_of,
-)
+from .controller import Controller
+from .decision import Decision, DeleteAction, Event
+from .inputs import RETRY_NOW, TAKE_OVER, Holding, InputError, Resource, compute_key, holding_of
 from .models import GpuModelDeploymentSpec, GpuModelDeploymentStatus, Phase
-from .reconcile import Decision, DeleteAction, Event
+from .reconcile import RECONCILE_POLICY
 from .settings import Settings
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -45,7 +37,7 @@ def resource_of(body: kopf.Body) -> Resource:
     )
 
 
-def post_events(body: kopf.Body, events: list[Event]) -> None:
+def post_events(body: kopf.Body, events: tuple[Event, ...]) -> None:
     for event in events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 

@@ -20,11 +20,8 @@ def keys_secret_data(scoring_uri: str, keys: tuple[str, str] | None) -> dict[str
     return data
 
 
-def keys_secret_body(
-    namespace: str, name: str, uid: str, scoring_uri: str, keys: tuple[str, str] | None
-) -> dict[str, Any]:
-    """A Secret owned by the resource (garbage-collected with it on a real cluster)."""
-    data = keys_secret_data(scoring_uri, keys)
+def keys_secret_body(namespace: str, name: str, uid: str, data: dict[str, str]) -> dict[str, Any]:
+    """A Secret owned by the resource (garbage-collected with it on a real cluster), holding ``data``."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",

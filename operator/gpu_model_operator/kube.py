@@ -19,6 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from . import KIND
+from .decision import PublishedSecret
 
 MANAGED_BY = ("app.kubernetes.io/managed-by", "gpu-model-operator")
 
@@ -75,6 +76,14 @@ class KubeClient:
         data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
         data.update(secret.string_data or {})
         return data
+
+    async def published_secret(self, namespace: str, name: str, resource_name: str) -> PublishedSecret | None:
+        """The keys Secret as it is: its decoded data and whether it is the operator's own; None if absent."""
+        secret = await self._read_secret(namespace, name)
+        if secret is None:
+            return None
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        return PublishedSecret(data, owned_by(secret, resource_name))
 
     async def publish_secret(self, body: dict[str, Any], resource_name: str) -> None:
         """Create the Secret, or replace the data (not merge: a key no longer published goes) and the owner of

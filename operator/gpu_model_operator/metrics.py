@@ -6,13 +6,10 @@ Module-level collectors are the prometheus-client convention; they hold numbers 
 from __future__ import annotations
 
 import contextlib
-import time
-from typing import Any, cast
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from .backends.base import Backend, BackendError, PermanentBackendError
-from .reconcile import Decision
+from .decision import Decision
 
 RECONCILES = Counter("gpumodel_reconciles_total", "Reconcile passes by result.", ["result"])
 BACKEND_CALLS = Histogram(
@@ -59,39 +56,6 @@ def forget(owner: str) -> None:
     for gauge in (REPLICAS_REQUESTED, REPLICAS_EFFECTIVE, GPUS_HELD):
         with contextlib.suppress(KeyError):
             gauge.remove(owner)
-
-
-class InstrumentedBackend:
-    """Wraps a backend so every operation's latency and errors are counted, without touching backends."""
-
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
-        self.name = backend.name
-
-    def __getattr__(self, operation: str) -> Any:
-        call = getattr(self._backend, operation)
-        if not callable(call):
-            return call
-
-        async def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return await call(*args, **kwargs)
-            except BackendError as exc:
-                kind = "permanent" if isinstance(exc, PermanentBackendError) else "transient"
-                BACKEND_ERRORS.labels(backend=self.name, operation=operation, kind=kind).inc()
-                raise
-            except Exception:
-                BACKEND_ERRORS.labels(backend=self.name, operation=operation, kind="unexpected").inc()
-                raise
-            finally:
-                BACKEND_CALLS.labels(backend=self.name, operation=operation).observe(time.perf_counter() - start)
-
-        return timed
-
-
-def instrument(backend: Backend) -> Backend:
-    return cast(Backend, InstrumentedBackend(backend))
 
 
 def serve(port: int) -> None:

@@ -1,140 +1,332 @@
-"""The reconcile core: desired spec + observed backend state in, next action + status out.
+"""The reconcile core: everything one pass knows in (``Facts``), what to do and what the status says out.
 
-Pure functions only: no kopf, no Kubernetes client, no Azure SDK, no clock (``now`` is passed in). That
-is what makes every rule here unit-testable as a table of (spec, observation) → (action, status), and what
-keeps the handlers thin. One holistic pass decides everything; the controller carries out at most one
-mutating action per pass and comes back (level-triggered), so a crash between passes loses nothing.
+Pure functions only: no kopf, no Kubernetes client, no SDK, no clock (``now`` is passed in). A pass runs its
+checks in order, from the one that needs nothing (the reconcile-policy annotation) to the one that needs the
+whole observation (is the service healthy and did the probe answer?); the first that concludes returns an
+:class:`~.decision.Outcome`, which :func:`~.decision.bind` writes into the status, once. The controller then
+carries out at most the one action the decision names, publishes the Secret it names, and comes back
+(level-triggered): a crash between passes loses nothing.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import replace
 
 from . import conditions as c
-from .backends.base import (
-    ComputeState,
-    ObservedCompute,
-    ObservedService,
-    ProbeResult,
-    ServiceState,
+from .backends.base import ComputeState, ServiceState
+from .capacity import Capacity, capped_replicas
+from .decision import (
+    Action,
+    Decision,
+    Event,
+    Facts,
+    Observation,
+    Outcome,
+    Verdict,
+    bind,
+    get_condition,
+    normal,
+    operation_for,
+    warning,
 )
-from .capacity import Capacity, capped_replicas, rollout_fits
-from .models import (
-    Condition,
-    DeletionPolicy,
-    GpuModelDeploymentSpec,
-    GpuModelDeploymentStatus,
-    GpuStatus,
-    Operation,
-    Phase,
-    ReplicaStatus,
-    Retry,
-)
+from .keys import keys_secret_data
+from .models import GpuModelDeploymentSpec, GpuModelDeploymentStatus, GpuStatus, Phase, ReplicaStatus
+from .service_rules import service_is_ours, service_step
+
+RECONCILE_POLICY = "gpumodel.io/reconcile-policy"
+POLICY_MANAGE, POLICY_SKIP, POLICY_DETACH = "manage", "skip", "detach-on-delete"
+POLICIES = (POLICY_MANAGE, POLICY_SKIP, POLICY_DETACH)
+#: Automatic retries back off from the base (the resync interval) to this many times it, then stay there.
+RETRY_BACKOFF_CAP = 16
+#: Where an input or backend problem shows besides Ready: the compute's condition for these reasons.
+COMPUTE_REASONS = {c.QUOTA_EXCEEDED, c.INVALID_VM_SIZE, c.COMPUTE_FAILED}
 
 
-class Action(str, enum.Enum):
-    NONE = "None"
-    CREATE_COMPUTE = "CreateCompute"
-    RECREATE_COMPUTE = "RecreateCompute"  # delete a failed compute of ours; the next pass creates it again
-    DEPLOY = "Deploy"  # create the service, redeploy changed inputs, or repair dead replicas
-    SCALE = "Scale"  # change the replica count in place
+#: The policies under which passes call the backend (detach-on-delete changes only what deletion does).
+MANAGING = (POLICY_MANAGE, POLICY_DETACH)
 
 
-class DeleteAction(str, enum.Enum):
-    DELETE_SERVICE = "DeleteService"
-    DELETE_COMPUTE = "DeleteCompute"
-    WAIT = "Wait"
-    DONE = "Done"
+def may_observe(policy: str, budget_wait: float) -> bool:
+    """Whether a pass may call the backend at all: the policy manages the resource and the budget allows it."""
+    return policy in MANAGING and budget_wait <= 0
 
 
-@dataclass(frozen=True)
-class Event:
-    type: str  # "Normal" | "Warning"
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Observation:
-    compute: ObservedCompute
-    service: ObservedService
-    #: The GPUs of each replica that another service runs (or is about to run) on the same compute.
-    other_pods: tuple[int, ...]
-    #: Hash of the inputs as they are now; differs from ``service.fingerprint`` when a redeploy is due.
-    desired_fingerprint: str
-    probe: ProbeResult | None = None
-    #: "namespace/name" of the resource being reconciled, to tell our service from one we found.
-    owner: str = ""
-    #: The user opted in (annotation ``gpumodel.io/take-over``) to the operator managing a service or compute
-    #: that existed before: redeploying, scaling and deleting it as if it had created it.
-    take_over: bool = False
-    #: The value of the ``gpumodel.io/retry-now`` annotation; a value not yet acted on retries a failure at once.
-    retry_token: str | None = None
-
-    @property
-    def gpus_held_by_others(self) -> int:
-        return sum(self.other_pods)
-
-
-@dataclass
-class Decision:
-    action: Action
-    replicas: int
-    status: GpuModelDeploymentStatus
-    events: list[Event] = field(default_factory=list)
-    #: Seconds until the next pass; None when converged (the periodic resync takes over).
-    requeue_after: float | None = None
-    #: True when only a change by the user can help (kopf PermanentError: no retry loop).
-    permanent: bool = False
-
-
-def set_condition(
-    status: GpuModelDeploymentStatus,
-    type_: str,
-    value: bool | None,
-    reason: str,
-    message: str,
-    generation: int,
-    now: str,
-) -> None:
-    """Set one condition; lastTransitionTime moves only when the status value changes."""
-    text = "Unknown" if value is None else ("True" if value else "False")
-    for i, cond in enumerate(status.conditions):
-        if cond.type == type_:
-            since = cond.last_transition_time if cond.status == text else now
-            status.conditions[i] = Condition(
-                type=type_,
-                status=text,
-                reason=reason,
-                message=message,
-                last_transition_time=since,
-                observed_generation=generation,
-            )
-            return
-    status.conditions.append(
-        Condition(
-            type=type_,
-            status=text,
-            reason=reason,
-            message=message,
-            last_transition_time=now,
-            observed_generation=generation,
-        )
+def decide(facts: Facts) -> Decision:
+    """One reconcile pass: what to do next and what the status says."""
+    status = facts.previous.model_copy(deep=True)
+    status.observed_generation = facts.generation
+    outcome = _policy(facts) or _budget(facts) or _problem(facts)
+    if outcome is None:
+        assert facts.observation is not None and facts.spec is not None, "a manage pass without a problem observed"
+        outcome = _observed(facts.spec, facts, facts.observation, status)
+    bind(status, outcome, facts.generation, facts.now)
+    if outcome.retry is not None:
+        status.retry = outcome.retry
+    return Decision(
+        outcome.action,
+        outcome.replicas,
+        status,
+        outcome.events,
+        outcome.requeue_after,
+        outcome.permanent,
+        outcome.publish,
     )
 
 
-def get_condition(status: GpuModelDeploymentStatus, type_: str) -> Condition | None:
-    return next((cond for cond in status.conditions if cond.type == type_), None)
+# ---- before the backend: the annotation, the budget, the inputs, an error -----------------------------------
+
+
+def _policy(facts: Facts) -> Outcome | None:
+    if facts.policy not in POLICIES:
+        message = f"annotation {RECONCILE_POLICY} must be one of {', '.join(POLICIES)}, not {facts.policy!r}"
+        return _failure(c.INVALID_SPEC, message, permanent=True)
+    if facts.policy == POLICY_SKIP:
+        message = f"{RECONCILE_POLICY}: skip; the operator leaves the backend as it is"
+        return Outcome(phase=None, ready=Verdict(None, c.RECONCILE_SKIPPED, message), error=facts.previous.last_error)
+    return None
+
+
+def _budget(facts: Facts) -> Outcome | None:
+    """Over the call budget: nothing new was observed, so the conditions stay; lastError and one Warning say why."""
+    if facts.budget_wait <= 0:
+        return None
+    timing = facts.timing
+    message = (
+        f"call budget spent: {timing.budget_limit} backend calls in the last {timing.budget_window:.0f}s; "
+        f"the next pass is in {facts.budget_wait:.0f}s (setting --call-budget)"
+    )
+    already = (facts.previous.last_error or "").startswith("call budget spent")
+    events = () if already else (warning(c.CALL_BUDGET_EXHAUSTED, message),)
+    return _keep(facts, message, events, facts.budget_wait)
+
+
+def _problem(facts: Facts) -> Outcome | None:
+    problem = facts.problem
+    if problem is None:
+        return None
+    if not problem.transient:
+        return _failure(problem.reason, problem.message, permanent=True)
+    delay = _backoff(facts)
+    ready = get_condition(facts.previous, c.READY)
+    if ready is not None and ready.status == "True" and ready.observed_generation == facts.generation:
+        # A blip of the control plane does not stop a serving model: keep what was observed, say what happened.
+        return _keep(facts, problem.message, (warning(problem.reason, problem.message),), delay)
+    return _failure(problem.reason, problem.message, permanent=False, delay=delay)
+
+
+def _backoff(facts: Facts) -> float:
+    """Retry-After when the backend gave one; a missing ConfigMap at a slow pace; else exponential in consecutive
+    transient problems only (kopf's own retry count also grows while an operation is merely in flight)."""
+    problem, timing = facts.problem, facts.timing
+    assert problem is not None
+    if problem.retry_after:
+        return problem.retry_after
+    if problem.slow:
+        return timing.poll * 3
+    streak = max(facts.transient_streak, 1)
+    return float(min(timing.poll * 2 ** (streak - 1), timing.max_backoff))
+
+
+def _failure(reason: str, message: str, *, permanent: bool, delay: float | None = None) -> Outcome:
+    """Not Ready for ``reason``, shown on the compute's or the service's condition too; Failed when permanent."""
+    failed = Verdict(False, reason, message)
+    on_compute = reason in COMPUTE_REASONS
+    return Outcome(
+        phase=Phase.FAILED if permanent else None,
+        ready=failed,
+        compute=failed if on_compute else None,
+        service=None if on_compute else failed,
+        events=(warning(reason, message),),
+        permanent=permanent,
+        requeue_after=delay,
+        error=message,
+    )
+
+
+def _keep(facts: Facts, message: str, events: tuple[Event, ...], delay: float) -> Outcome:
+    """Conditions and phase as they were; only lastError, events and the next pass change."""
+    replicas = facts.previous.replicas.effective
+    return Outcome(phase=None, ready=None, replicas=replicas, events=events, requeue_after=delay, error=message)
+
+
+# ---- the observation: compute, capacity, service ---------------------------------------------------------
+
+
+def _observed(
+    spec: GpuModelDeploymentSpec, facts: Facts, obs: Observation, status: GpuModelDeploymentStatus
+) -> Outcome:
+    status.compute_name = obs.compute.name
+    status.service_name = spec.service.name
+    _record_compute_ownership(obs, status)
+    outcome = _compute(spec, facts, obs)
+    if outcome is not None:
+        _record_replicas(spec, status, obs, 0)
+        if outcome.action != Action.NONE:
+            status.operation = operation_for(outcome.action, obs.compute.name, facts.now)
+        return outcome
+    cap = capped_replicas(
+        spec.service.replicas,
+        spec.service.gpu_cores,
+        obs.compute.node_gpus,
+        obs.other_pods,
+        cpu_only=obs.compute.cpu_only,
+        allow_cpu=spec.local.allow_cpu_fallback,
+    )
+    status.cpu_fallback = cap.cpu_fallback
+    outcome = service_step(spec, facts, obs, cap)
+    _record_service_ownership(obs, facts.previous, status, outcome)
+    if outcome.action != Action.NONE:
+        status.operation = operation_for(outcome.action, spec.service.name, facts.now)
+    elif outcome.probed or outcome.phase == Phase.FAILED or _reason(outcome) == c.SCALE_FAILED:
+        status.operation = None  # nothing in flight any more
+    if outcome.probed:
+        status.probed_generation = facts.generation
+        status.scoring_uri = obs.service.scoring_uri
+        status.keys_secret_name = obs.secret_name
+    elif _reason(outcome) == c.SECRET_CONFLICT:
+        status.keys_secret_name = None
+    theirs = _reason(outcome) in (c.SERVICE_EXISTS, c.SERVICE_CONFLICT)  # its replicas hold none of our GPUs
+    effective = outcome.replicas if outcome.action != Action.NONE else 0 if theirs else obs.service.replicas
+    _record_replicas(spec, status, obs, effective)
+    cap_events = _cap_events(facts.previous, facts.generation, cap, spec.service.replicas)
+    return replace(outcome, compute=outcome.compute or _compute_ready(obs), events=(*cap_events, *outcome.events))
+
+
+def _compute_ready(obs: Observation) -> Verdict:
+    compute = obs.compute
+    ours = compute.created_by_operator or obs.take_over
+    kind = "attached cluster" if compute.attached else "compute"
+    gpus = "no GPU (CPU only)" if compute.cpu_only else f"{compute.gpus_total} GPU(s)"
+    message = f"{kind} {compute.name} is ready with {gpus}"
+    if not ours:
+        message += "; it existed before: used, never changed or deleted (gpumodel.io/take-over to manage it)"
+    return Verdict(True, c.COMPUTE_AVAILABLE if ours else c.COMPUTE_ADOPTED, message)
+
+
+def _reason(outcome: Outcome) -> str | None:
+    return outcome.ready.reason if outcome.ready is not None else None
+
+
+def _record_compute_ownership(obs: Observation, status: GpuModelDeploymentStatus) -> None:
+    """Ours to delete only if the operator's tag is on it (created here) or the user said take it over; the tag is
+    read each pass, never remembered, so a compute someone else made in the meantime stays theirs."""
+    if obs.compute.state == ComputeState.READY:
+        ours = obs.compute.created_by_operator or obs.take_over
+        status.ownership.compute_created, status.ownership.compute_adopted = ours, not ours
+
+
+def _record_service_ownership(
+    obs: Observation, previous: GpuModelDeploymentStatus, status: GpuModelDeploymentStatus, outcome: Outcome
+) -> None:
+    """Another resource's service changes nothing; one that existed before is recorded as adopted (the record
+    deletion trusts over any tag); ours, by its tag, our record or a take-over, or about to be, as created."""
+    reason = _reason(outcome)
+    if reason == c.SERVICE_CONFLICT:
+        return
+    if reason == c.SERVICE_EXISTS:
+        status.ownership.service_adopted, status.ownership.service_created = True, False
+    elif outcome.action == Action.DEPLOY or (
+        obs.service.state != ServiceState.ABSENT and service_is_ours(obs, previous)
+    ):
+        # Our own tag at the backend is the record that survives a crash between the create and the status write.
+        status.ownership.service_created, status.ownership.service_adopted = True, False
+
+
+def _record_replicas(
+    spec: GpuModelDeploymentSpec, status: GpuModelDeploymentStatus, obs: Observation, effective: int
+) -> None:
+    requested = spec.service.replicas
+    status.replicas = ReplicaStatus(requested=requested, effective=effective)
+    status.replicas_summary = f"{effective}/{requested}"
+    held = 0 if status.cpu_fallback else effective * spec.service.gpu_cores
+    status.gpus = GpuStatus(total=obs.compute.gpus_total, held_by_others=obs.gpus_held_by_others, held=held)
+
+
+def _compute(spec: GpuModelDeploymentSpec, facts: Facts, obs: Observation) -> Outcome | None:
+    """The compute step: None when the compute is ready to deploy on, else what it is waiting for."""
+    compute, name, poll = obs.compute, obs.compute.name, facts.timing.poll
+    if compute.state == ComputeState.READY and compute.capacity_error:
+        message = f"compute {name}: {compute.capacity_error}"
+        return _failure(c.INVALID_VM_SIZE, message, permanent=True)
+    if compute.state == ComputeState.READY:
+        return None
+    waiting = Verdict(False, c.WAITING_FOR_COMPUTE, f"waiting for compute {name}")
+    if compute.state == ComputeState.ABSENT:
+        verb = "attaching" if spec.compute and spec.compute.attach else "creating"
+        message = f"{verb} compute {name}"
+        return Outcome(
+            phase=Phase.PROVISIONING,
+            ready=Verdict(False, c.WAITING_FOR_SERVICE, message),
+            compute=Verdict(False, c.PROVISIONING, message),
+            service=waiting,
+            action=Action.CREATE_COMPUTE,
+            events=(normal(c.CREATED_COMPUTE, message),),
+            requeue_after=poll,
+        )
+    if compute.state in (ComputeState.CREATING, ComputeState.DELETING):
+        state = "being created" if compute.state == ComputeState.CREATING else "being deleted"
+        message = f"compute {name} is {state}" + (f": {compute.message}" if compute.message else "")
+        return Outcome(
+            phase=Phase.PROVISIONING,
+            ready=Verdict(False, c.WAITING_FOR_SERVICE, message),
+            compute=Verdict(False, c.PROVISIONING, message),
+            service=waiting,
+            requeue_after=poll,
+        )
+    message = f"compute {name} failed: {compute.message or 'the backend gave no reason'}"
+    if _retry_asked(facts.previous, obs) and (compute.created_by_operator or obs.take_over):
+        retrying = f"{message}; deleting it to create it again (gpumodel.io/retry-now)"
+        return Outcome(
+            phase=Phase.PROVISIONING,
+            ready=Verdict(False, c.WAITING_FOR_SERVICE, retrying),
+            compute=Verdict(False, c.PROVISIONING, retrying),
+            service=waiting,
+            action=Action.RECREATE_COMPUTE,
+            events=(normal(c.RETRYING, retrying),),
+            requeue_after=poll,
+            retry=facts.previous.retry.model_copy(update={"handled_token": obs.retry_token}),
+        )
+    return Outcome(
+        phase=Phase.FAILED,
+        ready=Verdict(False, c.WAITING_FOR_SERVICE, message),
+        compute=Verdict(False, c.COMPUTE_FAILED, message),
+        service=waiting,
+        events=(warning(c.COMPUTE_FAILED, message),),
+        permanent=True,
+        error=message,
+    )
+
+
+def _retry_asked(previous: GpuModelDeploymentStatus, obs: Observation) -> bool:
+    """The retry-now annotation carries a value not acted on yet."""
+    return obs.retry_token is not None and obs.retry_token != previous.retry.handled_token
+
+
+def _cap_events(
+    previous: GpuModelDeploymentStatus, generation: int, cap: Capacity, requested: int
+) -> tuple[Event, ...]:
+    """A Warning when the cap first bites for this generation or changes (or CPU fallback starts); not on every
+    pass."""
+    if cap.cpu_fallback and not previous.cpu_fallback:
+        return (warning(c.CPU_FALLBACK, "no GPU on this machine: replicas run on CPU (allowCpuFallback)"),)
+    if not cap.message:
+        return ()
+    unchanged = previous.observed_generation == generation and previous.replicas.effective == cap.effective
+    if unchanged and previous.replicas.requested == requested:
+        return ()
+    reason = c.INSUFFICIENT_GPUS if cap.effective == 0 else c.REPLICAS_CAPPED
+    return (warning(reason, f"replicas capped at {cap.effective}: {cap.message}"),)
+
+
+# ---- the resync of a settled resource ---------------------------------------------------------------------
 
 
 def settled(previous: GpuModelDeploymentStatus, generation: int, requested: int) -> bool:
     """Whether the last pass left this generation Ready with every requested replica and no error.
 
-    Only then may a resync check the service alone (one read, and the probe): a settled service needs nothing
-    from the compute or its neighbours, and the cap cannot lift what is not capped. Anything else (capped,
-    failed, an error still showing) takes the full pass.
+    Only then may a resync check the service alone (one read, the keys, the probe and the Secret): a settled
+    service needs nothing from the compute or its neighbours, and the cap cannot lift what is not capped.
+    Anything else (capped, failed, an error still showing) takes the full pass.
     """
     ready = get_condition(previous, c.READY)
     return (
@@ -148,514 +340,24 @@ def settled(previous: GpuModelDeploymentStatus, generation: int, requested: int)
     )
 
 
-def still_settled(
-    previous: GpuModelDeploymentStatus, service: ObservedService, fingerprint: str, probe: ProbeResult | None
-) -> bool:
-    """A settled resource's service, observed again, shows no drift: healthy, same inputs, same replicas,
-    and the probe answered. Otherwise the full pass decides what to repair."""
+def still_settled(previous: GpuModelDeploymentStatus, obs: Observation) -> bool:
+    """A settled resource, observed again (its service, probe, keys and Secret), shows no drift: healthy, same
+    inputs, same replicas, the probe answered and the Secret says what the service accepts. Otherwise the full
+    pass decides what to repair."""
+    service, probe, secret = obs.service, obs.probe, obs.secret
     return (
         service.state == ServiceState.HEALTHY
-        and service.fingerprint == fingerprint
+        and service.fingerprint == obs.desired_fingerprint
         and service.replicas == previous.replicas.effective
         and service.scoring_uri == previous.scoring_uri
         and probe is not None
         and probe.ok
+        and secret is not None
+        and secret.ours
+        and secret.data == keys_secret_data(service.scoring_uri or "", obs.keys)
     )
 
 
-def decide(
-    spec: GpuModelDeploymentSpec,
-    generation: int,
-    previous: GpuModelDeploymentStatus,
-    obs: Observation,
-    now: str,
-    *,
-    poll_seconds: float = 10.0,
-    retry_base_seconds: float = 900.0,
-) -> Decision:
-    """One reconcile pass: what to do next and what the status should say.
-
-    ``retry_base_seconds``: the first automatic retry of a failed deployment comes that long after the failure
-    (the resync interval), each later one twice as long after the previous, up to 16 times as long.
-    """
-    status = previous.model_copy(deep=True)
-    status.observed_generation = generation
-    status.compute_name = obs.compute.name
-    status.service_name = spec.service.name
-    status.last_error = None
-    requested = spec.service.replicas
-
-    compute_decision = _decide_compute(spec, generation, status, obs, now, poll_seconds)
-    if compute_decision is not None:
-        _finish(status, requested, 0, obs, spec)
-        return compute_decision
-
-    cap = capped_replicas(
-        requested,
-        spec.service.gpu_cores,
-        obs.compute.node_gpus,
-        obs.other_pods,
-        cpu_only=obs.compute.cpu_only,
-        allow_cpu=spec.local.allow_cpu_fallback,
-    )
-    status.cpu_fallback = cap.cpu_fallback
-    events = _cap_events(previous, generation, cap, requested)
-    decision = _decide_service(spec, generation, status, obs, now, cap, Timing(poll_seconds, retry_base_seconds))
-    decision.events[:0] = events
-    _finish(status, requested, decision.replicas if decision.action != Action.NONE else obs.service.replicas, obs, spec)
-    return decision
-
-
-def _decide_compute(
-    spec: GpuModelDeploymentSpec,
-    generation: int,
-    status: GpuModelDeploymentStatus,
-    obs: Observation,
-    now: str,
-    poll: float,
-) -> Decision | None:
-    """The compute step; returns a decision when the compute is not ready yet, else None."""
-    compute = obs.compute
-    name = compute.name
-    if compute.state == ComputeState.READY and compute.capacity_error:
-        message = f"compute {name}: {compute.capacity_error}"
-        set_condition(status, c.COMPUTE_READY, False, c.INVALID_VM_SIZE, message, generation, now)
-        _not_ready(status, generation, now, message, reason=c.INVALID_VM_SIZE)
-        status.phase, status.last_error = Phase.FAILED, message
-        return Decision(Action.NONE, 0, status, [Event("Warning", c.INVALID_VM_SIZE, message)], permanent=True)
-    if compute.state == ComputeState.READY:
-        # Ours to delete only if the operator's tag is on it (created here) or the user said take it over; the
-        # tag is read each pass, never remembered, so a compute someone else made in the meantime stays theirs.
-        ours = compute.created_by_operator or obs.take_over
-        status.ownership.compute_created, status.ownership.compute_adopted = ours, not ours
-        kind = "attached cluster" if compute.attached else "compute"
-        gpus = "no GPU (CPU only)" if compute.cpu_only else f"{compute.gpus_total} GPU(s)"
-        reason = c.COMPUTE_AVAILABLE if ours else c.COMPUTE_ADOPTED
-        message = f"{kind} {name} is ready with {gpus}"
-        if not ours:
-            message += "; it existed before: used, never changed or deleted (gpumodel.io/take-over to manage it)"
-        set_condition(status, c.COMPUTE_READY, True, reason, message, generation, now)
-        return None
-
-    set_condition(status, c.SERVICE_READY, False, c.WAITING_FOR_COMPUTE, f"waiting for compute {name}", generation, now)
-    if compute.state == ComputeState.ABSENT:
-        verb = "attaching" if spec.compute and spec.compute.attach else "creating"
-        message = f"{verb} compute {name}"
-        set_condition(status, c.COMPUTE_READY, False, c.PROVISIONING, message, generation, now)
-        _not_ready(status, generation, now, message)
-        status.phase = Phase.PROVISIONING
-        status.operation = Operation(kind=Action.CREATE_COMPUTE.value, target=name, started_at=now)
-        event = Event("Normal", c.CREATED_COMPUTE, message)
-        return Decision(Action.CREATE_COMPUTE, 0, status, [event], requeue_after=poll)
-    if compute.state in (ComputeState.CREATING, ComputeState.DELETING):
-        state = "being created" if compute.state == ComputeState.CREATING else "being deleted"
-        message = f"compute {name} is {state}" + (f": {compute.message}" if compute.message else "")
-        set_condition(status, c.COMPUTE_READY, False, c.PROVISIONING, message, generation, now)
-        _not_ready(status, generation, now, message)
-        status.phase = Phase.PROVISIONING
-        return Decision(Action.NONE, 0, status, requeue_after=poll)
-    message = f"compute {name} failed: {compute.message or 'the backend gave no reason'}"
-    if _retry_asked(status, obs) and (compute.created_by_operator or obs.take_over):
-        status.retry.handled_token = obs.retry_token
-        retrying = f"{message}; deleting it to create it again (gpumodel.io/retry-now)"
-        set_condition(status, c.COMPUTE_READY, False, c.PROVISIONING, retrying, generation, now)
-        _not_ready(status, generation, now, retrying)
-        status.phase = Phase.PROVISIONING
-        return Decision(Action.RECREATE_COMPUTE, 0, status, [Event("Normal", c.RETRYING, retrying)], requeue_after=poll)
-    set_condition(status, c.COMPUTE_READY, False, c.COMPUTE_FAILED, message, generation, now)
-    _not_ready(status, generation, now, message)
-    status.phase = Phase.FAILED
-    status.last_error = message
-    return Decision(Action.NONE, 0, status, [Event("Warning", c.COMPUTE_FAILED, message)], permanent=True)
-
-
-def _retry_asked(status: GpuModelDeploymentStatus, obs: Observation) -> bool:
-    """The retry-now annotation carries a value not acted on yet."""
-    return obs.retry_token is not None and obs.retry_token != status.retry.handled_token
-
-
-def _cap_events(previous: GpuModelDeploymentStatus, generation: int, cap: Capacity, requested: int) -> list[Event]:
-    """A Warning when the cap first bites for this generation or changes (or CPU fallback starts); not on
-    every pass."""
-    if cap.cpu_fallback and not previous.cpu_fallback:
-        return [Event("Warning", c.CPU_FALLBACK, "no GPU on this machine: replicas run on CPU (allowCpuFallback)")]
-    if not cap.message:
-        return []
-    unchanged = previous.observed_generation == generation and previous.replicas.effective == cap.effective
-    if unchanged and previous.replicas.requested == requested:
-        return []
-    reason = c.INSUFFICIENT_GPUS if cap.effective == 0 else c.REPLICAS_CAPPED
-    return [Event("Warning", reason, f"replicas capped at {cap.effective}: {cap.message}")]
-
-
-def _decide_service(
-    spec: GpuModelDeploymentSpec,
-    generation: int,
-    status: GpuModelDeploymentStatus,
-    obs: Observation,
-    now: str,
-    cap: Capacity,
-    timing: Timing,
-) -> Decision:
-    service = obs.service
-    name = spec.service.name
-    poll = timing.poll
-    if cap.effective == 0:
-        message = f"cannot deploy {name}: {cap.message}"
-        set_condition(status, c.SERVICE_READY, False, c.INSUFFICIENT_GPUS, message, generation, now)
-        _not_ready(status, generation, now, message, reason=c.INSUFFICIENT_GPUS)
-        status.phase = Phase.DEGRADED
-        status.last_error = message
-        return Decision(Action.NONE, 0, status)
-
-    if service.state == ServiceState.ABSENT:
-        return _start(
-            Action.DEPLOY,
-            status,
-            generation,
-            now,
-            cap,
-            poll,
-            f"deploying service {name}",
-            previous_existed=status.ownership.service_created,
-        )
-    if service.owner is not None and service.owner != obs.owner:
-        message = f"service name {name} is already used by GpuModelDeployment {service.owner}; choose another name"
-        set_condition(status, c.SERVICE_READY, False, c.SERVICE_CONFLICT, message, generation, now)
-        _not_ready(status, generation, now, message, reason=c.SERVICE_CONFLICT)
-        status.phase = Phase.FAILED
-        status.last_error = message
-        return Decision(Action.NONE, 0, status, [Event("Warning", c.SERVICE_CONFLICT, message)], permanent=True)
-    if not _service_is_ours(service, status, obs):
-        return _existing_service(service, generation, status, now)
-    # Our own tag at the backend is the record that survives a crash between the create and the status write.
-    status.ownership.service_created, status.ownership.service_adopted = True, False
-    if service.state in (ServiceState.TRANSITIONING, ServiceState.DELETING):
-        message = f"service {name} is updating" + (f": {service.message}" if service.message else "")
-        set_condition(status, c.SERVICE_READY, False, c.DEPLOYING, message, generation, now)
-        _not_ready(status, generation, now, message)
-        status.phase = Phase.DEPLOYING
-        return Decision(Action.NONE, service.replicas, status, requeue_after=poll)
-    if service.fingerprint != obs.desired_fingerprint:
-        if service.state == ServiceState.HEALTHY and not _rollout_has_room(spec, obs, cap):
-            return _rollout_blocked(spec, generation, status, obs, now)
-        status.retry = Retry(handled_token=status.retry.handled_token)  # new inputs: a new count of retries
-        return _start(
-            Action.DEPLOY,
-            status,
-            generation,
-            now,
-            cap,
-            poll,
-            f"redeploying service {name}: entry script, environment, model or resources changed",
-            event_reason=c.REDEPLOYED_SERVICE,
-        )
-    if service.state == ServiceState.FAILED:
-        return _failed_service(service, generation, status, obs, now, cap, timing)
-    scaled_before = status.operation is not None and status.operation.kind == Action.SCALE.value
-    if (
-        service.replicas != cap.effective
-        and scaled_before
-        and service.state == ServiceState.HEALTHY
-        and service.message
-    ):
-        # The backend kept the old count and said why (AKS: not enough GPUs on the nodes). Scaling again at
-        # once would fail again: report it, and let the periodic resync try once more.
-        message = f"scaling service {name} to {cap.effective} replicas failed: {service.message}"
-        set_condition(status, c.SERVICE_READY, False, c.SCALE_FAILED, message, generation, now)
-        _not_ready(status, generation, now, message, reason=c.SCALE_FAILED)
-        status.phase = Phase.DEGRADED
-        status.operation = None
-        status.last_error = message
-        return Decision(Action.NONE, service.replicas, status, [Event("Warning", c.SCALE_FAILED, message)])
-    if service.replicas != cap.effective:
-        verb = "scaling" if service.state == ServiceState.HEALTHY else "repairing"
-        if service.replicas == 0:
-            verb = "starting"
-        return _start(
-            Action.SCALE,
-            status,
-            generation,
-            now,
-            cap,
-            poll,
-            f"{verb} service {name} from {service.replicas} to {cap.effective} replicas",
-        )
-    if service.state == ServiceState.UNHEALTHY:
-        return _start(
-            Action.DEPLOY,
-            status,
-            generation,
-            now,
-            cap,
-            poll,
-            f"repairing service {name}: {service.message or 'replicas are unhealthy'}",
-            event_reason=c.REDEPLOYED_SERVICE,
-        )
-    return _healthy(spec, generation, status, obs, now, cap, poll)
-
-
-@dataclass(frozen=True)
-class Timing:
-    poll: float
-    #: The first automatic retry of a failed deployment comes this long after the failure.
-    retry_base: float
-
-
-#: Automatic retries back off from the base (the resync interval) to this many times it, then stay there.
-RETRY_BACKOFF_CAP = 16
-
-
-def _failed_service(
-    service: ObservedService,
-    generation: int,
-    status: GpuModelDeploymentStatus,
-    obs: Observation,
-    now: str,
-    cap: Capacity,
-    timing: Timing,
-) -> Decision:
-    """A failed deployment is not final: its cause may lie outside the spec (a package index that was down, a
-    node that was busy). Redeploy at once when the user asks (gpumodel.io/retry-now), else when the automatic
-    retry is due (the resync interval after the failure, doubling each time); until then say when it will be."""
-    name = service.name
-    failure = f"service {name} failed: {service.message or 'the backend gave no reason'}"
-    retry = status.retry
-    asked = _retry_asked(status, obs)
-    due = retry.next_at is not None and now >= retry.next_at
-    if asked or due:
-        attempt = retry.attempts + 1
-        why = "as gpumodel.io/retry-now asked" if asked else "automatically"
-        token = obs.retry_token if asked else retry.handled_token
-        status.retry = Retry(handled_token=token, attempts=attempt)
-        return _start(
-            Action.DEPLOY,
-            status,
-            generation,
-            now,
-            cap,
-            timing.poll,
-            f"retrying service {name} (attempt {attempt}, {why}) after: {failure}",
-            event_reason=c.RETRYING,
-        )
-    if retry.next_at is None:  # the failure is new: schedule its first automatic retry
-        delay = timing.retry_base * min(2**retry.attempts, RETRY_BACKOFF_CAP)
-        retry.next_at = _later(now, delay)
-    message = (
-        f"{failure}; retried automatically at {retry.next_at} (attempt {retry.attempts + 1}), or at once with "
-        "kubectl annotate gmd NAME gpumodel.io/retry-now=$(date +%s) --overwrite after fixing what it names"
-    )
-    before = get_condition(status, c.SERVICE_READY)
-    newly_failed = before is None or before.reason != c.SERVICE_FAILED
-    set_condition(status, c.SERVICE_READY, False, c.SERVICE_FAILED, message, generation, now)
-    _not_ready(status, generation, now, message, reason=c.SERVICE_FAILED)
-    status.phase = Phase.FAILED
-    status.last_error = message
-    status.operation = None
-    events = [Event("Warning", c.SERVICE_FAILED, failure)] if newly_failed else []
-    return Decision(Action.NONE, 0, status, events, permanent=True)
-
-
-def _later(now: str, seconds: float) -> str:
-    start = datetime.strptime(now, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    return (start + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _rollout_has_room(spec: GpuModelDeploymentSpec, obs: Observation, cap: Capacity) -> bool:
-    if not obs.compute.surges_on_redeploy or cap.cpu_fallback:
-        return True
-    gpus = spec.service.gpu_cores
-    return rollout_fits(cap.effective, gpus, obs.compute.node_gpus, obs.other_pods, obs.service.replicas)
-
-
-def _rollout_blocked(
-    spec: GpuModelDeploymentSpec, generation: int, status: GpuModelDeploymentStatus, obs: Observation, now: str
-) -> Decision:
-    """The new replicas of a rolling update must start beside the old ones, and no node has room: starting it
-    would leave it hanging until AKS gives up. The old replicas keep serving; the resync looks again."""
-    service = obs.service
-    message = (
-        f"cannot redeploy service {service.name}: a rolling update of {service.replicas} replica(s) starts a new "
-        f"replica of {spec.service.gpu_cores} GPU(s) beside the old ones, and no node of compute "
-        f"{obs.compute.name} has room; the old replicas keep serving. Free GPUs, add nodes, or lower the replicas"
-    )
-    set_condition(status, c.SERVICE_READY, False, c.INSUFFICIENT_GPUS, message, generation, now)
-    _not_ready(status, generation, now, message, reason=c.INSUFFICIENT_GPUS)
-    status.phase, status.last_error = Phase.DEGRADED, message
-    return Decision(Action.NONE, service.replicas, status, [Event("Warning", c.INSUFFICIENT_GPUS, message)])
-
-
-def _service_is_ours(service: ObservedService, status: GpuModelDeploymentStatus, obs: Observation) -> bool:
-    """Our tag on it, our own record of creating it (never overruled by a missing tag), or the user's take-over;
-    a service recorded as adopted stays adopted until the user takes it over."""
-    if obs.take_over or service.owner == obs.owner:
-        return True
-    return status.ownership.service_created and not status.ownership.service_adopted
-
-
-def _existing_service(
-    service: ObservedService, generation: int, status: GpuModelDeploymentStatus, now: str
-) -> Decision:
-    """A service the operator did not create: observed and reported, never redeployed, scaled or deleted."""
-    state = service.state.value + (f", {service.replicas} replica(s)" if service.replicas else "")
-    message = (
-        f"service {service.name} exists ({state}) and was not created by the operator: it is left as it is, "
-        "never changed or deleted. Choose another spec.service.name, or annotate the resource "
-        "gpumodel.io/take-over=true to let the operator redeploy it from this spec and delete it with the resource"
-    )
-    status.ownership.service_adopted, status.ownership.service_created = True, False
-    set_condition(status, c.SERVICE_READY, False, c.SERVICE_EXISTS, message, generation, now)
-    _not_ready(status, generation, now, message, reason=c.SERVICE_EXISTS)
-    status.phase = Phase.FAILED
-    status.last_error = message
-    return Decision(Action.NONE, 0, status, [Event("Warning", c.SERVICE_EXISTS, message)], permanent=True)
-
-
-def _start(
-    action: Action,
-    status: GpuModelDeploymentStatus,
-    generation: int,
-    now: str,
-    cap: Capacity,
-    poll: float,
-    message: str,
-    *,
-    previous_existed: bool = False,
-    event_reason: str | None = None,
-) -> Decision:
-    if previous_existed:
-        message += " (it was missing: deleted outside the operator?)"
-    reason = c.DEPLOYING if action == Action.DEPLOY else c.UPDATING
-    set_condition(status, c.SERVICE_READY, False, reason, message, generation, now)
-    _not_ready(status, generation, now, message)
-    status.phase = Phase.DEPLOYING
-    status.operation = Operation(kind=action.value, target=status.service_name or "", started_at=now)
-    status.ownership.service_created, status.ownership.service_adopted = True, False
-    event_reason = event_reason or (c.DEPLOYED_SERVICE if action == Action.DEPLOY else c.SCALED_SERVICE)
-    return Decision(action, cap.effective, status, [Event("Normal", event_reason, message)], requeue_after=poll)
-
-
-def _healthy(
-    spec: GpuModelDeploymentSpec,
-    generation: int,
-    status: GpuModelDeploymentStatus,
-    obs: Observation,
-    now: str,
-    cap: Capacity,
-    poll: float,
-) -> Decision:
-    service = obs.service
-    status.scoring_uri = service.scoring_uri
-    where = (
-        "on CPU (no GPU on this machine; spec.local.allowCpuFallback)" if cap.cpu_fallback else "each on its own GPU"
-    )
-    healthy = f"service {spec.service.name} is healthy with {service.replicas} replica(s) {where}"
-    if cap.message:
-        healthy += f"; capped: {cap.message}"
-    set_condition(
-        status, c.SERVICE_READY, True, c.REPLICAS_CAPPED if cap.message else c.SERVICE_HEALTHY, healthy, generation, now
-    )
-    probe = obs.probe
-    if probe is None or not probe.ok:
-        text = probe.message if probe else "waiting for the scoring probe"
-        reason = c.PROBE_FAILED if probe else c.PROBE_PENDING
-        set_condition(status, c.READY, False, reason, f"scoring probe: {text}", generation, now)
-        status.phase = Phase.DEPLOYING
-        return Decision(Action.NONE, service.replicas, status, requeue_after=poll)
-    status.probed_generation = generation
-    status.operation = None
-    status.retry = Retry(handled_token=status.retry.handled_token)  # serving: no failure left to retry
-    reason = c.REPLICAS_CAPPED if cap.message else c.PROBE_SUCCEEDED
-    set_condition(status, c.READY, True, reason, f"{healthy}; the scoring probe answered", generation, now)
-    status.phase = Phase.DEGRADED if cap.message else Phase.READY
-    return Decision(Action.NONE, service.replicas, status)
-
-
-def _not_ready(
-    status: GpuModelDeploymentStatus, generation: int, now: str, message: str, *, reason: str | None = None
-) -> None:
-    set_condition(status, c.READY, False, reason or c.WAITING_FOR_SERVICE, message, generation, now)
-
-
-def _finish(
-    status: GpuModelDeploymentStatus, requested: int, effective: int, obs: Observation, spec: GpuModelDeploymentSpec
-) -> None:
-    status.replicas = ReplicaStatus(requested=requested, effective=effective)
-    status.replicas_summary = f"{effective}/{requested}"
-    held = 0 if status.cpu_fallback else effective * spec.service.gpu_cores
-    status.gpus = GpuStatus(total=obs.compute.gpus_total, held_by_others=obs.gpus_held_by_others, held=held)
-
-
-# ---- deletion -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DeletionDecision:
-    action: DeleteAction
-    message: str
-    events: list[Event] = field(default_factory=list)
-
-
-def decide_deletion(
-    spec: GpuModelDeploymentSpec,
-    status: GpuModelDeploymentStatus,
-    service: ObservedService,
-    compute: ObservedCompute | None,
-    other_users_of_compute: int,
-    owner: str,
-) -> DeletionDecision:
-    """Service first, then the compute only if we created it, the policy says Delete and no one else uses it.
-
-    The adoption record wins over any tag: a service recorded as adopted is never deleted, whatever its tags say.
-    """
-    if service.state not in (ServiceState.ABSENT, ServiceState.DELETING):
-        if status.ownership.service_adopted:
-            ours = False
-        elif service.owner is not None:
-            ours = service.owner == owner
-        else:
-            ours = status.ownership.service_created
-        if ours:
-            message = f"deleting service {service.name}"
-            return DeletionDecision(DeleteAction.DELETE_SERVICE, message, [Event("Normal", c.DELETED_SERVICE, message)])
-        message = f"leaving service {service.name}: the operator did not create it for this resource"
-        # The service we leave keeps our compute busy if it runs there (or where the backend does not say).
-        on_ours = compute is None or service.compute_name in (None, compute.name)
-        events = [Event("Normal", c.RETAINED_SERVICE, message)]
-        return _compute_step(spec, status, compute, other_users_of_compute + int(on_ours), events)
-    if service.state == ServiceState.DELETING:
-        return DeletionDecision(DeleteAction.WAIT, f"waiting for service {service.name} to be deleted")
-    return _compute_step(spec, status, compute, other_users_of_compute, [])
-
-
-def _compute_step(
-    spec: GpuModelDeploymentSpec,
-    status: GpuModelDeploymentStatus,
-    compute: ObservedCompute | None,
-    others: int,
-    events: list[Event],
-) -> DeletionDecision:
-    if compute is None or compute.state == ComputeState.ABSENT or spec.compute is None:
-        return DeletionDecision(DeleteAction.DONE, "nothing left to delete", events)
-    if compute.state == ComputeState.DELETING:
-        return DeletionDecision(DeleteAction.WAIT, f"waiting for compute {compute.name} to be deleted", events)
-    created = compute.created_by_operator or status.ownership.compute_created
-    name = compute.name
-    if not created or status.ownership.compute_adopted:
-        message = f"leaving compute {name}: the operator did not create it"
-        return DeletionDecision(DeleteAction.DONE, message, [*events, Event("Normal", c.RETAINED_COMPUTE, message)])
-    if others > 0:
-        message = f"leaving compute {name}: {others} other deployment(s) still use it"
-        return DeletionDecision(DeleteAction.DONE, message, [*events, Event("Normal", c.RETAINED_COMPUTE, message)])
-    if compute.attached:
-        message = f"detaching cluster {name} (attached clusters are never deleted)"
-        return DeletionDecision(
-            DeleteAction.DELETE_COMPUTE, message, [*events, Event("Normal", c.DETACHED_COMPUTE, message)]
-        )
-    if spec.compute.deletion_policy == DeletionPolicy.RETAIN:
-        message = f"retaining compute {name} (deletionPolicy: Retain); it still bills until you delete it"
-        return DeletionDecision(DeleteAction.DONE, message, [*events, Event("Normal", c.RETAINED_COMPUTE, message)])
-    message = f"deleting compute {name} (deletionPolicy: Delete)"
-    return DeletionDecision(
-        DeleteAction.DELETE_COMPUTE, message, [*events, Event("Normal", c.DELETED_COMPUTE, message)]
-    )
+def unchanged(previous: GpuModelDeploymentStatus) -> Decision:
+    """The decision of a resync that found nothing to do: the same status, no write, no event."""
+    return Decision(Action.NONE, previous.replicas.effective, previous.model_copy(deep=True))

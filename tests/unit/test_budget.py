@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from gpu_model_operator.backends.base import DeploymentInputs
-from gpu_model_operator.budget import CallBudget, metered
+from gpu_model_operator import metrics
+from gpu_model_operator.backends.base import DeploymentInputs, ObservedService, ServiceState
+from gpu_model_operator.budget import CallBudget
+from gpu_model_operator.instrumented import InstrumentedBackend
 from tests.unit.test_reconcile import spec
 
 
@@ -45,16 +47,20 @@ def test_no_limit_counts_nothing() -> None:
 
 
 class Recorder:
+    """A backend that records nothing but what it was asked: only ``observe_service`` is called here."""
+
     name = "recorder"
 
-    async def observe_service(self, inputs: DeploymentInputs) -> str:
-        return inputs.owner
+    async def observe_service(self, inputs: DeploymentInputs) -> ObservedService:
+        return ObservedService(inputs.owner, ServiceState.ABSENT)
 
 
-def test_the_metering_wrapper_charges_the_resource_each_call_is_for() -> None:
+def test_the_wrapper_charges_the_resource_each_call_is_for_and_times_it() -> None:
     budget = CallBudget(10, 60, Clock())
-    backend = metered(Recorder(), budget)  # type: ignore[arg-type]
+    backend = InstrumentedBackend(Recorder(), budget)  # type: ignore[arg-type]
     inputs = DeploymentInputs("team-a", "digits", "uid", 1, spec(), "", "")
+    before = metrics.BACKEND_CALLS.labels(backend="recorder", operation="observe_service")._sum.get()
     for _ in range(3):
-        assert asyncio.run(backend.observe_service(inputs)) == "team-a/digits"  # type: ignore[comparison-overlap]
+        assert asyncio.run(backend.observe_service(inputs)).name == "team-a/digits"
     assert budget.spent("team-a/digits") == 3 and budget.spent("team-b/other") == 0
+    assert metrics.BACKEND_CALLS.labels(backend="recorder", operation="observe_service")._sum.get() > before

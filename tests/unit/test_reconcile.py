@@ -1,36 +1,49 @@
-"""The reconcile core as state transitions: given a spec and what the backend shows, assert the next
-action and what the status says. No Kubernetes, no backend: the core is pure."""
+"""The reconcile core as named cases, the way crossplane writes its reconciler tests: for each case, the facts a
+pass starts from and the whole decision it must reach, its status, events, action, requeue and Secret included.
+No Kubernetes, no backend: the core is pure. Below the cases, the few rules that need more than one pass."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 
 from gpu_model_operator import conditions as c
-from gpu_model_operator.backends.base import (
-    ComputeState,
-    ObservedCompute,
-    ObservedService,
-    ProbeResult,
-    ServiceState,
-)
+from gpu_model_operator.backends.base import ComputeState, ObservedCompute, ObservedService, ProbeResult, ServiceState
 from gpu_model_operator.capacity import capped_replicas
-from gpu_model_operator.models import GpuModelDeploymentSpec, GpuModelDeploymentStatus, Phase
-from gpu_model_operator.reconcile import (
+from gpu_model_operator.decision import (
     Action,
-    DeleteAction,
+    Decision,
+    Event,
+    Facts,
     Observation,
-    decide,
-    decide_deletion,
-    get_condition,
-    settled,
-    still_settled,
+    Problem,
+    PublishedSecret,
+    Timing,
+    normal,
+    warning,
 )
+from gpu_model_operator.models import (
+    Condition,
+    GpuModelDeploymentSpec,
+    GpuModelDeploymentStatus,
+    GpuStatus,
+    Operation,
+    Ownership,
+    Phase,
+    ReplicaStatus,
+    Retry,
+)
+from gpu_model_operator.reconcile import decide, may_observe, settled, still_settled
 
 NOW = "2026-01-01T00:00:00Z"
 OWNER = "team-a/digits"
 FP = "fp-1"
+URI = "https://x/score"
+KEYS = ("k1", "k2")
+SECRET = "digits-scoring-keys"
+TIMING = Timing(poll=10, retry_base=900, max_backoff=300, budget_limit=300, budget_window=900)
 
 
 def spec(**service: Any) -> GpuModelDeploymentSpec:
@@ -58,103 +71,901 @@ def compute(state: ComputeState = ComputeState.READY, gpus: int = 2, per_node: i
 
 
 def service(
-    state: ServiceState = ServiceState.HEALTHY, replicas: int = 2, fingerprint: str = FP, **kw: Any
+    state: ServiceState = ServiceState.HEALTHY, replicas: int = 2, fingerprint: str | None = FP, **kw: Any
 ) -> ObservedService:
     kw.setdefault("owner", OWNER)
-    return ObservedService(
-        "digits-svc", state, replicas=replicas, scoring_uri="https://x/score", fingerprint=fingerprint, **kw
+    return ObservedService("digits-svc", state, replicas=replicas, scoring_uri=URI, fingerprint=fingerprint, **kw)
+
+
+ABSENT = ObservedService("digits-svc", ServiceState.ABSENT)
+OURS = PublishedSecret({"scoringUri": URI, "primaryKey": "k1", "secondaryKey": "k2"}, ours=True)
+
+
+def observe(comp: ObservedCompute, svc: ObservedService, others: tuple[int, ...] = (), **kw: Any) -> Observation:
+    return Observation(comp, svc, others, FP, owner=OWNER, secret_name=SECRET, **kw)
+
+
+def facts(obs: Observation | None = None, previous: GpuModelDeploymentStatus | None = None, **kw: Any) -> Facts:
+    kw.setdefault("spec", spec())
+    return Facts(3, previous or GpuModelDeploymentStatus(), NOW, TIMING, observation=obs, **kw)
+
+
+def cond(type_: str, value: bool | None, reason: str, message: str, since: str = NOW) -> Condition:
+    text = "Unknown" if value is None else ("True" if value else "False")
+    return Condition(
+        type=type_, status=text, reason=reason, message=message, last_transition_time=since, observed_generation=3
     )
 
 
-def obs(
-    compute: ObservedCompute, svc: ObservedService, others: int = 0, probe: ProbeResult | None = None
-) -> Observation:
-    return Observation(compute, svc, (1,) * others, FP, probe, owner=OWNER)
+def status(*conditions: Condition, **fields: Any) -> GpuModelDeploymentStatus:
+    """The status a pass on the base spec writes: generation 3, its names, and ``fields``."""
+    base: dict[str, Any] = {
+        "observed_generation": 3,
+        "compute_name": "gpu-cluster",
+        "service_name": "digits-svc",
+        "conditions": list(conditions),
+        "ownership": Ownership(compute_created=True),
+    }
+    return GpuModelDeploymentStatus(**{**base, **fields})
 
 
-def cond(status: GpuModelDeploymentStatus, type_: str) -> tuple[str, str]:
-    found = get_condition(status, type_)
-    assert found is not None
-    return found.status, found.reason
+def counts(effective: int, requested: int = 2, total: int = 2, others: int = 0) -> dict[str, Any]:
+    return {
+        "replicas": ReplicaStatus(requested=requested, effective=effective),
+        "replicas_summary": f"{effective}/{requested}",
+        "gpus": GpuStatus(total=total, held_by_others=others, held=effective),
+    }
 
 
-ABSENT_SVC = ObservedService("digits-svc", ServiceState.ABSENT)
+def op(kind: Action, target: str = "digits-svc") -> Operation:
+    return Operation(kind=kind.value, target=target, started_at=NOW)
 
 
-@pytest.mark.parametrize(
-    ("observation", "action", "phase", "ready_reason"),
-    [
-        (
-            obs(compute(ComputeState.ABSENT, 0), ABSENT_SVC),
-            Action.CREATE_COMPUTE,
-            Phase.PROVISIONING,
-            c.WAITING_FOR_SERVICE,
-        ),
-        (obs(compute(ComputeState.CREATING, 0), ABSENT_SVC), Action.NONE, Phase.PROVISIONING, c.WAITING_FOR_SERVICE),
-        (obs(compute(), ABSENT_SVC), Action.DEPLOY, Phase.DEPLOYING, c.WAITING_FOR_SERVICE),
-        (obs(compute(), service(ServiceState.TRANSITIONING)), Action.NONE, Phase.DEPLOYING, c.WAITING_FOR_SERVICE),
-        (obs(compute(), service(fingerprint="old")), Action.DEPLOY, Phase.DEPLOYING, c.WAITING_FOR_SERVICE),
-        (obs(compute(), service(replicas=1)), Action.SCALE, Phase.DEPLOYING, c.WAITING_FOR_SERVICE),
-        (obs(compute(), service(ServiceState.UNHEALTHY)), Action.DEPLOY, Phase.DEPLOYING, c.WAITING_FOR_SERVICE),
-        (obs(compute(), service()), Action.NONE, Phase.DEPLOYING, c.PROBE_PENDING),
-        (obs(compute(), service(), probe=ProbeResult(False, "503")), Action.NONE, Phase.DEPLOYING, c.PROBE_FAILED),
-        (obs(compute(), service(), probe=ProbeResult(True)), Action.NONE, Phase.READY, c.PROBE_SUCCEEDED),
-    ],
-    ids=[
-        "compute-absent-creates",
-        "compute-creating-waits",
-        "service-absent-deploys",
-        "service-transitioning-waits",
-        "changed-inputs-redeploy",
-        "replica-drift-scales",
-        "unhealthy-repairs",
-        "healthy-awaits-probe",
-        "probe-failure-not-ready",
-        "probe-success-ready",
-    ],
+CREATED = Ownership(compute_created=True, service_created=True)
+COMPUTE_OK = cond(c.COMPUTE_READY, True, c.COMPUTE_AVAILABLE, "compute gpu-cluster is ready with 2 GPU(s)")
+WAITING = cond(c.SERVICE_READY, False, c.WAITING_FOR_COMPUTE, "waiting for compute gpu-cluster")
+HEALTHY = "service digits-svc is healthy with 2 replica(s) each on its own GPU"
+RETRY_HINT = (
+    "retried automatically at 2026-01-01T00:15:00Z (attempt 1), or at once with kubectl annotate gmd NAME "
+    "gpumodel.io/retry-now=$(date +%s) --overwrite after fixing what it names"
 )
-def test_transitions(observation: Observation, action: Action, phase: Phase, ready_reason: str) -> None:
-    decision = decide(spec(), 3, GpuModelDeploymentStatus(), observation, NOW)
-    assert decision.action == action
-    assert decision.status.phase == phase
-    assert cond(decision.status, c.READY)[1] == ready_reason
-    assert decision.status.observed_generation == 3
-    converged = phase == Phase.READY
-    assert (decision.requeue_after is None) == converged
-    assert not decision.permanent
+EXISTS = (
+    "service digits-svc exists (Healthy, 2 replica(s)) and was not created by the operator: it is left as it is, "
+    "never changed or deleted. Choose another spec.service.name, or annotate the resource gpumodel.io/take-over=true "
+    "to let the operator redeploy it from this spec and delete it with the resource"
+)
+CONFLICT = (
+    f"Secret {SECRET} exists and was not created by the operator for this GpuModelDeployment; it is left as it is, "
+    "and the scoring keys are not published. Delete or rename it"
+)
+BUDGET = "call budget spent: 300 backend calls in the last 900s; the next pass is in 42s (setting --call-budget)"
 
 
-def test_ready_only_after_probe_for_this_generation() -> None:
-    decision = decide(spec(), 7, GpuModelDeploymentStatus(), obs(compute(), service(), probe=ProbeResult(True)), NOW)
-    assert cond(decision.status, c.READY) == ("True", c.PROBE_SUCCEEDED)
-    assert decision.status.probed_generation == 7
-    assert decision.status.replicas_summary == "2/2"
-    assert decision.status.gpus.held == 2
+def ready_status() -> GpuModelDeploymentStatus:
+    """Where a Ready resource stands, for the cases that start from one."""
+    return status(
+        COMPUTE_OK,
+        cond(c.SERVICE_READY, True, c.SERVICE_HEALTHY, HEALTHY),
+        cond(c.READY, True, c.PROBE_SUCCEEDED, f"{HEALTHY}; the scoring probe answered"),
+        phase=Phase.READY,
+        ownership=CREATED,
+        scoring_uri=URI,
+        probed_generation=3,
+        keys_secret_name=SECRET,
+        **counts(2),
+    )
 
 
-def test_cap_is_visible_in_status_condition_and_event() -> None:
-    """NC6 x 2 nodes = 2 GPUs, 3 requested → 2 effective, a Warning, and never silent."""
-    decision = decide(spec(replicas=3), 1, GpuModelDeploymentStatus(), obs(compute(), ABSENT_SVC), NOW)
-    assert decision.action == Action.DEPLOY and decision.replicas == 2
-    assert decision.status.replicas_summary == "2/3"
-    warnings = [e for e in decision.events if e.type == "Warning"]
-    assert [e.reason for e in warnings] == [c.REPLICAS_CAPPED]
-    assert "3 replicas requested but the compute has 2 GPUs" in warnings[0].message
-
-    ready = decide(spec(replicas=3), 1, decision.status, obs(compute(), service(), probe=ProbeResult(True)), NOW)
-    assert ready.status.phase == Phase.DEGRADED
-    assert cond(ready.status, c.READY) == ("True", c.REPLICAS_CAPPED)
-    assert "capped" in (get_condition(ready.status, c.SERVICE_READY) or pytest.fail()).message
-    assert [e for e in ready.events if e.type == "Warning"] == []  # same cap, same generation: no repeat
+@dataclass(frozen=True)
+class Case:
+    facts: Facts
+    want: Decision
 
 
-def test_gpus_held_by_others_are_not_available() -> None:
-    decision = decide(spec(replicas=2), 1, GpuModelDeploymentStatus(), obs(compute(gpus=2), ABSENT_SVC, others=2), NOW)
-    assert decision.action == Action.NONE
-    assert decision.status.phase == Phase.DEGRADED
-    assert cond(decision.status, c.SERVICE_READY) == ("False", c.INSUFFICIENT_GPUS)
-    assert [e.reason for e in decision.events] == [c.INSUFFICIENT_GPUS]
-    assert not decision.permanent  # others may free their GPUs: the resync tries again
+CASES: dict[str, Case] = {
+    # ---- before the backend ---------------------------------------------------------------------------
+    "unknown-policy-is-refused-for-good": Case(
+        facts(policy="sometimes", spec=None),
+        Decision(
+            Action.NONE,
+            0,
+            GpuModelDeploymentStatus(
+                observed_generation=3,
+                phase=Phase.FAILED,
+                last_error="annotation gpumodel.io/reconcile-policy must be one of manage, skip, detach-on-delete, "
+                "not 'sometimes'",
+                conditions=[
+                    cond(
+                        c.SERVICE_READY,
+                        False,
+                        c.INVALID_SPEC,
+                        "annotation gpumodel.io/reconcile-policy must be one "
+                        "of manage, skip, detach-on-delete, not 'sometimes'",
+                    ),
+                    cond(
+                        c.READY,
+                        False,
+                        c.INVALID_SPEC,
+                        "annotation gpumodel.io/reconcile-policy must be one of "
+                        "manage, skip, detach-on-delete, not 'sometimes'",
+                    ),
+                ],
+            ),
+            (
+                warning(
+                    c.INVALID_SPEC,
+                    "annotation gpumodel.io/reconcile-policy must be one of manage, skip, "
+                    "detach-on-delete, not 'sometimes'",
+                ),
+            ),
+            permanent=True,
+        ),
+    ),
+    "skip-leaves-the-backend-alone": Case(
+        facts(policy="skip"),
+        Decision(
+            Action.NONE,
+            0,
+            GpuModelDeploymentStatus(
+                observed_generation=3,
+                conditions=[
+                    cond(
+                        c.READY,
+                        None,
+                        c.RECONCILE_SKIPPED,
+                        "gpumodel.io/reconcile-policy: skip; the operator leaves the backend as it is",
+                    )
+                ],
+            ),
+        ),
+    ),
+    "over-budget-keeps-the-conditions-and-says-why-once": Case(
+        facts(budget_wait=42, previous=ready_status()),
+        Decision(
+            Action.NONE,
+            2,
+            ready_status().model_copy(update={"last_error": BUDGET}),
+            (warning(c.CALL_BUDGET_EXHAUSTED, BUDGET),),
+            requeue_after=42,
+        ),
+    ),
+    "a-missing-configmap-is-retried-slowly": Case(
+        facts(problem=Problem(c.SOURCE_NOT_FOUND, "ConfigMap src not found", transient=True, slow=True)),
+        Decision(
+            Action.NONE,
+            0,
+            GpuModelDeploymentStatus(
+                observed_generation=3,
+                last_error="ConfigMap src not found",
+                conditions=[
+                    cond(c.SERVICE_READY, False, c.SOURCE_NOT_FOUND, "ConfigMap src not found"),
+                    cond(c.READY, False, c.SOURCE_NOT_FOUND, "ConfigMap src not found"),
+                ],
+            ),
+            (warning(c.SOURCE_NOT_FOUND, "ConfigMap src not found"),),
+            requeue_after=30,
+        ),
+    ),
+    "quota-is-a-compute-failure-for-good": Case(
+        facts(problem=Problem(c.QUOTA_EXCEEDED, "not enough quota", transient=False)),
+        Decision(
+            Action.NONE,
+            0,
+            GpuModelDeploymentStatus(
+                observed_generation=3,
+                phase=Phase.FAILED,
+                last_error="not enough quota",
+                conditions=[
+                    cond(c.COMPUTE_READY, False, c.QUOTA_EXCEEDED, "not enough quota"),
+                    cond(c.READY, False, c.QUOTA_EXCEEDED, "not enough quota"),
+                ],
+            ),
+            (warning(c.QUOTA_EXCEEDED, "not enough quota"),),
+            permanent=True,
+        ),
+    ),
+    "throttling-backs-off-as-retry-after-says": Case(
+        facts(problem=Problem(c.BACKEND_UNAVAILABLE, "throttled", transient=True, retry_after=7), transient_streak=4),
+        Decision(
+            Action.NONE,
+            0,
+            GpuModelDeploymentStatus(
+                observed_generation=3,
+                last_error="throttled",
+                conditions=[
+                    cond(c.SERVICE_READY, False, c.BACKEND_UNAVAILABLE, "throttled"),
+                    cond(c.READY, False, c.BACKEND_UNAVAILABLE, "throttled"),
+                ],
+            ),
+            (warning(c.BACKEND_UNAVAILABLE, "throttled"),),
+            requeue_after=7,
+        ),
+    ),
+    "an-outage-while-ready-keeps-ready": Case(
+        facts(
+            problem=Problem(c.BACKEND_UNAVAILABLE, "HTTP 503", transient=True),
+            transient_streak=3,
+            previous=ready_status(),
+        ),
+        Decision(
+            Action.NONE,
+            2,
+            ready_status().model_copy(update={"last_error": "HTTP 503"}),
+            (warning(c.BACKEND_UNAVAILABLE, "HTTP 503"),),
+            requeue_after=40,  # 10 s, doubled per consecutive failure
+        ),
+    ),
+    # ---- the compute -----------------------------------------------------------------------------------
+    "an-absent-compute-is-created": Case(
+        facts(observe(compute(ComputeState.ABSENT, gpus=0), ABSENT)),
+        Decision(
+            Action.CREATE_COMPUTE,
+            0,
+            status(
+                cond(c.COMPUTE_READY, False, c.PROVISIONING, "creating compute gpu-cluster"),
+                WAITING,
+                cond(c.READY, False, c.WAITING_FOR_SERVICE, "creating compute gpu-cluster"),
+                phase=Phase.PROVISIONING,
+                ownership=Ownership(),
+                operation=op(Action.CREATE_COMPUTE, "gpu-cluster"),
+                **counts(0, total=0),
+            ),
+            (normal(c.CREATED_COMPUTE, "creating compute gpu-cluster"),),
+            requeue_after=10,
+        ),
+    ),
+    "a-creating-compute-is-waited-for": Case(
+        facts(observe(compute(ComputeState.CREATING, gpus=0, message="Creating"), ABSENT)),
+        Decision(
+            Action.NONE,
+            0,
+            status(
+                cond(c.COMPUTE_READY, False, c.PROVISIONING, "compute gpu-cluster is being created: Creating"),
+                WAITING,
+                cond(c.READY, False, c.WAITING_FOR_SERVICE, "compute gpu-cluster is being created: Creating"),
+                phase=Phase.PROVISIONING,
+                ownership=Ownership(),
+                **counts(0, total=0),
+            ),
+            requeue_after=10,
+        ),
+    ),
+    "a-failed-compute-is-permanent": Case(
+        facts(observe(compute(ComputeState.FAILED, gpus=0, message="quota"), ABSENT)),
+        Decision(
+            Action.NONE,
+            0,
+            status(
+                cond(c.COMPUTE_READY, False, c.COMPUTE_FAILED, "compute gpu-cluster failed: quota"),
+                WAITING,
+                cond(c.READY, False, c.WAITING_FOR_SERVICE, "compute gpu-cluster failed: quota"),
+                phase=Phase.FAILED,
+                ownership=Ownership(),
+                last_error="compute gpu-cluster failed: quota",
+                **counts(0, total=0),
+            ),
+            (warning(c.COMPUTE_FAILED, "compute gpu-cluster failed: quota"),),
+            permanent=True,
+        ),
+    ),
+    "retry-now-recreates-a-failed-compute-of-ours": Case(
+        facts(observe(compute(ComputeState.FAILED, gpus=0, message="quota"), ABSENT, retry_token="2")),
+        Decision(
+            Action.RECREATE_COMPUTE,
+            0,
+            status(
+                cond(
+                    c.COMPUTE_READY,
+                    False,
+                    c.PROVISIONING,
+                    "compute gpu-cluster failed: quota; deleting it to create it again (gpumodel.io/retry-now)",
+                ),
+                WAITING,
+                cond(
+                    c.READY,
+                    False,
+                    c.WAITING_FOR_SERVICE,
+                    "compute gpu-cluster failed: quota; deleting it to create it again (gpumodel.io/retry-now)",
+                ),
+                phase=Phase.PROVISIONING,
+                ownership=Ownership(),
+                operation=op(Action.RECREATE_COMPUTE, "gpu-cluster"),
+                retry=Retry(handled_token="2"),
+                **counts(0, total=0),
+            ),
+            (
+                normal(
+                    c.RETRYING,
+                    "compute gpu-cluster failed: quota; deleting it to create it again (gpumodel.io/retry-now)",
+                ),
+            ),
+            requeue_after=10,
+        ),
+    ),
+    "a-compute-of-unknown-size-fails-deciding": Case(
+        facts(observe(compute(gpus=0, capacity_error="its GPUs cannot be counted"), ABSENT)),
+        Decision(
+            Action.NONE,
+            0,
+            status(
+                cond(c.COMPUTE_READY, False, c.INVALID_VM_SIZE, "compute gpu-cluster: its GPUs cannot be counted"),
+                cond(c.READY, False, c.INVALID_VM_SIZE, "compute gpu-cluster: its GPUs cannot be counted"),
+                phase=Phase.FAILED,
+                last_error="compute gpu-cluster: its GPUs cannot be counted",
+                **counts(0, total=0),
+            ),
+            (warning(c.INVALID_VM_SIZE, "compute gpu-cluster: its GPUs cannot be counted"),),
+            permanent=True,
+        ),
+    ),
+    # ---- the service -----------------------------------------------------------------------------------
+    "an-absent-service-is-deployed": Case(
+        facts(observe(compute(), ABSENT)),
+        Decision(
+            Action.DEPLOY,
+            2,
+            status(
+                COMPUTE_OK,
+                cond(c.SERVICE_READY, False, c.DEPLOYING, "deploying service digits-svc"),
+                cond(c.READY, False, c.WAITING_FOR_SERVICE, "deploying service digits-svc"),
+                phase=Phase.DEPLOYING,
+                ownership=CREATED,
+                operation=op(Action.DEPLOY),
+                **counts(2),
+            ),
+            (normal(c.DEPLOYED_SERVICE, "deploying service digits-svc"),),
+            requeue_after=10,
+        ),
+    ),
+    "replicas-are-capped-visibly": Case(
+        facts(observe(compute(), ABSENT), spec=spec(replicas=3)),
+        Decision(
+            Action.DEPLOY,
+            2,
+            status(
+                COMPUTE_OK,
+                cond(c.SERVICE_READY, False, c.DEPLOYING, "deploying service digits-svc"),
+                cond(c.READY, False, c.WAITING_FOR_SERVICE, "deploying service digits-svc"),
+                phase=Phase.DEPLOYING,
+                ownership=CREATED,
+                operation=op(Action.DEPLOY),
+                **counts(2, requested=3),
+            ),
+            (
+                warning(
+                    c.REPLICAS_CAPPED,
+                    "replicas capped at 2: 3 replicas requested but the compute has 2 GPUs "
+                    "(2 node(s) of 1 GPU(s)); replicas of 1 GPU(s), each on one node, allow 2",
+                ),
+                normal(c.DEPLOYED_SERVICE, "deploying service digits-svc"),
+            ),
+            requeue_after=10,
+        ),
+    ),
+    "no-gpu-free-is-insufficient-not-failed": Case(
+        facts(observe(compute(), ABSENT, others=(1, 1))),
+        Decision(
+            Action.NONE,
+            0,
+            status(
+                COMPUTE_OK,
+                cond(
+                    c.SERVICE_READY,
+                    False,
+                    c.INSUFFICIENT_GPUS,
+                    "cannot deploy digits-svc: 2 replicas requested "
+                    "but the compute has 2 GPUs (2 node(s) of 1 GPU(s), 2 held by other services); replicas of "
+                    "1 GPU(s), each on one node, allow 0",
+                ),
+                cond(
+                    c.READY,
+                    False,
+                    c.INSUFFICIENT_GPUS,
+                    "cannot deploy digits-svc: 2 replicas requested but the "
+                    "compute has 2 GPUs (2 node(s) of 1 GPU(s), 2 held by other services); replicas of 1 GPU(s), "
+                    "each on one node, allow 0",
+                ),
+                phase=Phase.DEGRADED,
+                last_error="cannot deploy digits-svc: 2 replicas requested but the compute has 2 GPUs (2 node(s) "
+                "of 1 GPU(s), 2 held by other services); replicas of 1 GPU(s), each on one node, allow 0",
+                **counts(0, others=2),
+            ),
+            (
+                warning(
+                    c.INSUFFICIENT_GPUS,
+                    "replicas capped at 0: 2 replicas requested but the compute has 2 GPUs "
+                    "(2 node(s) of 1 GPU(s), 2 held by other services); replicas of 1 GPU(s), each on one node, "
+                    "allow 0",
+                ),
+            ),
+        ),
+    ),
+    "a-transitioning-service-is-waited-for": Case(
+        facts(observe(compute(), service(ServiceState.TRANSITIONING))),
+        Decision(
+            Action.NONE,
+            2,
+            status(
+                COMPUTE_OK,
+                cond(c.SERVICE_READY, False, c.DEPLOYING, "service digits-svc is updating"),
+                cond(c.READY, False, c.WAITING_FOR_SERVICE, "service digits-svc is updating"),
+                phase=Phase.DEPLOYING,
+                ownership=CREATED,
+                **counts(2),
+            ),
+            requeue_after=10,
+        ),
+    ),
+    "changed-inputs-redeploy": Case(
+        facts(observe(compute(), service(fingerprint="old"))),
+        Decision(
+            Action.DEPLOY,
+            2,
+            status(
+                COMPUTE_OK,
+                cond(
+                    c.SERVICE_READY,
+                    False,
+                    c.DEPLOYING,
+                    "redeploying service digits-svc: entry script, environment, model or resources changed",
+                ),
+                cond(
+                    c.READY,
+                    False,
+                    c.WAITING_FOR_SERVICE,
+                    "redeploying service digits-svc: entry script, environment, model or resources changed",
+                ),
+                phase=Phase.DEPLOYING,
+                ownership=CREATED,
+                operation=op(Action.DEPLOY),
+                **counts(2),
+            ),
+            (
+                normal(
+                    c.REDEPLOYED_SERVICE,
+                    "redeploying service digits-svc: entry script, environment, model or resources changed",
+                ),
+            ),
+            requeue_after=10,
+        ),
+    ),
+    "a-rolling-update-without-room-is-not-started": Case(
+        facts(observe(compute(surges_on_redeploy=True), service(fingerprint="old"))),
+        Decision(
+            Action.NONE,
+            2,
+            status(
+                COMPUTE_OK,
+                cond(
+                    c.SERVICE_READY,
+                    False,
+                    c.INSUFFICIENT_GPUS,
+                    "cannot redeploy service digits-svc: a rolling "
+                    "update of 2 replica(s) starts a new replica of 1 GPU(s) beside the old ones, and no node of "
+                    "compute gpu-cluster has room; the old replicas keep serving. Free GPUs, add nodes, or lower "
+                    "the replicas",
+                ),
+                cond(
+                    c.READY,
+                    False,
+                    c.INSUFFICIENT_GPUS,
+                    "cannot redeploy service digits-svc: a rolling update of "
+                    "2 replica(s) starts a new replica of 1 GPU(s) beside the old ones, and no node of compute "
+                    "gpu-cluster has room; the old replicas keep serving. Free GPUs, add nodes, or lower the "
+                    "replicas",
+                ),
+                phase=Phase.DEGRADED,
+                ownership=CREATED,
+                last_error="cannot redeploy service digits-svc: a rolling update of 2 replica(s) starts a new "
+                "replica of 1 GPU(s) beside the old ones, and no node of compute gpu-cluster has room; the old "
+                "replicas keep serving. Free GPUs, add nodes, or lower the replicas",
+                **counts(2),
+            ),
+            (
+                warning(
+                    c.INSUFFICIENT_GPUS,
+                    "cannot redeploy service digits-svc: a rolling update of 2 replica(s) "
+                    "starts a new replica of 1 GPU(s) beside the old ones, and no node of compute gpu-cluster has "
+                    "room; the old replicas keep serving. Free GPUs, add nodes, or lower the replicas",
+                ),
+            ),
+        ),
+    ),
+    "replica-drift-scales-in-place": Case(
+        facts(observe(compute(), service(replicas=1))),
+        Decision(
+            Action.SCALE,
+            2,
+            status(
+                COMPUTE_OK,
+                cond(c.SERVICE_READY, False, c.UPDATING, "scaling service digits-svc from 1 to 2 replicas"),
+                cond(c.READY, False, c.WAITING_FOR_SERVICE, "scaling service digits-svc from 1 to 2 replicas"),
+                phase=Phase.DEPLOYING,
+                ownership=CREATED,
+                operation=op(Action.SCALE),
+                **counts(2),
+            ),
+            (normal(c.SCALED_SERVICE, "scaling service digits-svc from 1 to 2 replicas"),),
+            requeue_after=10,
+        ),
+    ),
+    "a-scale-the-backend-refused-is-reported-not-repeated": Case(
+        facts(
+            observe(compute(), service(replicas=1, message="0/2 nodes are available: Insufficient nvidia.com/gpu")),
+            previous=GpuModelDeploymentStatus(operation=op(Action.SCALE)),
+        ),
+        Decision(
+            Action.NONE,
+            1,
+            status(
+                COMPUTE_OK,
+                cond(
+                    c.SERVICE_READY,
+                    False,
+                    c.SCALE_FAILED,
+                    "scaling service digits-svc to 2 replicas failed: 0/2 "
+                    "nodes are available: Insufficient nvidia.com/gpu",
+                ),
+                cond(
+                    c.READY,
+                    False,
+                    c.SCALE_FAILED,
+                    "scaling service digits-svc to 2 replicas failed: 0/2 nodes "
+                    "are available: Insufficient nvidia.com/gpu",
+                ),
+                phase=Phase.DEGRADED,
+                ownership=CREATED,
+                last_error="scaling service digits-svc to 2 replicas failed: 0/2 nodes are available: "
+                "Insufficient nvidia.com/gpu",
+                **counts(1),
+            ),
+            (
+                warning(
+                    c.SCALE_FAILED,
+                    "scaling service digits-svc to 2 replicas failed: 0/2 nodes are available: "
+                    "Insufficient nvidia.com/gpu",
+                ),
+            ),
+        ),
+    ),
+    "unhealthy-replicas-are-repaired": Case(
+        facts(observe(compute(), service(ServiceState.UNHEALTHY, message="replica 0 exited"))),
+        Decision(
+            Action.DEPLOY,
+            2,
+            status(
+                COMPUTE_OK,
+                cond(c.SERVICE_READY, False, c.DEPLOYING, "repairing service digits-svc: replica 0 exited"),
+                cond(c.READY, False, c.WAITING_FOR_SERVICE, "repairing service digits-svc: replica 0 exited"),
+                phase=Phase.DEPLOYING,
+                ownership=CREATED,
+                operation=op(Action.DEPLOY),
+                **counts(2),
+            ),
+            (normal(c.REDEPLOYED_SERVICE, "repairing service digits-svc: replica 0 exited"),),
+            requeue_after=10,
+        ),
+    ),
+    "healthy-awaits-the-probe": Case(
+        facts(observe(compute(), service())),
+        Decision(
+            Action.NONE,
+            2,
+            status(
+                COMPUTE_OK,
+                cond(c.SERVICE_READY, True, c.SERVICE_HEALTHY, HEALTHY),
+                cond(c.READY, False, c.PROBE_PENDING, "scoring probe: waiting for the scoring probe"),
+                phase=Phase.DEPLOYING,
+                ownership=CREATED,
+                **counts(2),
+            ),
+            requeue_after=10,
+        ),
+    ),
+    "a-failed-probe-is-not-ready": Case(
+        facts(observe(compute(), service(), probe=ProbeResult(False, "GET x answered 503"))),
+        Decision(
+            Action.NONE,
+            2,
+            status(
+                COMPUTE_OK,
+                cond(c.SERVICE_READY, True, c.SERVICE_HEALTHY, HEALTHY),
+                cond(c.READY, False, c.PROBE_FAILED, "scoring probe: GET x answered 503"),
+                phase=Phase.DEPLOYING,
+                ownership=CREATED,
+                **counts(2),
+            ),
+            requeue_after=10,
+        ),
+    ),
+    "probed-is-ready-and-publishes-the-keys": Case(
+        facts(observe(compute(), service(), probe=ProbeResult(True), keys=KEYS)),
+        Decision(
+            Action.NONE,
+            2,
+            ready_status(),
+            (normal(c.KEYS_PUBLISHED, f"scoring URI and keys are in Secret {SECRET}"),),
+            publish={"scoringUri": URI, "primaryKey": "k1", "secondaryKey": "k2"},
+        ),
+    ),
+    "rotated-keys-are-published-again": Case(
+        facts(
+            observe(compute(), service(), probe=ProbeResult(True), keys=("k3", "k2"), secret=OURS),
+            previous=ready_status(),
+        ),
+        Decision(
+            Action.NONE,
+            2,
+            ready_status(),
+            (normal(c.KEYS_PUBLISHED, f"refreshed: scoring URI and keys in Secret {SECRET}"),),
+            publish={"scoringUri": URI, "primaryKey": "k3", "secondaryKey": "k2"},
+        ),
+    ),
+    "a-settled-secret-is-not-written": Case(
+        facts(observe(compute(), service(), probe=ProbeResult(True), keys=KEYS, secret=OURS), previous=ready_status()),
+        Decision(Action.NONE, 2, ready_status()),
+    ),
+    "someone-elses-secret-is-a-conflict": Case(
+        facts(
+            observe(
+                compute(),
+                service(),
+                probe=ProbeResult(True),
+                keys=KEYS,
+                secret=PublishedSecret({"password": "x"}, ours=False),
+            )
+        ),
+        Decision(
+            Action.NONE,
+            2,
+            status(
+                COMPUTE_OK,
+                cond(c.SERVICE_READY, True, c.SERVICE_HEALTHY, HEALTHY),
+                cond(c.READY, False, c.SECRET_CONFLICT, CONFLICT),
+                phase=Phase.FAILED,
+                ownership=CREATED,
+                last_error=CONFLICT,
+                **counts(2),
+            ),
+            (warning(c.SECRET_CONFLICT, CONFLICT),),
+            requeue_after=60,
+        ),
+    ),
+    "another-resources-service-is-a-conflict": Case(
+        facts(observe(compute(), service(owner="team-b/other"))),
+        Decision(
+            Action.NONE,
+            0,
+            status(
+                COMPUTE_OK,
+                cond(
+                    c.SERVICE_READY,
+                    False,
+                    c.SERVICE_CONFLICT,
+                    "service name digits-svc is already used by GpuModelDeployment team-b/other; choose another name",
+                ),
+                cond(
+                    c.READY,
+                    False,
+                    c.SERVICE_CONFLICT,
+                    "service name digits-svc is already used by GpuModelDeployment team-b/other; choose another name",
+                ),
+                phase=Phase.FAILED,
+                last_error="service name digits-svc is already used by GpuModelDeployment team-b/other; choose "
+                "another name",
+                **counts(0),
+            ),
+            (
+                warning(
+                    c.SERVICE_CONFLICT,
+                    "service name digits-svc is already used by GpuModelDeployment team-b/other; choose another name",
+                ),
+            ),
+            permanent=True,
+        ),
+    ),
+    "a-service-made-outside-the-operator-is-left-alone": Case(
+        facts(observe(compute(), service(owner=None, fingerprint=None))),
+        Decision(
+            Action.NONE,
+            0,
+            status(
+                COMPUTE_OK,
+                cond(c.SERVICE_READY, False, c.SERVICE_EXISTS, EXISTS),
+                cond(c.READY, False, c.SERVICE_EXISTS, EXISTS),
+                phase=Phase.FAILED,
+                ownership=Ownership(compute_created=True, service_adopted=True),
+                last_error=EXISTS,
+                **counts(0),
+            ),
+            (warning(c.SERVICE_EXISTS, EXISTS),),
+            permanent=True,
+        ),
+    ),
+    "taking-over-is-explicit": Case(
+        facts(observe(compute(), service(owner=None, fingerprint=None), take_over=True)),
+        Decision(
+            Action.DEPLOY,
+            2,
+            status(
+                COMPUTE_OK,
+                cond(
+                    c.SERVICE_READY,
+                    False,
+                    c.DEPLOYING,
+                    "redeploying service digits-svc: entry script, environment, model or resources changed",
+                ),
+                cond(
+                    c.READY,
+                    False,
+                    c.WAITING_FOR_SERVICE,
+                    "redeploying service digits-svc: entry script, environment, model or resources changed",
+                ),
+                phase=Phase.DEPLOYING,
+                ownership=CREATED,
+                operation=op(Action.DEPLOY),
+                **counts(2),
+            ),
+            (
+                normal(
+                    c.REDEPLOYED_SERVICE,
+                    "redeploying service digits-svc: entry script, environment, model or resources changed",
+                ),
+            ),
+            requeue_after=10,
+        ),
+    ),
+    "a-failure-says-when-it-is-retried": Case(
+        facts(observe(compute(), service(ServiceState.FAILED, message="pip could not reach the index"))),
+        Decision(
+            Action.NONE,
+            0,
+            status(
+                COMPUTE_OK,
+                cond(
+                    c.SERVICE_READY,
+                    False,
+                    c.SERVICE_FAILED,
+                    f"service digits-svc failed: pip could not reach the index; {RETRY_HINT}",
+                ),
+                cond(
+                    c.READY,
+                    False,
+                    c.SERVICE_FAILED,
+                    f"service digits-svc failed: pip could not reach the index; {RETRY_HINT}",
+                ),
+                phase=Phase.FAILED,
+                ownership=CREATED,
+                retry=Retry(next_at="2026-01-01T00:15:00Z"),
+                last_error=f"service digits-svc failed: pip could not reach the index; {RETRY_HINT}",
+                **counts(2),
+            ),
+            (warning(c.SERVICE_FAILED, "service digits-svc failed: pip could not reach the index"),),
+            permanent=True,
+        ),
+    ),
+    "retry-now-redeploys-a-failed-service": Case(
+        facts(
+            observe(
+                compute(),
+                service(ServiceState.FAILED, message="pip could not reach the index"),
+                retry_token="1733000000",
+            )
+        ),
+        Decision(
+            Action.DEPLOY,
+            2,
+            status(
+                COMPUTE_OK,
+                cond(
+                    c.SERVICE_READY,
+                    False,
+                    c.DEPLOYING,
+                    "retrying service digits-svc (attempt 1, as "
+                    "gpumodel.io/retry-now asked) after: service digits-svc failed: pip could not reach the index",
+                ),
+                cond(
+                    c.READY,
+                    False,
+                    c.WAITING_FOR_SERVICE,
+                    "retrying service digits-svc (attempt 1, as "
+                    "gpumodel.io/retry-now asked) after: service digits-svc failed: pip could not reach the index",
+                ),
+                phase=Phase.DEPLOYING,
+                ownership=CREATED,
+                operation=op(Action.DEPLOY),
+                retry=Retry(handled_token="1733000000", attempts=1),
+                **counts(2),
+            ),
+            (
+                normal(
+                    c.RETRYING,
+                    "retrying service digits-svc (attempt 1, as gpumodel.io/retry-now asked) after: "
+                    "service digits-svc failed: pip could not reach the index",
+                ),
+            ),
+            requeue_after=10,
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_case(name: str) -> None:
+    case = CASES[name]
+    assert decide(case.facts) == case.want
+
+
+# ---- rules over several passes ------------------------------------------------------------------------
+
+
+def test_running_twice_changes_nothing() -> None:
+    o = observe(compute(), service(), probe=ProbeResult(True), keys=KEYS, secret=OURS)
+    first = decide(facts(o))
+    second = decide(replace(facts(o), previous=first.status, now="2026-01-01T01:00:00Z"))
+    assert second.status == first.status and second.action == Action.NONE and second.events == ()
+
+
+def test_the_transition_time_moves_only_when_the_value_does() -> None:
+    first = decide(facts(observe(compute(), ABSENT)))
+    later = decide(
+        replace(
+            facts(observe(compute(), service(ServiceState.TRANSITIONING))),
+            previous=first.status,
+            now="2026-01-01T00:05:00Z",
+        )
+    )
+    before = next(x for x in first.status.conditions if x.type == c.READY)
+    after = next(x for x in later.status.conditions if x.type == c.READY)
+    assert before.last_transition_time == after.last_transition_time == NOW
+
+
+def test_a_retry_now_value_is_acted_on_once() -> None:
+    failed = service(ServiceState.FAILED, message="x")
+    retried = decide(facts(observe(compute(), failed, retry_token="7")))
+    again = decide(replace(facts(observe(compute(), failed, retry_token="7")), previous=retried.status))
+    assert retried.action == Action.DEPLOY and again.action == Action.NONE
+    assert again.status.retry.attempts == 1
+
+
+def test_automatic_retries_back_off() -> None:
+    failed = service(ServiceState.FAILED, message="x")
+    first = decide(facts(observe(compute(), failed)))
+    early = decide(replace(facts(observe(compute(), failed)), previous=first.status, now="2026-01-01T00:14:59Z"))
+    assert early.action == Action.NONE
+    due = decide(replace(facts(observe(compute(), failed)), previous=first.status, now="2026-01-01T00:15:00Z"))
+    assert due.action == Action.DEPLOY and due.status.retry.attempts == 1
+    still = decide(replace(facts(observe(compute(), failed)), previous=due.status, now="2026-01-01T00:16:00Z"))
+    assert still.status.retry.next_at == "2026-01-01T00:46:00Z"  # twice the base after the second failure
+    healthy = decide(
+        replace(
+            facts(observe(compute(), service(), probe=ProbeResult(True), keys=KEYS, secret=OURS)), previous=still.status
+        )
+    )
+    assert healthy.status.retry == Retry()
+
+
+def test_a_compute_is_ours_only_by_its_tag_or_a_take_over() -> None:
+    """A stale record of having started a create never makes a compute someone else made ours."""
+    theirs = compute(created_by_operator=False)
+    stale = GpuModelDeploymentStatus(ownership=Ownership(compute_created=True))
+    adopted = decide(replace(facts(observe(theirs, ABSENT)), previous=stale)).status
+    assert adopted.ownership.compute_adopted and not adopted.ownership.compute_created
+    assert next(x for x in adopted.conditions if x.type == c.COMPUTE_READY).reason == c.COMPUTE_ADOPTED
+    taken = decide(replace(facts(observe(theirs, ABSENT, take_over=True)), previous=stale)).status
+    assert taken.ownership.compute_created and not taken.ownership.compute_adopted
+
+
+def test_the_cap_warning_is_not_repeated_for_the_same_cap() -> None:
+    capped = decide(facts(observe(compute(), ABSENT), spec=spec(replicas=3)))
+    again = decide(
+        replace(
+            facts(observe(compute(), service(ServiceState.TRANSITIONING)), spec=spec(replicas=3)),
+            previous=capped.status,
+        )
+    )
+    assert [e.reason for e in capped.events] == [c.REPLICAS_CAPPED, c.DEPLOYED_SERVICE]
+    assert again.events == ()
 
 
 @pytest.mark.parametrize(
@@ -170,9 +981,18 @@ def test_gpus_held_by_others_are_not_available() -> None:
         (1, 2, (2, 2), (1, 1), 0),  # fragmentation: 2 free, one on each node
         (2, 1, (2, 2), (2,), 2),
     ],
-    ids=["capped", "fits", "two-per-replica", "one-big-node", "all-held", "no-gpu", "never-spans-nodes",
-         "fragmented-by-others", "others-fill-one-node"],
-)  # fmt: skip
+    ids=[
+        "capped",
+        "fits",
+        "two-per-replica",
+        "one-big-node",
+        "all-held",
+        "no-gpu",
+        "never-spans-nodes",
+        "fragmented-by-others",
+        "others-fill-one-node",
+    ],
+)
 def test_cap_arithmetic(
     requested: int, gpu_cores: int, nodes: tuple[int, ...], others: tuple[int, ...], expected: int
 ) -> None:
@@ -187,284 +1007,62 @@ def test_cpu_only_machine_needs_opt_in() -> None:
     assert (fallback.effective, fallback.cpu_fallback) == (2, True)
 
 
-def test_failed_service_is_permanent_with_the_backend_message() -> None:
-    failed = service(ServiceState.FAILED, message="init() raised ValueError: bad weights")
-    decision = decide(spec(), 1, GpuModelDeploymentStatus(), obs(compute(), failed), NOW)
-    assert decision.permanent and decision.action == Action.NONE
-    assert decision.status.phase == Phase.FAILED
-    assert "ValueError: bad weights" in (decision.status.last_error or "")
-    assert [e.reason for e in decision.events] == [c.SERVICE_FAILED]
-
-
-def test_failed_compute_is_permanent() -> None:
-    decision = decide(
-        spec(), 1, GpuModelDeploymentStatus(), obs(compute(ComputeState.FAILED, message="quota"), ABSENT_SVC), NOW
-    )
-    assert decision.permanent
-    assert cond(decision.status, c.COMPUTE_READY) == ("False", c.COMPUTE_FAILED)
-
-
-def test_transition_time_moves_only_on_change() -> None:
-    first = decide(spec(), 1, GpuModelDeploymentStatus(), obs(compute(), ABSENT_SVC), NOW)
-    later = decide(spec(), 1, first.status, obs(compute(), service(ServiceState.TRANSITIONING)), "2026-01-01T00:05:00Z")
-    before, after = get_condition(first.status, c.READY), get_condition(later.status, c.READY)
-    assert before and after and before.last_transition_time == after.last_transition_time == NOW
-
-
-def test_running_twice_changes_nothing() -> None:
-    o = obs(compute(), service(), probe=ProbeResult(True))
-    first = decide(spec(), 1, GpuModelDeploymentStatus(), o, NOW)
-    second = decide(spec(), 1, first.status, o, "2026-01-01T01:00:00Z")
-    assert second.status == first.status and second.action == Action.NONE and second.events == []
-
-
-def test_a_service_made_outside_the_operator_is_observed_never_changed() -> None:
-    foreign = service(owner=None, fingerprint=None)  # no tags: someone's production service
-    decision = decide(spec(), 1, GpuModelDeploymentStatus(), obs(compute(), foreign), NOW)
-    assert decision.action == Action.NONE and decision.permanent  # no redeploy, no scale
-    assert decision.status.ownership.service_adopted and not decision.status.ownership.service_created
-    assert cond(decision.status, c.READY) == ("False", c.SERVICE_EXISTS)
-    assert decision.status.phase == Phase.FAILED
-    assert "gpumodel.io/take-over=true" in (decision.status.last_error or "")
-    assert [e.reason for e in decision.events] == [c.SERVICE_EXISTS]
-    # The record stays: a later pass with the same service decides the same, whatever it was before.
-    again = decide(spec(), 1, decision.status, obs(compute(), foreign), NOW)
-    assert again.action == Action.NONE and again.status.ownership.service_adopted
-
-
-def test_taking_over_is_explicit() -> None:
-    foreign = service(owner=None, fingerprint=None)
-    adopted = decide(spec(), 1, GpuModelDeploymentStatus(), obs(compute(), foreign), NOW).status
-    observation = Observation(compute(), foreign, (), FP, None, owner=OWNER, take_over=True)
-    decision = decide(spec(), 1, adopted, observation, NOW)
-    assert decision.action == Action.DEPLOY  # redeployed from this spec, with our tags
-    assert decision.status.ownership.service_created and not decision.status.ownership.service_adopted
-
-
-def test_a_compute_is_ours_only_by_its_tag_or_a_take_over() -> None:
-    """A stale record of having started a create never makes a compute someone else made ours."""
-    stale = status_with(compute_created=True)
-    theirs = compute(created_by_operator=False)
-    decision = decide(spec(), 1, stale, obs(compute=theirs, svc=ABSENT_SVC), NOW)
-    assert cond(decision.status, c.COMPUTE_READY) == ("True", c.COMPUTE_ADOPTED)
-    assert decision.status.ownership.compute_adopted and not decision.status.ownership.compute_created
-    assert decide_deletion(spec(), decision.status, ABSENT_SVC, theirs, 0, OWNER).action == DeleteAction.DONE
-    taken = Observation(theirs, ABSENT_SVC, (), FP, None, owner=OWNER, take_over=True)
-    decision = decide(spec(), 1, stale, taken, NOW)
-    assert decision.status.ownership.compute_created and not decision.status.ownership.compute_adopted
-    assert decide_deletion(spec(), decision.status, ABSENT_SVC, theirs, 0, OWNER).action == DeleteAction.DELETE_COMPUTE
-
-
-# ---- deletion ---------------------------------------------------------------------------------------
-
-
-def status_with(**ownership: bool) -> GpuModelDeploymentStatus:
-    status = GpuModelDeploymentStatus()
-    for key, value in ownership.items():
-        setattr(status.ownership, key, value)
-    return status
-
-
-@pytest.mark.parametrize(
-    ("svc", "comp", "others", "ownership", "policy", "expected"),
-    [
-        (service(), compute(), 0, {"service_created": True}, "Delete", DeleteAction.DELETE_SERVICE),
-        (service(ServiceState.DELETING), compute(), 0, {}, "Delete", DeleteAction.WAIT),
-        (ABSENT_SVC, compute(), 0, {"compute_created": True}, "Delete", DeleteAction.DELETE_COMPUTE),
-        (ABSENT_SVC, compute(), 0, {"compute_created": True}, "Retain", DeleteAction.DONE),
-        (ABSENT_SVC, compute(), 1, {"compute_created": True}, "Delete", DeleteAction.DONE),
-        (ABSENT_SVC, compute(created_by_operator=False), 0, {"compute_adopted": True}, "Delete", DeleteAction.DONE),
-        (ABSENT_SVC, compute(ComputeState.DELETING), 0, {"compute_created": True}, "Delete", DeleteAction.WAIT),
-        (ABSENT_SVC, compute(ComputeState.ABSENT), 0, {}, "Delete", DeleteAction.DONE),
-        (
-            service(owner="other/ns"),
-            compute(),
-            0,
-            {"service_adopted": True, "compute_created": True},
-            "Delete",
-            DeleteAction.DONE,
-        ),
-        (
-            service(),  # our tag on it, but the record says adopted (the tag was put there by someone else)
-            compute(),
-            0,
-            {"service_adopted": True, "compute_created": True},
-            "Delete",
-            DeleteAction.DONE,
-        ),
-        (
-            service(owner="other/ns", compute_name="their-cluster"),
-            compute(),
-            0,
-            {"compute_created": True},
-            "Delete",
-            DeleteAction.DELETE_COMPUTE,
-        ),
-    ],
-    ids=[
-        "service-first",
-        "wait-for-service",
-        "then-compute",
-        "retain-policy",
-        "shared-compute-kept",
-        "adopted-compute-kept",
-        "wait-for-compute",
-        "already-gone-is-success",
-        "adopted-service-left",
-        "the-adoption-record-wins-over-a-tag",
-        "a-conflicting-service-elsewhere-does-not-keep-our-compute",
-    ],
-)
-def test_deletion(
-    svc: ObservedService,
-    comp: ObservedCompute,
-    others: int,
-    ownership: dict[str, bool],
-    policy: str,
-    expected: DeleteAction,
-) -> None:
-    s = spec()
-    assert s.compute is not None
-    s.compute.deletion_policy = policy  # type: ignore[assignment]
-    decision = decide_deletion(s, status_with(**ownership), svc, comp, others, OWNER)
-    assert decision.action == expected
-
-
-def test_attached_cluster_is_detached_never_deleted() -> None:
-    attached = compute(attached=True)
-    decision = decide_deletion(spec(), status_with(compute_created=True), ABSENT_SVC, attached, 0, OWNER)
-    assert decision.action == DeleteAction.DELETE_COMPUTE
-    assert [e.reason for e in decision.events] == [c.DETACHED_COMPUTE]
-
-
-def test_a_service_owned_by_another_deployment_is_a_conflict_not_an_adoption() -> None:
-    theirs = service(owner="team-b/other")
-    decision = decide(spec(), 1, GpuModelDeploymentStatus(), obs(compute(), theirs), NOW)
-    assert decision.permanent and decision.action == Action.NONE
-    assert cond(decision.status, c.READY) == ("False", c.SERVICE_CONFLICT)
-    assert "team-b/other" in (decision.status.last_error or "")
-    assert not decision.status.ownership.service_adopted
-
-
-def test_a_scale_the_backend_refused_is_reported_not_repeated() -> None:
-    first = decide(spec(replicas=2), 1, GpuModelDeploymentStatus(), obs(compute(), service(replicas=1)), NOW)
-    assert first.action == Action.SCALE
-    refused = service(replicas=1, message="0/2 nodes are available: Insufficient nvidia.com/gpu")
-    second = decide(spec(replicas=2), 1, first.status, obs(compute(), refused), NOW)
-    assert second.action == Action.NONE and not second.permanent
-    assert cond(second.status, c.SERVICE_READY) == ("False", c.SCALE_FAILED)
-    assert "Insufficient nvidia.com/gpu" in (second.status.last_error or "")
-    third = decide(spec(replicas=2), 1, second.status, obs(compute(), refused), NOW)  # the resync tries again
-    assert third.action == Action.SCALE
-
-
-def ready_status(replicas: int = 2, generation: int = 7) -> GpuModelDeploymentStatus:
-    observation = obs(compute(), service(), probe=ProbeResult(True))
-    return decide(spec(replicas=replicas), generation, GpuModelDeploymentStatus(), observation, NOW).status
+# ---- the resync of a settled resource -----------------------------------------------------------------
 
 
 def test_a_ready_uncapped_generation_is_settled_for_the_short_resync() -> None:
-    status = ready_status()
-    assert settled(status, 7, requested=2)
-    assert not settled(status, 8, requested=2)  # a new generation takes the full pass
-    assert not settled(status, 7, requested=3)  # so does a changed replica count
-
-
-def test_capped_errored_or_unready_resources_take_the_full_resync() -> None:
-    observation = obs(compute(), service(), probe=ProbeResult(True))
-    capped = decide(spec(replicas=3), 1, GpuModelDeploymentStatus(), observation, NOW)
-    assert capped.status.phase == Phase.DEGRADED and not settled(capped.status, 1, requested=3)  # GPUs may free up
-    blip = ready_status().model_copy(update={"last_error": "Azure did not answer"})
-    assert not settled(blip, 7, requested=2)  # the full pass clears what the blip left
-    pending = decide(spec(), 7, GpuModelDeploymentStatus(), obs(compute(), service()), NOW).status
-    assert not settled(pending, 7, requested=2)
+    assert settled(ready_status(), 3, requested=2)
+    assert not settled(ready_status(), 4, requested=2)  # a new generation takes the full pass
+    assert not settled(ready_status(), 3, requested=3)  # so does a changed replica count
+    assert not settled(ready_status().model_copy(update={"last_error": "x"}), 3, requested=2)
 
 
 @pytest.mark.parametrize(
-    ("svc", "probe", "expected"),
+    ("svc", "probe", "keys", "secret", "expected"),
     [
-        (service(), ProbeResult(True), True),
-        (service(), ProbeResult(False, "503"), False),
-        (service(), None, False),
-        (service(replicas=1), ProbeResult(True), False),  # a replica died
-        (service(fingerprint="fp-old"), ProbeResult(True), False),  # redeployed behind our back
-        (service(ServiceState.UNHEALTHY), ProbeResult(True), False),
-        (ABSENT_SVC, None, False),  # deleted out of band
+        (service(), ProbeResult(True), KEYS, OURS, True),
+        (service(), ProbeResult(False, "503"), KEYS, OURS, False),
+        (service(), None, KEYS, OURS, False),
+        (service(replicas=1), ProbeResult(True), KEYS, OURS, False),  # a replica died
+        (service(fingerprint="fp-old"), ProbeResult(True), KEYS, OURS, False),  # redeployed behind our back
+        (service(ServiceState.UNHEALTHY), ProbeResult(True), KEYS, OURS, False),
+        (ABSENT, None, None, OURS, False),  # deleted out of band
+        (service(), ProbeResult(True), ("k9", "k2"), OURS, False),  # a key regenerated at Azure
+        (service(), ProbeResult(True), KEYS, None, False),  # the Secret deleted
+    ],
+    ids=[
+        "settled",
+        "probe-fails",
+        "no-probe",
+        "replica-died",
+        "redeployed",
+        "unhealthy",
+        "deleted",
+        "key-regenerated",
+        "secret-deleted",
     ],
 )
-def test_drift_seen_by_the_short_resync(svc: ObservedService, probe: ProbeResult | None, expected: bool) -> None:
-    assert still_settled(ready_status(), svc, FP, probe) is expected
+def test_drift_seen_by_the_short_resync(
+    svc: ObservedService, probe: ProbeResult | None, keys: tuple[str, str] | None, secret: PublishedSecret | None,
+    expected: bool,
+) -> None:  # fmt: skip
+    assert still_settled(ready_status(), observe(compute(), svc, probe=probe, keys=keys, secret=secret)) is expected
 
 
-# ---- failures are retried, never final --------------------------------------------------------------
+def test_events_are_typed() -> None:
+    assert normal("R", "m") == Event("Normal", "R", "m") and warning("R", "m") == Event("Warning", "R", "m")
 
 
-def failed_obs(token: str | None = None) -> Observation:
-    failed = service(ServiceState.FAILED, message="pip could not reach the package index")
-    return Observation(compute(), failed, (), FP, None, owner=OWNER, retry_token=token)
-
-
-def test_retry_now_redeploys_a_failed_service_once_per_value() -> None:
-    first = decide(spec(), 1, GpuModelDeploymentStatus(), failed_obs(), NOW)
-    assert first.action == Action.NONE and first.permanent
-    retried = decide(spec(), 1, first.status, failed_obs("1733000000"), NOW)
-    assert retried.action == Action.DEPLOY and not retried.permanent
-    assert retried.status.retry.handled_token == "1733000000" and retried.status.retry.attempts == 1
-    assert [e.reason for e in retried.events] == [c.RETRYING]
-    assert "as gpumodel.io/retry-now asked" in retried.events[0].message
-    # The same value seen again (the next pass, a restart) asks for nothing more.
-    again = decide(spec(), 1, retried.status, failed_obs("1733000000"), NOW)
-    assert again.action == Action.NONE and again.status.retry.attempts == 1
-
-
-def test_a_failure_is_retried_automatically_backing_off() -> None:
-    first = decide(spec(), 1, GpuModelDeploymentStatus(), failed_obs(), NOW, retry_base_seconds=900)
-    assert first.status.retry.next_at == "2026-01-01T00:15:00Z"
-    assert "retried automatically at 2026-01-01T00:15:00Z (attempt 1)" in (first.status.last_error or "")
-    early = decide(spec(), 1, first.status, failed_obs(), "2026-01-01T00:14:59Z", retry_base_seconds=900)
-    assert early.action == Action.NONE
-    due = decide(spec(), 1, first.status, failed_obs(), "2026-01-01T00:15:00Z", retry_base_seconds=900)
-    assert due.action == Action.DEPLOY and due.status.retry.attempts == 1
-    still = decide(spec(), 1, due.status, failed_obs(), "2026-01-01T00:16:00Z", retry_base_seconds=900)
-    assert still.status.retry.next_at == "2026-01-01T00:46:00Z"  # twice the base after the second failure
-    healthy = decide(spec(), 1, still.status, obs(compute(), service(), probe=ProbeResult(True)), NOW)
-    assert healthy.status.retry.attempts == 0 and healthy.status.retry.next_at is None
-
-
-def test_retry_now_recreates_a_failed_compute_of_ours() -> None:
-    failed = compute(ComputeState.FAILED, message="quota")
-    observation = Observation(failed, ABSENT_SVC, (), FP, None, owner=OWNER, retry_token="2")
-    decision = decide(spec(), 1, GpuModelDeploymentStatus(), observation, NOW)
-    assert decision.action == Action.RECREATE_COMPUTE
-    theirs = Observation(
-        compute(ComputeState.FAILED, created_by_operator=False), ABSENT_SVC, (), FP, None, owner=OWNER, retry_token="2"
-    )
-    assert decide(spec(), 1, GpuModelDeploymentStatus(), theirs, NOW).action == Action.NONE
-
-
-def test_a_compute_of_unknown_size_fails_deciding_but_not_deleting() -> None:
-    unknown = compute(capacity_error="its GPUs cannot be counted (3 x Standard_D4s_v3): unknown GPU VM size")
-    decision = decide(spec(), 1, GpuModelDeploymentStatus(), obs(unknown, ABSENT_SVC), NOW)
-    assert decision.permanent and decision.action == Action.NONE
-    assert cond(decision.status, c.COMPUTE_READY) == ("False", c.INVALID_VM_SIZE)
-    gone = decide_deletion(spec(), status_with(), ABSENT_SVC, unknown, 0, OWNER)
-    assert gone.action == DeleteAction.DELETE_COMPUTE
-
-
-def test_a_redeploy_that_cannot_surge_keeps_the_old_replicas_serving() -> None:
-    """AKS replaces replicas in a rolling update: under 4 replicas the new one must start beside the old ones."""
-    full = compute(gpus=2, surges_on_redeploy=True)  # two one-GPU nodes, both held by our two replicas
-    decision = decide(spec(), 2, GpuModelDeploymentStatus(), obs(full, service(fingerprint="old")), NOW)
-    assert decision.action == Action.NONE and not decision.permanent
-    assert cond(decision.status, c.READY) == ("False", c.INSUFFICIENT_GPUS)
-    assert "the old replicas keep serving" in (decision.status.last_error or "")
-    roomy = compute(gpus=3, surges_on_redeploy=True)
-    assert (
-        decide(spec(), 2, GpuModelDeploymentStatus(), obs(roomy, service(fingerprint="old")), NOW).action
-        == Action.DEPLOY
-    )
-    local = compute(gpus=2)  # old replicas stop first: no room needed
-    assert (
-        decide(spec(), 2, GpuModelDeploymentStatus(), obs(local, service(fingerprint="old")), NOW).action
-        == Action.DEPLOY
-    )
+@pytest.mark.parametrize(
+    ("policy", "budget_wait", "observes"),
+    [
+        ("manage", 0.0, True),
+        ("detach-on-delete", 0.0, True),  # it changes only what deletion does
+        ("skip", 0.0, False),
+        ("sometimes", 0.0, False),  # an unknown policy is reported, never acted on
+        ("manage", 3.0, False),  # over the call budget
+        ("detach-on-delete", 3.0, False),
+    ],
+)
+def test_which_passes_call_the_backend(policy: str, budget_wait: float, observes: bool) -> None:
+    assert may_observe(policy, budget_wait) is observes

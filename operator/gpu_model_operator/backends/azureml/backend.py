@@ -142,6 +142,8 @@ class _Seen:
     scoring_uri: str | None
     auth_enabled: bool
     sdk_object: Any
+    #: The service's Model Management endpoint: where the SDK's ``get_keys`` posts ``/listkeys``.
+    mms_endpoint: str | None = None
 
 
 class AzureMLBackend:
@@ -385,7 +387,10 @@ class AzureMLBackend:
             return ObservedService(name, ServiceState.ABSENT)
         # The SDK object (tens of kB) is kept only until the keys are read: a thousand services stay small.
         self._services[(key, name)] = _Seen(
-            service.scoring_uri, bool(service.auth_enabled), None if (key, name) in self._keys else service
+            service.scoring_uri,
+            bool(service.auth_enabled),
+            None if (key, name) in self._keys else service,
+            getattr(service, "_mms_endpoint", None),
         )
         raw = str(service.state or "")
         state = SERVICE_STATES.get(raw.lower(), ServiceState.TRANSITIONING)
@@ -505,7 +510,20 @@ class AzureMLBackend:
             seen = self._services.get((key, name))
             service = seen.sdk_object if seen else None
 
+            endpoint = seen.mms_endpoint if seen else None
+
             def read() -> tuple[str, str]:
+                if service is None and endpoint:
+                    # The SDK object was dropped once its keys were read (a thousand of them would not stay small);
+                    # the SDK's get_keys is this one request, made here without reading the service again.
+                    headers = ws._auth.get_authentication_header()
+                    response = requests.post(f"{endpoint}/listkeys", headers=headers, timeout=READ_TIMEOUT)
+                    if response.status_code != 200:
+                        raise requests.HTTPError(
+                            f"Response Code: {response.status_code}: {response.text}", response=response
+                        )
+                    body = response.json()
+                    return str(body["primaryKey"]), str(body["secondaryKey"])
                 primary, secondary = (service or Webservice(ws, name)).get_keys()
                 return str(primary), str(secondary)
 

@@ -1,0 +1,206 @@
+"""A pass's inputs: the resource as kopf gives it, and what its spec points to in its own namespace (the source
+ConfigMap, the credentials Secret), resolved into the backend's :class:`~.backends.base.DeploymentInputs`.
+
+Everything a user can get wrong here is an :class:`InputError` with a reason and a message that says what to fix;
+the core turns it into a condition and a Warning like any other problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import conditions as c
+from .backends.base import DeploymentInputs
+from .kube import KubeClient
+from .models import BackendKind, GpuModelDeploymentSpec
+from .reconcile import POLICY_MANAGE, RECONCILE_POLICY
+
+CREDENTIAL_KEYS = ("tenantId", "clientId", "clientSecret")
+#: Changing this annotation (any value) retries at once, e.g. a failed deployment after its cause was fixed.
+RETRY_NOW = "gpumodel.io/retry-now"
+#: Opt-in to take over what existed before under the spec's names: without it, it is only observed.
+TAKE_OVER = "gpumodel.io/take-over"
+
+
+class InputError(Exception):
+    """The spec or what it points to is wrong; only the user can fix it (``transient``: or time, as a ConfigMap
+    applied after the resource)."""
+
+    def __init__(self, reason: str, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.transient = reason, message, transient
+
+
+@dataclass
+class Resource:
+    """The parts of a GpuModelDeployment a pass needs, taken from kopf's body."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def owner(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def policy(self) -> str:
+        """The reconcile-policy annotation, as in Azure Service Operator: manage, skip or detach-on-delete."""
+        return self.annotations.get(RECONCILE_POLICY, POLICY_MANAGE)
+
+    @property
+    def retry_token(self) -> str | None:
+        """The gpumodel.io/retry-now annotation's value: a new value asks for a retry of a failure at once."""
+        return self.annotations.get(RETRY_NOW)
+
+    @property
+    def take_over(self) -> bool:
+        """The user's explicit opt-in to manage a service or compute that existed before (``true``)."""
+        return self.annotations.get(TAKE_OVER, "").strip().lower() == "true"
+
+
+def parse_spec(res: Resource, enabled: Collection[BackendKind]) -> GpuModelDeploymentSpec:
+    try:
+        spec = GpuModelDeploymentSpec.model_validate(dict(res.spec))
+    except ValidationError as exc:
+        raise InputError(c.INVALID_SPEC, f"the spec is invalid: {_first_error(exc)}") from exc
+    if spec.backend not in enabled:
+        listed = ", ".join(kind.value for kind in enabled) or "none"
+        why = (
+            " (it runs the entry script and its packages on the operator's own machine, with the operator's "
+            "permissions: it is for a developer's machine, never a cluster install)"
+            if spec.backend == BackendKind.LOCAL
+            else ""
+        )
+        raise InputError(
+            c.BACKEND_NOT_ENABLED,
+            f"backend {spec.backend.value} is not enabled in this operator{why}; enabled: {listed} "
+            "(setting --backend, GMO_BACKENDS)",
+        )
+    return spec
+
+
+async def load_inputs(
+    kube: KubeClient, res: Resource, spec: GpuModelDeploymentSpec, *, for_deletion: bool = False
+) -> DeploymentInputs:
+    """The spec and what it points to. Deleting needs names, not scripts: it works without the ConfigMap."""
+    credentials: dict[str, str] = {}
+    if spec.backend == BackendKind.AZUREML and spec.workspace is not None:
+        credentials = await _credentials(kube, res.namespace, spec.workspace.credentials_secret_ref.name)
+    if for_deletion:
+        return DeploymentInputs(
+            res.namespace, res.name, res.uid, res.generation, spec, "", "", credentials, take_over=res.take_over
+        )
+    source = spec.source
+    data = await kube.config_map_data(res.namespace, source.config_map_ref.name)
+    if data is None:
+        raise InputError(
+            c.SOURCE_NOT_FOUND,
+            f"ConfigMap {source.config_map_ref.name} not found in namespace {res.namespace}; "
+            "create it (for example with kustomize's configMapGenerator from score.py and myenv.yml)",
+            transient=True,
+        )
+    entry = _config_map_key(data, source.config_map_ref.name, source.entry_script, "spec.source.entryScript")
+    if spec.environment.conda_spec is not None:
+        conda = spec.environment.conda_spec
+    else:
+        assert source.conda_file is not None  # the CRD requires one of the two
+        conda = _config_map_key(data, source.config_map_ref.name, source.conda_file, "spec.source.condaFile")
+    return DeploymentInputs(
+        namespace=res.namespace,
+        name=res.name,
+        uid=res.uid,
+        generation=res.generation,
+        spec=spec,
+        entry_script=entry,
+        conda_spec=conda,
+        credentials=credentials,
+        fingerprint=fingerprint(spec, entry, conda),
+        take_over=res.take_over,
+    )
+
+
+async def _credentials(kube: KubeClient, namespace: str, secret: str) -> dict[str, str]:
+    data = await kube.secret_data(namespace, secret)
+    if data is None:
+        raise InputError(
+            c.CREDENTIALS_INVALID,
+            f"Secret {secret} not found in namespace {namespace}; create it with keys {', '.join(CREDENTIAL_KEYS)}",
+        )
+    missing = [k for k in CREDENTIAL_KEYS if not data.get(k)]
+    if missing:
+        raise InputError(c.CREDENTIALS_INVALID, f"Secret {secret} has no key {', '.join(missing)}")
+    return {k: data[k] for k in CREDENTIAL_KEYS}
+
+
+def fingerprint(spec: GpuModelDeploymentSpec, entry_script: str, conda_spec: str) -> str:
+    """What requires a redeploy when it changes; replicas are not in it (they scale in place)."""
+    parts = {
+        "entry": entry_script,
+        "conda": conda_spec,
+        "model": spec.model.to_wire(),
+        "image": spec.environment.base_image,
+        "service": spec.service.model_dump(mode="json", exclude={"replicas", "name"}),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def compute_key(spec: GpuModelDeploymentSpec) -> str:
+    """Deployments with the same key share GPUs: the same workspace compute, or this machine. Azure's names are
+    case-insensitive, so the key is lower-case: two spellings of one cluster share one lock and one GPU count."""
+    if spec.backend == BackendKind.LOCAL or spec.compute is None:
+        return "local"
+    ws = spec.workspace
+    where = f"{ws.subscription_id}/{ws.resource_group}/{ws.name}" if ws else ""
+    return f"azureml/{where}/{spec.compute.name}".lower()
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What one GpuModelDeployment holds of a compute, as its status says (the handlers index every resource's
+    status by compute key, so this is derived from the cluster, and gone with the resource)."""
+
+    owner: str
+    replicas: int
+    gpu_cores: int
+    #: Being deleted: no reason to keep the compute.
+    deleting: bool = False
+    #: It has a service (created or being created) on the compute: a user. One that merely names the compute
+    #: without ever having used it never holds the compute's deletion.
+    uses: bool = False
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.gpu_cores
+
+
+def holding_of(spec: Mapping[str, Any], status: Mapping[str, Any], owner: str, deleting: bool) -> Holding:
+    ownership = status.get("ownership") or {}
+    replicas = int((status.get("replicas") or {}).get("effective") or 0)
+    gpus = int((status.get("gpus") or {}).get("held") or 0)
+    cores = int((spec.get("service") or {}).get("gpuCores") or 1)
+    uses = bool(ownership.get("serviceCreated")) or status.get("operation") is not None
+    return Holding(owner, replicas if gpus else 0, cores, deleting=deleting, uses=uses)
+
+
+def _config_map_key(data: Mapping[str, str], cm: str, key: str, field_name: str) -> str:
+    if key not in data:
+        have = ", ".join(sorted(data)) or "no keys"
+        raise InputError(c.SOURCE_NOT_FOUND, f"ConfigMap {cm} has no key {key!r} ({field_name}); it has {have}")
+    return data[key]
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}"

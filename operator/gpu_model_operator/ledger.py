@@ -1,0 +1,68 @@
+"""Who holds the GPUs of a compute, and who uses it: the one place both are worked out.
+
+Three sources, each with its blind spot, combined per owner by taking the most any of them shows:
+
+- the resources' own status, indexed by the handlers (kopf's index follows the cluster: a resource that is gone,
+  its finalizer stripped by hand even, is gone from it);
+- what this process decided moments ago, before that status was written and before the backend lists it (so two
+  passes, one after the other, cannot take the same GPU); kept only as long as the backend's listing may lag;
+- the backend's listing of the services on the compute (someone else's services, and ours after a restart).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+
+from .backends.base import ServiceOnCompute
+from .inputs import Holding
+
+
+class GpuLedger:
+    def __init__(self, listing_age: float) -> None:
+        #: How stale the backend's listing may be: a decision older than that shows in it by now.
+        self.listing_age = listing_age
+        self._just_decided: defaultdict[str, dict[str, tuple[Holding, float]]] = defaultdict(dict)
+
+    def remember(self, key: str, holding: Holding) -> None:
+        """What a pass just decided for its resource on compute ``key``."""
+        self._just_decided[key][holding.owner] = (holding, time.monotonic())
+
+    def other_pods(
+        self, key: str, owner: str, service: str, holdings: Iterable[Holding], listed: Iterable[ServiceOnCompute]
+    ) -> tuple[int, ...]:
+        """The GPUs of each replica the other users of compute ``key`` hold, per owner the most any source shows.
+        ``service`` is this resource's service name (an untagged service of that name is its own, after a
+        restart); ``listed`` the backend's listing of the compute."""
+        held: dict[str, tuple[int, int]] = {h.owner: (h.replicas, h.gpu_cores) for h in holdings}
+        horizon = time.monotonic() - self.listing_age - 5.0
+        recent = self._just_decided[key]
+        for other, (holding, when) in list(recent.items()):
+            if when < horizon or other not in held:
+                # The listing shows it by now, or it never started; or the resource is gone from the cluster.
+                del recent[other]
+            else:
+                held[other] = max(held[other], (holding.replicas, holding.gpu_cores), key=_gpus)
+        for svc in listed:
+            if svc.owner == owner or (svc.owner is None and svc.name == service):
+                continue
+            holder = svc.owner or f"service:{svc.name}"
+            held[holder] = max(held.get(holder, (0, 0)), (svc.replicas, svc.gpu_cores), key=_gpus)
+        held.pop(owner, None)
+        return tuple(cores for replicas, cores in held.values() for _ in range(replicas))
+
+
+def users(owner: str, holdings: Iterable[Holding], listed: Iterable[ServiceOnCompute]) -> set[str]:
+    """Who still uses a compute, for deciding whether to delete it: the other resources that have a service on it
+    and are not being deleted themselves, and the services on it not being deleted. So when every user of a
+    shared compute is deleted at once, the last one out deletes it, however the deletions interleave."""
+    found = {h.owner for h in holdings if h.uses and not h.deleting}
+    found |= {s.owner or f"service:{s.name}" for s in listed if not s.deleting}
+    found.discard(owner)
+    return found
+
+
+def _gpus(pods: tuple[int, int]) -> int:
+    replicas, cores = pods
+    return replicas * cores

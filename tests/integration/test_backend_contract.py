@@ -1,0 +1,229 @@
+"""One contract, every backend: the promises of ``backends/base.py`` checked the same way against each backend
+the operator has. The local backend runs real inference-server processes with 2 declared GPUs; the azureml
+backend runs the real azureml-core SDK against the Azure ML emulator. A backend added later (the v2 one) joins
+by adding a fixture to ``BACKENDS``.
+
+The contract: observing reads only; deleting what is gone is success; operations start work and return, and
+observation follows it to the end; a deployed service carries its owner and the fingerprint of its inputs; the
+listing of a compute counts the service's replicas and GPUs; keys are two and distinct where auth is on; the
+probe is a real request; errors are typed, permanent ones with a reason a user can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from gpu_model_operator import conditions as c
+from gpu_model_operator.backends.base import (
+    Backend,
+    ComputeState,
+    DeploymentInputs,
+    PermanentBackendError,
+    ServiceState,
+)
+from gpu_model_operator.models import GpuModelDeploymentSpec
+from gpu_model_operator_dev.azureml_emulator import EmulatorConfig, Latencies, start_emulator
+from tests import polling
+from tests.e2e.azure_harness import CLIENT_ID, CLIENT_SECRET, RESOURCE_GROUP, SUBSCRIPTION, TENANT, WORKSPACE
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
+SCORE = (ROOT / "manifests" / "examples" / "digits-source" / "score.py").read_text()
+ECHO = "import json\n\ndef init():\n    pass\n\ndef run(raw_data):\n    return json.loads(raw_data)\n"
+CONDA = "name: echo\ndependencies:\n  - pip\n  - pip: []\n"
+
+
+@dataclass
+class Subject:
+    """A backend under contract, and how to make the inputs of one resource for it."""
+
+    backend: Backend
+    make: Callable[[str, str], DeploymentInputs]  # (resource name, service name) -> inputs
+    #: Whether the compute must be created before a service can run (AKS), or is this machine.
+    creates_compute: bool
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def local_subject(tmp: Path) -> Iterator[Subject]:
+    from gpu_model_operator.backends.local.backend import LocalBackend
+
+    model_dir = tmp / "model"
+    model_dir.mkdir()
+    (model_dir / "weights.txt").write_text("42")
+
+    def make(name: str, service: str) -> DeploymentInputs:
+        spec = GpuModelDeploymentSpec.model_validate(
+            {
+                "backend": "local",
+                "model": {"path": str(model_dir)},
+                "source": {"configMapRef": {"name": "src"}, "condaFile": "env.yml"},
+                "service": {"name": service, "replicas": 1},
+            }
+        )
+        return DeploymentInputs("contract", name, f"uid-{name}", 1, spec, ECHO, CONDA, fingerprint=f"fp-{name}")
+
+    yield Subject(LocalBackend(tmp / "state", declared_gpus=2), make, creates_compute=False)
+
+
+def azureml_subject(tmp: Path) -> Iterator[Subject]:
+    latencies = Latencies(**dict.fromkeys(Latencies.__dataclass_fields__, 0.3))
+    config = EmulatorConfig(latencies=latencies, credentials={CLIENT_ID: CLIENT_SECRET})
+    with start_emulator(tmp / "emulator", config) as emu:
+        emu.seed(models=[{"name": "digits"}])
+        saved = dict(os.environ)
+        os.environ.update({**emu.client_env(), "HOME": str(tmp / "home")})
+        try:
+            from gpu_model_operator.backends.azureml.backend import AzureMLBackend
+
+            def make(name: str, service: str) -> DeploymentInputs:
+                spec = GpuModelDeploymentSpec.model_validate(
+                    {
+                        "backend": "azureml",
+                        "workspace": {
+                            "subscriptionId": SUBSCRIPTION,
+                            "resourceGroup": RESOURCE_GROUP,
+                            "name": WORKSPACE,
+                            "credentialsSecretRef": {"name": "sp"},
+                        },
+                        "compute": {
+                            "name": "contract-gpu",
+                            "provision": {
+                                "vmSize": "Standard_NC4as_T4_v3",
+                                "agentCount": 2,
+                                "clusterPurpose": "DevTest",
+                            },
+                        },
+                        "model": {"name": "digits", "version": 1},
+                        "source": {"configMapRef": {"name": "src"}, "condaFile": "env.yml"},
+                        "service": {"name": service, "replicas": 1},
+                    }
+                )
+                credentials = {"tenantId": TENANT, "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}
+                return DeploymentInputs(
+                    "contract", name, f"uid-{name}", 1, spec, SCORE, CONDA, credentials, fingerprint=f"fp-{name}"
+                )
+
+            yield Subject(AzureMLBackend(workers=4), make, creates_compute=True)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+BACKENDS = {"local": local_subject, "azureml": azureml_subject}
+
+
+@pytest.fixture(scope="module", params=list(BACKENDS))
+def subject(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Subject]:
+    yield from BACKENDS[request.param](tmp_path_factory.mktemp(request.param))
+
+
+def run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    return loop.run_until_complete(coro)
+
+
+def until(loop: asyncio.AbstractEventLoop, what: str, check: Callable[[], Coroutine[Any, Any, T | None]]) -> T:
+    return polling.wait_for(what, lambda: run(loop, check()), timeout=300, every=0.3)
+
+
+def test_a_service_from_nothing_to_scored_to_gone(subject: Subject, loop: asyncio.AbstractEventLoop) -> None:
+    backend, inputs = subject.backend, subject.make("whole", "contract-whole")
+    absent = run(loop, backend.observe_service(inputs))
+    assert absent.state == ServiceState.ABSENT, "observing reads: nothing exists before it is created"
+    run(loop, backend.delete_service(inputs))  # deleting what is gone is success
+
+    async def compute_ready() -> bool | None:
+        found = await backend.observe_compute(inputs)
+        if found.state == ComputeState.ABSENT:
+            await backend.create_compute(inputs)
+        return found.state == ComputeState.READY or None
+
+    until(loop, "the compute", compute_ready)
+    compute = run(loop, backend.observe_compute(inputs))
+    assert compute.gpus_total >= 2 and all(n >= 1 for n in compute.node_gpus)
+
+    run(loop, backend.deploy_service(inputs, 1))
+
+    async def healthy() -> Any:
+        seen = await backend.observe_service(inputs)
+        if seen.state == ServiceState.UNHEALTHY:  # a converger's next step is due (the local backend's start)
+            await backend.deploy_service(inputs, 1)
+        return seen if seen.state == ServiceState.HEALTHY else None
+
+    seen = until(loop, "the service healthy", healthy)
+    assert (seen.owner, seen.fingerprint, seen.replicas) == ("contract/whole", "fp-whole", 1)
+    assert seen.scoring_uri and seen.scoring_uri.endswith("/score")
+    keys = run(loop, backend.get_keys(inputs))
+    assert keys is not None and keys[0] != keys[1]
+    assert run(loop, backend.get_keys(inputs, fresh=True)) == keys, "a fresh read of unchanged keys is the same"
+    probe = run(loop, backend.probe(inputs))
+    assert probe.ok, probe.message
+
+    listed = run(loop, backend.services_on_compute(inputs))
+    mine = [s for s in listed if s.name == "contract-whole"]
+    assert [(s.owner, s.replicas, s.gpu_cores, s.deleting) for s in mine] == [("contract/whole", 1, 1, False)]
+
+    run(loop, backend.scale_service(inputs, 2))
+
+    async def scaled() -> Any:
+        seen = await backend.observe_service(inputs)
+        if seen.state == ServiceState.UNHEALTHY:
+            await backend.scale_service(inputs, 2)
+        return seen if seen.state == ServiceState.HEALTHY and seen.replicas == 2 else None
+
+    until(loop, "two replicas", scaled)
+
+    run(loop, backend.delete_service(inputs))
+    until(loop, "the service gone", lambda: _absent(backend, inputs))
+    run(loop, backend.delete_service(inputs))  # and again: gone is success
+    if subject.creates_compute:
+        run(loop, backend.delete_compute(inputs))
+
+        async def compute_gone() -> bool | None:
+            return (await backend.observe_compute(inputs)).state == ComputeState.ABSENT or None
+
+        until(loop, "the compute gone", compute_gone)
+        run(loop, backend.delete_compute(inputs))
+
+
+async def _absent(backend: Backend, inputs: DeploymentInputs) -> bool | None:
+    return (await backend.observe_service(inputs)).state == ServiceState.ABSENT or None
+
+
+def test_a_model_that_does_not_exist_is_a_permanent_error_naming_it(
+    subject: Subject, loop: asyncio.AbstractEventLoop
+) -> None:
+    inputs = subject.make("nomodel", "contract-nomodel")
+    spec = inputs.spec
+    missing = (
+        spec.model_copy(update={"model": spec.model.model_copy(update={"path": "/no/such/model"})})
+        if spec.backend.value == "local"
+        else spec.model_copy(update={"model": spec.model.model_copy(update={"name": "no-such-model"})})
+    )
+    inputs = replace(inputs, spec=missing)
+    if subject.creates_compute:
+
+        async def ready() -> bool | None:
+            found = await subject.backend.observe_compute(inputs)
+            if found.state == ComputeState.ABSENT:
+                await subject.backend.create_compute(inputs)
+            return found.state == ComputeState.READY or None
+
+        until(loop, "the compute", ready)
+    with pytest.raises(PermanentBackendError) as raised:
+        run(loop, subject.backend.deploy_service(inputs, 1))
+    assert raised.value.reason == c.MODEL_NOT_FOUND
+    assert "no-such-model" in raised.value.message or "/no/such/model" in raised.value.message
+    assert run(loop, subject.backend.observe_service(inputs)).state == ServiceState.ABSENT, "nothing half-made"

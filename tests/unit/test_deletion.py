@@ -1,0 +1,128 @@
+"""The deletion core as named cases: what the backend shows and what the status records in, the whole step out
+(its action, message and events). Pure: no Kubernetes, no backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from gpu_model_operator import conditions as c
+from gpu_model_operator.backends.base import ComputeState, ObservedCompute, ObservedService, ServiceState
+from gpu_model_operator.decision import DeleteAction, normal
+from gpu_model_operator.deletion import DeletionDecision, decide_deletion
+from gpu_model_operator.models import DeletionPolicy, GpuModelDeploymentSpec, GpuModelDeploymentStatus, Ownership
+from tests.unit.test_reconcile import ABSENT, OWNER, compute, service, spec
+
+
+def retained(spec_: GpuModelDeploymentSpec) -> GpuModelDeploymentSpec:
+    assert spec_.compute is not None
+    return spec_.model_copy(
+        update={"compute": spec_.compute.model_copy(update={"deletion_policy": DeletionPolicy.RETAIN})}
+    )
+
+
+@dataclass(frozen=True)
+class Case:
+    svc: ObservedService
+    comp: ObservedCompute | None
+    ownership: Ownership
+    want: DeletionDecision
+    others: int = 0
+    spec: GpuModelDeploymentSpec = field(default_factory=spec)
+
+
+LEAVE_THEIRS = "leaving service digits-svc: the operator did not create it for this resource"
+DELETE_COMPUTE = "deleting compute gpu-cluster (deletionPolicy: Delete)"
+CASES: dict[str, Case] = {
+    "the-service-first": Case(
+        service(), compute(), Ownership(service_created=True),
+        DeletionDecision(DeleteAction.DELETE_SERVICE, "deleting service digits-svc",
+                         (normal(c.DELETED_SERVICE, "deleting service digits-svc"),)),
+    ),
+    "waits-for-the-service": Case(
+        service(ServiceState.DELETING), compute(), Ownership(),
+        DeletionDecision(DeleteAction.WAIT, "waiting for service digits-svc to be deleted"),
+    ),
+    "then-the-compute": Case(
+        ABSENT, compute(), Ownership(compute_created=True),
+        DeletionDecision(DeleteAction.DELETE_COMPUTE, DELETE_COMPUTE, (normal(c.DELETED_COMPUTE, DELETE_COMPUTE),)),
+    ),
+    "retain-keeps-the-cluster-and-says-it-bills": Case(
+        ABSENT, compute(), Ownership(compute_created=True),
+        DeletionDecision(
+            DeleteAction.DONE,
+            "retaining compute gpu-cluster (deletionPolicy: Retain); it still bills until you delete it",
+            (normal(c.RETAINED_COMPUTE,
+                    "retaining compute gpu-cluster (deletionPolicy: Retain); it still bills until you delete it"),),
+        ),
+        spec=retained(spec()),
+    ),
+    "a-shared-compute-is-kept-for-its-other-users": Case(
+        ABSENT, compute(), Ownership(compute_created=True),
+        DeletionDecision(
+            DeleteAction.DONE,
+            "leaving compute gpu-cluster: 1 other deployment(s) still use it",
+            (normal(c.RETAINED_COMPUTE, "leaving compute gpu-cluster: 1 other deployment(s) still use it"),),
+        ),
+        others=1,
+    ),
+    "an-adopted-compute-is-never-deleted": Case(
+        ABSENT, compute(created_by_operator=False), Ownership(compute_adopted=True),
+        DeletionDecision(
+            DeleteAction.DONE,
+            "leaving compute gpu-cluster: the operator did not create it",
+            (normal(c.RETAINED_COMPUTE, "leaving compute gpu-cluster: the operator did not create it"),),
+        ),
+    ),
+    "waits-for-the-compute": Case(
+        ABSENT, compute(ComputeState.DELETING), Ownership(compute_created=True),
+        DeletionDecision(DeleteAction.WAIT, "waiting for compute gpu-cluster to be deleted"),
+    ),
+    "already-gone-is-success": Case(
+        ABSENT, compute(ComputeState.ABSENT), Ownership(),
+        DeletionDecision(DeleteAction.DONE, "nothing left to delete"),
+    ),
+    "an-attached-cluster-is-detached-never-deleted": Case(
+        ABSENT, compute(attached=True), Ownership(compute_created=True),
+        DeletionDecision(
+            DeleteAction.DELETE_COMPUTE,
+            "detaching cluster gpu-cluster (attached clusters are never deleted)",
+            (normal(c.DETACHED_COMPUTE, "detaching cluster gpu-cluster (attached clusters are never deleted)"),),
+        ),
+    ),
+    "the-adoption-record-wins-over-a-tag": Case(
+        service(),  # our tag on it, but the record says adopted (someone else put the tag there)
+        compute(), Ownership(service_adopted=True, compute_created=True),
+        DeletionDecision(
+            DeleteAction.DONE,
+            "leaving compute gpu-cluster: 1 other deployment(s) still use it",
+            (normal(c.RETAINED_SERVICE, LEAVE_THEIRS),
+             normal(c.RETAINED_COMPUTE, "leaving compute gpu-cluster: 1 other deployment(s) still use it")),
+        ),
+    ),
+    "a-conflicting-service-elsewhere-does-not-keep-our-compute": Case(
+        service(owner="team-b/other", compute_name="their-cluster"), compute(), Ownership(compute_created=True),
+        DeletionDecision(
+            DeleteAction.DELETE_COMPUTE,
+            DELETE_COMPUTE,
+            (normal(c.RETAINED_SERVICE, LEAVE_THEIRS), normal(c.DELETED_COMPUTE, DELETE_COMPUTE)),
+        ),
+    ),
+    "a-service-left-on-our-compute-keeps-it-whatever-the-letter-case": Case(
+        service(owner="team-b/other", compute_name="GPU-Cluster"), compute(), Ownership(compute_created=True),
+        DeletionDecision(
+            DeleteAction.DONE,
+            "leaving compute gpu-cluster: 1 other deployment(s) still use it",
+            (normal(c.RETAINED_SERVICE, LEAVE_THEIRS),
+             normal(c.RETAINED_COMPUTE, "leaving compute gpu-cluster: 1 other deployment(s) still use it")),
+        ),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_case(name: str) -> None:
+    case = CASES[name]
+    status = GpuModelDeploymentStatus(ownership=case.ownership)
+    assert decide_deletion(case.spec, status, case.svc, case.comp, case.others, OWNER) == case.want
