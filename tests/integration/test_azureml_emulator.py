@@ -24,6 +24,7 @@ import requests
 
 from gpu_model_operator_dev import azureml_emulator as emulator_package
 from gpu_model_operator_dev.azureml_emulator import Emulator, EmulatorConfig, Latencies, start_emulator
+from tests.polling import wait_for
 
 HERE = Path(__file__).resolve()
 EMULATOR_DIR = Path(emulator_package.__file__).parent
@@ -326,18 +327,30 @@ def test_injected_operation_outcome_and_scoring_hooks(emulator: Emulator) -> Non
         op_state="TimedOut",
         code="DeploymentTimedOut",
         message="Deployment timed out",
+        times=1,  # the create times out; the delete after it succeeds
     )
     created = deploy_over_http(emulator, auth, "doomed")
     assert created.status_code == 202
     operation = requests.get(created.headers["Operation-Location"], headers=auth, verify=ca, timeout=10).json()
     assert (operation["state"], operation["error"]["code"]) == ("TimedOut", "DeploymentTimedOut")
 
-    requests.delete(
+    deleting = requests.delete(
         created.headers["Operation-Location"].split("/operations/")[0] + "/services/doomed",
         headers=auth,
         verify=ca,
         timeout=10,
-    ).raise_for_status()
+    )
+    assert deleting.status_code == 202
+    # Its pods hold the only GPU until the delete operation ends, as on AKS.
+    wait_for(
+        "the delete of doomed to finish",
+        lambda: (
+            requests.get(deleting.headers["Operation-Location"], headers=auth, verify=ca, timeout=10).json()["state"]
+            == "Succeeded"
+        ),
+        timeout=60,
+        every=0.1,
+    )
     created = deploy_over_http(emulator, auth, "echo")
     service = requests.get(
         created.headers["Operation-Location"].split("/operations/")[0] + "/services/echo",
