@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-azureml test lint controlplane helm argocd-health clean
+.PHONY: demo demo-azureml test unit lint controlplane helm argocd-health clean
 
 $(STAMP): pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,13 +31,21 @@ demo: $(STAMP) controlplane
 demo-azureml: $(STAMP) controlplane
 	$(PY) hack/demo_azureml.py
 
+# ruff, mypy --strict, and the import-linter contracts of pyproject.toml (the package's layers); the same
+# checks as the pre-commit hooks of .pre-commit-config.yaml.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check operator dev tests hack bench
 	$(VENV)/bin/ruff format --check operator dev tests hack bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-logo
 
 test: $(STAMP) controlplane helm argocd-health lint
 	$(PY) -m pytest
+
+# The pure unit tests alone, in seconds while editing: no control plane, helm or Argo CD, no lint. `make test`
+# runs them too, with everything else.
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
 
 clean:
 	rm -rf $(VENV) .demo

@@ -7,8 +7,6 @@ Binaries come from ``hack/controlplane/build.sh`` (pinned Go modules, cached out
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import shutil
 import signal
@@ -22,12 +20,9 @@ from types import TracebackType
 
 import click
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from .operator_process import free_port
+from .pki import PrivateCA, write_rsa_key_pair
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN_ENV = "GPU_MODEL_OPERATOR_CONTROLPLANE_BIN"
@@ -60,52 +55,6 @@ def ensure_argocd_health() -> Path:
     return _build("argocd-health") / "argocd-health"
 
 
-def _key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _cert(
-    subject: x509.Name,
-    key: rsa.RSAPrivateKey,
-    issuer: tuple[x509.Name, rsa.RSAPrivateKey] | None,
-    *,
-    ca: bool,
-    sans: list[x509.GeneralName] | None = None,
-    client: bool = False,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    issuer_name, issuer_key = issuer or (subject, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    if not ca:
-        usage = x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH if client else x509.oid.ExtendedKeyUsageOID.SERVER_AUTH
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _name(cn: str, org: str | None = None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if org:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
-    return x509.Name(attrs)
-
-
 class ControlPlane:
     """etcd + kube-apiserver as child processes, with certificates and an admin kubeconfig in ``directory``."""
 
@@ -122,33 +71,16 @@ class ControlPlane:
         return self.dir / "kubeconfig"
 
     def _write_pki(self) -> None:
+        """A fresh CA per start: the apiserver's serving certificate (its loopback names and the first address of
+        the service range, which in-cluster clients dial as ``kubernetes.default``), the admin's client
+        certificate (user ``admin`` in group ``system:masters``), and the ServiceAccount token key pair."""
         pki = self.dir / "pki"
-        pki.mkdir(parents=True, exist_ok=True)
-        ca_key = _key()
-        ca = _cert(_name("gpu-model-operator-test-ca"), ca_key, None, ca=True)
-        serving_key = _key()
-        sans: list[x509.GeneralName] = [
-            x509.DNSName("localhost"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
-        ]
-        serving = _cert(_name("kube-apiserver"), serving_key, (ca.subject, ca_key), ca=False, sans=sans)
-        admin_key = _key()
-        admin = _cert(_name("admin", "system:masters"), admin_key, (ca.subject, ca_key), ca=False, client=True)
-        sa_key = _key()
-        pem = serialization.Encoding.PEM
-        files = {
-            "ca.crt": ca.public_bytes(pem),
-            "apiserver.crt": serving.public_bytes(pem),
-            "apiserver.key": _pem_key(serving_key),
-            "admin.crt": admin.public_bytes(pem),
-            "admin.key": _pem_key(admin_key),
-            "sa.key": _pem_key(sa_key),
-            "sa.pub": sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo),
-        }
-        for name, data in files.items():
-            (pki / name).write_bytes(data)
-            (pki / name).chmod(0o600)
+        ca = PrivateCA("gpu-model-operator test control plane")
+        ca.write_cert(pki / "ca.crt")
+        serving = ("localhost", "127.0.0.1", "10.0.0.1")
+        ca.issue(pki / "apiserver.crt", pki / "apiserver.key", *serving, common_name="kube-apiserver")
+        ca.issue(pki / "admin.crt", pki / "admin.key", "admin", common_name="admin", organization="system:masters")
+        write_rsa_key_pair(pki / "sa.key", pki / "sa.pub")
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = (self.dir / f"{name}.log").open("wb")

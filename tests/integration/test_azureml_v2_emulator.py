@@ -9,7 +9,6 @@ the emulator runs on a thread of the test process.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import time
@@ -17,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import requests
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
 from gpu_model_operator_dev import azureml_emulator as emulator_package
 from gpu_model_operator_dev.azureml_emulator import Emulator, start_emulator
@@ -203,35 +203,17 @@ def test_traffic_rules_and_a_50_50_split(emulator: Emulator, tmp_path: Path) -> 
     assert 60 <= split["200:blue"] <= 140, split
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def _service_account_token(key: rsa.RSAPrivateKey, issuer: str, subject: str, audience: str) -> str:
     """A projected service-account token as a kube-apiserver signs it (RS256 with a key id)."""
     now = int(time.time())
-    header = _b64(json.dumps({"alg": "RS256", "kid": "sa-key-1", "typ": "JWT"}).encode())
     claims = {"iss": issuer, "sub": subject, "aud": [audience], "iat": now, "nbf": now, "exp": now + 3600}
-    payload = _b64(json.dumps(claims).encode())
-    signature = key.sign(f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())
-    return f"{header}.{payload}.{_b64(signature)}"
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "sa-key-1"})
 
 
 def test_workload_identity_federation(emulator: Emulator, tmp_path: Path) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    numbers = key.public_key().public_numbers()
-    jwks = {
-        "keys": [
-            {
-                "kty": "RSA",
-                "alg": "RS256",
-                "use": "sig",
-                "kid": "sa-key-1",
-                "n": _b64(numbers.n.to_bytes(256, "big")),
-                "e": _b64(numbers.e.to_bytes(3, "big")),
-            }
-        ]
-    }
+    jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    jwks = {"keys": [{**jwk, "alg": "RS256", "use": "sig", "kid": "sa-key-1"}]}
     issuer, subject = "https://kubernetes.default.svc.cluster.local", "system:serviceaccount:gpu:gpu-model-operator"
     emulator.v2.configure(
         federated_credentials=[{"client_id": "workload-app", "issuer": issuer, "subject": subject, "jwks": jwks}]

@@ -1,8 +1,9 @@
 """The image without Docker: the Dockerfile's build stage is read, not copied. The test copies what the build
 stage COPYs, runs its install step (the RUN that builds the wheel) with the stage's ENV, and then runs the
-installed console command; so the image installs exactly what is tested here. It also checks that the
-Dockerfile agrees with the manifests (command, user) and with pyproject.toml (version, console script), that
-every dependency in requirements.lock is hash-pinned, and that hadolint finds nothing.
+installed console command; so the image installs exactly what is tested here. What that install holds is
+listed too: the operator's own modules and the lock's pins, never a test, the dev package or a dev tool. It also
+checks that the Dockerfile agrees with the manifests (command, user) and with pyproject.toml (version, console
+script), that every dependency in requirements.lock is hash-pinned, and that hadolint finds nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ import pytest
 import tomllib
 import uv
 import yaml
+from packaging.utils import canonicalize_name
 
 from gpu_model_operator_dev.controlplane import ensure_binaries
 
@@ -96,10 +101,15 @@ def test_dockerfile_pins_its_base_and_installs_the_lock_with_hashes() -> None:
     assert pins and re.search(r"\buv==\d+\.\d+\.\d+\b", pins[0]), "the build tool is pinned"
 
 
+def lock_entries() -> list[str]:
+    """requirements.lock's entries, one per pinned distribution (its pin line, hashes and comments)."""
+    return re.split(r"\n(?=[A-Za-z0-9])", LOCK.read_text().split("\n", 2)[2])
+
+
 def test_lock_pins_every_dependency_with_a_hash() -> None:
     text = LOCK.read_text()
     assert "uv pip compile pyproject.toml -o requirements.lock --generate-hashes" in text.splitlines()[1]
-    entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2])
+    entries = lock_entries()
     for entry in entries:
         assert re.match(r"^[A-Za-z0-9_.\-\[\]]+==\S+", entry), entry.splitlines()[0]
         assert "--hash=sha256:" in entry, entry.splitlines()[0]
@@ -137,8 +147,30 @@ def test_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.timeout(300)
-def test_the_image_install_step_gives_a_working_operator(tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class ImageInstall:
+    """What the build stage's install step left: the build context it ran in and the virtual environment."""
+
+    workdir: Path
+    venv: Path
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    def run_python(self, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """``code`` in the image's Python, from outside the checkout, with none of this process's Python or
+        operator settings (so nothing can be imported from the repository by accident)."""
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("GMO_", "VIRTUAL_ENV", "PYTHON"))}
+        return subprocess.run(
+            [self.python, "-c", code, *args], capture_output=True, text=True, env=clean, cwd=self.workdir.parent
+        )
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageInstall]:
+    """The build stage replayed once for the module: its COPYs, then its install step with the stage's ENV."""
+    tmp_path = tmp_path_factory.mktemp("image")
     stage = build_stage()
     workdir = tmp_path / "src"
     workdir.mkdir()
@@ -163,7 +195,12 @@ def test_the_image_install_step_gives_a_working_operator(tmp_path: Path) -> None
         ["bash", "-euo", "pipefail", "-c", install_step()], cwd=workdir, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    yield ImageInstall(workdir=workdir, venv=venv)
 
+
+@pytest.mark.timeout(300)
+def test_the_image_install_step_gives_a_working_operator(image: ImageInstall) -> None:
+    venv = image.venv
     command = venv / "bin" / "gpu-model-operator"
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("GMO_", "VIRTUAL_ENV", "PYTHON"))}
     top = subprocess.run([command, "--help"], capture_output=True, text=True, env=clean)
@@ -172,13 +209,7 @@ def test_the_image_install_step_gives_a_working_operator(tmp_path: Path) -> None
     assert run.returncode == 0 and "--all-namespaces" in run.stdout, run.stderr
     version = subprocess.run([command, "--version"], capture_output=True, text=True, env=clean)
     assert version.stdout.strip().endswith(PYPROJECT["project"]["version"])
-    where = subprocess.run(
-        [venv / "bin" / "python", "-c", "import gpu_model_operator; print(gpu_model_operator.__file__)"],
-        capture_output=True,
-        text=True,
-        env=clean,
-        cwd=tmp_path,
-    )
+    where = image.run_python("import gpu_model_operator; print(gpu_model_operator.__file__)")
     assert Path(where.stdout.strip()).is_relative_to(venv), "the package comes from the wheel, not the checkout"
 
     # Every GMO_* variable of the Deployment is read by the installed command: one option each.
@@ -186,9 +217,7 @@ def test_the_image_install_step_gives_a_working_operator(tmp_path: Path) -> None
     variables = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("GMO_")}
     variables["GMO_NAMESPACES"] = "a b"  # the overlays choose the namespaces: both ways are read
     variables["GMO_ALL_NAMESPACES"] = "true"
-    resolved = subprocess.run(
-        [venv / "bin" / "python", "-c", RESOLVE, json.dumps(variables)], capture_output=True, text=True, env=clean
-    )
+    resolved = image.run_python(RESOLVE, json.dumps(variables))
     assert resolved.returncode == 0, resolved.stderr
     options = json.loads(resolved.stdout)
     assert options["GMO_NAMESPACES"] == ["namespaces", ["a", "b"]]
@@ -196,6 +225,69 @@ def test_the_image_install_step_gives_a_working_operator(tmp_path: Path) -> None
     assert options["GMO_BACKENDS"] == ["backends", ["azureml"]], "the image in a cluster serves azureml only"
     unread = [name for name, option in options.items() if option is None]
     assert unread == [], f"the operator does not read {unread}"
+
+
+#: Names that only development has: the dev package, tests, and the dev tools' modules, wherever they would hide.
+DEV_ONLY = {"gpu_model_operator_dev", "tests", "test", "testing", "conftest", "devcluster", "operator_process"}
+DEV_ONLY |= {"controlplane", "digits_model", "polling", "secrets_seen"}
+
+
+def dev_only(path: str) -> bool:
+    """Whether a file of the wheel or the install is, or is inside, something only development should have."""
+    names = [part.split(".")[0] for part in Path(path).parts]
+    return any(n in DEV_ONLY or n.startswith("test_") or "emulator" in n for n in names)
+
+
+#: The installed distribution's files, and whether the dev package or the tests could be imported at all.
+INSTALLED = """
+import importlib.metadata, importlib.util, json
+files = [str(f) for f in importlib.metadata.files("gpu-model-operator")]
+found = {name: importlib.util.find_spec(name) is not None for name in ("gpu_model_operator_dev", "tests")}
+print(json.dumps({"files": files, "importable": found}))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_the_wheel_and_the_install_hold_the_operator_and_nothing_of_development(image: ImageInstall) -> None:
+    version = PYPROJECT["project"]["version"]
+    package = ROOT / "operator" / "gpu_model_operator"
+    modules = {str(p.relative_to(package.parent)) for p in package.rglob("*.py") if "__pycache__" not in p.parts}
+    assert modules, "the checkout has the package"
+
+    (wheel,) = (image.workdir / "dist").glob("gpu_model_operator-*.whl")
+    entries = zipfile.ZipFile(wheel).namelist()
+    assert {e.split("/")[0] for e in entries} == {"gpu_model_operator", f"gpu_model_operator-{version}.dist-info"}
+    assert [e for e in entries if dev_only(e)] == []
+    assert {e for e in entries if e.endswith(".py")} == modules, "every module of the package, and no other"
+    assert "gpu_model_operator/py.typed" in entries
+
+    result = image.run_python(INSTALLED)
+    assert result.returncode == 0, result.stderr
+    installed = json.loads(result.stdout)
+    assert [f for f in installed["files"] if dev_only(f)] == []
+    assert {f for f in installed["files"] if f.endswith(".py")} == modules
+    assert installed["importable"] == {"gpu_model_operator_dev": False, "tests": False}
+
+
+@pytest.mark.timeout(300)
+def test_the_image_installs_the_lock_and_nothing_else(image: ImageInstall) -> None:
+    """The install step's venv holds exactly pins of requirements.lock (those for Linux), plus the operator."""
+    pins = {}
+    for entry in lock_entries():
+        name, version = entry.split(" ", 1)[0].split(";", 1)[0].split("==")
+        pins[canonicalize_name(name.split("[")[0])] = version
+    listed = subprocess.run(
+        [uv.find_uv_bin(), "pip", "list", "--format", "json", "--python", str(image.python)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    installed = {canonicalize_name(d["name"]): d["version"] for d in json.loads(listed)}
+    assert installed.pop("gpu-model-operator") == PYPROJECT["project"]["version"]
+    assert {n: v for n, v in installed.items() if pins.get(n) != v} == {}, "only the lock's pins"
+    for requirement in PYPROJECT["project"]["dependencies"]:
+        name = canonicalize_name(re.split(r"[~<>=!\[ ]", requirement, maxsplit=1)[0])
+        assert name in installed, f"{name} is a dependency of the operator but not in the image"
 
 
 #: Which `run` option each environment variable sets, asked of click in the installed package.

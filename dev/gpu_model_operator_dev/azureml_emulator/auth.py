@@ -11,47 +11,66 @@ emulator can reject forged, foreign or expired tokens like ARM does.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import time
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import jwt
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from jwt.types import Options
+
     from .state import EmulatorState
 
+#: ARM's answers to a token it cannot use (``error.code``, ``error.message`` of the 401).
+INVALID = ("InvalidAuthenticationToken", "The access token is invalid.")
+BAD_SIGNATURE = ("InvalidAuthenticationToken", "The access token has an invalid signature.")
+EXPIRED = ("ExpiredAuthenticationToken", "The access token expiry UTC time is earlier than current UTC time.")
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+#: Only the signature and ``exp`` are checked, as the emulator always has: the audience is each endpoint's own
+#: business (scoring compares it), and ``nbf``/``iat`` are the emulator's own clock.
+_CHECKS: Options = {"require": ["exp"], "verify_aud": False, "verify_nbf": False, "verify_iat": False}
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+class TokenRejected(Exception):
+    """A bearer token ARM would refuse, with the code and message it answers."""
+
+    def __init__(self, problem: tuple[str, str]) -> None:
+        super().__init__(problem[1])
+        self.code, self.message = problem
 
 
-def mint_token(key: bytes, claims: dict[str, Any]) -> str:
-    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    payload = _b64(json.dumps(claims).encode())
-    signature = hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    return f"{header}.{payload}.{_b64(signature)}"
+def mint_token(key: bytes, claims: Mapping[str, Any]) -> str:
+    """An HS256 JWT signed with this run's key (the SDKs read ``exp`` and ``tid`` from it unverified)."""
+    return jwt.encode(dict(claims), key, algorithm="HS256")
+
+
+def token_claims(key: bytes, token: str) -> dict[str, Any]:
+    """The claims of a live token that this emulator issued; raises :class:`TokenRejected` otherwise.
+
+    The signature is checked before the expiry, so a forged token is called forged even when it is also stale;
+    a token signed with another algorithm is a bad signature (it cannot be this emulator's), a missing ``exp``
+    is an expired token, anything unreadable an invalid one.
+    """
+    try:
+        claims: dict[str, Any] = jwt.decode(token, key, algorithms=["HS256"], options=_CHECKS)
+    except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError) as exc:
+        raise TokenRejected(BAD_SIGNATURE) from exc
+    except (jwt.ExpiredSignatureError, jwt.MissingRequiredClaimError) as exc:
+        raise TokenRejected(EXPIRED) from exc
+    except jwt.InvalidTokenError as exc:
+        raise TokenRejected(INVALID) from exc
+    return claims
 
 
 def verify_token(key: bytes, token: str) -> tuple[str, str] | None:
     """None when valid, else (ARM error code, message)."""
     try:
-        header, payload, signature = token.split(".")
-        expected = hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-        if not hmac.compare_digest(expected, _unb64(signature)):
-            return "InvalidAuthenticationToken", "The access token has an invalid signature."
-        claims = json.loads(_unb64(payload))
-    except (ValueError, json.JSONDecodeError):
-        return "InvalidAuthenticationToken", "The access token is invalid."
-    if float(claims.get("exp", 0)) < time.time():
-        return "ExpiredAuthenticationToken", "The access token expiry UTC time is earlier than current UTC time."
+        token_claims(key, token)
+    except TokenRejected as exc:
+        return exc.code, exc.message
     return None
 
 

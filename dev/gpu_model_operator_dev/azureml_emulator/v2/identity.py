@@ -13,18 +13,16 @@ learn.microsoft.com/entra/identity-platform/reference-error-codes: 70021 no matc
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+import jwt
 
-from ..auth import _unb64
 from .model import FederatedCredential
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -47,31 +45,22 @@ class AssertionRejected(Exception):
         }
 
 
-def _int(b64: str) -> int:
-    return int.from_bytes(_unb64(b64), "big")
+#: The algorithms Kubernetes issuers sign service-account tokens with; any other (``none``, HMAC) is no signature.
+ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384"})
+
+#: The signature alone: issuer, subject and audience are matched against the credentials, and the time window
+#: is Entra's own (5 minutes of skew on ``nbf``, none on ``exp``), both checked before it.
+_SIGNATURE_ONLY: Options = {"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False}
 
 
-def _verify_with_jwk(jwk: dict[str, Any], alg: str, signed: bytes, signature: bytes) -> bool:
-    """RS256/RS384/RS512 or ES256/ES384 with one JWK (the algorithms Kubernetes issuers use)."""
-    digest = {"256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512()}.get(alg[-3:])
-    if digest is None:
-        return False
+def _signed_by(jwk: dict[str, Any], alg: str, assertion: str) -> bool:
+    """Whether ``assertion`` verifies with one JWK, under the algorithm its header names."""
     try:
-        if jwk.get("kty") == "RSA" and alg.startswith("RS"):
-            rsa.RSAPublicNumbers(_int(jwk["e"]), _int(jwk["n"])).public_key().verify(
-                signature, signed, padding.PKCS1v15(), digest
-            )
-            return True
-        if jwk.get("kty") == "EC" and alg.startswith("ES"):
-            curve = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}[jwk["crv"]]
-            key = ec.EllipticCurvePublicNumbers(_int(jwk["x"]), _int(jwk["y"]), curve).public_key()
-            half = len(signature) // 2
-            der = encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))
-            key.verify(der, signed, ec.ECDSA(digest))
-            return True
-    except (InvalidSignature, KeyError, ValueError):
+        key = jwt.PyJWK(jwk, algorithm=alg)
+        jwt.decode(assertion, key, algorithms=[alg], options=_SIGNATURE_ONLY)
+    except (jwt.PyJWTError, KeyError, ValueError):  # a key of another type or curve, or malformed, verifies nothing
         return False
-    return False
+    return True
 
 
 def verify_assertion(credentials: list[FederatedCredential], client_id: str, assertion: str) -> FederatedCredential:
@@ -85,10 +74,9 @@ def verify_assertion(credentials: list[FederatedCredential], client_id: str, ass
             f"Application with identifier '{client_id}' was not found in the directory.",
         )
     try:
-        header_b64, payload_b64, signature_b64 = assertion.split(".")
-        header = json.loads(_unb64(header_b64))
-        claims = json.loads(_unb64(payload_b64))
-    except ValueError as exc:
+        header = jwt.get_unverified_header(assertion)
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.InvalidTokenError as exc:
         raise AssertionRejected(400, "invalid_request", 50027, "Invalid JWT token. Token format not valid.") from exc
     issuer, subject = claims.get("iss"), claims.get("sub")
     audiences = claims.get("aud")
@@ -108,9 +96,8 @@ def verify_assertion(credentials: list[FederatedCredential], client_id: str, ass
     now = time.time()
     if float(claims.get("exp", 0)) < now or float(claims.get("nbf", claims.get("iat", 0))) > now + 300:
         raise AssertionRejected(400, "invalid_client", 700024, "Client assertion is not within its valid time range.")
-    signed = f"{header_b64}.{payload_b64}".encode()
-    signature = _unb64(signature_b64)
+    alg = str(header.get("alg", ""))
     keys = [k for k in match.jwks.get("keys", []) if not header.get("kid") or k.get("kid") == header.get("kid")]
-    if not any(_verify_with_jwk(k, str(header.get("alg", "")), signed, signature) for k in keys):
+    if alg not in ASYMMETRIC or not any(_signed_by(k, alg, assertion) for k in keys):
         raise AssertionRejected(401, "invalid_client", 700027, "Client assertion contains an invalid signature.")
     return match

@@ -18,14 +18,13 @@ how-to-safely-rollout-online-endpoints:
 from __future__ import annotations
 
 import hmac
-import json
 import uuid
 from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
 
-from ..auth import _unb64, verify_token
+from ..auth import TokenRejected, token_claims
 from .model import OnlineEndpoint
 
 if TYPE_CHECKING:
@@ -35,14 +34,6 @@ if TYPE_CHECKING:
 AAD_AUDIENCE = "https://ml.azure.com"
 
 
-def _claims(token: str) -> dict[str, object]:
-    try:
-        value = json.loads(_unb64(token.split(".")[1]))
-    except (IndexError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _authorized(state: EmulatorState, endpoint: OnlineEndpoint, header: str) -> bool:
     if not header.lower().startswith("bearer "):
         return False
@@ -50,9 +41,10 @@ def _authorized(state: EmulatorState, endpoint: OnlineEndpoint, header: str) -> 
     mode = str(endpoint.props.get("authMode") or "").lower()
     if mode == "key":
         return any(hmac.compare_digest(given, k) for k in (endpoint.primary_key, endpoint.secondary_key))
-    if verify_token(state.signing_key, given) is not None:
+    try:
+        audience = str(token_claims(state.signing_key, given).get("aud", "")).rstrip("/")
+    except TokenRejected:
         return False
-    audience = str(_claims(given).get("aud", "")).rstrip("/")
     if mode == "amltoken":
         return audience == state.v2.endpoint_audience(endpoint)
     return audience == AAD_AUDIENCE
