@@ -64,7 +64,19 @@ def compute_key(spec: GpuModelDeploymentSpec) -> str:
         return "local"
     ws = spec.workspace
     where = f"{ws.subscription_id}/{ws.resource_group}/{ws.name}" if ws else ""
+    if spec.backend == BackendKind.AZUREML_V2:
+        # azureml-v2: an attached Kubernetes compute is shared like a cluster; a managed endpoint's cap is the
+        # subscription's quota, which Azure's usages already count for everyone: it is its own key.
+        if spec.compute.kubernetes is not None:
+            return f"azureml-v2/{where}/{spec.compute.kubernetes.compute_name}"
+        return f"azureml-v2/{where}/managed/{spec.service.name}"
     return f"azureml/{where}/{spec.compute.name}"
+
+
+def owns_compute(spec: GpuModelDeploymentSpec) -> bool:
+    """Whether deleting the resource may delete its compute: azureml-v2's managed compute is Azure's and its
+    Kubernetes compute the user's, so deletion stops at the endpoint."""
+    return spec.compute is not None and spec.backend != BackendKind.AZUREML_V2
 
 
 def fingerprint(spec: GpuModelDeploymentSpec, entry_script: str, conda_spec: str) -> str:
@@ -132,6 +144,8 @@ class Controller:
         #: GPUs each deployment holds per compute key, as last written to its status (kopf-indexed view).
         self.gpus_by_compute: defaultdict[str, dict[str, int]] = defaultdict(dict)
         self._transient_streak: dict[str, int] = {}
+        #: Per resource uid, a digest of the scoring URI and keys this process last published (never the keys).
+        self._published_keys: dict[str, str] = {}
 
     # ---- inputs ----------------------------------------------------------------------------------
 
@@ -156,9 +170,7 @@ class Controller:
         else:
             assert source.conda_file is not None  # the CRD requires one of the two
             conda = _config_map_key(data, source.config_map_ref.name, source.conda_file, "spec.source.condaFile")
-        credentials: dict[str, str] = {}
-        if spec.backend == BackendKind.AZUREML and spec.workspace is not None:
-            credentials = await self._credentials(res.namespace, spec.workspace.credentials_secret_ref.name)
+        credentials = await self._sign_in(res.namespace, spec)
         return DeploymentInputs(
             namespace=res.namespace,
             name=res.name,
@@ -186,6 +198,21 @@ class Controller:
                 f"backend {spec.backend.value} is not enabled in this operator{why}; enabled: {enabled} "
                 "(setting --backend, GMO_BACKENDS)",
             )
+
+    async def _sign_in(self, namespace: str, spec: GpuModelDeploymentSpec) -> dict[str, str]:
+        """The Azure sign-in of an azureml resource: a service principal's Secret, or (azureml-v2) the workload
+        identity's tenant and client ids, whose token the backend reads from the operator's own pod."""
+        ws = spec.workspace
+        if spec.backend not in (BackendKind.AZUREML, BackendKind.AZUREML_V2) or ws is None:
+            return {}
+        if ws.credentials_secret_ref is not None:
+            return await self._credentials(namespace, ws.credentials_secret_ref.name)
+        if ws.workload_identity is not None and spec.backend == BackendKind.AZUREML_V2:
+            return {"tenantId": ws.workload_identity.tenant_id, "clientId": ws.workload_identity.client_id}
+        raise InputError(
+            c.CREDENTIALS_INVALID,
+            "set spec.workspace.credentialsSecretRef (or, for azureml-v2, spec.workspace.workloadIdentity)",
+        )
 
     async def _credentials(self, namespace: str, secret: str) -> dict[str, str]:
         data = await self.kube.secret_data(namespace, secret)
@@ -320,21 +347,34 @@ class Controller:
     async def _publish_keys(
         self, backend: Backend, inputs: DeploymentInputs, previous: GpuModelDeploymentStatus, decision: Decision
     ) -> None:
-        """Write the keys Secret on the first Ready pass of each generation; steady passes cost no calls."""
+        """Write the keys Secret on the first Ready pass of each generation, and again when the keys changed (rotated
+        at the backend: a backend drops its copy when scoring refuses it, so the probe's 401 leads here). Steady
+        passes cost no calls: backends keep the keys they read."""
         status = decision.status
         name = keys_secret_name(inputs.name)
-        if previous.keys_secret_name == name and previous.probed_generation == inputs.generation:
-            return
         keys = await backend.get_keys(inputs) if inputs.spec.service.auth_enabled else None
         assert status.scoring_uri is not None
+        digest = hashlib.sha256(json.dumps([status.scoring_uri, keys]).encode()).hexdigest()
+        published = previous.keys_secret_name == name and previous.probed_generation == inputs.generation
+        if published and inputs.uid not in self._published_keys:  # a restarted operator: what does it hold?
+            held = await self.kube.secret_data(inputs.namespace, name) or {}
+            held_keys = (held.get("primaryKey", ""), held.get("secondaryKey", "")) if keys else None
+            held_uri = held.get("scoringUri")
+            self._published_keys[inputs.uid] = hashlib.sha256(json.dumps([held_uri, held_keys]).encode()).hexdigest()
+        if published and self._published_keys.get(inputs.uid) == digest:
+            return
         body = keys_secret_body(inputs.namespace, inputs.name, inputs.uid, status.scoring_uri, keys)
         try:
             await self.kube.publish_secret(body, inputs.name)
         except SecretConflict as exc:
             self._secret_conflict(inputs, previous, decision, exc.message)
             return
-        if status.keys_secret_name != name:
-            decision.events.append(Event("Normal", c.KEYS_PUBLISHED, f"scoring URI and keys are in Secret {name}"))
+        if status.keys_secret_name != name or published:
+            what = "keys changed: " if published else ""
+            decision.events.append(
+                Event("Normal", c.KEYS_PUBLISHED, f"{what}scoring URI and keys are in Secret {name}")
+            )
+        self._published_keys[inputs.uid] = digest
         status.keys_secret_name = name
 
     def _secret_conflict(
@@ -400,7 +440,7 @@ class Controller:
                 inputs = await self._inputs_for_deletion(res)
             backend = self.backends[inputs.spec.backend]
             service = await backend.observe_service(inputs)
-            compute = await backend.observe_compute(inputs) if inputs.spec.compute else None
+            compute = await backend.observe_compute(inputs) if owns_compute(inputs.spec) else None
             users = set(users_of_compute) - {inputs.owner}
             if compute is not None and service.state == ServiceState.ABSENT:
                 found = await backend.services_on_compute(inputs)
@@ -426,9 +466,7 @@ class Controller:
     async def _inputs_for_deletion(self, res: Resource) -> DeploymentInputs:
         """Deleting must work even when the ConfigMap is gone: the backend needs names, not scripts."""
         spec = GpuModelDeploymentSpec.model_validate(dict(res.spec))
-        credentials: dict[str, str] = {}
-        if spec.backend == BackendKind.AZUREML and spec.workspace is not None:
-            credentials = await self._credentials(res.namespace, spec.workspace.credentials_secret_ref.name)
+        credentials = await self._sign_in(res.namespace, spec)
         return DeploymentInputs(
             res.namespace, res.name, res.uid, res.generation, spec, "", "", credentials, take_over=res.take_over
         )

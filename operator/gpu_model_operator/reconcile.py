@@ -20,6 +20,7 @@ from .backends.base import (
     ServiceState,
 )
 from .models import (
+    BackendKind,
     Condition,
     DeletionPolicy,
     GpuModelDeploymentSpec,
@@ -241,7 +242,7 @@ def _decide_compute(
         kind = "attached cluster" if compute.attached else "compute"
         gpus = "no GPU (CPU only)" if compute.cpu_only else f"{compute.gpus_total} GPU(s)"
         reason = c.COMPUTE_AVAILABLE if ours else c.COMPUTE_ADOPTED
-        message = f"{kind} {name} is ready with {gpus}"
+        message = f"{kind} {name} is ready with {gpus}" + (f" ({compute.message})" if compute.message else "")
         if not ours:
             message += "; it existed before: used, never changed or deleted (gpumodel.io/take-over to manage it)"
         set_condition(status, c.COMPUTE_READY, True, reason, message, generation, now)
@@ -523,6 +524,9 @@ def decide_deletion(
             ours = service.owner == owner
         else:
             ours = status.ownership.service_created
+        if ours and _retains_service(spec):
+            message = f"retaining endpoint {service.name} (deletionPolicy: Retain); it still bills until you delete it"
+            return DeletionDecision(DeleteAction.DONE, message, [Event("Normal", c.RETAINED_SERVICE, message)])
         if ours:
             message = f"deleting service {service.name}"
             return DeletionDecision(DeleteAction.DELETE_SERVICE, message, [Event("Normal", c.DELETED_SERVICE, message)])
@@ -534,6 +538,15 @@ def decide_deletion(
     if service.state == ServiceState.DELETING:
         return DeletionDecision(DeleteAction.WAIT, f"waiting for service {service.name} to be deleted")
     return _compute_step(spec, status, compute, other_users_of_compute, [])
+
+
+def _retains_service(spec: GpuModelDeploymentSpec) -> bool:
+    """azureml-v2's deletionPolicy is about its online endpoint (its compute is never the operator's)."""
+    return (
+        spec.backend == BackendKind.AZUREML_V2
+        and spec.compute is not None
+        and spec.compute.deletion_policy == DeletionPolicy.RETAIN
+    )
 
 
 def _compute_step(
