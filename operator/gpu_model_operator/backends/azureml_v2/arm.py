@@ -76,6 +76,13 @@ def put_deployment(ws: Workspace, endpoint: str, name: str, body: dict[str, Any]
     ops.begin_create_or_update(endpoint_name=endpoint, deployment_name=name, body=body, polling=False, **_dkwargs(ws))
 
 
+def scale_deployment(ws: Workspace, endpoint: str, name: str, instances: int) -> None:
+    """A PATCH of the instance count alone: the deployment keeps what it runs (an old one being made room beside
+    keeps its model, code and environment)."""
+    body = {"sku": {"capacity": instances}}
+    _ops(ws)[1].begin_update(endpoint_name=endpoint, deployment_name=name, body=body, polling=False, **_dkwargs(ws))
+
+
 def delete_deployment(ws: Workspace, endpoint: str, name: str) -> None:
     try:
         _ops(ws)[1].begin_delete(endpoint_name=endpoint, deployment_name=name, polling=False, **_dkwargs(ws))

@@ -19,20 +19,16 @@ an endpoint without them means (ServiceExists unless taken over).
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import time
-from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
 import requests
 
 from ... import conditions as c
-from ...models import GpuModelDeploymentSpec
 from ..base import (
-    ComputeState,
     DeploymentInputs,
     ObservedCompute,
     ObservedService,
@@ -41,21 +37,12 @@ from ..base import (
     ServiceOnCompute,
     TransientBackendError,
 )
-from ..vm_sizes import vm_size
 from . import arm, rollout
+from .compute import Computes
 from .rollout import EndpointView, StepKind
 from .session import WRITE_TIMEOUT, Session, Workspace, WsKey
 
 log = logging.getLogger(__name__)
-#: Azure's most for an online deployment's request timeout (reference-yaml-deployment-managed-online:
-#: request_timeout_ms "the maximum value allowed is 180000 milliseconds").
-MAX_REQUEST_TIMEOUT_MS = 180_000
-COMPUTE_STATES = {
-    "succeeded": ComputeState.READY,
-    "creating": ComputeState.CREATING,
-    "updating": ComputeState.CREATING,
-    "deleting": ComputeState.DELETING,
-}
 
 
 def _endpoint(inputs: DeploymentInputs) -> str:
@@ -80,14 +67,10 @@ class AzureMLV2Backend:
         self._for_service: dict[tuple[WsKey, str], tuple[float, EndpointView | None, dict[str, Any] | None]] = {}
         self._for_step: dict[tuple[WsKey, str], tuple[float, EndpointView | None, dict[str, Any] | None]] = {}
         self._keys: dict[tuple[WsKey, str], tuple[str, str]] = {}
-        #: Never changing: registered model versions (ARM ids), a region's VM sizes, a failed deployment's logs.
+        #: Never changing: registered model versions (ARM ids), a failed deployment's logs.
         self._models: dict[tuple[WsKey, str, int], str] = {}
-        self._sizes: dict[tuple[str, str], dict[str, tuple[str, int]]] = {}
         self._failures: dict[tuple[WsKey, str, str], str] = {}
-        #: GPUs per instance of each Kubernetes compute's instance types, as observe_compute last read them.
-        self._instance_gpus: dict[tuple[WsKey, str], dict[str, int]] = {}
-        self._listings: dict[tuple[WsKey, str], tuple[float, list[ServiceOnCompute]]] = {}
-        self._listing_locks: defaultdict[tuple[WsKey, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._computes = Computes(self._session)
         # azure-core logs each request's headers at INFO: the operator's log is for what it decides.
         for noisy in ("azure", "azure.identity", "azure.ai.ml"):
             if logging.getLogger(noisy).level == logging.NOTSET:
@@ -143,80 +126,14 @@ class AzureMLV2Backend:
     # ---- compute ---------------------------------------------------------------------------------------------
 
     async def observe_compute(self, inputs: DeploymentInputs) -> ObservedCompute:
-        compute = inputs.spec.compute
-        if compute is None or (compute.managed is None and compute.kubernetes is None):
-            raise PermanentBackendError("azureml-v2 needs spec.compute.managed or .kubernetes", reason=c.INVALID_SPEC)
-        _check_timeout(inputs.spec)
         ws = await self._session.workspace(inputs)
-        if compute.managed is not None:
-            return await self._observe_quota(inputs, ws, compute.managed.instance_type)
-        assert compute.kubernetes is not None
-        return await self._observe_kubernetes(inputs, ws)
 
-    async def _observe_quota(self, inputs: DeploymentInputs, ws: Workspace, instance_type: str) -> ObservedCompute:
-        """A managed endpoint's "compute" is the subscription's quota for the instance type's family."""
-        size = vm_size(instance_type)  # only whole-GPU sizes; raises InvalidVmSize for others
-        if size.retired:
-            message = f"instance type {size.name} was retired by Azure on {size.retired}; choose a current GPU size"
-            raise PermanentBackendError(message, reason=c.INVALID_VM_SIZE)
-        _check_gpu_cores(inputs.spec, size.name, size.gpus)
-        where = (ws.subscription_id.lower(), ws.location.lower())
-        if where not in self._sizes:
-            self._sizes[where] = await self._session.call(
-                inputs, f"listing the VM sizes of {ws.location}", "workspace", lambda: arm.vm_families(ws)
-            )
-        family, vcpus = self._sizes[where].get(size.name.lower(), ("", 0))
-        if not family:
-            message = f"instance type {size.name} is not offered in {ws.location} for online endpoints"
-            raise PermanentBackendError(message, reason=c.INVALID_VM_SIZE)
-        used, limit = await self._session.call(
-            inputs, f"reading the quota of {family}", "workspace", lambda: arm.family_usage(ws, family)
-        )
-        view, raw = await self._read(inputs, ws)
-        self._for_service[(self._session.key(inputs), _endpoint(inputs))] = (time.monotonic(), view, raw)
-        sizes = self._sizes[where]
-        own = rollout.own_charge(view, lambda size: sizes.get(str(size).lower(), ("", 0))[0] == family, vcpus)
-        cap = rollout.managed_cap(family, limit, used, own, vcpus, size.name)
-        return ObservedCompute(
-            size.name, ComputeState.READY, cap.instances * size.gpus, created_by_operator=True, message=cap.message
-        )
+        async def endpoint() -> EndpointView | None:
+            view, raw = await self._read(inputs, ws)
+            self._for_service[(self._session.key(inputs), _endpoint(inputs))] = (time.monotonic(), view, raw)
+            return view
 
-    async def _observe_kubernetes(self, inputs: DeploymentInputs, ws: Workspace) -> ObservedCompute:
-        kube = inputs.spec.compute.kubernetes if inputs.spec.compute else None
-        assert kube is not None
-        name = kube.compute_name
-        found = await self._session.call(
-            inputs, f"reading compute {name}", "compute", lambda: arm.get_compute(ws, name)
-        )
-        props = (found or {}).get("properties") or {}
-        if found is None or str(props.get("computeType", "")).lower() != "kubernetes":
-            what = "is not attached to" if found is None else f"is a {props.get('computeType')} compute in"
-            message = (
-                f"Kubernetes compute {name} {what} workspace {ws.name}: attach the cluster with the Azure ML "
-                "extension first (az ml compute attach --type Kubernetes), or fix spec.compute.kubernetes.computeName"
-            )
-            raise PermanentBackendError(message, reason=c.COMPUTE_FAILED)
-        raw_state = str(props.get("provisioningState") or "")
-        state = COMPUTE_STATES.get(raw_state.lower(), ComputeState.FAILED)
-        if state != ComputeState.READY:
-            return ObservedCompute(name, state, attached=True, message=f"provisioning state {raw_state}")
-        inner = props.get("properties") or {}
-        types = {str(k).lower(): v for k, v in (inner.get("instanceTypes") or {}).items()}
-        gpus = {k: rollout.instance_type_gpus(v) for k, v in types.items()}
-        self._instance_gpus[(self._session.key(inputs), name.lower())] = gpus
-        wanted = kube.instance_type.lower()
-        if wanted not in types:
-            defined = ", ".join(sorted(types)) or f"only the extension's default ({inner.get('defaultInstanceType')})"
-            message = f"instance type {kube.instance_type} is not defined on compute {name}; defined: {defined}"
-            raise PermanentBackendError(message, reason=c.INVALID_VM_SIZE)
-        per_instance = gpus[wanted]
-        if per_instance < 1:
-            message = f"instance type {kube.instance_type} of compute {name} requests no nvidia.com/gpu"
-            raise PermanentBackendError(message, reason=c.INVALID_VM_SIZE)
-        _check_gpu_cores(inputs.spec, kube.instance_type, per_instance)
-        total = rollout.kubernetes_gpus(kube.node_gpus, per_instance)
-        message = f"{kube.instance_type}: {per_instance} GPU(s) per instance; nodes with {kube.node_gpus} GPUs"
-        return ObservedCompute(name, ComputeState.READY, total, attached=True, message=message)
+        return await self._computes.observe(inputs, ws, endpoint)
 
     async def create_compute(self, inputs: DeploymentInputs) -> None:
         """Never called: observe_compute reports no compute as absent (managed has none to create, and a missing
@@ -229,41 +146,7 @@ class AzureMLV2Backend:
     async def services_on_compute(self, inputs: DeploymentInputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
         """Deployments on the same Kubernetes compute, with the GPUs they hold; none for managed endpoints (the
         quota's usage already counts everyone's)."""
-        kube = inputs.spec.compute.kubernetes if inputs.spec.compute else None
-        if kube is None:
-            return []
-        ws = await self._session.workspace(inputs)
-        key = (self._session.key(inputs), kube.compute_name.lower())
-        compute_id = f"{ws.arm_id}/computes/{kube.compute_name}".lower()
-        async with self._listing_locks[key]:
-            taken, found = self._listings.get(key, (-float("inf"), []))
-            if time.monotonic() - taken > max_age:
-                found = await self._list_on_compute(inputs, ws, compute_id, self._instance_gpus.get(key, {}))
-                self._listings[key] = (time.monotonic(), found)
-        return list(found)
-
-    async def _list_on_compute(
-        self, inputs: DeploymentInputs, ws: Workspace, compute_id: str, gpus: dict[str, int]
-    ) -> list[ServiceOnCompute]:
-        endpoints = await self._session.call(
-            inputs, "listing the workspace's online endpoints", "endpoint", lambda: arm.list_endpoints(ws)
-        )
-        found: list[ServiceOnCompute] = []
-        for raw in (e for e in endpoints if arm.compute_of(e) == compute_id):
-            name = str(raw.get("name"))
-            listed = await self._session.call(
-                inputs,
-                f"listing the deployments of endpoint {name}",
-                "endpoint",
-                functools.partial(arm.list_deployments, ws, name),
-            )
-            view = arm.endpoint_view(raw, listed)
-            for d in view.deployments:
-                if d.state.lower() == "deleting" or (d.failed and view.share(d.name) == 0):
-                    continue
-                per = gpus.get(str(d.instance_type).lower(), 0)
-                found.append(ServiceOnCompute(f"{name}/{d.name}", d.instance_count, per, owner=view.owner))
-        return found
+        return await self._computes.services_on(inputs, await self._session.workspace(inputs), max_age)
 
     # ---- service ---------------------------------------------------------------------------------------------
 
@@ -294,6 +177,16 @@ class AzureMLV2Backend:
         cached = self._take(self._for_step, key, 10.0)
         view, raw = (cached[1], cached[2]) if cached else await self._read(inputs, ws)
         step = rollout.next_step(view, _desired(inputs), replicas)
+        if step.kind == StepKind.CREATE_DEPLOYMENT:
+            room, why = await self._computes.room(inputs, ws)
+            step = rollout.make_room(view, step, room)
+            if step.kind == StepKind.BLOCKED:
+                managed = inputs.spec.compute is not None and inputs.spec.compute.managed is not None
+                message = (
+                    f"no room for new deployment {step.deployment} beside the live one ({why}), which has a single "
+                    "instance: raise the quota or add GPUs for the rollout; the live deployment keeps serving"
+                )
+                raise PermanentBackendError(message, reason=c.QUOTA_EXCEEDED if managed else c.INSUFFICIENT_GPUS)
         log.info("%s/%s: rollout step %s %s", inputs.namespace, inputs.name, step.kind.value, step.deployment)
         endpoint = _endpoint(inputs)
         try:
@@ -308,11 +201,17 @@ class AzureMLV2Backend:
                     WRITE_TIMEOUT,
                 )
             elif step.kind == StepKind.CREATE_DEPLOYMENT:
-                await self._put_deployment(inputs, ws, step.deployment, replicas, fit_quota=True)
+                await self._create_deployment(inputs, ws, step.deployment, step.replicas)
             elif step.kind == StepKind.SHIFT_TRAFFIC:
                 await self._shift(inputs, ws, raw, view, step.deployment)
             elif step.kind == StepKind.SCALE:
-                await self._put_deployment(inputs, ws, step.deployment, step.replicas, fit_quota=False)
+                await self._session.call(
+                    inputs,
+                    f"scaling deployment {step.deployment} of endpoint {endpoint} to {step.replicas} instance(s)",
+                    "deployment",
+                    lambda: arm.scale_deployment(ws, endpoint, step.deployment, step.replicas),
+                    WRITE_TIMEOUT,
+                )
         finally:
             if step.kind not in (StepKind.WAIT, StepKind.NONE):
                 self._forget(inputs)
@@ -343,10 +242,8 @@ class AzureMLV2Backend:
             inputs, f"{verb} endpoint {name}", "endpoint", lambda: arm.put_endpoint(ws, name, body), WRITE_TIMEOUT
         )
 
-    async def _put_deployment(
-        self, inputs: DeploymentInputs, ws: Workspace, deployment: str, replicas: int, *, fit_quota: bool
-    ) -> None:
-        """Create the inputs' deployment (after its model, environment and code versions), or scale it."""
+    async def _create_deployment(self, inputs: DeploymentInputs, ws: Workspace, deployment: str, replicas: int) -> None:
+        """Create the inputs' deployment, after its model, environment and code versions."""
         spec, endpoint = inputs.spec, _endpoint(inputs)
         model = await self._model(inputs, ws)
         image, conda = spec.environment.base_image, inputs.conda_spec
@@ -365,36 +262,14 @@ class AzureMLV2Backend:
             lambda: arm.ensure_code(ws, f"{endpoint}-code", _digest(filename, script), filename, script),
             WRITE_TIMEOUT,
         )
-        if fit_quota and spec.compute is not None and spec.compute.managed is not None:
-            replicas = await self._room(inputs, ws, spec.compute.managed.instance_type, replicas)
         body = _deployment_body(inputs, ws.location, model, env, code, replicas)
         await self._session.call(
             inputs,
-            f"{'creating' if fit_quota else 'scaling'} deployment {deployment} of endpoint {endpoint}",
+            f"creating deployment {deployment} of endpoint {endpoint}",
             "deployment",
             lambda: arm.put_deployment(ws, endpoint, deployment, body),
             WRITE_TIMEOUT,
         )
-
-    async def _room(self, inputs: DeploymentInputs, ws: Workspace, instance_type: str, replicas: int) -> int:
-        """Instances a new deployment can start with beside the live one: the family's limit less everything in
-        use now (the old deployment included). Fewer than asked start, and scale up once the old one is gone."""
-        where = (ws.subscription_id.lower(), ws.location.lower())
-        family, vcpus = self._sizes.get(where, {}).get(instance_type.lower(), ("", 0))
-        if not family:
-            return replicas
-        used, limit = await self._session.call(
-            inputs, f"reading the quota of {family}", "workspace", lambda: arm.family_usage(ws, family)
-        )
-        room = rollout.instances_within(limit - used, vcpus)
-        if room < 1:
-            message = (
-                f"no quota left for a new deployment of {instance_type} beside the live one ({family}: {used} of "
-                f"{limit} vCPUs in use; one instance needs {rollout.quota_charge(1, vcpus)}): raise the family's "
-                "quota; the live deployment keeps serving"
-            )
-            raise PermanentBackendError(message, reason=c.QUOTA_EXCEEDED)
-        return min(replicas, room)
 
     async def _model(self, inputs: DeploymentInputs, ws: Workspace) -> str:
         name, version = inputs.spec.model.name, inputs.spec.model.version
@@ -516,18 +391,3 @@ def _deployment_body(
             "requestSettings": {"requestTimeout": f"PT{spec.service.scoring_timeout_ms / 1000:g}S"},
         },
     }
-
-
-def _check_gpu_cores(spec: GpuModelDeploymentSpec, instance_type: str, gpus: int) -> None:
-    if spec.service.gpu_cores != gpus:
-        message = (
-            f"spec.service.gpuCores is {spec.service.gpu_cores} but each {instance_type} instance has {gpus} GPU(s), "
-            f"and a replica is one instance: set spec.service.gpuCores: {gpus}"
-        )
-        raise PermanentBackendError(message, reason=c.INVALID_SPEC)
-
-
-def _check_timeout(spec: GpuModelDeploymentSpec) -> None:
-    if spec.service.scoring_timeout_ms > MAX_REQUEST_TIMEOUT_MS:
-        message = f"spec.service.scoringTimeoutMs is at most {MAX_REQUEST_TIMEOUT_MS} for an online deployment"
-        raise PermanentBackendError(message, reason=c.INVALID_SPEC)

@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..base import DeploymentInputs, ObservedService, ServiceState
 
@@ -194,6 +194,8 @@ class StepKind(str, enum.Enum):
     CREATE_DEPLOYMENT = "CreateDeployment"
     SHIFT_TRAFFIC = "ShiftTraffic"  # after a probe of the deployment
     SCALE = "Scale"
+    #: No room for a new deployment beside the live one, which cannot shrink: the user must make room.
+    BLOCKED = "Blocked"
     NONE = "None"
 
 
@@ -225,6 +227,21 @@ def next_step(view: EndpointView | None, desired: str, replicas: int) -> Step:
     if new.instance_count != replicas:
         return Step(StepKind.SCALE, new.name, replicas)
     return Step(StepKind.NONE)
+
+
+def make_room(view: EndpointView | None, step: Step, room: int) -> Step:
+    """A CREATE_DEPLOYMENT step fitted to the instances there is room for beside the live deployment: fewer than
+    asked (the new deployment scales up once the old one is gone); or, with no room at all, the live deployment
+    halved first (it keeps serving, with less capacity, while the new one starts); or BLOCKED when the live
+    deployment has a single instance (no rollout without downtime fits)."""
+    if step.kind != StepKind.CREATE_DEPLOYMENT or room >= step.replicas:
+        return step
+    if room >= 1:
+        return replace(step, replicas=room)
+    live = view.live if view is not None else []
+    if len(live) == 1 and live[0].instance_count >= 2:
+        return Step(StepKind.SCALE, live[0].name, math.ceil(live[0].instance_count / 2))
+    return Step(StepKind.BLOCKED, step.deployment, step.replicas)
 
 
 # ---- replica caps -------------------------------------------------------------------------------------------
