@@ -7,6 +7,7 @@ create is left alone; Retain keeps the endpoint; keys rotated in Azure reach the
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -16,17 +17,48 @@ import pytest
 
 from gpu_model_operator_dev.azureml_emulator import Emulator
 from gpu_model_operator_dev.operator_process import OperatorProcess
+from tests.e2e.azure_harness import RESOURCE_GROUP, SUBSCRIPTION, TENANT, WORKSPACE
 from tests.e2e.azure_v2_harness import AzureV2, arm_call, kubernetes, managed, run_v2_operator
 from tests.e2e.harness import wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
 
+#: The operator's ServiceAccount, federated with the Entra application WORKLOAD_APP (workload identity).
+OPERATOR_NS, OPERATOR_SA, WORKLOAD_APP = "gmo-system", "gpu-model-operator", "workload-app"
+MANAGEMENT = r"/subscriptions/.*/(onlineEndpoints|computes|usages|vmSizes|models|environments|codes|workspaces/ws1$)"
+
+
 @pytest.fixture(scope="module")
 def v2_operator(
     control_plane: Any, v2_emu: Emulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    yield from run_v2_operator(control_plane, v2_emu, tmp_path_factory)
+    """The operator with a federated token file, as the Azure Workload Identity webhook projects it into its pod: a
+    real ServiceAccount token of the apiserver, audience api://AzureADTokenExchange; the Entra application trusts
+    the apiserver's issuer for that ServiceAccount (the emulator checks the token against the apiserver's JWKS)."""
+    cp = control_plane
+    cp.kubectl("create", "namespace", OPERATOR_NS, check=False)
+    cp.kubectl("create", "serviceaccount", OPERATOR_SA, "-n", OPERATOR_NS, check=False)
+    token = cp.kubectl(
+        "create",
+        "token",
+        OPERATOR_SA,
+        "-n",
+        OPERATOR_NS,
+        "--audience",
+        "api://AzureADTokenExchange",
+        "--duration",
+        "1h",
+    ).stdout.strip()
+    token_file = tmp_path_factory.mktemp("azure-identity") / "token"
+    token_file.write_text(token)
+    jwks = json.loads(cp.kubectl("get", "--raw", "/openid/v1/jwks").stdout)
+    subject = f"system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}"
+    v2_emu.v2.configure(
+        federated_credentials=[{"client_id": WORKLOAD_APP, "issuer": cp.server, "subject": subject, "jwks": jwks}]
+    )
+    env = {"AZURE_FEDERATED_TOKEN_FILE": str(token_file)}
+    yield from run_v2_operator(cp, v2_emu, tmp_path_factory, env=env)
 
 
 def live(azure: AzureV2, endpoint: str) -> dict[str, int]:
@@ -179,3 +211,57 @@ def test_keys_rotated_in_azure_reach_the_secret(v2: AzureV2) -> None:
     assert v2.score("rotate").status_code == 200
     assert v2.score("rotate", key=before).status_code == 401
     v2.delete("rotate")
+
+
+def test_workload_identity_signs_in_with_the_federated_token(v2: AzureV2) -> None:
+    workspace = {"subscriptionId": SUBSCRIPTION, "resourceGroup": RESOURCE_GROUP, "name": WORKSPACE}
+    identity = {"clientId": WORKLOAD_APP, "tenantId": TENANT}
+    v2.apply("wi", "wi-ep", managed(), workspace={**workspace, "workloadIdentity": identity})
+    v2.wait_ready("wi")
+    assert v2.score("wi").status_code == 200
+
+    # An application the ServiceAccount is not federated with: refused, and said so.
+    stranger = {"clientId": "stranger-app", "tenantId": TENANT}
+    v2.apply("stranger", "stranger-ep", managed(), workspace={**workspace, "workloadIdentity": stranger})
+    cond = v2.wait_reason("stranger", "CredentialsInvalid")
+    assert "workload identity of application stranger-app" in cond["message"] and "AADSTS" in cond["message"]
+    assert v2.endpoint("stranger-ep") is None
+    # Deletion must sign in as well (it cannot know nothing exists): the README's way out lets the resource go.
+    v2.cp.kubectl("annotate", "gmd", "stranger", "-n", v2.ns, "gpumodel.io/reconcile-policy=detach-on-delete")
+    v2.delete("stranger")
+    v2.delete("wi")
+
+
+def test_a_wrong_secret_is_named_and_never_shown(v2: AzureV2) -> None:
+    v2.secret(client_secret="a-wrong-secret-value")
+    v2.apply("wrong", "wrong-ep", managed())
+    cond = v2.wait_reason("wrong", "CredentialsInvalid")
+    assert "Secret azureml-service-principal" in cond["message"] and "the clientSecret is wrong" in cond["message"]
+    events = json.dumps(v2.events("wrong"))
+    assert "a-wrong-secret-value" not in events and "a-wrong-secret-value" not in json.dumps(v2.get("wrong"))
+    assert "a-wrong-secret-value" not in v2.operator.log_path.read_text()
+    v2.secret()  # deletion signs in too: with no way in, the finalizer stays (nothing may be left billing)
+    v2.delete("wrong")
+
+
+def test_throttling_outages_and_resets_converge_with_one_create_per_object(v2: AzureV2) -> None:
+    v2.emu.clear_calls()
+    for action, extra in [
+        ("status", {"status": 429, "retry_after": 1}),
+        ("status", {"status": 500}),
+        ("status", {"status": 503}),
+        ("reset", {}),
+    ]:
+        # Each kind hits 30% of management calls until it has struck twice: every kind is injected.
+        v2.emu.add_fault(action=action, path=MANAGEMENT, probability=0.3, times=2, **extra)
+    v2.apply("noisy", "noisy-ep", managed(), replicas=2)
+    obj = v2.wait_ready("noisy", timeout=120)
+    assert obj["status"]["replicasSummary"] == "2/2"
+    injected = Counter(c.get("fault") for c in v2.emu.calls() if c.get("fault"))
+    assert sum(injected.values()) == 8, f"every fault struck twice: {injected}"
+    assert len(v2.emu.calls()) < 300, "no hot loop"
+    assert v2.writes(r"/onlineEndpoints/noisy-ep$", "PUT", 201) == 1, "one endpoint created"
+    assert v2.writes(r"/onlineEndpoints/noisy-ep/deployments/[^/]+$", "PUT", 201) == 1, "one deployment created"
+    v2.emu.clear_faults()
+    v2.delete("noisy")
+    v2.wait_endpoint_gone("noisy-ep")

@@ -205,6 +205,18 @@ CASES: dict[str, Case] = {
         c.CREDENTIALS_INVALID,
         "no federated credential",
     ),
+    "unknown-application": Case(
+        arm(
+            400,
+            "unauthorized_client",
+            "AADSTS700016: Application with identifier 'stranger-app' was not found in the directory.",
+            kind=ClientAuthenticationError,
+        ),
+        "workspace",
+        False,
+        c.CREDENTIALS_INVALID,
+        "not an application in the tenant's directory (AADSTS700016)",
+    ),
     "token-endpoint-down": Case(
         ClientAuthenticationError(message="Authentication failed: connection timed out"),
         "workspace",

@@ -95,8 +95,9 @@ def classify(exc: BaseException, action: str, *, area: str, credential: str) -> 
     if isinstance(exc, BackendError):
         return exc
     what = f"{action} failed"
-    if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:
-        # azure-identity's refusal (no HTTP answer of ARM's): a ClientAuthenticationError with a 401 is ARM's.
+    if isinstance(exc, ClientAuthenticationError) and (exc.status_code is None or _AADSTS.search(str(exc))):
+        # Entra's refusal, from azure-identity (with or without the token endpoint's HTTP answer); a
+        # ClientAuthenticationError without an AADSTS code is ARM's own 401, classified with the other answers.
         return _auth(exc, what, credential)
     if isinstance(exc, ServiceRequestError | ServiceResponseError | ConnectionError | TimeoutError):
         return TransientBackendError(f"{what}: Azure did not answer ({type(exc).__name__}: {_first_line(exc)})")

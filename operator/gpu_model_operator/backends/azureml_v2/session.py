@@ -141,7 +141,11 @@ class Session:
             if key not in self._workspaces:
                 made = self._connect(inputs)
                 where = f"reading workspace {made.name}"
-                got = await self.call(inputs, where, "workspace", lambda: made.client.workspaces.get(made.name))
+                try:
+                    got = await self.call(inputs, where, "workspace", lambda: made.client.workspaces.get(made.name))
+                except Exception:
+                    self._close(made)  # a refused sign-in is tried afresh next time
+                    raise
                 made.location = str(got.location)
                 for old in [k for k in self._workspaces if k[:3] == key[:3]][:-2]:  # keep a few credential sets
                     self._close(self._workspaces.pop(old))
