@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-azureml test lint controlplane helm argocd-health clean
+.PHONY: demo demo-azureml demo-azureml-v2 test lint controlplane helm argocd-health clean
 
 $(STAMP): pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ demo: $(STAMP) controlplane
 
 demo-azureml: $(STAMP) controlplane
 	$(PY) hack/demo_azureml.py
+
+demo-azureml-v2: $(STAMP) controlplane
+	$(PY) hack/demo_azureml_v2.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check operator dev tests hack bench

@@ -156,7 +156,7 @@ class AzureMLV2Backend:
         cached = self._take(self._for_service, key, 5.0)
         view, raw = (cached[1], cached[2]) if cached else await self._read(inputs, ws)
         self._for_step[key] = (time.monotonic(), view, raw)
-        observed = rollout.observe(view, _desired(inputs), inputs.fingerprint)
+        observed = rollout.observe(view, _desired(inputs), inputs.fingerprint, _endpoint(inputs))
         kube = inputs.spec.compute.kubernetes if inputs.spec.compute else None
         if kube is not None:
             observed = replace(observed, compute_name=kube.compute_name)

@@ -114,12 +114,12 @@ class EndpointView:
         return [d for d in self.deployments if d.name.lower() != desired.lower() and self.share(d.name) == 0]
 
 
-def observe(view: EndpointView | None, desired: str, inputs_fingerprint: str) -> ObservedService:
+def observe(view: EndpointView | None, desired: str, inputs_fingerprint: str, endpoint: str = "") -> ObservedService:
     """The endpoint as the reconcile core reads a service: TRANSITIONING while Azure works, UNHEALTHY with the
     rollout's next step (so the core asks for it), HEALTHY with the inputs' fingerprint only once the desired
     deployment is alone with all the traffic; FAILED when the desired deployment failed (the old one serving)."""
     if view is None:
-        return ObservedService(desired, ServiceState.ABSENT)
+        return ObservedService(endpoint or desired, ServiceState.ABSENT)
     name, state = view.name, view.state.lower()
     live = view.live
     serving = sum(d.instance_count for d in live)
