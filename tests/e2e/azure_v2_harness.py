@@ -87,14 +87,17 @@ def run_v2_operator(
 
 
 def clean_up(cp: Any) -> None:
-    """A safety net for a failed test: no azureml-v2 resource outlives its module's operator (deleted through it,
-    finalizers dropped if stuck)."""
+    """A safety net for a failed test: no azureml-v2 resource of the emulated workspace outlives its module's
+    operator (deleted through it, finalizers dropped if stuck). Resources naming other workspaces (the CRD tests'
+    examples) cannot be deleted by any operator here, and are not this harness's."""
+
+    def ours(item: dict[str, Any]) -> bool:
+        ws = item["spec"].get("workspace") or {}
+        return item["spec"]["backend"] == "azureml-v2" and ws.get("subscriptionId") == SUBSCRIPTION
 
     def left() -> list[tuple[str, str]]:
         items = json.loads(cp.kubectl("get", "gmd", "-A", "-o", "json").stdout)["items"]
-        return [
-            (i["metadata"]["namespace"], i["metadata"]["name"]) for i in items if i["spec"]["backend"] == "azureml-v2"
-        ]
+        return [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items if ours(i)]
 
     for ns, name in left():
         cp.kubectl("delete", "gmd", name, "-n", ns, "--wait=false", check=False)

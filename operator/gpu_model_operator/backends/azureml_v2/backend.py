@@ -245,6 +245,7 @@ class AzureMLV2Backend:
     async def _create_deployment(self, inputs: DeploymentInputs, ws: Workspace, deployment: str, replicas: int) -> None:
         """Create the inputs' deployment, after its model, environment and code versions."""
         spec, endpoint = inputs.spec, _endpoint(inputs)
+        self._failures.pop((self._session.key(inputs), endpoint, deployment), None)  # a new attempt, new logs
         model = await self._model(inputs, ws)
         image, conda = spec.environment.base_image, inputs.conda_spec
         env = await self._session.call(
