@@ -22,12 +22,12 @@ from tests.e2e.harness import wait_for
 pytestmark = pytest.mark.timeout(300)
 
 SLOW = {
-    "endpoint_create_s": 1.5,
-    "endpoint_update_s": 1.5,
-    "endpoint_delete_s": 1.5,
-    "deployment_create_s": 2.0,
-    "deployment_update_s": 1.5,
-    "deployment_delete_s": 1.5,
+    "endpoint_create_s": 1.0,
+    "endpoint_update_s": 1.0,
+    "endpoint_delete_s": 1.0,
+    "deployment_create_s": 1.5,
+    "deployment_update_s": 1.0,
+    "deployment_delete_s": 1.0,
 }
 ENDPOINT = r"/onlineEndpoints/{e}$"
 DEPLOYMENT = r"/onlineEndpoints/{e}/deployments/[^/]+$"
