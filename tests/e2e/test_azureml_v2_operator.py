@@ -189,6 +189,20 @@ def test_an_endpoint_the_operator_did_not_create_is_left_alone(v2: AzureV2) -> N
     v2.wait_endpoint_gone("theirs-ep")
 
 
+def test_another_resource_s_endpoint_is_a_conflict_left_untouched(v2: AzureV2) -> None:
+    v2.apply("first", "shared-ep", managed())
+    v2.wait_ready("first")
+    v2.emu.clear_calls()
+    v2.apply("second", "shared-ep", managed(), version=2)
+    cond = v2.wait_reason("second", "ServiceNameConflict")
+    assert f"GpuModelDeployment {v2.ns}/first" in cond["message"]
+    assert v2.writes(r"/onlineEndpoints/shared-ep", "PUT") + v2.writes(r"/onlineEndpoints/shared-ep", "DELETE") == 0
+    v2.delete("second")
+    assert v2.condition("first")["status"] == "True", "the first resource's endpoint serves on"
+    v2.delete("first")
+    v2.wait_endpoint_gone("shared-ep")
+
+
 def test_retain_keeps_the_endpoint_serving(v2: AzureV2) -> None:
     v2.apply("kept", "kept-ep", managed(), deletion_policy="Retain")
     v2.wait_ready("kept")
