@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-azureml test unit lint controlplane helm argocd-health clean
+.PHONY: demo demo-azureml demo-azureml-v2 test unit lint controlplane helm argocd-health clean
 
 $(STAMP): pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ demo: $(STAMP) controlplane
 
 demo-azureml: $(STAMP) controlplane
 	$(PY) hack/demo_azureml.py
+
+demo-azureml-v2: $(STAMP) controlplane
+	$(PY) hack/demo_azureml_v2.py
 
 # ruff, mypy --strict, and the import-linter contracts of pyproject.toml (the package's layers); the same
 # checks as the pre-commit hooks of .pre-commit-config.yaml.

@@ -41,6 +41,10 @@ def build_controller(settings: Settings) -> object:
         from .backends.azureml.backend import AzureMLBackend
 
         backends[BackendKind.AZUREML] = AzureMLBackend(workers=settings.azure_workers)
+    if BackendKind.AZUREML_V2 in settings.backends:
+        from .backends.azureml_v2.backend import AzureMLV2Backend
+
+        backends[BackendKind.AZUREML_V2] = AzureMLV2Backend(workers=settings.azure_workers)
     if BackendKind.LOCAL in settings.backends:
         from .backends.local.backend import LocalBackend
 
@@ -72,7 +76,8 @@ def main() -> None:
     multiple=True,
     default=[BackendKind.AZUREML.value],
     type=click.Choice([kind.value for kind in BackendKind]),
-    help="A backend to serve (repeatable). local runs the entry script on this machine: development only.",
+    help="A backend to serve (repeatable): azureml-v2 (online endpoints, for new deployments), azureml (SDK v1 AKS "
+    "services), local (runs the entry script on this machine: development only).",
 )
 @click.option("--namespace", "-n", "namespaces", multiple=True, help="Namespace to watch (repeatable).")
 @click.option("--all-namespaces", "-A", is_flag=True, help="Watch every namespace (cluster-wide install).")

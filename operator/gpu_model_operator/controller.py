@@ -31,7 +31,16 @@ from .backends.base import (
 from .budget import CallBudget
 from .decision import Action, Decision, DeleteAction, Event, Facts, Observation, Problem, Timing, normal, warning
 from .deletion import DeletionDecision, decide_deletion
-from .inputs import Holding, InputError, Resource, compute_key, load_inputs, parse_spec
+from .inputs import (
+    Holding,
+    InputError,
+    Resource,
+    compute_key,
+    compute_name,
+    load_inputs,
+    owns_compute,
+    parse_spec,
+)
 from .instrumented import InstrumentedBackend
 from .keys import keys_secret_body, keys_secret_name
 from .kube import KubeClient, SecretConflict
@@ -149,7 +158,7 @@ class Controller:
         """The resync of a settled resource: one read of the service, its keys read afresh (regenerated at Azure,
         they reach the Secret within one interval), the probe, and a read of the keys Secret (Kubernetes)."""
         service = await backend.observe_service(inputs)
-        compute = ObservedCompute(inputs.spec.compute.name if inputs.spec.compute else "local", ComputeState.READY)
+        compute = ObservedCompute(compute_name(inputs.spec), ComputeState.READY)
         observation = Observation(compute, service, (), inputs.fingerprint, secret_name=keys_secret_name(res.name))
         if service.state == ServiceState.HEALTHY and service.fingerprint == inputs.fingerprint:
             observation = await self._serving(backend, inputs, observation, fresh=True)
@@ -205,7 +214,7 @@ class Controller:
                 inputs = await load_inputs(self.kube, res, spec, for_deletion=True)
             backend = self.backends[spec.backend]
             service = await backend.observe_service(inputs)
-            compute = await backend.observe_compute(inputs) if spec.compute else None
+            compute = await backend.observe_compute(inputs) if owns_compute(spec) else None
             listed = []
             if compute is not None and service.state == ServiceState.ABSENT:
                 listed = await backend.services_on_compute(inputs)

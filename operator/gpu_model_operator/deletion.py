@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from . import conditions as c
 from .backends.base import ComputeState, ObservedCompute, ObservedService, ServiceState
 from .decision import DeleteAction, Event, normal
-from .models import DeletionPolicy, GpuModelDeploymentSpec, GpuModelDeploymentStatus
+from .models import BackendKind, DeletionPolicy, GpuModelDeploymentSpec, GpuModelDeploymentStatus
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ def decide_deletion(
             ours = service.owner == owner
         else:
             ours = status.ownership.service_created
+        if ours and _retains_service(spec):
+            message = f"retaining endpoint {service.name} (deletionPolicy: Retain); it still bills until you delete it"
+            return DeletionDecision(DeleteAction.DONE, message, (normal(c.RETAINED_SERVICE, message),))
         if ours:
             message = f"deleting service {service.name}"
             return DeletionDecision(DeleteAction.DELETE_SERVICE, message, (normal(c.DELETED_SERVICE, message),))
@@ -48,6 +51,15 @@ def decide_deletion(
     if service.state == ServiceState.DELETING:
         return DeletionDecision(DeleteAction.WAIT, f"waiting for service {service.name} to be deleted")
     return _compute_step(spec, status, compute, other_users_of_compute, ())
+
+
+def _retains_service(spec: GpuModelDeploymentSpec) -> bool:
+    """azureml-v2's deletionPolicy is about its online endpoint (its compute is never the operator's)."""
+    return (
+        spec.backend == BackendKind.AZUREML_V2
+        and spec.compute is not None
+        and spec.compute.deletion_policy == DeletionPolicy.RETAIN
+    )
 
 
 def _compute_step(

@@ -94,9 +94,7 @@ async def load_inputs(
     kube: KubeClient, res: Resource, spec: GpuModelDeploymentSpec, *, for_deletion: bool = False
 ) -> DeploymentInputs:
     """The spec and what it points to. Deleting needs names, not scripts: it works without the ConfigMap."""
-    credentials: dict[str, str] = {}
-    if spec.backend == BackendKind.AZUREML and spec.workspace is not None:
-        credentials = await _credentials(kube, res.namespace, spec.workspace.credentials_secret_ref.name)
+    credentials = await _sign_in(kube, res.namespace, spec)
     if for_deletion:
         return DeploymentInputs(
             res.namespace, res.name, res.uid, res.generation, spec, "", "", credentials, take_over=res.take_over
@@ -127,6 +125,22 @@ async def load_inputs(
         credentials=credentials,
         fingerprint=fingerprint(spec, entry, conda),
         take_over=res.take_over,
+    )
+
+
+async def _sign_in(kube: KubeClient, namespace: str, spec: GpuModelDeploymentSpec) -> dict[str, str]:
+    """The Azure sign-in of an azureml resource: a service principal's Secret, or (azureml-v2) the workload
+    identity's tenant and client ids, whose token the backend reads from the operator's own pod."""
+    ws = spec.workspace
+    if spec.backend not in (BackendKind.AZUREML, BackendKind.AZUREML_V2) or ws is None:
+        return {}
+    if ws.credentials_secret_ref is not None:
+        return await _credentials(kube, namespace, ws.credentials_secret_ref.name)
+    if ws.workload_identity is not None and spec.backend == BackendKind.AZUREML_V2:
+        return {"tenantId": ws.workload_identity.tenant_id, "clientId": ws.workload_identity.client_id}
+    raise InputError(
+        c.CREDENTIALS_INVALID,
+        "set spec.workspace.credentialsSecretRef (or, for azureml-v2, spec.workspace.workloadIdentity)",
     )
 
 
@@ -162,7 +176,32 @@ def compute_key(spec: GpuModelDeploymentSpec) -> str:
         return "local"
     ws = spec.workspace
     where = f"{ws.subscription_id}/{ws.resource_group}/{ws.name}" if ws else ""
+    if spec.backend == BackendKind.AZUREML_V2:
+        # An attached Kubernetes compute is shared like a cluster; a managed endpoint's cap is the subscription's
+        # quota, which Azure's usages already count for everyone: it is its own key.
+        if spec.compute.kubernetes is not None:
+            return f"azureml-v2/{where}/{spec.compute.kubernetes.compute_name}".lower()
+        return f"azureml-v2/{where}/managed/{spec.service.name}".lower()
     return f"azureml/{where}/{spec.compute.name}".lower()
+
+
+def compute_name(spec: GpuModelDeploymentSpec) -> str:
+    """The compute's name as status shows it: the workspace compute (azureml), the attached Kubernetes compute or
+    the managed instance type (azureml-v2), or this machine."""
+    compute = spec.compute
+    if compute is None:
+        return "local"
+    if compute.kubernetes is not None:
+        return compute.kubernetes.compute_name
+    if compute.managed is not None:
+        return compute.managed.instance_type
+    return compute.name or "local"
+
+
+def owns_compute(spec: GpuModelDeploymentSpec) -> bool:
+    """Whether deleting the resource may delete its compute: azureml-v2's managed compute is Azure's and its
+    Kubernetes compute the user's, so deletion stops at the endpoint."""
+    return spec.compute is not None and spec.backend != BackendKind.AZUREML_V2
 
 
 @dataclass(frozen=True)

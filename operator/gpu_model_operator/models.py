@@ -33,6 +33,8 @@ class _Model(BaseModel):
 
 class BackendKind(str, enum.Enum):
     AZUREML = "azureml"
+    #: Azure ML SDK v2 (azure-ai-ml): managed or Kubernetes online endpoints, blue/green rollouts.
+    AZUREML_V2 = "azureml-v2"
     LOCAL = "local"
 
 
@@ -54,11 +56,20 @@ class ConfigMapRef(_Model):
     name: Annotated[str, Field(min_length=1, max_length=253, pattern=K8S_NAME_PATTERN)]
 
 
+class WorkloadIdentity(_Model):
+    """An Entra application federated with the operator's ServiceAccount (azureml-v2): no secret is stored."""
+
+    client_id: Annotated[str, Field(min_length=1, max_length=64)]
+    tenant_id: Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class Workspace(_Model):
     subscription_id: Annotated[str, Field(min_length=1, max_length=64)]
     resource_group: Annotated[str, Field(min_length=1, max_length=90)]
     name: Annotated[str, Field(min_length=3, max_length=33)]
-    credentials_secret_ref: SecretRef
+    #: Exactly one of the two (CEL); azureml (v1) takes only the Secret.
+    credentials_secret_ref: SecretRef | None = None
+    workload_identity: WorkloadIdentity | None = None
 
 
 class Provision(_Model):
@@ -73,10 +84,28 @@ class Attach(_Model):
     cluster_name: Annotated[str, Field(min_length=1, max_length=63)]
 
 
+class ManagedCompute(_Model):
+    """A managed online endpoint's GPU instance type (azureml-v2): Azure runs the VMs, nothing to create."""
+
+    instance_type: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class KubernetesCompute(_Model):
+    """An attached Kubernetes compute with the Azure ML extension (azureml-v2), used, never created or detached."""
+
+    compute_name: Annotated[str, Field(min_length=2, max_length=16, pattern=COMPUTE_NAME_PATTERN)]
+    instance_type: Annotated[str, Field(min_length=1, max_length=63)]
+    #: GPUs of each node the instance type schedules on: Azure ML does not report an attached cluster's nodes.
+    node_gpus: Annotated[list[Annotated[int, Field(ge=0, le=64)]], Field(min_length=1, max_length=1000)]
+
+
 class Compute(_Model):
-    name: Annotated[str, Field(min_length=2, max_length=16, pattern=COMPUTE_NAME_PATTERN)]
+    #: The compute target (azureml); azureml-v2 names its compute in ``kubernetes`` or has none (``managed``).
+    name: Annotated[str | None, Field(min_length=2, max_length=16, pattern=COMPUTE_NAME_PATTERN)] = None
     provision: Provision | None = None
     attach: Attach | None = None
+    managed: ManagedCompute | None = None
+    kubernetes: KubernetesCompute | None = None
     deletion_policy: DeletionPolicy = DeletionPolicy.DELETE
 
 
@@ -111,6 +140,14 @@ class LocalOptions(_Model):
     allow_cpu_fallback: bool = False
 
 
+class Rollout(_Model):
+    """How azureml-v2 checks a new deployment before it takes the traffic (blue/green)."""
+
+    #: The JSON body of the scoring probe; without it any answer of the user's code (2xx, or Azure's 424 for
+    #: the model's own error status) counts, since a request the model rejects still proves it serves.
+    probe_request: Annotated[str | None, Field(min_length=2, max_length=65536)] = None
+
+
 class GpuModelDeploymentSpec(_Model):
     backend: BackendKind
     workspace: Workspace | None = None
@@ -120,6 +157,7 @@ class GpuModelDeploymentSpec(_Model):
     environment: Environment = Field(default_factory=Environment)
     service: Service
     local: LocalOptions = Field(default_factory=LocalOptions)
+    rollout: Rollout = Field(default_factory=Rollout)
 
 
 # ---- status ------------------------------------------------------------------------------------------

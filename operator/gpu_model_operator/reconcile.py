@@ -197,7 +197,7 @@ def _compute_ready(obs: Observation) -> Verdict:
     ours = compute.created_by_operator or obs.take_over
     kind = "attached cluster" if compute.attached else "compute"
     gpus = "no GPU (CPU only)" if compute.cpu_only else f"{compute.gpus_total} GPU(s)"
-    message = f"{kind} {compute.name} is ready with {gpus}"
+    message = f"{kind} {compute.name} is ready with {gpus}" + (f" ({compute.message})" if compute.message else "")
     if not ours:
         message += "; it existed before: used, never changed or deleted (gpumodel.io/take-over to manage it)"
     return Verdict(True, c.COMPUTE_AVAILABLE if ours else c.COMPUTE_ADOPTED, message)

@@ -18,6 +18,7 @@ from gpu_model_operator.backends.local.backend import SERVING_PROCESSES
 from gpu_model_operator_dev.digits_model import TrainedModel, train
 from gpu_model_operator_dev.operator_process import OperatorProcess
 from tests.e2e.azure_harness import azure, azure_operator, emu, no_faults  # noqa: F401 (fixtures)
+from tests.e2e.azure_v2_harness import v2, v2_emu  # noqa: F401 (fixtures)
 from tests.e2e.harness import Deployment
 
 

@@ -131,6 +131,19 @@ def _appeared_is_transient(deploy: Callable[[], None]) -> Callable[[], None]:
     return wrapped
 
 
+def _compute_name(inputs: DeploymentInputs) -> str:
+    """The compute target's name, which the CRD requires for this backend (``spec.compute.name``)."""
+    name = inputs.spec.compute.name if inputs.spec.compute else None
+    if not name:
+        raise PermanentBackendError("azureml needs spec.compute.name", reason=c.INVALID_SPEC)
+    return name
+
+
+def _secret_name(inputs: DeploymentInputs) -> str:
+    ws = inputs.spec.workspace
+    return ws.credentials_secret_ref.name if ws and ws.credentials_secret_ref else "?"
+
+
 def _health_url(scoring_uri: str) -> str:
     return scoring_uri[: -len("score")] if scoring_uri.endswith("/score") else scoring_uri.rstrip("/") + "/"
 
@@ -177,10 +190,10 @@ class AzureMLBackend:
 
     def _key(self, inputs: DeploymentInputs) -> WsKey:
         ws, missing = inputs.spec.workspace, [k for k in CREDENTIAL_KEYS if not inputs.credentials.get(k)]
-        if ws is None or inputs.spec.compute is None:
+        if ws is None or inputs.spec.compute is None or not inputs.spec.compute.name:
             raise PermanentBackendError("azureml needs spec.workspace and spec.compute", reason=c.INVALID_SPEC)
         if missing:
-            message = f"Secret {ws.credentials_secret_ref.name} has no key {', '.join(missing)}"
+            message = f"Secret {_secret_name(inputs)} has no key {', '.join(missing)}"
             raise PermanentBackendError(message, reason=c.CREDENTIALS_INVALID)
         digest = hashlib.sha256("\0".join(inputs.credentials[k] for k in CREDENTIAL_KEYS).encode()).hexdigest()
         return ws.subscription_id.lower(), ws.resource_group.lower(), ws.name.lower(), digest
@@ -202,7 +215,7 @@ class AzureMLBackend:
         except asyncio.TimeoutError:
             raise TransientBackendError(f"{action} failed: no answer from Azure in {timeout:.0f}s") from None
         except Exception as exc:
-            secret = inputs.spec.workspace.credentials_secret_ref.name if inputs.spec.workspace else "?"
+            secret = _secret_name(inputs)
             error = classify(exc, action, area=area, secret=secret)
             if isinstance(error, TransientBackendError) and error.retry_after:
                 self._not_before[where] = time.monotonic() + error.retry_after
@@ -236,8 +249,7 @@ class AzureMLBackend:
 
     async def observe_compute(self, inputs: DeploymentInputs) -> ObservedCompute:
         _, ws = await self._workspace(inputs)
-        assert inputs.spec.compute is not None
-        name = inputs.spec.compute.name
+        name = _compute_name(inputs)
         read = none_if_not_found(lambda: ComputeTarget(ws, name))
         found = await self._call(inputs, f"reading compute {name}", "compute", read)
         if found is None:
@@ -295,7 +307,7 @@ class AzureMLBackend:
         _, ws = await self._workspace(inputs)
         compute = inputs.spec.compute
         assert compute is not None
-        name, attach, provision = compute.name, compute.attach, compute.provision
+        name, attach, provision = _compute_name(inputs), compute.attach, compute.provision
         if attach is not None:
 
             def start() -> None:
@@ -330,8 +342,7 @@ class AzureMLBackend:
     async def delete_compute(self, inputs: DeploymentInputs) -> None:
         """Start deleting a provisioned cluster, or detach an attached one; gone already is success."""
         _, ws = await self._workspace(inputs)
-        assert inputs.spec.compute is not None
-        name = inputs.spec.compute.name
+        name = _compute_name(inputs)
 
         def start() -> None:
             found = none_if_not_found(lambda: ComputeTarget(ws, name))()
@@ -351,8 +362,7 @@ class AzureMLBackend:
         share it: N deployments converging together cost one listing per poll, not N listings of N services.
         """
         key, ws = await self._workspace(inputs)
-        assert inputs.spec.compute is not None
-        compute = inputs.spec.compute.name
+        compute = _compute_name(inputs)
         async with self._listing_locks[key]:
             taken, services, computes = self._listings.get(key, (-math.inf, [], {}))
             if time.monotonic() - taken > max_age:
@@ -408,8 +418,7 @@ class AzureMLBackend:
         """Create (``Model.deploy``) or redeploy in place (``service.update``); returns without waiting."""
         key, ws = await self._workspace(inputs)
         spec = inputs.spec
-        assert spec.compute is not None
-        svc, model_ref, compute_name = spec.service, spec.model, spec.compute.name
+        svc, model_ref, compute_name = spec.service, spec.model, _compute_name(inputs)
         if not model_ref.name:
             message = "the azureml backend deploys a registered model: set spec.model.name"
             raise PermanentBackendError(message, reason=c.INVALID_SPEC)

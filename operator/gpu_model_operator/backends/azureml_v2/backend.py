@@ -1,0 +1,395 @@
+"""The Azure ML v2 backend: online endpoints through the real ``azure-ai-ml`` SDK, managed (a GPU instance type
+Azure runs) or on an attached Kubernetes compute, rolled out blue/green.
+
+What calls what (each row one or two SDK calls in the session's pool, never waited on beyond Azure's answer):
+
+- observe_compute: managed, the region's VM sizes (once) and the family's usage, plus the endpoint (its own
+  deployments' share of the usage); Kubernetes, the compute (state, instance types).
+- observe_service: the endpoint and its deployments (:func:`.rollout.observe` says what they mean);
+  deploy_service and scale_service: the one next step of :func:`.rollout.next_step` (create the endpoint; delete
+  a stray deployment; create the new deployment, after its environment and code versions; probe it and move the
+  traffic; scale it), every write a PUT or DELETE sent with ``polling=False``.
+- services_on_compute (Kubernetes): the workspace's endpoints on the compute and their deployments, one listing
+  shared by every resource for ``max_age`` seconds; get_keys: ``listKeys``; probe: a real scoring request.
+
+An endpoint is the operator's by its tags (``managed-by``, ``gpumodel-owner``); the reconcile core decides what
+an endpoint without them means (ServiceExists unless taken over).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import replace
+from typing import Any
+
+import requests
+
+from ... import conditions as c
+from ..base import (
+    DeploymentInputs,
+    ObservedCompute,
+    ObservedService,
+    PermanentBackendError,
+    ProbeResult,
+    ServiceOnCompute,
+    TransientBackendError,
+)
+from . import arm, rollout
+from .compute import Computes
+from .rollout import EndpointView, StepKind
+from .session import WRITE_TIMEOUT, Session, Workspace, WsKey
+
+log = logging.getLogger(__name__)
+
+
+def _endpoint(inputs: DeploymentInputs) -> str:
+    return inputs.spec.service.name
+
+
+def _desired(inputs: DeploymentInputs) -> str:
+    return rollout.deployment_name(rollout.fingerprint(inputs))
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+class AzureMLV2Backend:
+    name = "azureml-v2"
+
+    def __init__(self, workers: int = 8) -> None:
+        self._session = Session(workers)
+        #: The endpoint as observe_compute read it, for observe_service of the same pass; and as observe_service
+        #: read it, for the deploy or scale that follows. Each is taken once, and every write drops both.
+        self._for_service: dict[tuple[WsKey, str], tuple[float, EndpointView | None, dict[str, Any] | None]] = {}
+        self._for_step: dict[tuple[WsKey, str], tuple[float, EndpointView | None, dict[str, Any] | None]] = {}
+        self._keys: dict[tuple[WsKey, str], tuple[str, str]] = {}
+        #: Never changing: registered model versions (ARM ids), a failed deployment's logs.
+        self._models: dict[tuple[WsKey, str, int], str] = {}
+        self._failures: dict[tuple[WsKey, str, str], str] = {}
+        self._computes = Computes(self._session)
+        # azure-core logs each request's headers at INFO: the operator's log is for what it decides.
+        for noisy in ("azure", "azure.identity", "azure.ai.ml"):
+            if logging.getLogger(noisy).level == logging.NOTSET:
+                logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    # ---- reading ---------------------------------------------------------------------------------------------
+
+    async def _read(self, inputs: DeploymentInputs, ws: Workspace) -> tuple[EndpointView | None, dict[str, Any] | None]:
+        name = _endpoint(inputs)
+        raw = await self._session.call(
+            inputs, f"reading endpoint {name}", "endpoint", lambda: arm.get_endpoint(ws, name)
+        )
+        if raw is None:
+            return None, None
+        deployments = await self._session.call(
+            inputs, f"listing the deployments of endpoint {name}", "endpoint", lambda: arm.list_deployments(ws, name)
+        )
+        view = arm.endpoint_view(raw, deployments)
+        failed = [d for d in view.deployments if d.failed and not d.error]
+        if failed:
+            errors = {d.name: await self._failure(inputs, ws, d.name) for d in failed}
+            explained = tuple(replace(d, error=errors.get(d.name, d.error)) for d in view.deployments)
+            view = replace(view, deployments=explained)
+        return view, raw
+
+    async def _failure(self, inputs: DeploymentInputs, ws: Workspace, deployment: str) -> str:
+        key = (self._session.key(inputs), _endpoint(inputs), deployment)
+        if key not in self._failures:
+            endpoint = _endpoint(inputs)
+            try:
+                logs = await self._session.call(
+                    inputs,
+                    f"reading the logs of deployment {deployment}",
+                    "deployment",
+                    lambda: arm.failure_logs(ws, endpoint, deployment),
+                )
+            except TransientBackendError:
+                return ""
+            self._failures[key] = (
+                f"provisioning state Failed; its logs: {logs}" if logs else "provisioning state Failed"
+            )
+        return self._failures[key]
+
+    def _take(self, cache: dict[Any, Any], key: Any, max_age: float) -> Any:
+        found = cache.pop(key, None)
+        return found if found is not None and time.monotonic() - found[0] <= max_age else None
+
+    def _forget(self, inputs: DeploymentInputs) -> None:
+        key = (self._session.key(inputs), _endpoint(inputs))
+        self._for_service.pop(key, None)
+        self._for_step.pop(key, None)
+
+    # ---- compute ---------------------------------------------------------------------------------------------
+
+    async def observe_compute(self, inputs: DeploymentInputs) -> ObservedCompute:
+        ws = await self._session.workspace(inputs)
+
+        async def endpoint() -> EndpointView | None:
+            view, raw = await self._read(inputs, ws)
+            self._for_service[(self._session.key(inputs), _endpoint(inputs))] = (time.monotonic(), view, raw)
+            return view
+
+        return await self._computes.observe(inputs, ws, endpoint)
+
+    async def create_compute(self, inputs: DeploymentInputs) -> None:
+        """Never called: observe_compute reports no compute as absent (managed has none to create, and a missing
+        Kubernetes compute is the user's to attach)."""
+        raise PermanentBackendError("azureml-v2 creates no compute", reason=c.COMPUTE_FAILED)
+
+    async def delete_compute(self, inputs: DeploymentInputs) -> None:
+        """Nothing to delete: a managed compute is Azure's, an attached Kubernetes compute the user's."""
+
+    async def services_on_compute(self, inputs: DeploymentInputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
+        """Deployments on the same Kubernetes compute, with the GPUs they hold; none for managed endpoints (the
+        quota's usage already counts everyone's)."""
+        return await self._computes.services_on(inputs, await self._session.workspace(inputs), max_age)
+
+    # ---- service ---------------------------------------------------------------------------------------------
+
+    async def observe_service(self, inputs: DeploymentInputs) -> ObservedService:
+        ws = await self._session.workspace(inputs)
+        key = (self._session.key(inputs), _endpoint(inputs))
+        cached = self._take(self._for_service, key, 5.0)
+        view, raw = (cached[1], cached[2]) if cached else await self._read(inputs, ws)
+        self._for_step[key] = (time.monotonic(), view, raw)
+        observed = rollout.observe(view, _desired(inputs), inputs.fingerprint, _endpoint(inputs))
+        kube = inputs.spec.compute.kubernetes if inputs.spec.compute else None
+        if kube is not None:
+            observed = replace(observed, compute_name=kube.compute_name)
+        return observed
+
+    async def deploy_service(self, inputs: DeploymentInputs, replicas: int) -> list[str]:
+        """Take the rollout's next step towards the inputs' deployment with ``replicas`` instances."""
+        await self._converge(inputs, replicas)
+        return []
+
+    async def scale_service(self, inputs: DeploymentInputs, replicas: int) -> None:
+        """The same converger: during a rollout it takes the rollout's next step, after it the scale."""
+        await self._converge(inputs, replicas)
+
+    async def _converge(self, inputs: DeploymentInputs, replicas: int) -> None:
+        ws = await self._session.workspace(inputs)
+        key = (self._session.key(inputs), _endpoint(inputs))
+        cached = self._take(self._for_step, key, 10.0)
+        view, raw = (cached[1], cached[2]) if cached else await self._read(inputs, ws)
+        step = rollout.next_step(view, _desired(inputs), replicas)
+        if step.kind == StepKind.CREATE_DEPLOYMENT:
+            room, why = await self._computes.room(inputs, ws)
+            step = rollout.make_room(view, step, room)
+            if step.kind == StepKind.BLOCKED:
+                managed = inputs.spec.compute is not None and inputs.spec.compute.managed is not None
+                message = (
+                    f"no room for new deployment {step.deployment} beside the live one ({why}), which has a single "
+                    "instance: raise the quota or add GPUs for the rollout; the live deployment keeps serving"
+                )
+                raise PermanentBackendError(message, reason=c.QUOTA_EXCEEDED if managed else c.INSUFFICIENT_GPUS)
+        log.info("%s/%s: rollout step %s %s", inputs.namespace, inputs.name, step.kind.value, step.deployment)
+        endpoint = _endpoint(inputs)
+        try:
+            if step.kind in (StepKind.CREATE_ENDPOINT, StepKind.UPDATE_ENDPOINT):
+                await self._put_endpoint(inputs, ws, raw, None)
+            elif step.kind == StepKind.DELETE_DEPLOYMENT:
+                await self._session.call(
+                    inputs,
+                    f"deleting deployment {step.deployment} of endpoint {endpoint}",
+                    "deployment",
+                    lambda: arm.delete_deployment(ws, endpoint, step.deployment),
+                    WRITE_TIMEOUT,
+                )
+            elif step.kind == StepKind.CREATE_DEPLOYMENT:
+                await self._create_deployment(inputs, ws, step.deployment, step.replicas)
+            elif step.kind == StepKind.SHIFT_TRAFFIC:
+                await self._shift(inputs, ws, raw, view, step.deployment)
+            elif step.kind == StepKind.SCALE:
+                await self._session.call(
+                    inputs,
+                    f"scaling deployment {step.deployment} of endpoint {endpoint} to {step.replicas} instance(s)",
+                    "deployment",
+                    lambda: arm.scale_deployment(ws, endpoint, step.deployment, step.replicas),
+                    WRITE_TIMEOUT,
+                )
+        finally:
+            if step.kind not in (StepKind.WAIT, StepKind.NONE):
+                self._forget(inputs)
+
+    async def _put_endpoint(
+        self, inputs: DeploymentInputs, ws: Workspace, raw: dict[str, Any] | None, traffic: dict[str, int] | None
+    ) -> None:
+        """Create the endpoint (key auth, the operator's tags), or send it again with a new traffic split."""
+        name = _endpoint(inputs)
+        props = dict((raw or {}).get("properties") or {})
+        body_props: dict[str, Any] = {"authMode": props.get("authMode") or "Key"}
+        if props.get("description"):
+            body_props["description"] = props["description"]
+        current = {k: int(v) for k, v in (props.get("traffic") or {}).items() if int(v)}
+        body_props["traffic"] = traffic if traffic is not None else current
+        kube = inputs.spec.compute.kubernetes if inputs.spec.compute else None
+        if kube is not None:
+            body_props["compute"] = props.get("compute") or f"{ws.arm_id}/computes/{kube.compute_name}"
+        identity = (raw or {}).get("identity") or {}
+        body = {
+            "location": (raw or {}).get("location") or ws.location,
+            "tags": arm.tags(inputs.owner, (raw or {}).get("tags")),
+            "identity": {"type": identity.get("type") or "SystemAssigned"},
+            "properties": body_props,
+        }
+        verb = "creating" if raw is None else "updating"
+        await self._session.call(
+            inputs, f"{verb} endpoint {name}", "endpoint", lambda: arm.put_endpoint(ws, name, body), WRITE_TIMEOUT
+        )
+
+    async def _create_deployment(self, inputs: DeploymentInputs, ws: Workspace, deployment: str, replicas: int) -> None:
+        """Create the inputs' deployment, after its model, environment and code versions."""
+        spec, endpoint = inputs.spec, _endpoint(inputs)
+        self._failures.pop((self._session.key(inputs), endpoint, deployment), None)  # a new attempt, new logs
+        model = await self._model(inputs, ws)
+        image, conda = spec.environment.base_image, inputs.conda_spec
+        env = await self._session.call(
+            inputs,
+            f"creating environment {endpoint}-env",
+            "deployment",
+            lambda: arm.ensure_environment(ws, f"{endpoint}-env", _digest(image, conda), image, conda),
+            WRITE_TIMEOUT,
+        )
+        script, filename = inputs.entry_script, spec.source.entry_script
+        code = await self._session.call(
+            inputs,
+            f"uploading the entry script of {endpoint}",
+            "deployment",
+            lambda: arm.ensure_code(ws, f"{endpoint}-code", _digest(filename, script), filename, script),
+            WRITE_TIMEOUT,
+        )
+        body = _deployment_body(inputs, ws.location, model, env, code, replicas)
+        await self._session.call(
+            inputs,
+            f"creating deployment {deployment} of endpoint {endpoint}",
+            "deployment",
+            lambda: arm.put_deployment(ws, endpoint, deployment, body),
+            WRITE_TIMEOUT,
+        )
+
+    async def _model(self, inputs: DeploymentInputs, ws: Workspace) -> str:
+        name, version = inputs.spec.model.name, inputs.spec.model.version
+        if not name or not version:
+            raise PermanentBackendError("azureml-v2 needs spec.model.name and .version", reason=c.INVALID_SPEC)
+        key = (self._session.key(inputs), name, version)
+        if key not in self._models:
+            found = await self._session.call(
+                inputs, f"reading model {name}:{version}", "model", lambda: arm.model_id(ws, name, version)
+            )
+            if found is None:
+                message = (
+                    f"model {name} version {version} is not registered in workspace {ws.name}: register it "
+                    "(az ml model create) or fix spec.model"
+                )
+                raise PermanentBackendError(message, reason=c.MODEL_NOT_FOUND)
+            self._models[key] = found
+        return self._models[key]
+
+    async def _shift(
+        self,
+        inputs: DeploymentInputs,
+        ws: Workspace,
+        raw: dict[str, Any] | None,
+        view: EndpointView | None,
+        deployment: str,
+    ) -> None:
+        """Probe the new deployment through the endpoint (its header bypasses the split), then give it all."""
+        uri = view.scoring_uri if view else None
+        if not uri:
+            raise TransientBackendError(f"endpoint {_endpoint(inputs)} has no scoring URI yet")
+        probe = await self._score(inputs, uri, deployment)
+        if not probe.ok:
+            old = ", ".join(d.name for d in view.live) if view else ""
+            keeps = f"; {old} keeps serving" if old else ""
+            raise TransientBackendError(
+                f"new deployment {deployment} does not answer the scoring probe yet ({probe.message}){keeps}",
+                reason=c.PROBE_FAILED,
+            )
+        await self._put_endpoint(inputs, ws, raw, {deployment: 100})
+
+    async def delete_service(self, inputs: DeploymentInputs) -> None:
+        """Delete the endpoint, which takes its deployments with it; gone already is success."""
+        ws = await self._session.workspace(inputs)
+        name = _endpoint(inputs)
+        await self._session.call(
+            inputs, f"deleting endpoint {name}", "endpoint", lambda: arm.delete_endpoint(ws, name), WRITE_TIMEOUT
+        )
+        self._forget(inputs)
+        self._keys.pop((self._session.key(inputs), name), None)
+
+    async def get_keys(self, inputs: DeploymentInputs, *, fresh: bool = False) -> tuple[str, str] | None:
+        """The endpoint's keys, read once and again when asked ``fresh`` (the resync, for keys regenerated
+        behind the operator's back) or after scoring refused them."""
+        ws = await self._session.workspace(inputs)
+        name = _endpoint(inputs)
+        key = (self._session.key(inputs), name)
+        if fresh or key not in self._keys:
+            self._keys[key] = await self._session.call(
+                inputs, f"reading the keys of endpoint {name}", "endpoint", lambda: arm.list_keys(ws, name)
+            )
+        return self._keys[key]
+
+    async def probe(self, inputs: DeploymentInputs) -> ProbeResult:
+        """A real scoring request to the endpoint, through its traffic split, as a client sends it."""
+        ws = await self._session.workspace(inputs)
+        key = (self._session.key(inputs), _endpoint(inputs))
+        cached = self._for_step.get(key)
+        view = cached[1] if cached else (await self._read(inputs, ws))[0]
+        if view is None or not view.scoring_uri:
+            return ProbeResult(False, f"endpoint {_endpoint(inputs)} has no scoring URI yet")
+        return await self._score(inputs, view.scoring_uri, None)
+
+    async def _score(self, inputs: DeploymentInputs, uri: str, deployment: str | None) -> ProbeResult:
+        keys = await self.get_keys(inputs)
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {keys[0] if keys else ''}"}
+        if deployment:
+            headers["azureml-model-deployment"] = deployment
+        body = inputs.spec.rollout.probe_request
+        timeout = inputs.spec.service.scoring_timeout_ms / 1000 + 5
+        try:
+            response = await self._session.run(
+                lambda: requests.post(uri, data=(body or "{}").encode(), headers=headers, timeout=timeout),
+                timeout + 5,
+            )
+        except (requests.RequestException, asyncio.TimeoutError) as exc:
+            return ProbeResult(False, f"POST {uri} failed: {type(exc).__name__}")
+        to = f" (deployment {deployment})" if deployment else ""
+        if response.status_code in (401, 403):
+            self._keys.pop((self._session.key(inputs), _endpoint(inputs)), None)  # rotated: read them again
+        # Without a probe request, the model refusing "{}" (Azure's 424 with the model's status) still proves the
+        # user's code is up and answering; with one, only a success does.
+        answered = response.status_code == 424 and not body
+        if 200 <= response.status_code < 300 or answered:
+            return ProbeResult(True, f"POST {uri}{to} answered {response.status_code}")
+        return ProbeResult(False, f"POST {uri}{to} answered {response.status_code} {response.text[:200].strip()}")
+
+    async def close(self) -> None:
+        self._session.close()
+
+
+def _deployment_body(
+    inputs: DeploymentInputs, location: str, model: str, env: str, code: str, replicas: int
+) -> dict[str, Any]:
+    """An online deployment in Azure's REST shape (OnlineDeploymentProperties, ``sku.capacity`` instances)."""
+    spec = inputs.spec
+    assert spec.compute is not None
+    kube = spec.compute.kubernetes
+    instance_type = kube.instance_type if kube else spec.compute.managed.instance_type if spec.compute.managed else ""
+    return {
+        "location": location,
+        "tags": {arm.MANAGED_BY: arm.MANAGER, arm.FINGERPRINT_TAG: rollout.fingerprint(inputs)},
+        "sku": {"name": "Default", "capacity": replicas},
+        "properties": {
+            "endpointComputeType": "Kubernetes" if kube else "Managed",
+            "instanceType": instance_type,
+            "model": model,
+            "environmentId": env,
+            "codeConfiguration": {"codeId": code, "scoringScript": spec.source.entry_script},
+            "requestSettings": {"requestTimeout": f"PT{spec.service.scoring_timeout_ms / 1000:g}S"},
+        },
+    }

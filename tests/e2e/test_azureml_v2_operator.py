@@ -1,0 +1,282 @@
+"""The azureml-v2 backend end to end: the operator process with the real azure-ai-ml SDK, against the emulator's
+v2 surface and a real apiserver. Every promise of the README's azureml-v2 section is tried here: Ready means a
+client can score with the key from the Secret; a rollout never drops a request and a failed one leaves the old
+deployment serving; replicas are capped by quota and by GPUs per node, and say so; an endpoint the operator did not
+create is left alone; Retain keeps the endpoint; keys rotated in Azure reach the Secret.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from gpu_model_operator_dev.azureml_emulator import Emulator
+from gpu_model_operator_dev.operator_process import OperatorProcess
+from tests.e2e.azure_harness import RESOURCE_GROUP, SUBSCRIPTION, TENANT, WORKSPACE
+from tests.e2e.azure_v2_harness import AzureV2, arm_call, kubernetes, managed, run_v2_operator
+from tests.e2e.harness import wait_for
+
+pytestmark = pytest.mark.timeout(240)
+
+
+#: The operator's ServiceAccount, federated with the Entra application WORKLOAD_APP (workload identity).
+OPERATOR_NS, OPERATOR_SA, WORKLOAD_APP = "gmo-system", "gpu-model-operator", "workload-app"
+MANAGEMENT = r"/subscriptions/.*/(onlineEndpoints|computes|usages|vmSizes|models|environments|codes|workspaces/ws1$)"
+
+
+@pytest.fixture(scope="module")
+def v2_operator(
+    control_plane: Any, v2_emu: Emulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The operator with a federated token file, as the Azure Workload Identity webhook projects it into its pod: a
+    real ServiceAccount token of the apiserver, audience api://AzureADTokenExchange; the Entra application trusts
+    the apiserver's issuer for that ServiceAccount (the emulator checks the token against the apiserver's JWKS)."""
+    cp = control_plane
+    cp.kubectl("create", "namespace", OPERATOR_NS, check=False)
+    cp.kubectl("create", "serviceaccount", OPERATOR_SA, "-n", OPERATOR_NS, check=False)
+    token = cp.kubectl(
+        "create",
+        "token",
+        OPERATOR_SA,
+        "-n",
+        OPERATOR_NS,
+        "--audience",
+        "api://AzureADTokenExchange",
+        "--duration",
+        "1h",
+    ).stdout.strip()
+    token_file = tmp_path_factory.mktemp("azure-identity") / "token"
+    token_file.write_text(token)
+    jwks = json.loads(cp.kubectl("get", "--raw", "/openid/v1/jwks").stdout)
+    subject = f"system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}"
+    v2_emu.v2.configure(
+        federated_credentials=[{"client_id": WORKLOAD_APP, "issuer": cp.server, "subject": subject, "jwks": jwks}]
+    )
+    env = {"AZURE_FEDERATED_TOKEN_FILE": str(token_file)}
+    yield from run_v2_operator(cp, v2_emu, tmp_path_factory, env=env)
+
+
+def live(azure: AzureV2, endpoint: str) -> dict[str, int]:
+    found = azure.endpoint(endpoint)
+    return {k: v for k, v in (found or {}).get("traffic", {}).items() if v}
+
+
+def test_create_score_scale_roll_out_and_delete(v2: AzureV2) -> None:
+    v2.apply("digits", "digits-ep", managed(), replicas=1)
+    obj = v2.wait_ready("digits")
+    status = obj["status"]
+    assert status["phase"] == "Ready" and status["replicasSummary"] == "1/1" and status["gpus"]["held"] == 1
+    assert status["scoringUri"] == "https://digits-ep.eastus.inference.ml.azure.com/score"
+    assert v2.score("digits").status_code == 200  # with the key from the Secret, as a client does
+    first = next(iter(live(v2, "digits-ep")))
+
+    v2.apply("digits", "digits-ep", managed(), replicas=2)
+    obj = v2.wait_ready("digits")
+    assert obj["status"]["replicasSummary"] == "2/2"
+    assert v2.endpoint("digits-ep")["deployments"][first]["instance_count"] == 2  # scaled in place
+
+    # Blue/green: a new model version, while a client scores in a loop and must see nothing but 200s.
+    seen: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            answer = v2.score("digits")
+            seen[f"{answer.status_code} {answer.headers.get('azureml-model-deployment')}"] += 1
+
+    loop = threading.Thread(target=client)
+    loop.start()
+    try:
+        v2.apply("digits", "digits-ep", managed(), replicas=2, version=2)
+        wait_for("the new deployment alone with all traffic", lambda: set(live(v2, "digits-ep")) - {first}, 60)
+        v2.wait_ready("digits")
+        wait_for("the old deployment deleted", lambda: first not in v2.endpoint("digits-ep")["deployments"], 30)
+    finally:
+        stop.set()
+        loop.join(30)
+    second = next(iter(live(v2, "digits-ep")))
+    assert {k.split()[0] for k in seen} == {"200"}, seen
+    assert {k.split()[1] for k in seen} == {first, second}, "both deployments answered during the rollout"
+    assert v2.endpoint("digits-ep")["deployments"][second]["instance_count"] == 2
+    assert v2.events("digits", "KeysPublished")
+
+    v2.delete("digits")
+    v2.wait_endpoint_gone("digits-ep")
+    assert v2.cp.kubectl("get", "secret", "digits-scoring-keys", "-n", v2.ns, check=False).returncode != 0
+
+
+def test_a_failed_rollout_leaves_the_old_deployment_serving_and_says_why(v2: AzureV2) -> None:
+    v2.apply("canary", "canary-ep", managed())
+    v2.wait_ready("canary")
+    old = next(iter(live(v2, "canary-ep")))
+    v2.emu.v2.fail_start(endpoint="^canary-ep$", deployment=f"^(?!{old}$)", times=1)
+    v2.apply("canary", "canary-ep", managed(), version=2)
+    cond = v2.wait_reason("canary", "ServiceFailed")
+    assert "User container has crashed" in cond["message"] and f"{old} keeps serving 100%" in cond["message"]
+    assert v2.events("canary", "ServiceFailed")[0]["type"] == "Warning"
+    assert live(v2, "canary-ep") == {old: 100}
+    answer = v2.score("canary")
+    assert (answer.status_code, answer.headers["azureml-model-deployment"]) == (200, old)
+
+    # Back to the version that serves: the failed deployment is cleared and the resource is Ready again.
+    v2.apply("canary", "canary-ep", managed(), version=1)
+    v2.wait_ready("canary")
+    assert set(v2.endpoint("canary-ep")["deployments"]) == {old}
+    v2.delete("canary")
+
+
+def test_quota_caps_replicas_and_says_so(v2: AzureV2) -> None:
+    # One NC24ads_A100_v4 holds ceil(1.2) x 24 = 48 vCPUs: a 48-vCPU family limit fits one instance.
+    v2.emu.v2.configure(family_limits={"standardNCADSA100v4Family": 48})
+    v2.apply("a100", "a100-ep", managed("Standard_NC24ads_A100_v4"), replicas=2)
+    obj = v2.wait_ready("a100")
+    assert obj["status"]["replicasSummary"] == "1/2" and obj["status"]["phase"] == "Degraded"
+    assert obj["status"]["gpus"]["held"] == 1
+    ready = v2.condition("a100")
+    assert ready["reason"] == "ReplicasCapped"
+    assert "quota standardNCADSA100v4Family: 48 vCPUs" in v2.condition("a100", "ComputeReady")["message"]
+    assert v2.events("a100", "ReplicasCapped")[0]["type"] == "Warning"
+
+    # A family with no quota at all (the H100 family's default limit is 0): nothing is deployed.
+    v2.apply("h100", "h100-ep", managed("Standard_NC40ads_H100_v5"))
+    cond = v2.wait_reason("h100", "InsufficientGPUs")
+    assert cond["status"] == "False"
+    assert v2.endpoint("h100-ep") is None
+    v2.delete("h100")
+    v2.delete("a100")
+
+
+def test_a_kubernetes_endpoint_is_capped_per_node(v2: AzureV2) -> None:
+    # Nodes with 2 and 1 GPUs, two GPUs per instance: one instance fits (the 1-GPU node holds none).
+    v2.apply("kube", "kube-ep", kubernetes(), replicas=2, gpu_cores=2)
+    obj = v2.wait_ready("kube")
+    assert obj["status"]["replicasSummary"] == "1/2" and obj["status"]["gpus"] == {
+        "total": 2,
+        "heldByOthers": 0,
+        "held": 2,
+    }
+    assert v2.condition("kube")["reason"] == "ReplicasCapped"
+    assert v2.score("kube").status_code == 200
+    assert obj["status"]["scoringUri"].endswith("/api/v1/endpoint/kube-ep/score")
+    v2.delete("kube")
+    v2.wait_endpoint_gone("kube-ep")
+    assert any(c["name"] == "k8s" for c in v2.emu.v2.summary()["kubernetes_computes"]), "the compute stays attached"
+
+
+def test_an_endpoint_the_operator_did_not_create_is_left_alone(v2: AzureV2) -> None:
+    made = arm_call(
+        v2.emu, "PUT", "/onlineEndpoints/theirs-ep", {"location": "eastus", "properties": {"authMode": "Key"}}
+    )
+    assert made.status_code == 201, made.text
+    wait_for("their endpoint", lambda: (v2.endpoint("theirs-ep") or {}).get("state") == "Succeeded", 10)
+    v2.emu.clear_calls()
+    v2.apply("theirs", "theirs-ep", managed())
+    cond = v2.wait_reason("theirs", "ServiceExists")
+    assert "gpumodel.io/take-over=true" in cond["message"]
+    assert v2.writes(r"/onlineEndpoints/theirs-ep", "PUT") == 0
+    v2.delete("theirs")
+    assert v2.endpoint("theirs-ep") is not None, "never deleted with the resource"
+
+    # Taken over: deployed from the spec, and deleted with the resource.
+    v2.apply("theirs", "theirs-ep", managed(), annotations={"gpumodel.io/take-over": "true"})
+    v2.wait_ready("theirs")
+    v2.delete("theirs")
+    v2.wait_endpoint_gone("theirs-ep")
+
+
+def test_another_resource_s_endpoint_is_a_conflict_left_untouched(v2: AzureV2) -> None:
+    v2.apply("first", "shared-ep", managed())
+    v2.wait_ready("first")
+    v2.emu.clear_calls()
+    v2.apply("second", "shared-ep", managed(), version=2)
+    cond = v2.wait_reason("second", "ServiceNameConflict")
+    assert f"GpuModelDeployment {v2.ns}/first" in cond["message"]
+    assert v2.writes(r"/onlineEndpoints/shared-ep", "PUT") + v2.writes(r"/onlineEndpoints/shared-ep", "DELETE") == 0
+    v2.delete("second")
+    assert v2.condition("first")["status"] == "True", "the first resource's endpoint serves on"
+    v2.delete("first")
+    v2.wait_endpoint_gone("shared-ep")
+
+
+def test_retain_keeps_the_endpoint_serving(v2: AzureV2) -> None:
+    v2.apply("kept", "kept-ep", managed(), deletion_policy="Retain")
+    v2.wait_ready("kept")
+    key = v2.keys("kept")["primaryKey"]
+    v2.delete("kept")
+    assert v2.events("kept", "RetainedService")
+    assert v2.endpoint("kept-ep") is not None
+    arm_call(v2.emu, "DELETE", "/onlineEndpoints/kept-ep")  # the user's own clean-up
+    assert key
+
+
+def test_keys_rotated_in_azure_reach_the_secret(v2: AzureV2) -> None:
+    v2.apply("rotate", "rotate-ep", managed())
+    v2.wait_ready("rotate")
+    before = v2.keys("rotate")["primaryKey"]
+    answer = arm_call(v2.emu, "POST", "/onlineEndpoints/rotate-ep/regenerateKeys", {"keyType": "Primary"})
+    assert answer.status_code == 202, answer.text
+    rotated = wait_for("the new key in the Secret", lambda: v2.keys("rotate")["primaryKey"] != before or None, 30)
+    assert rotated
+    assert v2.score("rotate").status_code == 200
+    assert v2.score("rotate", key=before).status_code == 401
+    v2.delete("rotate")
+
+
+def test_workload_identity_signs_in_with_the_federated_token(v2: AzureV2) -> None:
+    workspace = {"subscriptionId": SUBSCRIPTION, "resourceGroup": RESOURCE_GROUP, "name": WORKSPACE}
+    identity = {"clientId": WORKLOAD_APP, "tenantId": TENANT}
+    v2.apply("wi", "wi-ep", managed(), workspace={**workspace, "workloadIdentity": identity})
+    v2.wait_ready("wi")
+    assert v2.score("wi").status_code == 200
+
+    # An application the ServiceAccount is not federated with: refused, and said so.
+    stranger = {"clientId": "stranger-app", "tenantId": TENANT}
+    v2.apply("stranger", "stranger-ep", managed(), workspace={**workspace, "workloadIdentity": stranger})
+    cond = v2.wait_reason("stranger", "CredentialsInvalid")
+    assert "workload identity of application stranger-app" in cond["message"] and "AADSTS" in cond["message"]
+    assert v2.endpoint("stranger-ep") is None
+    # Deletion must sign in as well (it cannot know nothing exists): the README's way out lets the resource go.
+    v2.cp.kubectl("annotate", "gmd", "stranger", "-n", v2.ns, "gpumodel.io/reconcile-policy=detach-on-delete")
+    v2.delete("stranger")
+    v2.delete("wi")
+
+
+def test_a_wrong_secret_is_named_and_never_shown(v2: AzureV2) -> None:
+    v2.secret(client_secret="a-wrong-secret-value")
+    v2.apply("wrong", "wrong-ep", managed())
+    cond = v2.wait_reason("wrong", "CredentialsInvalid")
+    assert "Secret azureml-service-principal" in cond["message"] and "the clientSecret is wrong" in cond["message"]
+    events = json.dumps(v2.events("wrong"))
+    assert "a-wrong-secret-value" not in events and "a-wrong-secret-value" not in json.dumps(v2.get("wrong"))
+    assert "a-wrong-secret-value" not in v2.operator.log_path.read_text()
+    v2.secret()  # deletion signs in too: with no way in, the finalizer stays (nothing may be left billing)
+    v2.delete("wrong")
+
+
+def test_throttling_outages_and_resets_converge_with_one_create_per_object(v2: AzureV2) -> None:
+    v2.emu.clear_calls()
+    for action, extra in [
+        ("status", {"status": 429, "retry_after": 1}),
+        ("status", {"status": 500}),
+        ("status", {"status": 503}),
+        ("reset", {}),
+    ]:
+        # Each kind hits 30% of management calls until it has struck once: every kind is injected, and the
+        # operator's back-off (doubling over consecutive failures, or Retry-After) stays short.
+        v2.emu.add_fault(action=action, path=MANAGEMENT, probability=0.3, times=1, **extra)
+    v2.apply("noisy", "noisy-ep", managed(), replicas=2)
+    obj = v2.wait_ready("noisy", timeout=120)
+    assert obj["status"]["replicasSummary"] == "2/2"
+    injected = Counter(c.get("fault") for c in v2.emu.calls() if c.get("fault"))
+    assert sum(injected.values()) == 4, f"every fault struck: {injected}"
+    assert len(v2.emu.calls()) < 300, "no hot loop"
+    assert v2.writes(r"/onlineEndpoints/noisy-ep$", "PUT", 201) == 1, "one endpoint created"
+    assert v2.writes(r"/onlineEndpoints/noisy-ep/deployments/[^/]+$", "PUT", 201) == 1, "one deployment created"
+    v2.emu.clear_faults()
+    v2.delete("noisy")
+    v2.wait_endpoint_gone("noisy-ep")
