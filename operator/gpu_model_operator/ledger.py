@@ -35,7 +35,7 @@ class GpuLedger:
         """The GPUs of each replica the other users of compute ``key`` hold, per owner the most any source shows.
         ``service`` is this resource's service name (an untagged service of that name is its own, after a
         restart); ``listed`` the backend's listing of the compute."""
-        held: dict[str, tuple[int, int]] = {h.owner: (h.replicas, h.gpu_cores) for h in holdings}
+        held: dict[str, tuple[int, ...]] = {h.owner: _pods(h.replicas, h.gpu_cores) for h in holdings}
         horizon = time.monotonic() - self.listing_age - 5.0
         recent = self._just_decided[key]
         for other, (holding, when) in list(recent.items()):
@@ -43,14 +43,18 @@ class GpuLedger:
                 # The listing shows it by now, or it never started; or the resource is gone from the cluster.
                 del recent[other]
             else:
-                held[other] = max(held[other], (holding.replicas, holding.gpu_cores), key=_gpus)
+                held[other] = max(held[other], _pods(holding.replicas, holding.gpu_cores), key=sum)
+        # One owner may list several services on a compute (azureml-v2's blue and green deployments during a
+        # rollout): they all hold GPUs at once.
+        listed_by: defaultdict[str, tuple[int, ...]] = defaultdict(tuple)
         for svc in listed:
             if svc.owner == owner or (svc.owner is None and svc.name == service):
                 continue
-            holder = svc.owner or f"service:{svc.name}"
-            held[holder] = max(held.get(holder, (0, 0)), (svc.replicas, svc.gpu_cores), key=_gpus)
+            listed_by[svc.owner or f"service:{svc.name}"] += _pods(svc.replicas, svc.gpu_cores)
+        for holder, pods in listed_by.items():
+            held[holder] = max(held.get(holder, ()), pods, key=sum)
         held.pop(owner, None)
-        return tuple(cores for replicas, cores in held.values() for _ in range(replicas))
+        return tuple(cores for pods in held.values() for cores in pods)
 
 
 def users(owner: str, holdings: Iterable[Holding], listed: Iterable[ServiceOnCompute]) -> set[str]:
@@ -63,6 +67,6 @@ def users(owner: str, holdings: Iterable[Holding], listed: Iterable[ServiceOnCom
     return found
 
 
-def _gpus(pods: tuple[int, int]) -> int:
-    replicas, cores = pods
-    return replicas * cores
+def _pods(replicas: int, gpu_cores: int) -> tuple[int, ...]:
+    """The GPUs of each replica."""
+    return (gpu_cores,) * replicas

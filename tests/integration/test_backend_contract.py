@@ -1,7 +1,8 @@
 """One contract, every backend: the promises of ``backends/base.py`` checked the same way against each backend
 the operator has. The local backend runs real inference-server processes with 2 declared GPUs; the azureml
-backend runs the real azureml-core SDK against the Azure ML emulator. A backend added later (the v2 one) joins
-by adding a fixture to ``BACKENDS``.
+backend runs the real azureml-core SDK against the Azure ML emulator, and the azureml-v2 backend the real
+azure-ai-ml and azure-identity against the emulator's online endpoints, on an attached Kubernetes compute. A
+backend added later joins by adding a fixture to ``BACKENDS``.
 
 The contract: observing reads only; deleting what is gone is success; operations start work and return, and
 observation follows it to the end; a deployed service carries its owner and the fingerprint of its inputs; the
@@ -122,7 +123,57 @@ def azureml_subject(tmp: Path) -> Iterator[Subject]:
             os.environ.update(saved)
 
 
-BACKENDS = {"local": local_subject, "azureml": azureml_subject}
+#: An attached Kubernetes compute of two 1-GPU nodes and a one-GPU instance type, as Azure ML lists them.
+GPU1 = {"resources": {"requests": {"cpu": "1", "nvidia.com/gpu": 1}, "limits": {"cpu": "1", "nvidia.com/gpu": 1}}}
+KUBE = {
+    "resource_group": RESOURCE_GROUP,
+    "name": "aks-contract",
+    "compute": "contract-k8s",
+    "nodes": [{"name": "node-0", "gpus": 1}, {"name": "node-1", "gpus": 1}],
+    "instance_types": {"gpu1": GPU1},
+}
+
+
+def azureml_v2_subject(tmp: Path) -> Iterator[Subject]:
+    config = EmulatorConfig(credentials={CLIENT_ID: CLIENT_SECRET})
+    with start_emulator(tmp / "emulator", config) as emu:
+        emu.v2.configure(latencies=dict.fromkeys(("endpoint_create_s", "deployment_create_s"), 0.3))
+        emu.v2.seed(models=[{"name": "digits", "version": "1"}], kubernetes_computes=[KUBE])
+        saved = dict(os.environ)
+        os.environ.update({**emu.client_env_v2(), "HOME": str(tmp / "home")})
+        try:
+            from gpu_model_operator.backends.azureml_v2.backend import AzureMLV2Backend
+
+            def make(name: str, service: str) -> DeploymentInputs:
+                spec = GpuModelDeploymentSpec.model_validate(
+                    {
+                        "backend": "azureml-v2",
+                        "workspace": {
+                            "subscriptionId": SUBSCRIPTION,
+                            "resourceGroup": RESOURCE_GROUP,
+                            "name": WORKSPACE,
+                            "credentialsSecretRef": {"name": "sp"},
+                        },
+                        "compute": {
+                            "kubernetes": {"computeName": "contract-k8s", "instanceType": "gpu1", "nodeGpus": [1, 1]}
+                        },
+                        "model": {"name": "digits", "version": 1},
+                        "source": {"configMapRef": {"name": "src"}, "condaFile": "env.yml"},
+                        "service": {"name": service, "replicas": 1},
+                    }
+                )
+                credentials = {"tenantId": TENANT, "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}
+                return DeploymentInputs(
+                    "contract", name, f"uid-{name}", 1, spec, SCORE, CONDA, credentials, fingerprint=f"fp-{name}"
+                )
+
+            yield Subject(AzureMLV2Backend(workers=4), make, creates_compute=False)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+BACKENDS = {"local": local_subject, "azureml": azureml_subject, "azureml-v2": azureml_v2_subject}
 
 
 @pytest.fixture(scope="module", params=list(BACKENDS))
@@ -172,8 +223,11 @@ def test_a_service_from_nothing_to_scored_to_gone(subject: Subject, loop: asynci
     assert probe.ok, probe.message
 
     listed = run(loop, backend.services_on_compute(inputs))
-    mine = [s for s in listed if s.name == "contract-whole"]
-    assert [(s.owner, s.replicas, s.gpu_cores, s.deleting) for s in mine] == [("contract/whole", 1, 1, False)]
+    mine = [s for s in listed if s.owner == "contract/whole"]
+    # azureml-v2 lists each deployment of the endpoint, named endpoint/deployment.
+    assert [(s.name.split("/")[0], s.replicas, s.gpu_cores, s.deleting) for s in mine] == [
+        ("contract-whole", 1, 1, False)
+    ]
 
     run(loop, backend.scale_service(inputs, 2))
 

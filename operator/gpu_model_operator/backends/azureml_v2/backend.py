@@ -190,7 +190,10 @@ class AzureMLV2Backend:
         log.info("%s/%s: rollout step %s %s", inputs.namespace, inputs.name, step.kind.value, step.deployment)
         endpoint = _endpoint(inputs)
         try:
-            if step.kind in (StepKind.CREATE_ENDPOINT, StepKind.UPDATE_ENDPOINT):
+            if step.kind == StepKind.CREATE_ENDPOINT:
+                await self._model(inputs, ws)  # a model that is not there creates nothing, not an empty endpoint
+                await self._put_endpoint(inputs, ws, raw, None)
+            elif step.kind == StepKind.UPDATE_ENDPOINT:
                 await self._put_endpoint(inputs, ws, raw, None)
             elif step.kind == StepKind.DELETE_DEPLOYMENT:
                 await self._session.call(
