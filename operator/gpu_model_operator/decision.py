@@ -194,6 +194,9 @@ class Decision:
     requeue_after: float | None = None
     permanent: bool = False
     publish: dict[str, str] | None = None
+    #: Why this pass could not do its work (bad inputs, a backend error, the call budget), for the metrics; None
+    #: when it could, whatever it found (a failed service is a state, not an error of the pass).
+    error_reason: str | None = None
 
 
 def bind(status: GpuModelDeploymentStatus, outcome: Outcome, generation: int, now: str) -> None:

@@ -50,7 +50,8 @@ def write_status(patch: kopf.Patch, status: GpuModelDeploymentStatus) -> None:
 def conclude(body: kopf.Body, patch: kopf.Patch, decision: Decision) -> None:
     write_status(patch, decision.status)
     post_events(body, decision.events)
-    metrics.observe_decision(resource_of(body).owner, decision)
+    res = resource_of(body)
+    metrics.observe_decision(res.namespace, res.name, res.spec, decision)
     ready = next((cond for cond in decision.status.conditions if cond.type == "Ready"), None)
     summary = ready.message if ready else decision.status.phase.value
     if decision.permanent:
@@ -159,7 +160,7 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
         if decision.status.model_dump(by_alias=True, mode="json", exclude_none=True) != dict(body.get("status", {})):
             write_status(patch, decision.status)
         post_events(body, decision.events)
-        metrics.observe_decision(res.owner, decision)
+        metrics.observe_decision(res.namespace, res.name, res.spec, decision)
         if decision.requeue_after is not None and not decision.permanent:
             raise kopf.TemporaryError("converging after the resync found drift", delay=decision.requeue_after)
 
@@ -173,10 +174,11 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
         except (InputError, BackendError) as exc:
             message = f"cannot finish deletion: {exc.message}"
             kopf.event(body, type="Warning", reason=exc.reason, message=message)
+            metrics.observe_deletion_error(exc.reason)
             raise kopf.TemporaryError(message, delay=max(30.0, controller.settings.poll_seconds)) from exc
         post_events(body, decision.events)
         if decision.action != DeleteAction.DONE:
             raise kopf.TemporaryError(decision.message, delay=controller.settings.poll_seconds)
-        metrics.forget(res.owner)
+        metrics.forget(res.namespace, res.name)
 
     return registry

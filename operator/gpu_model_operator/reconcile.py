@@ -70,7 +70,19 @@ def decide(facts: Facts) -> Decision:
         outcome.requeue_after,
         outcome.permanent,
         outcome.publish,
+        _error_reason(facts),
     )
+
+
+def _error_reason(facts: Facts) -> str | None:
+    """In the order ``decide`` checks them: what stopped the pass from doing its work."""
+    if facts.policy not in POLICIES:
+        return c.INVALID_SPEC
+    if facts.policy == POLICY_SKIP:
+        return None
+    if facts.budget_wait > 0:
+        return c.CALL_BUDGET_EXHAUSTED
+    return facts.problem.reason if facts.problem is not None else None
 
 
 # ---- before the backend: the annotation, the budget, the inputs, an error -----------------------------------

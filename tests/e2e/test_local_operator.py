@@ -49,9 +49,11 @@ def test_apply_ready_score_scale_cap_delete(deployment: Deployment, model: Train
     }
     assert [where for where, text in exposed.items() if any(k in text for k in secrets)] == []
 
-    deployment.apply(replicas=2)
+    kubectl = deployment.cp.kubectl
+    kubectl("scale", "gmd", deployment.name, "-n", deployment.ns, "--replicas=2")  # the scale subresource
     obj = deployment.wait_ready()
     assert obj["status"]["replicasSummary"] == "2/2"
+    assert scale(deployment) == (2, 2)
     state = deployment.service_state(state_dir)
     gpus = sorted(tuple(r["gpus"]) for r in state["replicas"])
     assert gpus == [(0,), (1,)], "each replica on its own GPU"
@@ -59,10 +61,13 @@ def test_apply_ready_score_scale_cap_delete(deployment: Deployment, model: Train
         environ = Path(f"/proc/{r['pid']}/environ").read_bytes().split(b"\0")
         assert f"CUDA_VISIBLE_DEVICES={r['gpus'][0]}".encode() in environ
 
-    deployment.apply(replicas=3)  # 2 GPUs: capped at 2, visibly
+    refused = kubectl("scale", "gmd", deployment.name, "-n", deployment.ns, "--replicas=0", check=False)
+    assert refused.returncode != 0 and "spec.service.replicas" in refused.stderr, "the schema's minimum holds"
+    kubectl("scale", "gmd", deployment.name, "-n", deployment.ns, "--replicas=3")  # 2 GPUs: capped at 2, visibly
     wait_for("the cap event", lambda: deployment.events("ReplicasCapped"))
     obj = deployment.wait_ready()
     assert obj["status"]["replicasSummary"] == "2/3"
+    assert scale(deployment) == (3, 2), "the scale's status is what runs, not what was asked"
     assert obj["status"]["phase"] == "Degraded"
     assert "capped" in (deployment.condition("Ready") or {})["message"]
 
@@ -167,6 +172,16 @@ def test_detach_on_delete_leaves_the_service_running(deployment: Deployment, sta
     finally:  # the test, not the operator, cleans up what it asked the operator to leave
         procs.stop([*state["replicas"], state["router"]], f"{service_dir}/", *SERVING_PROCESSES)
         shutil.rmtree(service_dir, ignore_errors=True)
+
+
+def scale(deployment: Deployment) -> tuple[int, int]:
+    """The scale subresource as an autoscaler reads it: requested and running replicas."""
+    out = deployment.cp.kubectl(
+        "get", "gmd", deployment.name, "-n", deployment.ns, "--subresource=scale", "-o", "json"
+    ).stdout
+    found = json.loads(out)
+    assert found["kind"] == "Scale"
+    return found["spec"]["replicas"], found["status"]["replicas"]
 
 
 def _secret(deployment: Deployment, name: str) -> dict[str, Any] | None:

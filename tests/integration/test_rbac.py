@@ -353,8 +353,9 @@ def test_user_roles_edit_and_view_gpumodeldeployments_but_never_their_status(
     for role, user in (("gpumodeldeployment-editor", "alice"), ("gpumodeldeployment-viewer", "bob")):
         control_plane.kubectl("create", "rolebinding", user, f"--clusterrole={role}", f"--user={user}", "-n", namespace)
     where = ["-n", namespace]
-    read = [("get", GMD, ""), ("list", GMD, ""), ("watch", GMD, ""), ("get", GMD, "status")]
+    read = [("get", GMD, ""), ("list", GMD, ""), ("watch", GMD, ""), ("get", GMD, "status"), ("get", GMD, "scale")]
     write = [("create", GMD, ""), ("update", GMD, ""), ("patch", GMD, ""), ("delete", GMD, "")]
+    write += [("patch", GMD, "scale"), ("update", GMD, "scale")]  # kubectl scale
     never = [("patch", GMD, "status"), ("update", GMD, "status"), ("get", "secrets", ""), ("create", "pods", "")]
     assert answers(control_plane, "alice", read + write, where) == dict.fromkeys(read + write, True)
     assert answers(control_plane, "bob", read, where) == dict.fromkeys(read, True)

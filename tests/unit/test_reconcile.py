@@ -199,6 +199,7 @@ CASES: dict[str, Case] = {
                 ),
             ),
             permanent=True,
+            error_reason=c.INVALID_SPEC,
         ),
     ),
     "skip-leaves-the-backend-alone": Case(
@@ -227,6 +228,7 @@ CASES: dict[str, Case] = {
             ready_status().model_copy(update={"last_error": BUDGET}),
             (warning(c.CALL_BUDGET_EXHAUSTED, BUDGET),),
             requeue_after=42,
+            error_reason=c.CALL_BUDGET_EXHAUSTED,
         ),
     ),
     "a-missing-configmap-is-retried-slowly": Case(
@@ -244,6 +246,7 @@ CASES: dict[str, Case] = {
             ),
             (warning(c.SOURCE_NOT_FOUND, "ConfigMap src not found"),),
             requeue_after=30,
+            error_reason=c.SOURCE_NOT_FOUND,
         ),
     ),
     "quota-is-a-compute-failure-for-good": Case(
@@ -262,6 +265,7 @@ CASES: dict[str, Case] = {
             ),
             (warning(c.QUOTA_EXCEEDED, "not enough quota"),),
             permanent=True,
+            error_reason=c.QUOTA_EXCEEDED,
         ),
     ),
     "throttling-backs-off-as-retry-after-says": Case(
@@ -279,6 +283,7 @@ CASES: dict[str, Case] = {
             ),
             (warning(c.BACKEND_UNAVAILABLE, "throttled"),),
             requeue_after=7,
+            error_reason=c.BACKEND_UNAVAILABLE,
         ),
     ),
     "an-outage-while-ready-keeps-ready": Case(
@@ -293,6 +298,7 @@ CASES: dict[str, Case] = {
             ready_status().model_copy(update={"last_error": "HTTP 503"}),
             (warning(c.BACKEND_UNAVAILABLE, "HTTP 503"),),
             requeue_after=40,  # 10 s, doubled per consecutive failure
+            error_reason=c.BACKEND_UNAVAILABLE,
         ),
     ),
     # ---- the compute -----------------------------------------------------------------------------------
