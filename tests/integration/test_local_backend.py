@@ -36,9 +36,10 @@ from gpu_model_operator.backends.base import (
 )
 from gpu_model_operator.backends.local import processes as procs
 from gpu_model_operator.backends.local import state as st
-from gpu_model_operator.backends.local.backend import LocalBackend
+from gpu_model_operator.backends.local.backend import LocalBackend, stop_all
 from gpu_model_operator.backends.local.environments import Environments, EnvStatus
 from gpu_model_operator.backends.local.logs import failure_message
+from gpu_model_operator.backends.local.replicas import LEGACY_ROUTER
 from gpu_model_operator.backends.local.state import Keys
 from gpu_model_operator.models import GpuModelDeploymentSpec
 from tests import polling
@@ -463,3 +464,47 @@ def test_failure_message_prefers_the_users_exception() -> None:
     message = "init() failed: KeyError: 'w' (File score.py, line 3, in init)"
     assert failure_message(log, "/srv/app/score.py") == message
     assert failure_message("nothing went wrong") is None
+
+
+ROUTER_STAND_IN = """import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+while True:
+    s.accept()[0].close()
+"""
+
+
+def test_a_service_of_the_router_layout_keeps_its_uri_when_it_moves_to_the_replicas(
+    run: Callable[[Coroutine[Any, Any, Any]], Any], backend: LocalBackend, state_dir: Path, model_dir: Path
+) -> None:
+    """A service an earlier operator started: a router process on the service's port (plain, no SO_REUSEPORT) in
+    front of replicas on ports of their own, in a state file of that layout. The next pass stops the router and
+    starts replicas that serve the same port themselves: the scoring URI does not change."""
+    inputs = make_inputs(model_dir, "earlier")
+    uri = converge(run, backend, inputs, 1).scoring_uri
+    service_dir = state_dir / "services" / "team-a.earlier"
+    stop_all(service_dir)
+    record = st.read(service_dir)
+    assert record is not None and uri is not None
+    args = [sys.executable, "-c", ROUTER_STAND_IN, str(record.port), LEGACY_ROUTER, "--config", "router.json"]
+    router = procs.spawn(args, {"PATH": os.environ["PATH"]}, service_dir / "router.log", service_dir)
+    ticks = Path(f"/proc/{router.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    earlier = json.loads(record.dump())
+    for field in ("port", "layout", "legacy_router"):
+        del earlier[field]
+    earlier["router"] = {"pid": router.pid, "pgid": router.pgid, "start_time": ticks, "port": record.port}
+    earlier["replicas"] = [{**r, "create_time": None, "start_time": "1"} for r in earlier["replicas"]]
+    (service_dir / "state.json").write_text(json.dumps(earlier))
+
+    seen = run(backend.observe_service(inputs))
+    assert seen.state == ServiceState.UNHEALTHY and "earlier operator" in seen.message and seen.scoring_uri == uri
+    obs = converge(run, backend, inputs, 1)
+    assert obs.state == ServiceState.HEALTHY and obs.scoring_uri == uri
+    assert not running(router.pid), "the router was stopped"
+    keys = run(backend.get_keys(inputs))
+    assert post(uri, {"n": 1}, keys[0]) == (200, {"echo": {"n": 1}, "ready": "yes"})
+    moved = st.read(service_dir)
+    assert moved is not None and not moved.legacy and moved.layout == st.LAYOUT
+    run(backend.delete_service(inputs))
