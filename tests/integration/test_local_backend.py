@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -292,9 +293,29 @@ def test_deploy_score_keys_pinning_scale_readopt_delete(
     assert scores(uri, keys[1], 20) == [200] * 20
     assert converge(run, backend, inputs, 2).scoring_uri == uri
 
-    # Scale 2 -> 1: one replica stops, the other serves on, on the same port.
+    # Scale 2 -> 1 under load: one replica stops, serving what the kernel queued for it first; the other serves
+    # on, on the same port; not one request fails.
     state = state_of(state_dir, inputs)
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                statuses.append(post(uri, {"n": 0}, keys[0])[0])
+            except OSError:
+                statuses.append(-1)
+
+    clients = [threading.Thread(target=client) for _ in range(6)]
+    for thread in clients:
+        thread.start()
+    wait_for("load on both replicas", lambda: len(statuses) > 50 or None)
     run(backend.scale_service(inputs, 1))
+    wait_for("load after the scale", lambda: len(statuses) > 200 or None)
+    stop.set()
+    for thread in clients:
+        thread.join()
+    assert set(statuses) == {200}, f"{len(statuses)} requests: {sorted(set(statuses))}"
     obs = converge(run, backend, inputs, 1)
     after = state_of(state_dir, inputs)
     assert len(after["replicas"]) == 1 and obs.scoring_uri == uri
