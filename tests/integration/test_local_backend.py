@@ -397,6 +397,28 @@ def test_a_failing_init_is_failed_with_the_scripts_exception(
     run(backend.delete_service(inputs))
 
 
+SLOW = "import time\n\n\ndef init():\n    pass\n\n\ndef run(raw_data):\n    time.sleep(5)\n    return 'late'\n"
+
+
+def test_the_scoring_timeout_is_the_inference_servers_own(
+    run: Callable[[Coroutine[Any, Any, Any]], Any], backend: LocalBackend, model_dir: Path
+) -> None:
+    """No proxy enforces spec.service.scoringTimeoutMs any more: the inference server does (SCORING_TIMEOUT_MS), as
+    in Azure ML's images, and says so."""
+    inputs = make_inputs(model_dir, "slow", script=SLOW)
+    spec = inputs.spec.model_copy(
+        update={"service": inputs.spec.service.model_copy(update={"scoring_timeout_ms": 1000})}
+    )
+    inputs = dataclasses.replace(inputs, spec=spec)
+    uri = converge(run, backend, inputs, 1).scoring_uri or ""
+    keys = run(backend.get_keys(inputs))
+    started = time.monotonic()
+    status, body = post(uri, {}, keys[0])
+    assert (status, time.monotonic() - started < 4) == (500, True)
+    assert "Scoring timeout after 1000 ms" in body
+    run(backend.delete_service(inputs))
+
+
 def test_gpus_are_never_shared_between_services(
     run: Callable[[Coroutine[Any, Any, Any]], Any], backend: LocalBackend, state_dir: Path, model_dir: Path
 ) -> None:
