@@ -6,15 +6,13 @@ exercised on machines without a GPU. One operator per test module; modules run o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gpu_model_operator.backends.local import processes as procs
-from gpu_model_operator.backends.local.backend import SERVING_PROCESSES
+from gpu_model_operator.backends.local.backend import stop_all
 from gpu_model_operator_dev.digits_model import TrainedModel, train
 from gpu_model_operator_dev.operator_process import OperatorProcess
 from tests.e2e.azure_harness import azure, azure_operator, emu, no_faults  # noqa: F401 (fixtures)
@@ -33,9 +31,7 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield path
     # A safety net for a failed test: no serving process may outlive the module that started it.
     for state_file in path.glob("services/*/state.json"):
-        state = json.loads(state_file.read_text())
-        records = [*state.get("replicas", []), state["router"]]
-        procs.stop(records, f"{state_file.parent}/", *SERVING_PROCESSES)
+        stop_all(state_file.parent)
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from gpu_model_operator.backends.local import processes as procs
-from gpu_model_operator.backends.local.backend import SERVING_PROCESSES
+from gpu_model_operator.backends.local.backend import stop_all
 from gpu_model_operator_dev.digits_model import TrainedModel
 from gpu_model_operator_dev.operator_process import OperatorProcess
 from tests.e2e.harness import ROOT, Deployment, alive, replica_pids, wait_for
@@ -77,12 +76,12 @@ def test_apply_ready_score_scale_cap_delete(deployment: Deployment, model: Train
     pids = replica_pids(deployment.service_state(state_dir))
     assert len(pids) == 1
 
-    router_port = int(obj["status"]["scoringUri"].split(":")[2].split("/")[0])
+    port = int(obj["status"]["scoringUri"].split(":")[2].split("/")[0])
     deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=120s")
     assert not (state_dir / "services" / f"{deployment.ns}.{deployment.name}").exists()
     assert not any(alive(p) for p in pids)
     with pytest.raises(OSError):
-        urllib.request.urlopen(f"http://127.0.0.1:{router_port}/", timeout=2)
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
     assert (
         deployment.cp.kubectl("get", "secret", "digits-scoring-keys", "-n", deployment.ns, check=False).returncode != 0
     )
@@ -168,9 +167,15 @@ def test_detach_on_delete_leaves_the_service_running(deployment: Deployment, sta
     service_dir = state_dir / "services" / f"{deployment.ns}.{deployment.name}"
     deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=120s")
     try:
-        assert all(alive(p) for p in [*replica_pids(state), state["router"]["pid"]]), "detached: still serving"
+        assert all(alive(p) for p in replica_pids(state)), "detached: still serving"
+        health = urllib.request.Request(
+            f"http://127.0.0.1:{state['port']}/api/v1/service/{state['service']}/",
+            headers={"Authorization": f"Bearer {state['keys']['primary']}"},
+        )
+        with urllib.request.urlopen(health, timeout=10) as resp:
+            assert resp.status == 200, "and still answering at its scoring URI"
     finally:  # the test, not the operator, cleans up what it asked the operator to leave
-        procs.stop([*state["replicas"], state["router"]], f"{service_dir}/", *SERVING_PROCESSES)
+        stop_all(service_dir)
         shutil.rmtree(service_dir, ignore_errors=True)
 
 
@@ -237,7 +242,6 @@ def test_a_stripped_finalizer_leaves_no_gpu_record_behind(deployment: Deployment
     neighbour, without restarting the operator (who holds what is read from the cluster, not remembered)."""
     deployment.apply(replicas=2)  # both declared GPUs
     deployment.wait_ready()
-    state = deployment.service_state(state_dir)
     service_dir = state_dir / "services" / f"{deployment.ns}.{deployment.name}"
     operator = deployment.operator
     assert operator.proc is not None
@@ -246,7 +250,7 @@ def test_a_stripped_finalizer_leaves_no_gpu_record_behind(deployment: Deployment
         patch = json.dumps({"metadata": {"finalizers": None}})
         deployment.cp.kubectl("patch", "gmd", deployment.name, "-n", deployment.ns, "--type=merge", "-p", patch)
         deployment.cp.kubectl("delete", "gmd", deployment.name, "-n", deployment.ns, "--timeout=30s")
-        procs.stop([*state["replicas"], state["router"]], f"{service_dir}/", *SERVING_PROCESSES)
+        stop_all(service_dir)
         shutil.rmtree(service_dir)
     finally:
         os.kill(operator.proc.pid, signal.SIGCONT)

@@ -1,6 +1,6 @@
 """The local backend with real processes: a real serving environment built with uv, real ``azmlinfsrv``
-replicas, the real router. Two GPUs are declared (the operator's testing setting), so pinning and the
-per-GPU exclusivity are exercised on machines without one. Nothing is mocked; every wait polls a real
+replicas serving the service's port themselves. Two GPUs are declared (the operator's testing setting), so
+pinning and the per-GPU exclusivity are exercised on machines without one. Nothing is mocked; every wait polls a real
 condition against a deadline.
 
 The serving environment (empty pip list: just the inference server) is built once per module.
@@ -9,12 +9,15 @@ The serving environment (empty pip list: just the inference server) is built onc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +25,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 import pytest
 
 from gpu_model_operator.backends.base import (
@@ -31,9 +35,13 @@ from gpu_model_operator.backends.base import (
     ServiceState,
     TransientBackendError,
 )
-from gpu_model_operator.backends.local.backend import LocalBackend
+from gpu_model_operator.backends.local import processes as procs
+from gpu_model_operator.backends.local import state as st
+from gpu_model_operator.backends.local.backend import LocalBackend, stop_all
 from gpu_model_operator.backends.local.environments import Environments, EnvStatus
 from gpu_model_operator.backends.local.logs import failure_message
+from gpu_model_operator.backends.local.replicas import LEGACY_ROUTER
+from gpu_model_operator.backends.local.state import Keys
 from gpu_model_operator.models import GpuModelDeploymentSpec
 from tests import polling
 
@@ -184,10 +192,8 @@ def environ_of(pid: int) -> dict[str, str]:
 
 
 def running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
+    """Running, or still exiting with its sockets open (``processes.alive``, whatever the program)."""
+    return procs.alive(pid)
 
 
 def processes_naming(fragment: str) -> list[int]:
@@ -213,6 +219,26 @@ def refuses(port: int) -> bool:
     return False
 
 
+def listening(pid: int) -> list[tuple[str, int]]:
+    """Where a replica (its gunicorn master and workers) listens."""
+    procs_ = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return sorted(
+        {(c.laddr.ip, c.laddr.port) for p in procs_ for c in p.net_connections("tcp") if c.status == "LISTEN"}
+    )
+
+
+def kill_replica(pid: int) -> None:
+    """SIGKILL to a replica's process group (gunicorn's master and worker), as a crash would; returns once
+    every thread of both has exited, and with them their sockets."""
+    pids = [pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))]
+    os.killpg(os.getpgid(pid), signal.SIGKILL)
+    wait_for("the killed replica to be gone", lambda: not any(running(p) for p in pids) or None)
+
+
+def scores(uri: str, key: str | None, n: int) -> list[int]:
+    return [post(uri, {"n": i}, key)[0] for i in range(n)]
+
+
 def test_deploy_score_keys_pinning_scale_readopt_delete(
     run: Callable[[Coroutine[Any, Any, Any]], Any], backend: LocalBackend, state_dir: Path, model_dir: Path
 ) -> None:
@@ -223,57 +249,117 @@ def test_deploy_score_keys_pinning_scale_readopt_delete(
     assert obs.state == ServiceState.HEALTHY, obs.message
     assert obs.owner == "team-a/echo" and obs.fingerprint == inputs.fingerprint
     assert obs.scoring_uri is not None and obs.scoring_uri.endswith("/api/v1/service/echo-svc/score")
+    uri = obs.scoring_uri
 
     keys = run(backend.get_keys(inputs))
     assert keys is not None and keys[0] != keys[1]
     for key in keys:
-        assert post(obs.scoring_uri, {"x": [1, 2]}, key) == (200, {"echo": {"x": [1, 2]}, "ready": "yes"})
-    assert post(obs.scoring_uri, {"x": 1}, None)[0] == 401
-    assert post(obs.scoring_uri, {"x": 1}, "wrong-key")[0] == 401
+        assert post(uri, {"x": [1, 2]}, key) == (200, {"echo": {"x": [1, 2]}, "ready": "yes"})
+    assert post(uri, {"x": 1}, None)[0] == 401
+    assert post(uri, {"x": 1}, "wrong-key")[0] == 401
     probe = run(backend.probe(inputs))
     assert probe.ok, probe.message
-    other = obs.scoring_uri.replace("/echo-svc/", "/other-svc/")
-    assert post(other, {}, keys[0])[0] == 404, "the router serves its own service only"
+    assert post(uri.replace("/echo-svc/", "/other-svc/"), {}, keys[0])[0] == 404, "its own service only"
 
     state = state_of(state_dir, inputs)
+    port = state["port"]
+    assert uri.startswith(f"http://127.0.0.1:{port}/")
     service_dir = state_dir / "services" / f"{inputs.namespace}.{inputs.name}"
     # The files that hold the keys, and the directories above them, are this user's alone.
-    for path in (service_dir / "state.json", service_dir / "router.json"):
+    for path in (service_dir / "state.json", service_dir / "access.json"):
         assert path.stat().st_mode & 0o777 == 0o600, path
     for path in (state_dir, state_dir / "services", service_dir):
         assert path.stat().st_mode & 0o777 == 0o700, path
     assert sorted(tuple(r["gpus"]) for r in state["replicas"]) == [(0,), (1,)], "each replica on its own GPU"
     for r in state["replicas"]:
         assert environ_of(r["pid"])["CUDA_VISIBLE_DEVICES"] == str(r["gpus"][0])
-        assert "Listening at: http://127.0.0.1:" in Path(r["log"]).read_text(), "replicas listen on loopback only"
-    for _ in range(6):  # round robin: every replica serves
-        assert post(obs.scoring_uri, {"n": 1}, keys[0])[0] == 200
-    for r in state["replicas"]:
-        assert "POST /score" in Path(r["log"]).read_text()
+        # Loopback only: its own port (the operator's health check) and the service's, shared, nothing else.
+        assert listening(r["pid"]) == sorted([("127.0.0.1", r["port"]), ("127.0.0.1", port)])
+        own = f"http://127.0.0.1:{r['port']}"
+        assert post(f"{own}/score", {}, keys[0])[0] == 404, "a replica's own port has the same routes"
+        assert post(f"{own}/api/v1/service/echo-svc/score", {}, None)[0] == 401, "and the same key check"
+    assert scores(uri, keys[0], 40) == [200] * 40
+    for r in state["replicas"]:  # the kernel spreads the connections: every replica serves
+        assert "/api/v1/service/echo-svc/score" in Path(r["log"]).read_text()
+    with socket.socket() as stranger, pytest.raises(OSError):  # the port is the replicas' alone
+        stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        stranger.bind(("127.0.0.1", port))
 
     on_compute = run(backend.services_on_compute(inputs))
     assert [(s.owner, s.replicas, s.gpu_cores) for s in on_compute] == [("team-a/echo", 2, 1)]
 
-    # Scale 2 -> 1: one replica stops, the router follows without a restart, scoring goes on.
-    router_pid = state["router"]["pid"]
+    # A replica that dies does not take the port: the other one serves every request at once.
+    kill_replica(state["replicas"][0]["pid"])
+    assert scores(uri, keys[1], 20) == [200] * 20
+    assert converge(run, backend, inputs, 2).scoring_uri == uri
+
+    # Scale 2 -> 1 under load: one replica stops, serving what the kernel queued for it first; the other serves
+    # on, on the same port; not one request fails.
+    state = state_of(state_dir, inputs)
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                statuses.append(post(uri, {"n": 0}, keys[0])[0])
+            except OSError:
+                statuses.append(-1)
+
+    clients = [threading.Thread(target=client) for _ in range(6)]
+    for thread in clients:
+        thread.start()
+    wait_for("load on both replicas", lambda: len(statuses) > 50 or None)
     run(backend.scale_service(inputs, 1))
+    wait_for("load after the scale", lambda: len(statuses) > 200 or None)
+    stop.set()
+    for thread in clients:
+        thread.join()
+    assert set(statuses) == {200}, f"{len(statuses)} requests: {sorted(set(statuses))}"
     obs = converge(run, backend, inputs, 1)
     after = state_of(state_dir, inputs)
-    assert len(after["replicas"]) == 1 and after["router"]["pid"] == router_pid
-    stopped = [r["pid"] for r in state["replicas"] if r["pid"] != after["replicas"][0]["pid"]]
-    assert stopped and not any(running(p) for p in stopped)
-    stopped_port = next(r["port"] for r in state["replicas"] if r["pid"] in stopped)
-    assert not processes_naming(f"--port {stopped_port} "), "its gunicorn worker stopped too"
-    for _ in range(3):
-        assert post(obs.scoring_uri or "", {"n": 2}, keys[1])[0] == 200
+    assert len(after["replicas"]) == 1 and obs.scoring_uri == uri
+    stopped = [r for r in state["replicas"] if r["pid"] != after["replicas"][0]["pid"]]
+    assert stopped and not any(running(r["pid"]) for r in stopped)
+    assert not processes_naming(f"--port {stopped[0]['port']} "), "its gunicorn worker stopped too"
+    assert scores(uri, keys[1], 3) == [200] * 3
 
-    # Drift repair: a replica killed from outside is seen (UNHEALTHY) and restarted by the next scale.
+    # A rename (no redeploy: the controller's fingerprint leaves the name out) and new keys reach the
+    # running replica without a restart.
+    renamed = dataclasses.replace(
+        inputs,
+        spec=inputs.spec.model_copy(update={"service": inputs.spec.service.model_copy(update={"name": "echo2-svc"})}),
+    )
+    run(backend.deploy_service(renamed, 1))
+    obs = converge(run, backend, renamed, 1)
+    assert obs.scoring_uri == uri.replace("/echo-svc/", "/echo2-svc/")
+    assert post(obs.scoring_uri, {}, keys[0])[0] == 200 and post(uri, {}, keys[0])[0] == 404
+    record = st.read(service_dir)
+    assert record is not None
+    record.keys = Keys(primary="rotated-primary", secondary=record.keys.secondary)
+    st.save(service_dir, record)
+    assert post(obs.scoring_uri, {}, keys[0])[0] == 401 and post(obs.scoring_uri, {}, "rotated-primary")[0] == 200
+    assert [r["pid"] for r in state_of(state_dir, inputs)["replicas"]] == [r["pid"] for r in after["replicas"]]
+    run(backend.deploy_service(inputs, 1))  # back to its name for the rest
+    uri = converge(run, backend, inputs, 1).scoring_uri or ""
+    keys = ("rotated-primary", keys[1])
+
+    # Drift repair: a replica killed from outside is seen (UNHEALTHY) and restarted by the next scale. The
+    # service had no replica then, and another program took its port: the service moves to a new one.
     victim = after["replicas"][0]["pid"]
-    os.killpg(os.getpgid(victim), signal.SIGKILL)
+    kill_replica(victim)
     seen = wait_for("the dead replica", lambda: _state(run(backend.observe_service(inputs)), ServiceState.UNHEALTHY))
     assert "exited" in seen.message and seen.replicas == 0
-    obs = converge(run, backend, inputs, 1)
-    assert state_of(state_dir, inputs)["replicas"][0]["pid"] != victim
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: past TIME_WAIT
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        obs = converge(run, backend, inputs, 1)
+        assert state_of(state_dir, inputs)["replicas"][0]["pid"] != victim
+        moved = state_of(state_dir, inputs)["port"]
+        assert moved != port and obs.scoring_uri == uri.replace(f":{port}/", f":{moved}/")
+        assert post(obs.scoring_uri or "", {"n": 3}, keys[0])[0] == 200
+        uri, port = obs.scoring_uri or "", moved
 
     # A new backend over the same state (an operator restart) adopts what runs: same pids, no duplicates.
     before = state_of(state_dir, inputs)
@@ -283,14 +369,13 @@ def test_deploy_score_keys_pinning_scale_readopt_delete(
     run(restarted.scale_service(inputs, 1))
     again = state_of(state_dir, inputs)
     assert [r["pid"] for r in again["replicas"]] == [r["pid"] for r in before["replicas"]]
-    assert again["router"]["pid"] == before["router"]["pid"]
+    assert again["port"] == port
 
     # Delete: every process gone, the port refuses connections, the files are gone; again is success.
-    router_port = again["router"]["port"]
     run(restarted.delete_service(inputs))
-    assert not any(running(p) for p in [again["router"]["pid"], *(r["pid"] for r in again["replicas"])])
+    assert not any(running(r["pid"]) for r in again["replicas"])
     assert not processes_naming(str(state_dir / "services" / "team-a.echo") + "/"), "workers included"
-    assert refuses(router_port)
+    assert refuses(port)
     assert not (state_dir / "services" / "team-a.echo").exists()
     assert run(restarted.observe_service(inputs)).state == ServiceState.ABSENT
     run(restarted.delete_service(inputs))
@@ -309,6 +394,28 @@ def test_a_failing_init_is_failed_with_the_scripts_exception(
     assert "RuntimeError: weights file is corrupt" in obs.message
     assert "score.py" in obs.message and "in init" in obs.message
     assert "UserScriptException" not in obs.message, "the user's exception, not the server's wrapper"
+    run(backend.delete_service(inputs))
+
+
+SLOW = "import time\n\n\ndef init():\n    pass\n\n\ndef run(raw_data):\n    time.sleep(5)\n    return 'late'\n"
+
+
+def test_the_scoring_timeout_is_the_inference_servers_own(
+    run: Callable[[Coroutine[Any, Any, Any]], Any], backend: LocalBackend, model_dir: Path
+) -> None:
+    """No proxy enforces spec.service.scoringTimeoutMs any more: the inference server does (SCORING_TIMEOUT_MS), as
+    in Azure ML's images, and says so."""
+    inputs = make_inputs(model_dir, "slow", script=SLOW)
+    spec = inputs.spec.model_copy(
+        update={"service": inputs.spec.service.model_copy(update={"scoring_timeout_ms": 1000})}
+    )
+    inputs = dataclasses.replace(inputs, spec=spec)
+    uri = converge(run, backend, inputs, 1).scoring_uri or ""
+    keys = run(backend.get_keys(inputs))
+    started = time.monotonic()
+    status, body = post(uri, {}, keys[0])
+    assert (status, time.monotonic() - started < 4) == (500, True)
+    assert "Scoring timeout after 1000 ms" in body
     run(backend.delete_service(inputs))
 
 
@@ -400,3 +507,47 @@ def test_failure_message_prefers_the_users_exception() -> None:
     message = "init() failed: KeyError: 'w' (File score.py, line 3, in init)"
     assert failure_message(log, "/srv/app/score.py") == message
     assert failure_message("nothing went wrong") is None
+
+
+ROUTER_STAND_IN = """import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+while True:
+    s.accept()[0].close()
+"""
+
+
+def test_a_service_of_the_router_layout_keeps_its_uri_when_it_moves_to_the_replicas(
+    run: Callable[[Coroutine[Any, Any, Any]], Any], backend: LocalBackend, state_dir: Path, model_dir: Path
+) -> None:
+    """A service an earlier operator started: a router process on the service's port (plain, no SO_REUSEPORT) in
+    front of replicas on ports of their own, in a state file of that layout. The next pass stops the router and
+    starts replicas that serve the same port themselves: the scoring URI does not change."""
+    inputs = make_inputs(model_dir, "earlier")
+    uri = converge(run, backend, inputs, 1).scoring_uri
+    service_dir = state_dir / "services" / "team-a.earlier"
+    stop_all(service_dir)
+    record = st.read(service_dir)
+    assert record is not None and uri is not None
+    args = [sys.executable, "-c", ROUTER_STAND_IN, str(record.port), LEGACY_ROUTER, "--config", "router.json"]
+    router = procs.spawn(args, {"PATH": os.environ["PATH"]}, service_dir / "router.log", service_dir)
+    ticks = Path(f"/proc/{router.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    earlier = json.loads(record.dump())
+    for field in ("port", "layout", "legacy_router"):
+        del earlier[field]
+    earlier["router"] = {"pid": router.pid, "pgid": router.pgid, "start_time": ticks, "port": record.port}
+    earlier["replicas"] = [{**r, "create_time": None, "start_time": "1"} for r in earlier["replicas"]]
+    (service_dir / "state.json").write_text(json.dumps(earlier))
+
+    seen = run(backend.observe_service(inputs))
+    assert seen.state == ServiceState.UNHEALTHY and "earlier operator" in seen.message and seen.scoring_uri == uri
+    obs = converge(run, backend, inputs, 1)
+    assert obs.state == ServiceState.HEALTHY and obs.scoring_uri == uri
+    assert not running(router.pid), "the router was stopped"
+    keys = run(backend.get_keys(inputs))
+    assert post(uri, {"n": 1}, keys[0]) == (200, {"echo": {"n": 1}, "ready": "yes"})
+    moved = st.read(service_dir)
+    assert moved is not None and not moved.legacy and moved.layout == st.LAYOUT
+    run(backend.delete_service(inputs))
