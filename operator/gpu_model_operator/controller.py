@@ -42,8 +42,8 @@ from .inputs import (
     parse_spec,
 )
 from .instrumented import InstrumentedBackend
-from .keys import keys_secret_body, keys_secret_name
-from .kube import KubeClient, SecretConflict
+from .keys import keys_secret_name
+from .kube import KubeClient, SecretConflict, keys_secret_body
 from .ledger import GpuLedger, users
 from .models import BackendKind, GpuModelDeploymentSpec, GpuModelDeploymentStatus
 from .reconcile import (
