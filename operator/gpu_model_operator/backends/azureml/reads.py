@@ -9,8 +9,8 @@ the SDK's own getters return. Writes (deploy, update, delete, create) stay on th
 
 A failure is raised as the SDK raises it: the same exception class with the same text (``Response Code``,
 ``Headers`` with ``Retry-After``, ``Content``), or the ``requests`` exception itself, so ``errors.classify``
-decides exactly as for the SDK's calls. The session retries nothing on an HTTP answer (a 429's Retry-After is
-the operator's to honour); it reconnects once when a kept-alive connection turns out to have been closed.
+decides exactly as for the SDK's calls. The session retries nothing (a 429's Retry-After is the operator's to
+honour); urllib3 only checks that a kept-alive connection is still open before it reuses it.
 A service or compute of a kind the operator does not manage (not AKS) is read with the SDK's own getter.
 """
 
@@ -64,7 +64,10 @@ class Reads:
         self._session = requests.Session()
         self._session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # nothing shared between calls
         self._session.headers["User-Agent"] = USER_AGENT
-        retry = Retry(total=1, connect=1, read=1, status=0, other=0, redirect=0, allowed_methods=None)
+        # Nothing is retried here, as the SDK retries nothing with its retries off: an HTTP answer is the
+        # operator's to honour (urllib3 would retry a 429 or 503 carrying Retry-After itself), and a connection
+        # error is raised as the SDK's would be. urllib3 still replaces a kept-alive connection it finds closed.
+        retry = Retry(0, read=False, redirect=0, status_forcelist=(), respect_retry_after_header=False)
         adapter = SharedContextAdapter(pool_connections=4, pool_maxsize=max(1, workers), max_retries=retry)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
