@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -52,7 +53,8 @@ from benchlib import (
     client_env,
     emulator,
 )
-from kubernetes import client, config
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
 
 from gpu_model_operator_dev.controlplane import ControlPlane
 from gpu_model_operator_dev.operator_process import OperatorProcess
@@ -121,17 +123,48 @@ def v1_resources(n: int) -> list[dict[str, Any]]:
 TARGETS: dict[str, Callable[[int], list[dict[str, Any]]]] = {"v1": v1_resources}
 
 
-def ready_names(api: client.CustomObjectsApi) -> set[str]:
-    """The Ready resources, listed from the API server's watch cache (resourceVersion 0) to spare etcd."""
-    items = api.list_namespaced_custom_object(
-        "gpumodel.io", "v1alpha1", NAMESPACE, "gpumodeldeployments", resource_version="0"
-    )["items"]
-    ready = set()
-    for item in items:
-        cond = next((c for c in item.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
-        if cond.get("status") == "True" and cond.get("observedGeneration") == item["metadata"]["generation"]:
-            ready.add(item["metadata"]["name"])
-    return ready
+def is_ready(item: dict[str, Any]) -> bool:
+    cond = next((c for c in item.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+    return bool(cond.get("status") == "True" and cond.get("observedGeneration") == item["metadata"]["generation"])
+
+
+class ReadyWatch:
+    """When each resource first became Ready, from one watch of the namespace (a thread): listing a few
+    thousand objects every second cost the API server, on the same two cores, more CPU than the operator."""
+
+    def __init__(self, api: client.CustomObjectsApi, start: float) -> None:
+        self.api, self.start = api, start
+        self.ready_at: dict[str, float] = {}
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        version = ""
+        while not self.stopped.is_set():
+            stream = watch.Watch().stream(
+                self.api.list_namespaced_custom_object,
+                "gpumodel.io",
+                "v1alpha1",
+                NAMESPACE,
+                "gpumodeldeployments",
+                resource_version=version,
+                timeout_seconds=30,
+            )
+            try:
+                for event in stream:
+                    item = event["object"]
+                    version = item["metadata"]["resourceVersion"]
+                    name = item["metadata"]["name"]
+                    if name not in self.ready_at and is_ready(item):
+                        self.ready_at[name] = time.monotonic() - self.start
+            except ApiException as exc:
+                if exc.status != 410:  # 410 Gone: the version is too old; watch again from now
+                    raise
+                version = ""
+
+    def stop(self) -> None:
+        self.stopped.set()
 
 
 def rss_mb(pid: int) -> float:
@@ -139,6 +172,16 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process so far (/proc/PID/stat: utime, stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pids: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(cpu_seconds(p) for p in group) for name, group in pids.items()}
 
 
 def malloc_arena_max(pid: int) -> str:
@@ -157,6 +200,8 @@ class Run:
     rss_mb_converged: float
     rss_mb_peak: float
     malloc_arena_max: str
+    #: CPU seconds each process spent from the apply until all were Ready (the machine's cores are shared by all).
+    cpu_seconds: dict[str, float]
     emulator_calls: int
     calls_by_kind: dict[str, int]
     steady: dict[str, Any] = field(default_factory=dict)
@@ -181,10 +226,12 @@ def converge(
     args: argparse.Namespace,
     intervals: int,
     env: dict[str, str] | None = None,
+    on_started: Callable[[OperatorProcess], None] | None = None,
     on_converged: Callable[[OperatorProcess], None] | None = None,
 ) -> Run:
     """N resources of ``target`` applied at once, until all are Ready; ``env`` adds to the operator's environment,
-    ``on_converged`` runs while the converged operator still runs (memory_profile.py's snapshot)."""
+    ``on_started`` runs once it is up, ``on_converged`` while the converged operator still runs (both for
+    memory_profile.py)."""
     emu.admin.reset()
     emu.admin.seed(models=[{"name": "digits"}])
     run_dir = work / f"{target}-n{n}-{time.strftime('%H%M%S')}"  # one per run: a size may run twice
@@ -200,23 +247,32 @@ def converge(
         env = {**client_env(emu, home), **(env or {})}
         with OperatorProcess(cp.kubeconfig, [], run_dir / "state", log, extra_args=op_args, env=env) as op:
             assert op.proc is not None
+            if on_started:
+                on_started(op)
             api = client.CustomObjectsApi(config.new_client_from_config(str(cp.kubeconfig)))
             manifest = run_dir / "deployments.yaml"
             manifest.write_text(yaml.safe_dump_all(TARGETS[target](n)))
+            pids = {
+                "operator": [op.proc.pid],
+                "emulator": [emu.proc.pid],
+                "apiserver+etcd": [p.pid for p in cp._procs],
+                "benchmark driver": [os.getpid()],
+            }
+            cpu_before = cpu_of(pids)
             start = time.monotonic()
             cp.kubectl("apply", "-n", NAMESPACE, "-f", str(manifest))
-            ready_at: dict[str, float] = {}
+            readiness = ReadyWatch(api, start)
+            ready_at = readiness.ready_at
             deadline = start + args.timeout
             rss = [rss_mb(op.proc.pid)]
             while len(ready_at) < n:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or not readiness.thread.is_alive():
                     raise SystemExit(f"{target} N={n}: only {len(ready_at)} Ready after {args.timeout}s; see {log}")
-                now = time.monotonic() - start
-                for name in ready_names(api) - ready_at.keys():
-                    ready_at[name] = now
                 rss.append(rss_mb(op.proc.pid))
                 time.sleep(1.0)
+            readiness.stop()
             seconds = max(ready_at.values())
+            cpu = {k: v - cpu_before[k] for k, v in cpu_of(pids).items()}
             calls = emu.admin.calls()
             times = sorted(ready_at.values())
             run = Run(
@@ -228,10 +284,12 @@ def converge(
                 rss[-1],
                 max(rss),
                 malloc_arena_max(op.proc.pid),
+                cpu,
                 len(calls),
                 dict(Counter(kind_of(c) for c in calls)),
             )
-            print(f"{target} N={n}: all Ready in {seconds:.1f}s, RSS {rss[-1]:.0f} MB", flush=True)
+            spent = ", ".join(f"{k} {v:.0f}" for k, v in cpu.items())
+            print(f"{target} N={n}: all Ready in {seconds:.1f}s, RSS {rss[-1]:.0f} MB; CPU s: {spent}", flush=True)
             if intervals:
                 run.steady = steady_state(emu, op, n, args.resync_seconds, intervals)
             if on_converged:
@@ -302,6 +360,11 @@ def print_tables(rows: list[dict[str, Any]], floor: float, per_deployment: float
         fastest = min(by[(t, n)]["seconds"] for t in targets if (t, n) in by)
         figures += [f"{n * per_deployment:.0f}", f"{n * per_deployment / fastest:.1f}x"]
         print("  ".join(f"{f:>{max(5, len(h))}}" for f, h in zip(figures, head, strict=True)))
+    print("\nCPU seconds spent while converging (2 cores: at most 2 x the wall time, shared with all else):")
+    for r in rows:
+        spent = ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_seconds"].items())
+        per = 1000 * r["cpu_seconds"]["operator"] / r["n"]
+        print(f"  {r['target']} N={r['n']}: {spent}; operator {per:.0f} ms per resource, wall {r['seconds']:.0f} s")
     for r in rows:
         if r["steady"]:
             print(f"steady state of {r['target']} at {r['n']}: {json.dumps(r['steady'])}")

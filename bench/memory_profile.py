@@ -1,11 +1,11 @@
 """Where the operator's resident memory goes once N resources have converged on the azureml backend.
 
-The operator runs as in convergence.py, with tracemalloc on (``memory_hook/sitecustomize.py``, for that process
-only; it slows it down, so N is modest). Once all are Ready and a settle time has passed, it writes a snapshot and
-glibc's ``mallinfo2``. The report splits the RSS into: what Python allocated and still holds, by owner (imports:
-module code, classes and constants; then the package whose code made the allocation: kopf, kubernetes,
-azureml, the operator...), what glibc keeps free in its arenas (fragmentation: freed memory not given back),
-and the rest (the interpreter, shared libraries' data, thread stacks, OpenSSL and other C allocations).
+The operator runs as in convergence.py, with tracemalloc on from the moment it is up, its imports done
+(``memory_hook/sitecustomize.py``, for that process only; it slows it down, so N is modest). Once all are Ready
+and a settle time has passed, it writes a snapshot and glibc's ``mallinfo2``. The report splits the RSS into:
+what Python allocated since start-up and still holds, by owner (the package whose code made the allocation:
+kopf, kubernetes, azureml, the operator...), what glibc keeps free in its arenas (fragmentation: freed memory
+not given back), and the rest (the imports, the interpreter, shared libraries, thread stacks, C allocations).
 
 Run: .venv/bin/python bench/memory_profile.py --n 500
 """
@@ -34,7 +34,7 @@ def owner(trace: tracemalloc.Traceback) -> str:
     """Imports, or the package of the innermost frame in a package (site-packages, the operator, the stdlib)."""
     names = [f.filename for f in trace]
     if any("importlib._bootstrap" in n for n in names):
-        return "imports (modules, classes, constants)"
+        return "imports after start-up (modules, classes, constants)"
     for name in reversed(names):  # tracemalloc keeps the most recent frame last
         if "site-packages/" in name:
             return name.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
@@ -44,21 +44,23 @@ def owner(trace: tracemalloc.Traceback) -> str:
 
 
 def report(snapshot_path: Path, n: int) -> dict[str, object]:
-    snapshot = tracemalloc.Snapshot.load(str(snapshot_path))
     glibc = json.loads(Path(f"{snapshot_path}.json").read_text())
-    groups: Counter[str] = Counter()
-    for stat in snapshot.statistics("traceback"):
-        groups[owner(stat.traceback)] += stat.size
-    rss = int(glibc["status"]["VmRSS"].split()[0]) * 1024
-    traced = sum(groups.values())
-    info = glibc["mallinfo2"]
-    mb = 1 << 20
-    print(f"\nN = {n}: RSS {rss / mb:.0f} MB; Python objects still allocated (tracemalloc) {traced / mb:.0f} MB")
+    rss, info, mb = glibc["rss_kb"] * 1024, glibc["mallinfo2"], 1 << 20
     print(
+        f"\nN = {n}: RSS {rss / mb:.0f} MB ({glibc['rss_kb_after_malloc_trim'] / 1024:.0f} MB after malloc_trim); "
         f"glibc: {info['arena'] / mb:.0f} MB in arenas, of which {info['uordblks'] / mb:.0f} MB in use and "
         f"{info['fordblks'] / mb:.0f} MB free but kept; {info['hblkhd'] / mb:.0f} MB in mmapped blocks; "
         f"{glibc['threads']} threads, {glibc['modules']} modules"
     )
+    print(f"GpuModelDeployment bodies alive: {glibc['bodies']}")
+    if not snapshot_path.exists():
+        return {"n": n, "glibc": glibc}
+    snapshot = tracemalloc.Snapshot.load(str(snapshot_path))
+    groups: Counter[str] = Counter()
+    for stat in snapshot.statistics("traceback"):
+        groups[owner(stat.traceback)] += stat.size
+    traced = sum(groups.values())
+    print(f"Python objects allocated since start-up and still held (tracemalloc): {traced / mb:.0f} MB")
     print("\nPython allocations by owner:")
     for name, size in groups.most_common(14):
         print(f"  {size / mb:8.1f} MB  {name}")
@@ -71,7 +73,7 @@ def report(snapshot_path: Path, n: int) -> dict[str, object]:
         lines[f"{frame.filename.split('site-packages/')[-1]}:{frame.lineno}"] += stat.size
     for where, size in lines.most_common(15):
         print(f"  {size / mb:8.1f} MB  {where}")
-    return {"n": n, "rss": rss, "traced": traced, "groups": dict(groups), "glibc": glibc}
+    return {"n": n, "traced": traced, "groups": dict(groups), "glibc": glibc}
 
 
 def main() -> int:
@@ -79,6 +81,7 @@ def main() -> int:
     p.add_argument("--n", type=int, default=500)
     p.add_argument("--settle", type=float, default=30.0, help="seconds after all are Ready before the snapshot")
     p.add_argument("--frames", type=int, default=12)
+    p.add_argument("--no-trace", action="store_true", help="glibc's figures only, at full speed (no tracemalloc)")
     p.add_argument("--workdir", type=Path)
     for name, default in (("compute-seconds", 10.0), ("service-seconds", 5.0), ("poll-seconds", 2.0)):
         p.add_argument(f"--{name}", type=float, default=default)
@@ -93,6 +96,11 @@ def main() -> int:
         snapshot = work / "operator.tracemalloc"
         env = {"PYTHONPATH": str(HOOK), "GMO_BENCH_MEMORY": str(snapshot), "GMO_BENCH_MEMORY_FRAMES": str(args.frames)}
 
+        def start(op: OperatorProcess) -> None:
+            assert op.proc is not None
+            if not args.no_trace:
+                op.proc.send_signal(signal.SIGUSR2)
+
         def take(op: OperatorProcess) -> None:
             assert op.proc is not None
             time.sleep(args.settle)
@@ -102,7 +110,7 @@ def main() -> int:
                 time.sleep(1)
 
         with emulator(work, latencies) as emu:
-            convergence.converge(emu, work, "v1", args.n, args, 0, env=env, on_converged=take)
+            convergence.converge(emu, work, "v1", args.n, args, 0, env=env, on_started=start, on_converged=take)
         result = report(snapshot, args.n)
     out = ROOT / "bench" / "results" / f"memory-{args.n}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
