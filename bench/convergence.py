@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import urllib3
 import yaml
 from benchlib import (
     CLIENT_ID,
@@ -162,6 +163,10 @@ class ReadyWatch:
                 if exc.status != 410:  # 410 Gone: the version is too old; watch again from now
                     raise
                 version = ""
+            except (urllib3.exceptions.HTTPError, OSError):
+                if self.stopped.is_set():
+                    return  # the control plane stopped after the run
+                raise
 
     def stop(self) -> None:
         self.stopped.set()
