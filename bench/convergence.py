@@ -1,22 +1,26 @@
-"""Convergence and steady state of the operator on the azureml backend, against the guide's sequential script.
+"""Convergence, memory and steady state of the operator on the azureml backend, against the guide's script.
 
 Everything is real but Azure: a kube-apiserver, the operator as its own process, the azureml-core SDK talking
 HTTPS to the Azure ML emulator (its own process too), with operation latencies scaled down consistently from
 Azure's (an AKS cluster in ~10 min, a GPU service in ~5 min, at 1:60: 10 s and 5 s; the operator polls at
 --poll-seconds). For each N, N GpuModelDeployments (each its own 1-node Standard_NC4as_T4_v3 cluster and 1-replica
 service, as N teams following the guide would) are applied at once, and the time until every one is Ready
-(with its scoring probe answered) is measured. The baseline is the guide done by a script
-(``guide_baseline.py``: create compute, ``wait_for_completion``, ``Model.deploy``, ``wait_for_deployment``,
-one deployment after another) on a few deployments in the same run; being sequential, its time for N is N
-times its median per deployment, and is reported as that extrapolation.
+(with its scoring probe answered) is measured, with the operator's resident memory once all are Ready. The
+baseline is the guide done by a script (``guide_baseline.py``: create compute, ``wait_for_completion``,
+``Model.deploy``, ``wait_for_deployment``, one deployment after another) on a few deployments in the same run;
+being sequential, its time for N is N times its median per deployment, and is reported as that extrapolation.
 
-The steady state follows the largest run: the emulator's call log over whole resync intervals gives the
-Azure calls per resource per interval (management reads and writes apart from scoring probes), and /proc the
-operator's resident memory.
+The steady state is measured on the run of --steady resources, after it converged: the emulator's call log over
+whole resync intervals gives the Azure calls per resource per interval (management reads and writes apart from
+scoring probes), and /proc the operator's resident memory. Last, ``cpu_per_call.py`` gives the CPU of one Azure
+call, the SDK's against the backend's.
 
-Run: .venv/bin/python bench/convergence.py                  (N = 50 200 500, then the steady state at 1000)
+Backends are columns (``TARGETS``): today the azureml (SDK v1) backend; the v2 backend gets its own resources
+template and column there.
+
+Run: .venv/bin/python bench/convergence.py                  (N = 100 500 1000 2000, the steady state at 1000)
      .venv/bin/python bench/convergence.py --sizes 20 --steady 0 --baseline 2     (a quick look)
-Results: a table on stdout and bench/results/convergence.json.
+Results: tables on stdout and bench/results/convergence.json.
 """
 
 from __future__ import annotations
@@ -29,58 +33,35 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import urllib3
 import yaml
-from kubernetes import client, config
+from benchlib import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    RESOURCE_GROUP,
+    ROOT,
+    SUBSCRIPTION,
+    WORKSPACE,
+    Emulator,
+    client_env,
+    emulator,
+)
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
 
-from gpu_model_operator_dev.azureml_emulator import EmulatorClient
 from gpu_model_operator_dev.controlplane import ControlPlane
 from gpu_model_operator_dev.operator_process import OperatorProcess
 
-ROOT = Path(__file__).resolve().parents[1]
-
-CLIENT_ID, CLIENT_SECRET = "bench-operator", "bench-client-secret"
-SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE = "00000000-0000-0000-0000-000000000001", "rg1", "ws1"
 NAMESPACE, SECRET = "bench", "azureml-sp"
 RESULTS = ROOT / "bench" / "results" / "convergence.json"
-
-
-@dataclass
-class Emulator:
-    proc: subprocess.Popen[str]
-    admin: EmulatorClient
-    env: dict[str, str]
-
-
-@contextmanager
-def emulator(state_dir: Path, latencies: dict[str, float]) -> Iterator[Emulator]:
-    """The emulator as its own process, so its CPU is not the benchmark driver's GIL."""
-    args = [sys.executable, "-m", "gpu_model_operator_dev.azureml_emulator", "--state-dir", str(state_dir)]
-    args += ["--credential", f"{CLIENT_ID}={CLIENT_SECRET}"]
-    args += [f"--latency={k}={v}" for k, v in latencies.items()]
-    log = (state_dir / "emulator.log").open("w")
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
-    try:
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
-        admin = EmulatorClient(info["base_url"], Path(info["ca_bundle"]))
-        yield Emulator(proc, admin, info["env"])
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
-
-
-def client_env(emu: Emulator, home: Path) -> dict[str, str]:
-    """The SDK's environment, and MALLOC_ARENA_MAX as the operator's image sets it (see the Dockerfile)."""
-    return {**os.environ, **emu.env, "HOME": str(home), "MALLOC_ARENA_MAX": "2"}
 
 
 # ---- the baseline --------------------------------------------------------------------------------------
@@ -100,7 +81,7 @@ def run_baseline(emu: Emulator, work: Path, count: int) -> list[float]:
 # ---- the operator --------------------------------------------------------------------------------------
 
 
-def resources(n: int) -> list[dict[str, Any]]:
+def v1_resources(n: int) -> list[dict[str, Any]]:
     """The namespace's Secret and source ConfigMap (the azureml example, rendered by kustomize) and N deployments."""
     docs = list(
         yaml.safe_load_all(
@@ -139,14 +120,56 @@ def resources(n: int) -> list[dict[str, Any]]:
     return out
 
 
-def ready_names(api: client.CustomObjectsApi) -> set[str]:
-    items = api.list_namespaced_custom_object("gpumodel.io", "v1alpha1", NAMESPACE, "gpumodeldeployments")["items"]
-    ready = set()
-    for item in items:
-        cond = next((c for c in item.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
-        if cond.get("status") == "True" and cond.get("observedGeneration") == item["metadata"]["generation"]:
-            ready.add(item["metadata"]["name"])
-    return ready
+#: What each backend column deploys: the manifests of N resources on it. The azureml-v2 backend adds its own here.
+TARGETS: dict[str, Callable[[int], list[dict[str, Any]]]] = {"v1": v1_resources}
+
+
+def is_ready(item: dict[str, Any]) -> bool:
+    cond = next((c for c in item.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+    return bool(cond.get("status") == "True" and cond.get("observedGeneration") == item["metadata"]["generation"])
+
+
+class ReadyWatch:
+    """When each resource first became Ready, from one watch of the namespace (a thread): listing a few
+    thousand objects every second cost the API server, on the same two cores, more CPU than the operator."""
+
+    def __init__(self, api: client.CustomObjectsApi, start: float) -> None:
+        self.api, self.start = api, start
+        self.ready_at: dict[str, float] = {}
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        version = ""
+        while not self.stopped.is_set():
+            stream = watch.Watch().stream(
+                self.api.list_namespaced_custom_object,
+                "gpumodel.io",
+                "v1alpha1",
+                NAMESPACE,
+                "gpumodeldeployments",
+                resource_version=version,
+                timeout_seconds=30,
+            )
+            try:
+                for event in stream:
+                    item = event["object"]
+                    version = item["metadata"]["resourceVersion"]
+                    name = item["metadata"]["name"]
+                    if name not in self.ready_at and is_ready(item):
+                        self.ready_at[name] = time.monotonic() - self.start
+            except ApiException as exc:
+                if exc.status != 410:  # 410 Gone: the version is too old; watch again from now
+                    raise
+                version = ""
+            except (urllib3.exceptions.HTTPError, OSError):
+                if self.stopped.is_set():
+                    return  # the control plane stopped after the run
+                raise
+
+    def stop(self) -> None:
+        self.stopped.set()
 
 
 def rss_mb(pid: int) -> float:
@@ -156,18 +179,37 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process so far (/proc/PID/stat: utime, stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pids: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(cpu_seconds(p) for p in group) for name, group in pids.items()}
+
+
+def malloc_arena_max(pid: int) -> str:
+    """MALLOC_ARENA_MAX as the operator process really has it (the image sets 2)."""
+    env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return next((e.split(b"=", 1)[1].decode() for e in env if e.startswith(b"MALLOC_ARENA_MAX=")), "unset")
+
+
 @dataclass
 class Run:
+    target: str
     n: int
     seconds: float
     ready_at_median: float
     ready_at_p90: float
+    rss_mb_converged: float
+    rss_mb_peak: float
+    malloc_arena_max: str
+    #: CPU seconds each process spent from the apply until all were Ready (the machine's cores are shared by all).
+    cpu_seconds: dict[str, float]
     emulator_calls: int
     calls_by_kind: dict[str, int]
     steady: dict[str, Any] = field(default_factory=dict)
-
-
-MGMT = re.compile(r"/(computes|services|models|assets|artifact|operations|computeOperationsStatus)")
 
 
 def kind_of(call: dict[str, Any]) -> str:
@@ -181,49 +223,82 @@ def kind_of(call: dict[str, Any]) -> str:
     return "read"
 
 
-def converge(emu: Emulator, work: Path, n: int, args: argparse.Namespace, steady_intervals: int) -> Run:
+def converge(
+    emu: Emulator,
+    work: Path,
+    target: str,
+    n: int,
+    args: argparse.Namespace,
+    intervals: int,
+    env: dict[str, str] | None = None,
+    on_started: Callable[[OperatorProcess], None] | None = None,
+    on_converged: Callable[[OperatorProcess], None] | None = None,
+) -> Run:
+    """N resources of ``target`` applied at once, until all are Ready; ``env`` adds to the operator's environment,
+    ``on_started`` runs once it is up, ``on_converged`` while the converged operator still runs (both for
+    memory_profile.py)."""
     emu.admin.reset()
     emu.admin.seed(models=[{"name": "digits"}])
-    with ControlPlane(work / f"cp-{n}") as cp:
+    run_dir = work / f"{target}-n{n}-{time.strftime('%H%M%S')}"  # one per run: a size may run twice
+    run_dir.mkdir(parents=True)
+    with ControlPlane(run_dir / "cp") as cp:
         cp.install_crds(ROOT / "crds")
         cp.kubectl("create", "namespace", NAMESPACE)
-        home = work / f"home-{n}"
+        home = run_dir / "home"
         home.mkdir()
         op_args = ["--all-namespaces", "--poll-seconds", str(args.poll_seconds)]
         op_args += ["--resync-seconds", str(args.resync_seconds), "--azure-workers", str(args.workers)]
-        log = work / f"operator-{n}.log"
-        with OperatorProcess(
-            cp.kubeconfig, [], work / f"state-{n}", log, extra_args=op_args, env=client_env(emu, home)
-        ) as op:
+        log = run_dir / "operator.log"
+        env = {**client_env(emu, home), **(env or {})}
+        with OperatorProcess(cp.kubeconfig, [], run_dir / "state", log, extra_args=op_args, env=env) as op:
             assert op.proc is not None
+            if on_started:
+                on_started(op)
             api = client.CustomObjectsApi(config.new_client_from_config(str(cp.kubeconfig)))
-            manifest = work / f"deployments-{n}.yaml"
-            manifest.write_text(yaml.safe_dump_all(resources(n)))
+            manifest = run_dir / "deployments.yaml"
+            manifest.write_text(yaml.safe_dump_all(TARGETS[target](n)))
+            pids = {
+                "operator": [op.proc.pid],
+                "emulator": [emu.proc.pid],
+                "apiserver+etcd": [p.pid for p in cp._procs],
+                "benchmark driver": [os.getpid()],
+            }
+            cpu_before = cpu_of(pids)
             start = time.monotonic()
             cp.kubectl("apply", "-n", NAMESPACE, "-f", str(manifest))
-            ready_at: dict[str, float] = {}
+            readiness = ReadyWatch(api, start)
+            ready_at = readiness.ready_at
             deadline = start + args.timeout
+            rss = [rss_mb(op.proc.pid)]
             while len(ready_at) < n:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"N={n}: only {len(ready_at)} Ready after {args.timeout}s; see {log}")
-                now = time.monotonic() - start
-                for name in ready_names(api) - ready_at.keys():
-                    ready_at[name] = now
-                time.sleep(0.5)
+                if time.monotonic() > deadline or not readiness.thread.is_alive():
+                    raise SystemExit(f"{target} N={n}: only {len(ready_at)} Ready after {args.timeout}s; see {log}")
+                rss.append(rss_mb(op.proc.pid))
+                time.sleep(1.0)
+            readiness.stop()
             seconds = max(ready_at.values())
+            cpu = {k: v - cpu_before[k] for k, v in cpu_of(pids).items()}
             calls = emu.admin.calls()
             times = sorted(ready_at.values())
             run = Run(
+                target,
                 n,
                 seconds,
                 statistics.median(times),
                 times[int(0.9 * (len(times) - 1))],
+                rss[-1],
+                max(rss),
+                malloc_arena_max(op.proc.pid),
+                cpu,
                 len(calls),
                 dict(Counter(kind_of(c) for c in calls)),
             )
-            print(f"N={n}: all Ready in {seconds:.1f}s", flush=True)
-            if steady_intervals:
-                run.steady = steady_state(emu, op, n, args.resync_seconds, steady_intervals)
+            spent = ", ".join(f"{k} {v:.0f}" for k, v in cpu.items())
+            print(f"{target} N={n}: all Ready in {seconds:.1f}s, RSS {rss[-1]:.0f} MB; CPU s: {spent}", flush=True)
+            if intervals:
+                run.steady = steady_state(emu, op, n, args.resync_seconds, intervals)
+            if on_converged:
+                on_converged(op)
         return run
 
 
@@ -257,11 +332,63 @@ def steady_state(emu: Emulator, op: OperatorProcess, n: int, resync: float, inte
     }
 
 
+def cpu_per_call(work: Path, calls: int) -> dict[str, Any]:
+    """``cpu_per_call.py`` in its own process (the SDK reads its cloud settings at import)."""
+    args = [sys.executable, str(ROOT / "bench" / "cpu_per_call.py"), "--calls", str(calls)]
+    out = subprocess.run(args, capture_output=True, text=True, check=False, cwd=work)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if out.returncode or line is None:
+        raise SystemExit(f"cpu_per_call.py failed:\n{out.stderr[-3000:]}")
+    return dict(json.loads(line[len("RESULT ") :]))
+
+
+# ---- the report ----------------------------------------------------------------------------------------
+
+
+def print_tables(rows: list[dict[str, Any]], floor: float, per_deployment: float, cpu: dict[str, Any]) -> None:
+    """The convergence table (one group of columns per backend), the steady state, and the CPU per call."""
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    by = {(r["target"], r["n"]): r for r in rows}
+    print(f"\nconvergence: seconds until all N are Ready (latency floor {floor:g} s), operator RSS once they are")
+    head = ["N"] + [f"{t} {h}" for t in targets for h in ("s", "over floor s", "RSS MB")]
+    head += ["guide s (N x median)", "speed-up"]
+    print("  ".join(f"{h:>{max(5, len(h))}}" for h in head))
+    for n in sorted({r["n"] for r in rows}):
+        figures: list[str] = [str(n)]
+        for t in targets:
+            r = by.get((t, n))
+            figures += (
+                [f"{r['seconds']:.1f}", f"{r['seconds'] - floor:.1f}", f"{r['rss_mb_converged']:.0f}"]
+                if r
+                else ["-"] * 3
+            )
+        fastest = min(by[(t, n)]["seconds"] for t in targets if (t, n) in by)
+        figures += [f"{n * per_deployment:.0f}", f"{n * per_deployment / fastest:.1f}x"]
+        print("  ".join(f"{f:>{max(5, len(h))}}" for f, h in zip(figures, head, strict=True)))
+    print("\nCPU seconds spent while converging (2 cores: at most 2 x the wall time, shared with all else):")
+    for r in rows:
+        spent = ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_seconds"].items())
+        per = 1000 * r["cpu_seconds"]["operator"] / r["n"]
+        print(f"  {r['target']} N={r['n']}: {spent}; operator {per:.0f} ms per resource, wall {r['seconds']:.0f} s")
+    for r in rows:
+        if r["steady"]:
+            print(f"steady state of {r['target']} at {r['n']}: {json.dumps(r['steady'])}")
+    if cpu:
+        table = cpu["table"]
+        columns = list(next(iter(table.values())))
+        print(f"\nCPU ms per Azure call (median of {cpu['runs']} runs of {cpu['calls']} calls; cpu_per_call.py)")
+        print(f"{'call':<28}" + "".join(f"{c:>20}" for c in columns))
+        for name, cells in table.items():
+            print(f"{name:<28}" + "".join(f"{cells[c]['cpu_ms']:>20.2f}" for c in columns))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", type=int, nargs="*", default=[50, 200, 500])
-    p.add_argument("--steady", type=int, default=1000, help="resources for the steady state (0: skip)")
+    p.add_argument("--sizes", type=int, nargs="*", default=[100, 500, 1000, 2000])
+    p.add_argument("--steady", type=int, default=1000, help="the run whose steady state is measured (0: none)")
+    p.add_argument("--targets", nargs="*", default=list(TARGETS), choices=list(TARGETS))
     p.add_argument("--baseline", type=int, default=3, help="deployments the guide's script does in turn")
+    p.add_argument("--cpu-calls", type=int, default=100, help="calls per run of cpu_per_call.py (0: skip it)")
     p.add_argument("--compute-seconds", type=float, default=10.0)
     p.add_argument("--service-seconds", type=float, default=5.0)
     p.add_argument("--poll-seconds", type=float, default=2.0)
@@ -272,53 +399,43 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, help="keep logs and manifests here (default: a temporary directory)")
     args = p.parse_args()
     latencies = {"compute_create_s": args.compute_seconds, "service_create_s": args.service_seconds}
+    sizes = list(dict.fromkeys([*args.sizes, *([args.steady] if args.steady else [])]))
     with tempfile.TemporaryDirectory(prefix="gmo-bench-") as tmp:
-        work = Path(args.workdir or tmp)
+        work = Path(args.workdir or tmp).resolve()
         work.mkdir(parents=True, exist_ok=True)
+        os.chdir(work)  # as in the image: the SDK asks git about the working directory at every deploy
         with emulator(work, latencies) as emu:
             emu.admin.seed(models=[{"name": "digits"}])
             baseline = run_baseline(emu, work, args.baseline) if args.baseline else []
             per_deployment = statistics.median(baseline) if baseline else float("nan")
             print(f"baseline: {len(baseline)} deployments, median {per_deployment:.1f}s each", flush=True)
-            runs = [converge(emu, work, n, args, 0) for n in args.sizes]
-            if args.steady:
-                runs.append(converge(emu, work, args.steady, args, args.intervals))
+            runs = [
+                converge(emu, work, target, n, args, args.intervals if n == args.steady else 0)
+                for target in args.targets
+                for n in sizes
+            ]
+        cpu = cpu_per_call(work, args.cpu_calls) if args.cpu_calls else {}
     floor = args.compute_seconds + args.service_seconds
-    rows = []
-    for run in runs:
-        guide = run.n * per_deployment
-        rows.append(
-            {
-                **asdict(run),
-                "baseline_seconds_extrapolated": guide,
-                "speedup_vs_baseline": guide / run.seconds,
-                "over_emulator_latency_seconds": run.seconds - floor,
-            }
-        )
-    print()
-    header = ("N", "operator s", "median Ready s", "guide s (N x median)", "speed-up", "over latency s")
-    print("  ".join(f"{h:>{len(h) if i else 5}}" for i, h in enumerate(header)))
-    for r in rows:
-        cells = (
-            f"{r['n']:>5}",
-            f"{r['seconds']:>10.1f}",
-            f"{r['ready_at_median']:>14.1f}",
-            f"{r['baseline_seconds_extrapolated']:>20.0f}",
-            f"{r['speedup_vs_baseline']:>7.1f}x",
-            f"{r['over_emulator_latency_seconds']:>14.1f}",
-        )
-        print("  ".join(cells))
-    for r in rows:
-        if r["steady"]:
-            print(f"steady state at {r['n']}: {json.dumps(r['steady'])}")
+    rows = [
+        {
+            **asdict(run),
+            "baseline_seconds_extrapolated": run.n * per_deployment,
+            "speedup_vs_baseline": run.n * per_deployment / run.seconds,
+            "over_emulator_latency_seconds": run.seconds - floor,
+        }
+        for run in runs
+    ]
+    print_tables(rows, floor, per_deployment, cpu)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     RESULTS.write_text(
         json.dumps(
             {
-                "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                "settings": settings,
                 "emulator_latency_floor_seconds": floor,
                 "baseline_seconds_per_deployment": baseline,
                 "runs": rows,
+                "cpu_per_call": cpu,
             },
             indent=2,
         )

@@ -1,0 +1,165 @@
+"""The backend's writes: each function is one blocking call to Azure, run in a pool thread by ``backend``.
+
+They stay on azureml-core (only the reads they start with go through ``reads``). Ownership is recorded at Azure:
+computes carry tags and a description naming the GpuModelDeployment (the SDK's provisioning configuration has
+neither, so its own payload builders are used and the two fields added before the same PUT), services carry
+``gpumodel.io/owner`` and ``gpumodel.io/fingerprint`` tags.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from ..base import TransientBackendError
+from .reads import Reads
+from .sdk import (
+    AksCompute,
+    AksWebservice,
+    ComputeTarget,
+    ComputeTargetException,
+    Environment,
+    InferenceConfig,
+    Model,
+    WebserviceException,
+)
+
+MANAGER = "gpu-model-operator"
+#: ARM tag names may not contain "/", so the compute's tags differ from the services' (MMS allows it).
+COMPUTE_TAGS = ("managed-by", "gpumodel-owner")
+FINGERPRINT_TAG, OWNER_TAG = "gpumodel.io/fingerprint", "gpumodel.io/owner"
+#: ``InferenceConfig`` checks the entry script's syntax with ``ast.parse``, which is not thread-safe in CPython
+#: 3.11: deployments started together in the pool failed at random with "AST constructor recursion depth
+#: mismatch" (a UserError, so a permanent failure of a valid script). Built one at a time, it costs little.
+_PARSE_LOCK = threading.Lock()
+
+
+def owned(tags: dict[str, str] | None, description: str | None) -> bool:
+    return (tags or {}).get(COMPUTE_TAGS[0]) == MANAGER or (description or "").startswith(f"managed-by {MANAGER}")
+
+
+def _mark(payload: dict[str, Any], owner: str) -> dict[str, Any]:
+    """The compute's PUT body with the operator's ownership: ARM tags, and the description as a fallback."""
+    payload["tags"] = {**(payload.get("tags") or {}), COMPUTE_TAGS[0]: MANAGER, COMPUTE_TAGS[1]: owner}
+    payload.setdefault("properties", {})["description"] = f"managed-by {MANAGER} owner={owner}"
+    return payload
+
+
+def attach_compute(ws: Any, name: str, resource_group: str, cluster: str, owner: str) -> None:
+    config = AksCompute.attach_configuration(resource_group=resource_group, cluster_name=cluster)
+    resource_id = AksCompute._build_resource_id(ws.subscription_id, resource_group, cluster)
+    ComputeTarget._attach(ws, name, _mark(AksCompute._build_attach_payload(config, resource_id), owner), AksCompute)
+
+
+def provision_compute(ws: Any, name: str, provision: Any, owner: str) -> None:
+    config = AksCompute.provisioning_configuration(
+        agent_count=provision.agent_count,
+        vm_size=provision.vm_size,
+        location=provision.location,
+        cluster_purpose=provision.cluster_purpose.value,
+    )
+    payload = _mark(AksCompute._build_create_payload(config, ws.location, ws.subscription_id), owner)
+    ComputeTarget._create_compute_target(ws, name, payload, AksCompute)
+
+
+def delete_compute(reads: Reads, ws: Any, auth: Any, name: str) -> None:
+    """Start deleting a provisioned cluster, or detach an attached one; gone or going already is success."""
+    found = reads.compute(ws, auth, name)
+    if found is None or str(found.provisioning_state).lower() == "deleting":
+        return
+    if found.is_attached:
+        found.detach()  # the AKS cluster is someone else's: only the workspace's link to it goes
+    else:
+        found.delete()
+
+
+def delete_service(reads: Reads, ws: Any, auth: Any, name: str, timeout: float) -> None:
+    """The DELETE ``Webservice.delete()`` sends, without its wait: it then polls the operation every 5 s until it
+    ends, holding a pool thread for as long as AKS takes (minutes), so a few deletions would starve every other
+    call. A fresh connection, as the SDK's; 204 and 404 mean gone already."""
+    url = f"{reads.endpoints(ws).mms}/services/{name}"
+    response = requests.delete(url, headers=auth.get_authentication_header(), timeout=timeout)
+    if response.status_code not in (200, 202, 204, 404):
+        raise requests.HTTPError(f"Response Code: {response.status_code}: {response.text}", response=response)
+
+
+def scale_service(reads: Reads, ws: Any, auth: Any, name: str, replicas: int) -> None:
+    service = reads.service(ws, auth, name)
+    if service is None:
+        raise WebserviceException(f"WebserviceNotFound: Webservice with name {name} not found in provided workspace")
+    service.update(num_replicas=replicas)
+
+
+@dataclass
+class Deployment:
+    """What one deploy sends: the service, its model and environment, its resources and the operator's tags."""
+
+    name: str
+    compute: str
+    entry_script_name: str
+    entry_script: str
+    conda_spec: str
+    base_image: str
+    replicas: int
+    tags: dict[str, str]
+    resources: dict[str, Any]
+    owner: str
+    take_over: bool
+
+
+def deploy(reads: Reads, ws: Any, auth: Any, d: Deployment, model: Any, recent_compute: Any) -> None:
+    """Create (``Model.deploy``) or redeploy in place (``service.update``); returns once Azure accepted it."""
+    compute = recent_compute or reads.compute(ws, auth, d.compute)
+    if compute is None:
+        raise ComputeTargetException(
+            f"ComputeTargetNotFound: Compute Target with name {d.compute} not found in provided workspace"
+        )
+    existing = reads.service(ws, auth, d.name)
+    with tempfile.TemporaryDirectory(prefix="gmo-deploy-") as tmp:  # the SDK uploads files, not text
+        entry = Path(tmp) / d.entry_script_name
+        entry.write_text(d.entry_script)
+        conda = Path(tmp) / "conda.yml"
+        conda.write_text(d.conda_spec)
+        env = Environment.from_conda_specification(f"{d.name}-env", str(conda))
+        env.docker.base_image = d.base_image
+        with _PARSE_LOCK:  # InferenceConfig ast.parse()s the entry script, see _PARSE_LOCK
+            config = InferenceConfig(entry_script=str(entry), environment=env)
+        if existing is not None:
+            # Never replace what is not ours: the reconciler decided on an observation, and a service of this
+            # name may have appeared since (its owner tag says whose it is).
+            owner = (existing.tags or {}).get(OWNER_TAG)
+            if owner != d.owner and not d.take_over:
+                raise TransientBackendError(f"service {d.name} appeared meanwhile (owner {owner or 'none'})")
+        if isinstance(existing, AksWebservice) and existing.compute_name == compute.name:
+            existing.update(
+                models=[model], inference_config=config, num_replicas=d.replicas, tags=d.tags, **d.resources
+            )
+            return
+        deployment = AksWebservice.deploy_configuration(
+            autoscale_enabled=False, num_replicas=d.replicas, tags=d.tags, **d.resources
+        )
+        # Overwrite only a service that is ours (or taken over) and must move to this compute. Otherwise the SDK
+        # asks Azure whether the name is free first, and Azure refuses a create over an existing service, so a
+        # service made meanwhile by someone else is never replaced.
+        Model.deploy(ws, d.name, [model], config, deployment, deployment_target=compute, overwrite=existing is not None)
+
+
+def appeared_is_transient(deploy: Callable[[], None]) -> Callable[[], None]:
+    """A create refused because the name is taken is no failure of the deployment: the next pass observes the
+    service that took it and decides (ours, another resource's, or someone else's)."""
+
+    def wrapped() -> None:
+        try:
+            deploy()
+        except Exception as exc:
+            if "already exists" in str(exc) or "Response Code: 409" in str(exc):
+                raise TransientBackendError(f"deploying: the service name was taken meanwhile ({exc})") from None
+            raise
+
+    return wrapped
