@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from kubernetes import client, config
@@ -140,10 +140,16 @@ def resources(n: int) -> list[dict[str, Any]]:
 
 
 def ready_names(api: client.CustomObjectsApi) -> set[str]:
-    items = api.list_namespaced_custom_object("gpumodel.io", "v1alpha1", NAMESPACE, "gpumodeldeployments")["items"]
+    # The client types a custom object list as object; it is the decoded JSON.
+    listed = cast(
+        dict[str, Any], api.list_namespaced_custom_object("gpumodel.io", "v1alpha1", NAMESPACE, "gpumodeldeployments")
+    )
+    items = listed["items"]
     ready = set()
     for item in items:
-        cond = next((c for c in item.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+        cond: dict[str, Any] = next(
+            (c for c in item.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {}
+        )
         if cond.get("status") == "True" and cond.get("observedGeneration") == item["metadata"]["generation"]:
             ready.add(item["metadata"]["name"])
     return ready
@@ -196,7 +202,8 @@ def converge(emu: Emulator, work: Path, n: int, args: argparse.Namespace, steady
             cp.kubeconfig, [], work / f"state-{n}", log, extra_args=op_args, env=client_env(emu, home)
         ) as op:
             assert op.proc is not None
-            api = client.CustomObjectsApi(config.new_client_from_config(str(cp.kubeconfig)))
+            # kubernetes.config is unannotated.
+            api = client.CustomObjectsApi(config.new_client_from_config(str(cp.kubeconfig)))  # type: ignore[no-untyped-call]
             manifest = work / f"deployments-{n}.yaml"
             manifest.write_text(yaml.safe_dump_all(resources(n)))
             start = time.monotonic()
