@@ -125,7 +125,8 @@ TARGETS: dict[str, Callable[[int], list[dict[str, Any]]]] = {"v1": v1_resources}
 
 
 def is_ready(item: dict[str, Any]) -> bool:
-    cond = next((c for c in item.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+    conditions: list[dict[str, Any]] = item.get("status", {}).get("conditions", [])
+    cond = next((c for c in conditions if c["type"] == "Ready"), {})
     return bool(cond.get("status") == "True" and cond.get("observedGeneration") == item["metadata"]["generation"])
 
 
@@ -143,7 +144,8 @@ class ReadyWatch:
     def _run(self) -> None:
         version = ""
         while not self.stopped.is_set():
-            stream = watch.Watch().stream(
+            # kubernetes.watch is unannotated.
+            stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
                 self.api.list_namespaced_custom_object,
                 "gpumodel.io",
                 "v1alpha1",
@@ -254,7 +256,8 @@ def converge(
             assert op.proc is not None
             if on_started:
                 on_started(op)
-            api = client.CustomObjectsApi(config.new_client_from_config(str(cp.kubeconfig)))
+            kube = config.new_client_from_config(str(cp.kubeconfig))  # type: ignore[no-untyped-call]  # unannotated
+            api = client.CustomObjectsApi(kube)
             manifest = run_dir / "deployments.yaml"
             manifest.write_text(yaml.safe_dump_all(TARGETS[target](n)))
             pids = {

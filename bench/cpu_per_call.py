@@ -71,7 +71,7 @@ def inputs_for(service: str) -> Any:
     )
 
 
-async def measure(call: Callable[[], Awaitable[Any] | Any], calls: int, runs: int) -> dict[str, float]:
+async def measure(call: Callable[[], Awaitable[Any] | Any], calls: int, runs: int) -> dict[str, Any]:
     """Median CPU and wall milliseconds per call over ``runs`` runs of ``calls`` calls (after one warm-up)."""
     cpu, wall = [], []
     first = call()

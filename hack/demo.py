@@ -11,7 +11,6 @@ import base64
 import json
 import random
 import shutil
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -37,7 +36,7 @@ def wait_ready(cp: ControlPlane, name: str, timeout: float, operator: OperatorPr
     """Poll the resource's status, printing each new phase and message, until Ready or a failure."""
     deadline, last = time.monotonic() + timeout, ""
     while time.monotonic() < deadline:
-        obj = json.loads(cp.kubectl("get", "gmd", name, "-n", NAMESPACE, "-o", "json").stdout)
+        obj: dict[str, Any] = json.loads(cp.kubectl("get", "gmd", name, "-n", NAMESPACE, "-o", "json").stdout)
         status = obj.get("status", {})
         ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
         line = f"{status.get('phase', 'Pending')}: {ready['message'] if ready else 'waiting for the operator'}"
@@ -115,4 +114,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -17,7 +17,6 @@ import json
 import os
 import random
 import shutil
-import sys
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -146,4 +145,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

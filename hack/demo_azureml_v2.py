@@ -16,7 +16,6 @@ import base64
 import json
 import random
 import shutil
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -166,4 +165,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -25,7 +25,9 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     with ControlPlane(tmp_path_factory.mktemp("controlplane")) as cp:
         cp.install_crds(ROOT / "crds")
         stop = threading.Event()
-        recorder = secrets_seen.start_recording(config.new_client_from_config(config_file=str(cp.kubeconfig)), stop)
+        # kubernetes.config is unannotated, here and below.
+        api: client.ApiClient = config.new_client_from_config(config_file=str(cp.kubeconfig))  # type: ignore[no-untyped-call]
+        recorder = secrets_seen.start_recording(api, stop)
         yield cp
         stop.set()
         recorder.join(10)
@@ -50,4 +52,5 @@ def namespace(control_plane: ControlPlane) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def k8s_api(control_plane: ControlPlane) -> client.ApiClient:
-    return config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    api: client.ApiClient = config.new_client_from_config(config_file=str(control_plane.kubeconfig))  # type: ignore[no-untyped-call]
+    return api

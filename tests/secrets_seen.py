@@ -42,7 +42,8 @@ def start_recording(api: client.ApiClient, stop: threading.Event) -> threading.T
         version = ""
         while not stop.is_set():
             try:
-                stream = watch.Watch().stream(
+                # kubernetes.watch is unannotated.
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
                     core.list_secret_for_all_namespaces, resource_version=version, timeout_seconds=5
                 )
                 for event in stream:

@@ -16,8 +16,28 @@ import pytest
 import yaml
 
 from gpu_model_operator_dev.azureml_emulator import Emulator, EmulatorConfig, Latencies, start_emulator
+from gpu_model_operator_dev.controlplane import ControlPlane
 from gpu_model_operator_dev.operator_process import OperatorProcess
 from tests.e2e.harness import ROOT, wait_for
+
+__all__ = [
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "RESOURCE_GROUP",
+    "ROOT",
+    "SECRET",
+    "SUBSCRIPTION",
+    "TENANT",
+    "WORKSPACE",
+    "Azure",
+    "azure",
+    "azure_operator",
+    "clean_up",
+    "emu",
+    "no_faults",
+    "provision",
+    "run_operator",
+]
 
 TENANT, CLIENT_ID, CLIENT_SECRET = "72f988bf-86f1-41af-91ab-2d7cd011db47", "gpu-operator", "right-secret-value"
 SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE = "00000000-0000-0000-0000-000000000001", "rg1", "ws1"
@@ -94,7 +114,7 @@ def no_faults(emu: Emulator) -> Iterator[None]:
 class Azure:
     """GpuModelDeployments of one namespace, driven through kubectl, and the emulated cloud beside them."""
 
-    def __init__(self, cp: Any, ns: str, emu: Emulator, operator: OperatorProcess) -> None:
+    def __init__(self, cp: ControlPlane, ns: str, emu: Emulator, operator: OperatorProcess) -> None:
         self.cp, self.ns, self.emu, self.operator = cp, ns, emu, operator
 
     def secret(self, client_secret: str = CLIENT_SECRET) -> None:
@@ -137,7 +157,9 @@ class Azure:
     def wait_ready(self, name: str, timeout: float = 90) -> dict[str, Any]:
         def ready() -> dict[str, Any] | None:
             obj = self.get(name)
-            cond = next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+            cond: dict[str, Any] = next(
+                (c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {}
+            )
             current = cond.get("status") == "True" and cond.get("observedGeneration") == obj["metadata"]["generation"]
             return obj if current else None
 

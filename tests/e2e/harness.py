@@ -16,6 +16,8 @@ from gpu_model_operator_dev.digits_model import TrainedModel
 from gpu_model_operator_dev.operator_process import OperatorProcess
 from tests.polling import wait_for
 
+__all__ = ["ROOT", "Deployment", "alive", "replica_pids", "wait_for"]
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

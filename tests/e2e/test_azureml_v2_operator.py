@@ -66,6 +66,14 @@ def live(azure: AzureV2, endpoint: str) -> dict[str, int]:
     return {k: v for k, v in (found or {}).get("traffic", {}).items() if v}
 
 
+def deployments(azure: AzureV2, endpoint: str) -> dict[str, Any]:
+    """The deployments of an endpoint that exists."""
+    found = azure.endpoint(endpoint)
+    assert found is not None, f"endpoint {endpoint} not found"
+    by_name: dict[str, Any] = found["deployments"]
+    return by_name
+
+
 def test_create_score_scale_roll_out_and_delete(v2: AzureV2) -> None:
     v2.apply("digits", "digits-ep", managed(), replicas=1)
     obj = v2.wait_ready("digits")
@@ -78,7 +86,7 @@ def test_create_score_scale_roll_out_and_delete(v2: AzureV2) -> None:
     v2.apply("digits", "digits-ep", managed(), replicas=2)
     obj = v2.wait_ready("digits")
     assert obj["status"]["replicasSummary"] == "2/2"
-    assert v2.endpoint("digits-ep")["deployments"][first]["instance_count"] == 2  # scaled in place
+    assert deployments(v2, "digits-ep")[first]["instance_count"] == 2  # scaled in place
 
     # Blue/green: a new model version, while a client scores in a loop and must see nothing but 200s.
     seen: Counter[str] = Counter()
@@ -95,14 +103,14 @@ def test_create_score_scale_roll_out_and_delete(v2: AzureV2) -> None:
         v2.apply("digits", "digits-ep", managed(), replicas=2, version=2)
         wait_for("the new deployment alone with all traffic", lambda: set(live(v2, "digits-ep")) - {first}, 60)
         v2.wait_ready("digits")
-        wait_for("the old deployment deleted", lambda: first not in v2.endpoint("digits-ep")["deployments"], 30)
+        wait_for("the old deployment deleted", lambda: first not in deployments(v2, "digits-ep"), 30)
     finally:
         stop.set()
         loop.join(30)
     second = next(iter(live(v2, "digits-ep")))
     assert {k.split()[0] for k in seen} == {"200"}, seen
     assert {k.split()[1] for k in seen} == {first, second}, "both deployments answered during the rollout"
-    assert v2.endpoint("digits-ep")["deployments"][second]["instance_count"] == 2
+    assert deployments(v2, "digits-ep")[second]["instance_count"] == 2
     assert v2.events("digits", "KeysPublished")
 
     v2.delete("digits")
@@ -126,7 +134,7 @@ def test_a_failed_rollout_leaves_the_old_deployment_serving_and_says_why(v2: Azu
     # Back to the version that serves: the failed deployment is cleared and the resource is Ready again.
     v2.apply("canary", "canary-ep", managed(), version=1)
     v2.wait_ready("canary")
-    assert set(v2.endpoint("canary-ep")["deployments"]) == {old}
+    assert set(deployments(v2, "canary-ep")) == {old}
     v2.delete("canary")
 
 

@@ -24,13 +24,14 @@ def writes(azure: Azure, path: str, method: str) -> int:
 
 def test_a_fraction_of_calls_failing_in_every_way_still_converges_with_bounded_calls(azure: Azure) -> None:
     azure.emu.clear_calls()
-    for action, extra in [
+    faults: list[tuple[str, dict[str, float]]] = [
         ("status", {"status": 429, "retry_after": 1}),
         ("status", {"status": 500}),
         ("status", {"status": 503}),
         ("reset", {}),
         ("delay", {"delay_s": 1.5}),
-    ]:
+    ]
+    for action, extra in faults:
         # Each kind hits 30% of management calls until it has struck twice: every kind is injected (a pass
         # makes far more calls than needed for that), and the total stays fixed whatever the call count.
         azure.emu.add_fault(action=action, path=MANAGEMENT, probability=0.3, times=2, **extra)

@@ -201,7 +201,10 @@ def start_pair(pair: Pair, a_kubeconfig: Path | None = None) -> tuple[Replica, R
 def creates(azure: Azure, compute: str, service: str) -> dict[str, int]:
     """Successful cloud writes to this compute and service (the call log counts what the SDK sent)."""
     ok = [c for c in azure.emu.calls() if 200 <= c["status"] < 300]
-    count = lambda method, path: sum(1 for c in ok if c["method"] == method and re.search(path, c["path"]))  # noqa: E731
+
+    def count(method: str, path: str) -> int:
+        return sum(1 for c in ok if c["method"] == method and re.search(path, c["path"]))
+
     return {
         "compute PUT": count("PUT", rf"/computes/{compute}$"),
         "service POST": count("POST", r"/services$"),

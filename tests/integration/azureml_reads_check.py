@@ -85,7 +85,7 @@ def main() -> int:
             lambda: reads.keys(ws, auth, "svc-a"),
         ),
     }
-    cases = []
+    cases: list[dict[str, Any]] = []
     for read, (path, area, sdk, ours) in pairs.items():
         for fault, rule in FAULTS.items():
             sides = []

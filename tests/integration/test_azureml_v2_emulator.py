@@ -283,7 +283,7 @@ def test_aml_token_endpoint_over_rest(emulator: Emulator) -> None:
     assert (elsewhere.status_code, elsewhere.json()["error"]["code"]) == (409, "EndpointAlreadyExists")
     status = requests.get(created.headers["Azure-AsyncOperation"], headers=auth, verify=ca, timeout=10).json()
     assert status["status"] == "Succeeded"
-    deployment = {
+    deployment: dict[str, Any] = {
         "location": "eastus",
         "sku": {"name": "Default", "capacity": 1},
         "properties": {"endpointComputeType": "Managed", "instanceType": "Standard_DS3_v2"},

@@ -140,7 +140,7 @@ def test_the_ci_values_are_the_overlays_and_the_defaults_are_cluster_wide(helm: 
 
 @pytest.mark.parametrize("values", [None, *(f"{o}-values.yaml" for o in OVERLAYS)])
 def test_helm_lint_passes_strict(helm: Helm, values: str | None) -> None:
-    args = ["-f", CHART / "ci" / values] if values else []
+    args: list[str | Path] = ["-f", CHART / "ci" / values] if values else []
     result = helm("lint", "--strict", CHART, *args)
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
 
@@ -331,7 +331,10 @@ def helm_install(cp: ControlPlane, helm: Helm, scope: str) -> Release:
     cp.kubectl("create", "namespace", namespace)
     cp.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     watched = f"gmo-{tag}-watched" if scope == "namespaced" else None
-    values = ["-f", CHART / "ci" / ("namespaced-values.yaml" if watched else "cluster-wide-values.yaml")]
+    values: list[str | Path] = [
+        "-f",
+        CHART / "ci" / ("namespaced-values.yaml" if watched else "cluster-wide-values.yaml"),
+    ]
     if watched:
         values += ["--set", f"watch.namespaces={{{watched}}}"]
     # Not the cluster-wide objects with fixed names (the user roles; the policy that refuses backend: local binds

@@ -76,7 +76,9 @@ def stage_env(stage: list[tuple[str, str]]) -> dict[str, str]:
     env: dict[str, str] = {}
     for keyword, args in stage:
         if keyword == "ENV":
-            env.update(item.split("=", 1) for item in shlex.split(args))
+            for item in shlex.split(args):
+                key, value = item.split("=", 1)
+                env[key] = value
     return env
 
 
@@ -285,7 +287,7 @@ def test_the_image_installs_the_lock_and_nothing_else(image: ImageInstall) -> No
         check=True,
     ).stdout
     installed = {canonicalize_name(d["name"]): d["version"] for d in json.loads(listed)}
-    assert installed.pop("gpu-model-operator") == PYPROJECT["project"]["version"]
+    assert installed.pop(canonicalize_name("gpu-model-operator")) == PYPROJECT["project"]["version"]
     assert {n: v for n, v in installed.items() if pins.get(n) != v} == {}, "only the lock's pins"
     for requirement in PYPROJECT["project"]["dependencies"]:
         name = canonicalize_name(re.split(r"[~<>=!\[ ]", requirement, maxsplit=1)[0])

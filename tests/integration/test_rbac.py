@@ -238,8 +238,11 @@ def can_i(cp: ControlPlane, user: str, verb: str, resource: str, subresource: st
 def answers(
     cp: ControlPlane, user: str, checks: list[tuple[str, str, str]], where: list[str]
 ) -> dict[tuple[str, str, str], bool]:
+    def ask(check: tuple[str, str, str]) -> bool:
+        return can_i(cp, user, *check, where)
+
     with ThreadPoolExecutor(8) as pool:
-        results = pool.map(lambda check: can_i(cp, user, *check, where), checks)
+        results = pool.map(ask, checks)
         return dict(zip(checks, results, strict=True))
 
 

@@ -137,8 +137,8 @@ def test_a_record_of_the_router_layout_keeps_its_port_and_asks_to_be_moved(tmp_p
 
 def test_a_record_without_auth_gives_the_replicas_no_keys() -> None:
     record = ServiceRecord(
-        owner="a/b", service="s", keys={"primary": "p", "secondary": "s"}, port=1, auth_enabled=False
-    )  # type: ignore[arg-type]
+        owner="a/b", service="s", keys=state.Keys(primary="p", secondary="s"), port=1, auth_enabled=False
+    )
     assert record.access() == {"service": "s", "auth_enabled": False, "keys": []}
 
 
