@@ -206,6 +206,22 @@ class Controller:
                 )
             spec = GpuModelDeploymentSpec.model_validate(dict(res.spec))
             if spec.backend not in self.backends:
+                made = [
+                    what
+                    for what, created in (
+                        (f"service {spec.service.name}", status.ownership.service_created),
+                        ("its compute", status.ownership.compute_created),
+                    )
+                    if created
+                ]
+                if made:
+                    # Letting the resource go would leave what it made billing with no one to delete it.
+                    raise InputError(
+                        c.BACKEND_NOT_ENABLED,
+                        f"backend {spec.backend.value} is not enabled in this operator, and it made "
+                        f"{' and '.join(made)} for this resource: enable the backend (--backend) to delete them, or "
+                        f"annotate {RECONCILE_POLICY}={POLICY_DETACH} to leave them running",
+                    )
                 message = f"backend {spec.backend.value} is not enabled in this operator: nothing of it was touched"
                 return DeletionDecision(DeleteAction.DONE, message, (warning(c.BACKEND_NOT_ENABLED, message),))
             try:

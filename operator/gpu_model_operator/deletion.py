@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import conditions as c
-from .backends.base import ComputeState, ObservedCompute, ObservedService, ServiceState
+from .backends.base import ComputeState, ObservedCompute, ObservedService, ServiceState, is_legacy_tag_of
 from .decision import DeleteAction, Event, normal
 from .models import BackendKind, DeletionPolicy, GpuModelDeploymentSpec, GpuModelDeploymentStatus
 
@@ -34,7 +34,10 @@ def decide_deletion(
         if status.ownership.service_adopted:
             ours = False
         elif service.owner is not None:
-            ours = service.owner == owner
+            # An owner tag of this name but another uid is an earlier resource's, or another cluster's; one from
+            # before tags carried the uid is ours if our own record says we created it.
+            legacy = is_legacy_tag_of(service.owner, owner) and status.ownership.service_created
+            ours = service.owner == owner or legacy
         else:
             ours = status.ownership.service_created
         if ours and _retains_service(spec):

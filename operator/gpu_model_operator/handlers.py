@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 
 from . import FINALIZER, GROUP, PLURAL, VERSION, metrics
-from .backends.base import BackendError
+from .backends.base import BackendError, owner_id
 from .controller import Controller
 from .decision import Decision, DeleteAction, Event
 from .inputs import RETRY_NOW, TAKE_OVER, Holding, InputError, Resource, compute_key, holding_of
@@ -111,7 +111,7 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
         except ValueError:
             return {}
         deleting = meta.get("deletionTimestamp") is not None
-        return {key: holding_of(spec, status, f"{namespace}/{name}", deleting)}
+        return {key: holding_of(spec, status, owner_id(namespace or "", name, meta.get("uid", "")), deleting)}
 
     @kopf.on.resume(*RESOURCE, id="reconcile", registry=registry)
     @kopf.on.create(*RESOURCE, id="reconcile", registry=registry)

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import conditions as c
-from .backends.base import DeploymentInputs
+from .backends.base import DeploymentInputs, owner_id
 from .kube import KubeClient
 from .models import BackendKind, GpuModelDeploymentSpec
 from .reconcile import POLICY_MANAGE, RECONCILE_POLICY
@@ -51,7 +51,7 @@ class Resource:
 
     @property
     def owner(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return owner_id(self.namespace, self.name, self.uid)
 
     @property
     def policy(self) -> str:

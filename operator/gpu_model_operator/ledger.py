@@ -7,6 +7,9 @@ Three sources, each with its blind spot, combined per owner by taking the most a
 - what this process decided moments ago, before that status was written and before the backend lists it (so two
   passes, one after the other, cannot take the same GPU); kept only as long as the backend's listing may lag;
 - the backend's listing of the services on the compute (someone else's services, and ours after a restart).
+
+Owners are told apart by namespace/name here, not by uid: a service tagged before tags carried the uid must count
+as its resource's own, not as a stranger's holding the same GPUs twice.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 
-from .backends.base import ServiceOnCompute
+from .backends.base import ServiceOnCompute, owner_name
 from .inputs import Holding
 
 
@@ -27,7 +30,7 @@ class GpuLedger:
 
     def remember(self, key: str, holding: Holding) -> None:
         """What a pass just decided for its resource on compute ``key``."""
-        self._just_decided[key][holding.owner] = (holding, time.monotonic())
+        self._just_decided[key][owner_name(holding.owner)] = (holding, time.monotonic())
 
     def other_pods(
         self, key: str, owner: str, service: str, holdings: Iterable[Holding], listed: Iterable[ServiceOnCompute]
@@ -35,7 +38,8 @@ class GpuLedger:
         """The GPUs of each replica the other users of compute ``key`` hold, per owner the most any source shows.
         ``service`` is this resource's service name (an untagged service of that name is its own, after a
         restart); ``listed`` the backend's listing of the compute."""
-        held: dict[str, tuple[int, ...]] = {h.owner: _pods(h.replicas, h.gpu_cores) for h in holdings}
+        me = owner_name(owner)
+        held: dict[str, tuple[int, ...]] = {owner_name(h.owner): _pods(h.replicas, h.gpu_cores) for h in holdings}
         horizon = time.monotonic() - self.listing_age - 5.0
         recent = self._just_decided[key]
         for other, (holding, when) in list(recent.items()):
@@ -48,12 +52,14 @@ class GpuLedger:
         # rollout): they all hold GPUs at once.
         listed_by: defaultdict[str, tuple[int, ...]] = defaultdict(tuple)
         for svc in listed:
-            if svc.owner == owner or (svc.owner is None and svc.name == service):
+            if (svc.owner is not None and owner_name(svc.owner) == me) or (svc.owner is None and svc.name == service):
                 continue
-            listed_by[svc.owner or f"service:{svc.name}"] += _pods(svc.replicas, svc.gpu_cores)
+            listed_by[owner_name(svc.owner) if svc.owner else f"service:{svc.name}"] += _pods(
+                svc.replicas, svc.gpu_cores
+            )
         for holder, pods in listed_by.items():
             held[holder] = max(held.get(holder, ()), pods, key=sum)
-        held.pop(owner, None)
+        held.pop(me, None)
         return tuple(cores for pods in held.values() for cores in pods)
 
 
@@ -61,9 +67,9 @@ def users(owner: str, holdings: Iterable[Holding], listed: Iterable[ServiceOnCom
     """Who still uses a compute, for deciding whether to delete it: the other resources that have a service on it
     and are not being deleted themselves, and the services on it not being deleted. So when every user of a
     shared compute is deleted at once, the last one out deletes it, however the deletions interleave."""
-    found = {h.owner for h in holdings if h.uses and not h.deleting}
-    found |= {s.owner or f"service:{s.name}" for s in listed if not s.deleting}
-    found.discard(owner)
+    found = {owner_name(h.owner) for h in holdings if h.uses and not h.deleting}
+    found |= {owner_name(s.owner) if s.owner else f"service:{s.name}" for s in listed if not s.deleting}
+    found.discard(owner_name(owner))
     return found
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from . import conditions as c
-from .backends.base import ServiceState
+from .backends.base import ServiceState, owner_name, same_name
 from .capacity import Capacity, rollout_fits
 from .decision import Action, Facts, Observation, Outcome, Verdict, get_condition, normal, warning
 from .keys import keys_secret_data
@@ -33,8 +33,9 @@ def service_step(spec: GpuModelDeploymentSpec, facts: Facts, obs: Observation, c
     if service.state == ServiceState.ABSENT:
         missing = " (it was missing: deleted outside the operator?)" if facts.previous.ownership.service_created else ""
         return _start(Action.DEPLOY, cap, poll, f"deploying service {name}{missing}")
-    if service.owner is not None and service.owner != obs.owner:
-        message = f"service name {name} is already used by GpuModelDeployment {service.owner}; choose another name"
+    if service.owner is not None and not same_name(service.owner, obs.owner):
+        user = owner_name(service.owner)
+        message = f"service name {name} is already used by GpuModelDeployment {user}; choose another name"
         return _not_ready(Phase.FAILED, c.SERVICE_CONFLICT, message, error=message, event=True, permanent=True)
     if not service_is_ours(obs, facts.previous):
         return _existing(obs)
@@ -127,8 +128,14 @@ def _existing(obs: Observation) -> Outcome:
     """A service the operator did not create: observed and reported, never redeployed, scaled or deleted."""
     service = obs.service
     state = service.state.value + (f", {service.replicas} replica(s)" if service.replicas else "")
+    maker = (
+        "was not created by the operator"
+        if service.owner is None
+        else f"was created by another GpuModelDeployment named {owner_name(service.owner)} (an earlier one of that "
+        "name, or one in another cluster), not by this one"
+    )
     message = (
-        f"service {service.name} exists ({state}) and was not created by the operator: it is left as it is, "
+        f"service {service.name} exists ({state}) and {maker}: it is left as it is, "
         "never changed or deleted. Choose another spec.service.name, or annotate the resource "
         "gpumodel.io/take-over=true to let the operator redeploy it from this spec and delete it with the resource"
     )

@@ -364,7 +364,9 @@ def test_shards_with_leases_of_their_own_never_touch_each_others_resources(
         for azure in (in_a, in_b):
             azure.wait_ready("digits")
         owners = {s["name"]: s.get("tags", {}).get("gpumodel.io/owner") for s in emu.summary()["services"]}
-        assert owners[f"shard-{tag}-a"] == f"{ns_a}/digits" and owners[f"shard-{tag}-b"] == f"{ns_b}/digits"
+        uids = {ns: azure.get("digits")["metadata"]["uid"] for ns, azure in ((ns_a, in_a), (ns_b, in_b))}
+        assert owners[f"shard-{tag}-a"] == f"{ns_a}/digits/{uids[ns_a]}"
+        assert owners[f"shard-{tag}-b"] == f"{ns_b}/digits/{uids[ns_b]}"
         assert (shard_a.reconciled(), shard_b.reconciled()) == ({f"{ns_a}/digits"}, {f"{ns_b}/digits"})
 
         # Shard a dies; shard b goes on, and leaves a's namespace alone (its lease is another).

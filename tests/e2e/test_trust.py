@@ -72,7 +72,8 @@ def test_taking_over_an_existing_service_and_its_cluster_is_explicit(azure: Azur
     ownership = obj["status"]["ownership"]
     assert ownership["serviceCreated"] is True and ownership["computeCreated"] is True
     assert not ownership["serviceAdopted"] and not ownership["computeAdopted"]
-    assert cloud_service(azure, "legacy-scoring")["tags"]["gpumodel.io/owner"] == f"{azure.ns}/heir"
+    uid = obj["metadata"]["uid"]
+    assert cloud_service(azure, "legacy-scoring")["tags"]["gpumodel.io/owner"] == f"{azure.ns}/heir/{uid}"
     azure.delete("heir")
     computes, services = azure.cloud()  # taken over: deleted with the resource, as the user asked
     assert "legacy-scoring" not in services and "legacy-aks" not in computes
@@ -129,3 +130,38 @@ def test_a_local_resource_is_refused_where_local_serving_is_not_enabled(azure: A
     assert not (state_dir / "services").exists() and not (state_dir / "envs").exists(), "nothing may have run"
     azure.cp.kubectl("delete", "gmd", "sneaky", "-n", azure.ns, "--timeout=60s")
     wait_for("sneaky gone", lambda: azure.cp.kubectl("get", "gmd", "sneaky", "-n", azure.ns, check=False).returncode)
+
+
+def test_a_resource_whose_backend_is_no_longer_enabled_keeps_its_finalizer_while_what_it_made_exists(
+    azure: Azure,
+) -> None:
+    """Deleting a resource whose backend this operator does not serve (a chart rolled back to fewer backends)
+    must not let it go while its status says it made a service: that service would bill with no one left to
+    delete it. The user gets a Warning that says what to do; detach-on-delete is the explicit way out."""
+    docs = list(yaml.safe_load_all(azure.cp.kubectl("kustomize", str(ROOT / "manifests/examples/local")).stdout))
+    resource = next(d for d in docs if d["kind"] == "GpuModelDeployment")
+    resource["metadata"]["name"] = "orphan-risk"
+    azure.cp.kubectl("apply", "-n", azure.ns, "-f", "-", input=yaml.safe_dump(resource))
+    azure.wait_reason("orphan-risk", "BackendNotEnabled")
+    # What an operator that served the backend recorded before this one took over.
+    made = {"status": {"ownership": {"serviceCreated": True}}}
+    azure.cp.kubectl(
+        "patch", "gmd", "orphan-risk", "-n", azure.ns, "--subresource=status", "--type=merge", "-p", json.dumps(made)
+    )
+    azure.cp.kubectl("delete", "gmd", "orphan-risk", "-n", azure.ns, "--wait=false")
+
+    def refused() -> list[dict[str, Any]]:
+        return [e for e in azure.events("orphan-risk", "BackendNotEnabled") if "cannot finish deletion" in e["message"]]
+
+    (event, *_) = wait_for("a Warning that deletion cannot finish", refused, 60)
+    assert event["type"] == "Warning"
+    assert "made service" in event["message"] and "reconcile-policy=detach-on-delete" in event["message"]
+    still = azure.get("orphan-risk")
+    assert still["metadata"]["deletionTimestamp"] and still["metadata"]["finalizers"], "it must not be let go"
+
+    azure.cp.kubectl("annotate", "gmd", "orphan-risk", "-n", azure.ns, "gpumodel.io/reconcile-policy=detach-on-delete")
+    wait_for(
+        "orphan-risk gone",
+        lambda: azure.cp.kubectl("get", "gmd", "orphan-risk", "-n", azure.ns, check=False).returncode,
+        60,
+    )

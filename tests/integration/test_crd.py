@@ -51,6 +51,8 @@ def with_(path: str, value: Any) -> dict[str, Any]:
 
 
 INVALID: list[tuple[str, dict[str, Any], str]] = [
+    # A label value on the keys Secret: a longer name would leave the Secret unpublishable (422) behind a service.
+    ("name-over-63", with_("metadata.name", "d" * 64), "metadata.name must be at most 63 characters"),
     ("unknown-backend", with_("spec.backend", "sagemaker"), 'Unsupported value: "sagemaker"'),
     ("zero-replicas", with_("spec.service.replicas", 0), "should be greater than or equal to 1"),
     ("zero-cpu", with_("spec.service.cpuCores", 0), "should be greater than 0"),

@@ -61,6 +61,6 @@ def test_the_wrapper_charges_the_resource_each_call_is_for_and_times_it() -> Non
     inputs = DeploymentInputs("team-a", "digits", "uid", 1, spec(), "", "")
     before = metrics.BACKEND_CALLS.labels(backend="recorder", operation="observe_service")._sum.get()
     for _ in range(3):
-        assert asyncio.run(backend.observe_service(inputs)).name == "team-a/digits"
-    assert budget.spent("team-a/digits") == 3 and budget.spent("team-b/other") == 0
+        assert asyncio.run(backend.observe_service(inputs)).name == "team-a/digits/uid"
+    assert budget.spent("team-a/digits/uid") == 3 and budget.spent("team-b/other") == 0
     assert metrics.BACKEND_CALLS.labels(backend="recorder", operation="observe_service")._sum.get() > before

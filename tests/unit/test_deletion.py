@@ -12,7 +12,7 @@ from gpu_model_operator.backends.base import ComputeState, ObservedCompute, Obse
 from gpu_model_operator.decision import DeleteAction, normal
 from gpu_model_operator.deletion import DeletionDecision, decide_deletion
 from gpu_model_operator.models import DeletionPolicy, GpuModelDeploymentSpec, GpuModelDeploymentStatus, Ownership
-from tests.unit.test_reconcile import ABSENT, OWNER, compute, service, spec
+from tests.unit.test_reconcile import ABSENT, LEGACY_OWNER, OWNER, compute, service, spec
 
 
 def retained(spec_: GpuModelDeploymentSpec) -> GpuModelDeploymentSpec:
@@ -111,6 +111,32 @@ CASES: dict[str, Case] = {
     ),
     "a-service-left-on-our-compute-keeps-it-whatever-the-letter-case": Case(
         service(owner="team-b/other", compute_name="GPU-Cluster"), compute(), Ownership(compute_created=True),
+        DeletionDecision(
+            DeleteAction.DONE,
+            "leaving compute gpu-cluster: 1 other deployment(s) still use it",
+            (normal(c.RETAINED_SERVICE, LEAVE_THEIRS),
+             normal(c.RETAINED_COMPUTE, "leaving compute gpu-cluster: 1 other deployment(s) still use it")),
+        ),
+    ),
+    "an-earlier-resource-of-this-name-keeps-its-service": Case(
+        service(owner="team-a/digits/uid-0"), compute(), Ownership(compute_created=True),
+        DeletionDecision(
+            DeleteAction.DONE,
+            "leaving compute gpu-cluster: 1 other deployment(s) still use it",
+            (normal(c.RETAINED_SERVICE, LEAVE_THEIRS),
+             normal(c.RETAINED_COMPUTE, "leaving compute gpu-cluster: 1 other deployment(s) still use it")),
+        ),
+    ),
+    "a-tag-from-before-uids-is-ours-by-our-own-record": Case(
+        service(owner=LEGACY_OWNER), compute(), Ownership(service_created=True),
+        DeletionDecision(
+            DeleteAction.DELETE_SERVICE,
+            "deleting service digits-svc",
+            (normal(c.DELETED_SERVICE, "deleting service digits-svc"),),
+        ),
+    ),
+    "a-tag-from-before-uids-without-our-record-is-not-ours": Case(
+        service(owner=LEGACY_OWNER), compute(), Ownership(compute_created=True),
         DeletionDecision(
             DeleteAction.DONE,
             "leaving compute gpu-cluster: 1 other deployment(s) still use it",

@@ -8,7 +8,7 @@ from gpu_model_operator.backends.base import ServiceOnCompute
 from gpu_model_operator.inputs import Holding
 from gpu_model_operator.ledger import GpuLedger, users
 
-KEY, ME, SERVICE = "azureml/sub/rg/ws/gpu", "ns/me", "my-svc"
+KEY, ME, SERVICE = "azureml/sub/rg/ws/gpu", "ns/me/uid-1", "my-svc"
 
 
 def pods(holdings: list[Holding], listed: list[ServiceOnCompute], ledger: GpuLedger | None = None) -> list[int]:
@@ -39,6 +39,12 @@ def pods(holdings: list[Holding], listed: list[ServiceOnCompute], ledger: GpuLed
             [ServiceOnCompute(SERVICE, 4, 1, owner=ME), ServiceOnCompute(SERVICE, 2, 1)],
             [],
             id="its own, tagged or untagged with its name, is not another's",
+        ),
+        pytest.param(
+            [],
+            [ServiceOnCompute(SERVICE, 2, 1, owner=ME.rsplit("/", 1)[0])],
+            [],
+            id="its own, tagged before tags carried the uid, is not another's",
         ),
         pytest.param(
             [Holding("ns/b", 2, 1)],

@@ -38,7 +38,9 @@ from gpu_model_operator.models import (
 from gpu_model_operator.reconcile import decide, may_observe, settled, still_settled
 
 NOW = "2026-01-01T00:00:00Z"
-OWNER = "team-a/digits"
+OWNER = "team-a/digits/uid-1"  # namespace/name/uid, as owner tags say
+#: A tag written before owner tags carried the uid.
+LEGACY_OWNER = "team-a/digits"
 FP = "fp-1"
 URI = "https://x/score"
 KEYS = ("k1", "k2")
@@ -128,6 +130,12 @@ HEALTHY = "service digits-svc is healthy with 2 replica(s) each on its own GPU"
 RETRY_HINT = (
     "retried automatically at 2026-01-01T00:15:00Z (attempt 1), or at once with kubectl annotate gmd NAME "
     "gpumodel.io/retry-now=$(date +%s) --overwrite after fixing what it names"
+)
+EARLIER = (
+    "service digits-svc exists (Healthy, 2 replica(s)) and was created by another GpuModelDeployment named "
+    "team-a/digits (an earlier one of that name, or one in another cluster), not by this one: it is left as it is, "
+    "never changed or deleted. Choose another spec.service.name, or annotate the resource gpumodel.io/take-over=true "
+    "to let the operator redeploy it from this spec and delete it with the resource"
 )
 EXISTS = (
     "service digits-svc exists (Healthy, 2 replica(s)) and was not created by the operator: it is left as it is, "
@@ -787,6 +795,32 @@ CASES: dict[str, Case] = {
             (warning(c.SERVICE_EXISTS, EXISTS),),
             permanent=True,
         ),
+    ),
+    "a-service-of-an-earlier-resource-of-this-name-is-not-ours": Case(
+        # Deleted with Retain and created again, or the same namespace/name in another cluster: another uid.
+        facts(observe(compute(), service(owner="team-a/digits/uid-0"))),
+        Decision(
+            Action.NONE,
+            0,
+            status(
+                COMPUTE_OK,
+                cond(c.SERVICE_READY, False, c.SERVICE_EXISTS, EARLIER),
+                cond(c.READY, False, c.SERVICE_EXISTS, EARLIER),
+                phase=Phase.FAILED,
+                ownership=Ownership(compute_created=True, service_adopted=True),
+                last_error=EARLIER,
+                **counts(0),
+            ),
+            (warning(c.SERVICE_EXISTS, EARLIER),),
+            permanent=True,
+        ),
+    ),
+    "a-tag-from-before-uids-is-ours-by-our-own-record": Case(
+        facts(
+            observe(compute(), service(owner=LEGACY_OWNER), probe=ProbeResult(True), keys=KEYS, secret=OURS),
+            previous=ready_status(),
+        ),
+        Decision(Action.NONE, 2, ready_status()),
     ),
     "taking-over-is-explicit": Case(
         facts(observe(compute(), service(owner=None, fingerprint=None), take_over=True)),

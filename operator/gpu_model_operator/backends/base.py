@@ -119,7 +119,31 @@ class DeploymentInputs:
 
     @property
     def owner(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return owner_id(self.namespace, self.name, self.uid)
+
+
+def owner_id(namespace: str, name: str, uid: str) -> str:
+    """What the owner tag of a service says: the resource's namespace, name and uid. The uid tells this resource
+    from an earlier one of the same name (deleted with deletionPolicy Retain, then created again) and from a
+    resource of the same namespace and name in another cluster: neither may change or delete what this one made,
+    nor this one theirs, without the take-over annotation."""
+    return f"{namespace}/{name}/{uid}"
+
+
+def owner_name(tag: str) -> str:
+    """The namespace/name part of an owner tag (tags written before uids were added have nothing else)."""
+    return "/".join(tag.split("/")[:2])
+
+
+def same_name(tag: str | None, owner: str) -> bool:
+    """The tag names a resource of this namespace and name: this one, an earlier one, or another cluster's."""
+    return tag is not None and owner_name(tag) == owner_name(owner)
+
+
+def is_legacy_tag_of(tag: str | None, owner: str) -> bool:
+    """A tag of this namespace and name written before owner tags carried the uid: the resource's own record
+    of creating the service (status) says whether it is this one's."""
+    return tag is not None and tag.count("/") == 1 and same_name(tag, owner)
 
 
 class BackendError(Exception):

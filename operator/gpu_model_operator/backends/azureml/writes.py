@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from ..base import TransientBackendError
+from ..base import TransientBackendError, is_legacy_tag_of
 from .reads import Reads
 from .sdk import (
     AksCompute,
@@ -134,7 +134,8 @@ def deploy(reads: Reads, ws: Any, auth: Any, d: Deployment, model: Any, recent_c
             # Never replace what is not ours: the reconciler decided on an observation, and a service of this
             # name may have appeared since (its owner tag says whose it is).
             owner = (existing.tags or {}).get(OWNER_TAG)
-            if owner != d.owner and not d.take_over:
+            # A tag from before tags carried the uid: the reconciler decided from this resource's own record.
+            if owner != d.owner and not is_legacy_tag_of(owner, d.owner) and not d.take_over:
                 raise TransientBackendError(f"service {d.name} appeared meanwhile (owner {owner or 'none'})")
         if isinstance(existing, AksWebservice) and existing.compute_name == compute.name:
             existing.update(
