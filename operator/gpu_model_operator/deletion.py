@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from . import conditions as c
 from .backends.base import ComputeState, ObservedCompute, ObservedService, ServiceState
 from .decision import DeleteAction, Event, normal
-from .models import BackendKind, DeletionPolicy, GpuModelDeploymentSpec, GpuModelDeploymentStatus
+from .models import AzureMLSpec, AzureMLV2Spec, DeletionPolicy, GpuModelDeploymentSpec, GpuModelDeploymentStatus
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,7 @@ def decide_deletion(
 
 def _retains_service(spec: GpuModelDeploymentSpec) -> bool:
     """azureml-v2's deletionPolicy is about its online endpoint (its compute is never the operator's)."""
-    return (
-        spec.backend == BackendKind.AZUREML_V2
-        and spec.compute is not None
-        and spec.compute.deletion_policy == DeletionPolicy.RETAIN
-    )
+    return isinstance(spec, AzureMLV2Spec) and spec.compute.deletion_policy == DeletionPolicy.RETAIN
 
 
 def _compute_step(
@@ -69,7 +65,9 @@ def _compute_step(
     others: int,
     events: tuple[Event, ...],
 ) -> DeletionDecision:
-    if compute is None or compute.state == ComputeState.ABSENT or spec.compute is None:
+    # Only azureml's cluster can be the operator's to delete (local's is this machine, azureml-v2's Azure's or the
+    # user's): the controller observes no other compute for deletion.
+    if compute is None or compute.state == ComputeState.ABSENT or not isinstance(spec, AzureMLSpec):
         return DeletionDecision(DeleteAction.DONE, "nothing left to delete", events)
     if compute.state == ComputeState.DELETING:
         return DeletionDecision(DeleteAction.WAIT, f"waiting for compute {compute.name} to be deleted", events)

@@ -11,14 +11,30 @@ from gpu_model_operator import conditions as c
 from gpu_model_operator.backends.base import ComputeState, ObservedCompute, ObservedService, ServiceState
 from gpu_model_operator.decision import DeleteAction, normal
 from gpu_model_operator.deletion import DeletionDecision, decide_deletion
-from gpu_model_operator.models import DeletionPolicy, GpuModelDeploymentSpec, GpuModelDeploymentStatus, Ownership
-from tests.unit.test_reconcile import ABSENT, OWNER, compute, service, spec
+from gpu_model_operator.models import (
+    AzureMLSpec,
+    DeletionPolicy,
+    GpuModelDeploymentSpec,
+    GpuModelDeploymentStatus,
+    Ownership,
+    parse_spec,
+)
+from tests.unit.test_reconcile import ABSENT, OWNER, compute, local_spec, service, spec
 
 
-def retained(spec_: GpuModelDeploymentSpec) -> GpuModelDeploymentSpec:
-    assert spec_.compute is not None
+def retained(spec_: AzureMLSpec) -> AzureMLSpec:
     return spec_.model_copy(
         update={"compute": spec_.compute.model_copy(update={"deletion_policy": DeletionPolicy.RETAIN})}
+    )
+
+
+def v2_spec(policy: str = "Delete") -> GpuModelDeploymentSpec:
+    return parse_spec(
+        {
+            **spec().to_wire(),
+            "backend": "azureml-v2",
+            "compute": {"managed": {"instanceType": "Standard_NC4as_T4_v3"}, "deletionPolicy": policy},
+        }
     )
 
 
@@ -33,6 +49,7 @@ class Case:
 
 
 LEAVE_THEIRS = "leaving service digits-svc: the operator did not create it for this resource"
+RETAIN_ENDPOINT = "retaining endpoint digits-svc (deletionPolicy: Retain); it still bills until you delete it"
 DELETE_COMPUTE = "deleting compute gpu-cluster (deletionPolicy: Delete)"
 CASES: dict[str, Case] = {
     "the-service-first": Case(
@@ -117,6 +134,29 @@ CASES: dict[str, Case] = {
             (normal(c.RETAINED_SERVICE, LEAVE_THEIRS),
              normal(c.RETAINED_COMPUTE, "leaving compute gpu-cluster: 1 other deployment(s) still use it")),
         ),
+    ),
+    # ---- azureml-v2: the policy is the endpoint's; the compute is never the operator's ------------------
+    "azureml-v2-deletes-its-endpoint": Case(
+        service(), None, Ownership(service_created=True),
+        DeletionDecision(DeleteAction.DELETE_SERVICE, "deleting service digits-svc",
+                         (normal(c.DELETED_SERVICE, "deleting service digits-svc"),)),
+        spec=v2_spec(),
+    ),
+    "azureml-v2-retain-keeps-the-endpoint-and-says-it-bills": Case(
+        service(), None, Ownership(service_created=True),
+        DeletionDecision(DeleteAction.DONE, RETAIN_ENDPOINT, (normal(c.RETAINED_SERVICE, RETAIN_ENDPOINT),)),
+        spec=v2_spec("Retain"),
+    ),
+    "azureml-v2-is-done-when-the-endpoint-is-gone": Case(
+        ABSENT, None, Ownership(service_created=True),
+        DeletionDecision(DeleteAction.DONE, "nothing left to delete"),
+        spec=v2_spec(),
+    ),
+    # ---- local: this machine is never deleted ---------------------------------------------------------------
+    "local-is-done-when-the-service-is-gone": Case(
+        ABSENT, compute(), Ownership(service_created=True, compute_created=True),
+        DeletionDecision(DeleteAction.DONE, "nothing left to delete"),
+        spec=local_spec(allow_cpu=False),
     ),
 }  # fmt: skip
 

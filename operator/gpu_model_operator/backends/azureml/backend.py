@@ -39,12 +39,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import requests
 
 from ... import conditions as c
+from ...models import AttachedCompute, AzureMLSpec
 from ..base import (
+    Backend,
     ComputeState,
     DeploymentInputs,
     ObservedCompute,
@@ -131,17 +133,16 @@ def _appeared_is_transient(deploy: Callable[[], None]) -> Callable[[], None]:
     return wrapped
 
 
-def _compute_name(inputs: DeploymentInputs) -> str:
-    """The compute target's name, which the CRD requires for this backend (``spec.compute.name``)."""
-    name = inputs.spec.compute.name if inputs.spec.compute else None
-    if not name:
-        raise PermanentBackendError("azureml needs spec.compute.name", reason=c.INVALID_SPEC)
-    return name
+#: The inputs of this backend: its spec has the workspace with its Secret, and the compute with its name.
+Inputs: TypeAlias = DeploymentInputs[AzureMLSpec]
 
 
-def _secret_name(inputs: DeploymentInputs) -> str:
-    ws = inputs.spec.workspace
-    return ws.credentials_secret_ref.name if ws and ws.credentials_secret_ref else "?"
+def _compute_name(inputs: Inputs) -> str:
+    return inputs.spec.compute.name
+
+
+def _secret_name(inputs: Inputs) -> str:
+    return inputs.spec.workspace.credentials_secret_ref.name
 
 
 def _health_url(scoring_uri: str) -> str:
@@ -159,7 +160,7 @@ class _Seen:
     mms_endpoint: str | None = None
 
 
-class AzureMLBackend:
+class AzureMLBackend(Backend[AzureMLSpec]):
     name = "azureml"
 
     def __init__(self, workers: int = 8) -> None:
@@ -188,10 +189,8 @@ class AzureMLBackend:
 
     # ---- plumbing ---------------------------------------------------------------------------------
 
-    def _key(self, inputs: DeploymentInputs) -> WsKey:
+    def _key(self, inputs: Inputs) -> WsKey:
         ws, missing = inputs.spec.workspace, [k for k in CREDENTIAL_KEYS if not inputs.credentials.get(k)]
-        if ws is None or inputs.spec.compute is None or not inputs.spec.compute.name:
-            raise PermanentBackendError("azureml needs spec.workspace and spec.compute", reason=c.INVALID_SPEC)
         if missing:
             message = f"Secret {_secret_name(inputs)} has no key {', '.join(missing)}"
             raise PermanentBackendError(message, reason=c.CREDENTIALS_INVALID)
@@ -199,7 +198,7 @@ class AzureMLBackend:
         return ws.subscription_id.lower(), ws.resource_group.lower(), ws.name.lower(), digest
 
     async def _call(
-        self, inputs: DeploymentInputs, action: str, area: str, fn: Callable[[], T], timeout: float = READ_TIMEOUT
+        self, inputs: Inputs, action: str, area: str, fn: Callable[[], T], timeout: float = READ_TIMEOUT
     ) -> T:
         """Run one blocking SDK call in the pool; its failure comes back as a Transient/PermanentBackendError."""
         where = self._key(inputs)[:3]
@@ -223,7 +222,7 @@ class AzureMLBackend:
                 raise
             raise error from exc
 
-    async def _workspace(self, inputs: DeploymentInputs) -> tuple[WsKey, Any]:
+    async def _workspace(self, inputs: Inputs) -> tuple[WsKey, Any]:
         """One Workspace per workspace and set of credentials; a changed Secret builds a new one."""
         key = self._key(inputs)
         if key in self._workspaces:
@@ -231,7 +230,6 @@ class AzureMLBackend:
         async with self._connecting:
             if key not in self._workspaces:
                 ws_spec, creds = inputs.spec.workspace, dict(inputs.credentials)
-                assert ws_spec is not None
 
                 def connect() -> Any:
                     tenant, client, secret = (creds[k] for k in CREDENTIAL_KEYS)
@@ -247,7 +245,7 @@ class AzureMLBackend:
 
     # ---- compute ----------------------------------------------------------------------------------
 
-    async def observe_compute(self, inputs: DeploymentInputs) -> ObservedCompute:
+    async def observe_compute(self, inputs: Inputs) -> ObservedCompute:
         _, ws = await self._workspace(inputs)
         name = _compute_name(inputs)
         read = none_if_not_found(lambda: ComputeTarget(ws, name))
@@ -302,13 +300,12 @@ class AzureMLBackend:
             self._models[(key, name, version)] = Model(ws, name=name, version=version)
         return self._models[(key, name, version)]
 
-    async def create_compute(self, inputs: DeploymentInputs) -> None:
+    async def create_compute(self, inputs: Inputs) -> None:
         """Provision (or attach) and return once Azure accepted the PUT; observe_compute follows progress."""
         _, ws = await self._workspace(inputs)
-        compute = inputs.spec.compute
-        assert compute is not None
-        name, attach, provision = _compute_name(inputs), compute.attach, compute.provision
-        if attach is not None:
+        compute, name = inputs.spec.compute, _compute_name(inputs)
+        if isinstance(compute, AttachedCompute):
+            attach = compute.attach
 
             def start() -> None:
                 config = AksCompute.attach_configuration(
@@ -322,7 +319,7 @@ class AzureMLBackend:
 
             verb = f"attaching AKS cluster {attach.cluster_name} as compute {name}"
         else:
-            assert provision is not None
+            provision = compute.provision
             # What Azure would refuse (a retired or unknown size, too few vCPUs) is refused before anything is sent.
             check_provisionable(provision.vm_size, provision.agent_count, provision.cluster_purpose.value)
 
@@ -339,7 +336,7 @@ class AzureMLBackend:
             verb = f"creating compute {name}"
         await self._call(inputs, verb, "compute", start, WRITE_TIMEOUT)
 
-    async def delete_compute(self, inputs: DeploymentInputs) -> None:
+    async def delete_compute(self, inputs: Inputs) -> None:
         """Start deleting a provisioned cluster, or detach an attached one; gone already is success."""
         _, ws = await self._workspace(inputs)
         name = _compute_name(inputs)
@@ -355,7 +352,7 @@ class AzureMLBackend:
 
         await self._call(inputs, f"deleting compute {name}", "compute", none_if_not_found(start), WRITE_TIMEOUT)
 
-    async def services_on_compute(self, inputs: DeploymentInputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
+    async def services_on_compute(self, inputs: Inputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
         """Every AKS service on this compute with the GPUs it holds (a failed one holds none).
 
         One listing covers the whole workspace, so with ``max_age`` the resources polling within that time
@@ -386,7 +383,7 @@ class AzureMLBackend:
 
     # ---- service ----------------------------------------------------------------------------------
 
-    async def observe_service(self, inputs: DeploymentInputs) -> ObservedService:
+    async def observe_service(self, inputs: Inputs) -> ObservedService:
         key, ws = await self._workspace(inputs)
         name = inputs.spec.service.name
         read = none_if_not_found(lambda: Webservice(ws, name))
@@ -414,14 +411,11 @@ class AzureMLBackend:
         compute = getattr(service, "compute_name", None)
         return ObservedService(name, state, replicas, service.scoring_uri, fingerprint, owner, message, compute)
 
-    async def deploy_service(self, inputs: DeploymentInputs, replicas: int) -> list[str]:
+    async def deploy_service(self, inputs: Inputs, replicas: int) -> list[str]:
         """Create (``Model.deploy``) or redeploy in place (``service.update``); returns without waiting."""
         key, ws = await self._workspace(inputs)
         spec = inputs.spec
         svc, model_ref, compute_name = spec.service, spec.model, _compute_name(inputs)
-        if not model_ref.name:
-            message = "the azureml backend deploys a registered model: set spec.model.name"
-            raise PermanentBackendError(message, reason=c.INVALID_SPEC)
         model_name = model_ref.name
         tags = {FINGERPRINT_TAG: inputs.fingerprint, OWNER_TAG: inputs.owner}
         resources = {"cpu_cores": svc.cpu_cores, "memory_gb": svc.memory_gb, "gpu_cores": svc.gpu_cores}
@@ -472,7 +466,7 @@ class AzureMLBackend:
         self._keys.pop((key, svc.name), None)
         return warnings
 
-    async def scale_service(self, inputs: DeploymentInputs, replicas: int) -> None:
+    async def scale_service(self, inputs: Inputs, replicas: int) -> None:
         """Change the replica count in place: one PATCH of ``numReplicas``, not a redeploy."""
         _, ws = await self._workspace(inputs)
         name = inputs.spec.service.name
@@ -484,7 +478,7 @@ class AzureMLBackend:
             WRITE_TIMEOUT,
         )
 
-    async def delete_service(self, inputs: DeploymentInputs) -> None:
+    async def delete_service(self, inputs: Inputs) -> None:
         """Issue the service's DELETE and return once Azure accepted it.
 
         ``Webservice.delete()`` sends the same DELETE and then polls the operation every 5 s until it ends,
@@ -506,7 +500,7 @@ class AzureMLBackend:
         self._services.pop((key, name), None)
         self._keys.pop((key, name), None)
 
-    async def get_keys(self, inputs: DeploymentInputs, *, fresh: bool = False) -> tuple[str, str] | None:
+    async def get_keys(self, inputs: Inputs, *, fresh: bool = False) -> tuple[str, str] | None:
         """The service's keys, read once and kept until a deploy, a refused probe or ``fresh`` (the resync: keys
         regenerated at Azure show in the Secret within one resync interval)."""
         if not inputs.spec.service.auth_enabled:
@@ -541,7 +535,7 @@ class AzureMLBackend:
                 seen.sdk_object = None
         return self._keys[(key, name)]
 
-    async def probe(self, inputs: DeploymentInputs) -> ProbeResult:
+    async def probe(self, inputs: Inputs) -> ProbeResult:
         """A real GET of the service's health route (the scoring URI without ``score``) with the primary key."""
         key, ws = await self._workspace(inputs)
         name = inputs.spec.service.name
