@@ -45,8 +45,8 @@ from .inputs import (
     valid_spec,
 )
 from .instrumented import InstrumentedBackend
-from .keys import keys_secret_body, keys_secret_name
-from .kube import KubeClient, SecretConflict
+from .keys import keys_secret_name
+from .kube import KubeClient, SecretConflict, keys_secret_body
 from .ledger import GpuLedger, users
 from .models import BackendKind, GpuModelDeploymentStatus
 from .reconcile import (

@@ -15,13 +15,33 @@ import asyncio
 import base64
 from typing import Any, cast
 
+import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from . import KIND
+from . import GROUP, KIND, VERSION
 from .decision import PublishedSecret
+from .keys import keys_secret_name
 
 MANAGED_BY = ("app.kubernetes.io/managed-by", "gpu-model-operator")
+
+
+def keys_secret_body(namespace: str, name: str, uid: str, data: dict[str, str]) -> dict[str, Any]:
+    """A Secret owned by the resource (garbage-collected with it on a real cluster), holding ``data``."""
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": keys_secret_name(name),
+            "namespace": namespace,
+            "labels": {MANAGED_BY[0]: MANAGED_BY[1], "gpumodel.io/deployment": name},
+        },
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+    owner = kopf.Body({"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": {"name": name, "uid": uid}})
+    kopf.append_owner_reference(body, owner=owner, controller=True, block_owner_deletion=True)
+    return body
 
 
 class SecretConflict(Exception):

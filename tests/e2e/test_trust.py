@@ -113,7 +113,7 @@ def test_kubectl_delete_all_leaves_gpu_deployments_and_their_clusters(azure: Azu
 
 
 def test_a_local_resource_is_refused_where_local_serving_is_not_enabled(azure: Azure) -> None:
-    """This operator serves azureml only, as the cluster install does; admission would refuse the resource
+    """This operator serves no local backend, as the cluster install does not; admission would refuse the resource
     there (tests/integration/test_admission.py), and the operator refuses it too, running nothing."""
     docs = list(yaml.safe_load_all(azure.cp.kubectl("kustomize", str(ROOT / "manifests/examples/local")).stdout))
     for doc in docs:

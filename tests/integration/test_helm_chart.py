@@ -161,6 +161,8 @@ def test_helm_lint_passes_strict(helm: Helm, values: str | None) -> None:
         (["leaderElection.retryPeriod=10"], "must be shorter than leaderElection.renewDeadline"),
         (["podDisruptionBudget.maxUnavailable=0"], "/podDisruptionBudget/maxUnavailable"),
         (["metrics.serviceMonitor.interval=often"], "/metrics/serviceMonitor/interval"),
+        (["backends={azureml,local}"], "/backends/1"),  # never local in a cluster (README, Trust)
+        (["backends={}"], "/backends"),
     ],
 )
 def test_the_schema_refuses_values_the_chart_cannot_honour(helm: Helm, values: list[str], refusal: str) -> None:
@@ -219,6 +221,77 @@ def test_without_leader_election_one_replica_is_replaced_never_doubled(helm: Hel
     env = _deployment_env(docs)
     assert env["GMO_LEADER_ELECT"] == "false" and "GMO_LEASE_NAME" not in env
     assert "Role" not in {d["kind"] for d in docs}
+
+
+def test_a_cluster_serves_the_two_azure_ml_backends_v2_first(helm: Helm) -> None:
+    assert _deployment_env(helm.template())["GMO_BACKENDS"] == "azureml-v2 azureml"
+    assert _deployment_env(helm.template("--set", "backends={azureml}"))["GMO_BACKENDS"] == "azureml"
+
+
+def test_workload_identity_labels_the_pods_and_names_the_application(helm: Helm) -> None:
+    """What the kustomize component components/workload-identity does, as values: the webhook's pod label, and
+    the application's client id on the ServiceAccount. Off by default: neither is rendered."""
+
+    def pod_labels_and_sa(docs: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
+        deployment = next(d for d in docs if d["kind"] == "Deployment")
+        account = next(d for d in docs if d["kind"] == "ServiceAccount")
+        return deployment["spec"]["template"]["metadata"]["labels"], account["metadata"].get("annotations", {})
+
+    labels, annotations = pod_labels_and_sa(helm.template())
+    assert "azure.workload.identity/use" not in labels and annotations == {}
+    app = "00000000-0000-0000-0000-0000000000aa"
+    labels, annotations = pod_labels_and_sa(
+        helm.template("--set", "workloadIdentity.enabled=true", "--set", f"workloadIdentity.clientId={app}")
+    )
+    assert labels["azure.workload.identity/use"] == "true"
+    assert annotations == {"azure.workload.identity/client-id": app}
+
+
+def test_the_workload_identity_component_patches_what_the_chart_values_render(
+    control_plane: ControlPlane, helm: Helm, tmp_path: Path
+) -> None:
+    """The kustomize component and the chart's values stay one feature: an overlay with the component renders
+    the same Deployment and ServiceAccount as the chart with workloadIdentity on."""
+    app = "00000000-0000-0000-0000-0000000000aa"
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(ROOT / "manifests/overlays/cluster-wide", overlay)],
+                "components": [os.path.relpath(ROOT / "manifests/components/workload-identity", overlay)],
+                "patches": [
+                    {
+                        "target": {"kind": "ServiceAccount", "name": "gpu-model-operator"},
+                        "patch": yaml.safe_dump(
+                            [
+                                {
+                                    "op": "replace",
+                                    "path": "/metadata/annotations/azure.workload.identity~1client-id",
+                                    "value": app,
+                                }
+                            ]
+                        ),
+                    }
+                ],
+            }
+        )
+    )
+    rendered = render(control_plane, overlay)
+    kustomize = {key(d): d for d in rendered if d["kind"] in {"Deployment", "ServiceAccount"}}
+    chart = {
+        key(d): without_helm_conventions(d)
+        for d in helm.template(
+            "-f",
+            CHART / "ci" / "cluster-wide-values.yaml",
+            "--set",
+            "workloadIdentity.enabled=true",
+            "--set",
+            f"workloadIdentity.clientId={app}",
+        )
+        if d["kind"] in {"Deployment", "ServiceAccount"}
+    }
+    assert (differences := drift(kustomize, chart)) == [], "\n\n".join(differences)
 
 
 def test_affinity_replaces_the_default_anti_affinity(helm: Helm) -> None:

@@ -222,7 +222,9 @@ def test_the_image_install_step_gives_a_working_operator(image: ImageInstall) ->
     options = json.loads(resolved.stdout)
     assert options["GMO_NAMESPACES"] == ["namespaces", ["a", "b"]]
     assert options["GMO_ALL_NAMESPACES"] == ["all_namespaces", True]
-    assert options["GMO_BACKENDS"] == ["backends", ["azureml"]], "the image in a cluster serves azureml only"
+    assert options["GMO_BACKENDS"] == ["backends", ["azureml-v2", "azureml"]], (
+        "a cluster serves the two Azure ML backends, never local"
+    )
     unread = [name for name, option in options.items() if option is None]
     assert unread == [], f"the operator does not read {unread}"
 

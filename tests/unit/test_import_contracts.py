@@ -36,7 +36,7 @@ BREAKS = [
     ("pure-core", f"{G}.conditions", "import azureml.core", "azureml"),
     ("pure-core", f"{G}.backends.base", "import requests", "requests"),
     ("pure-core", f"{G}.capacity", "import aiohttp", "aiohttp"),
-    ("kopf", f"{G}.kube", "import kopf", "kopf"),
+    ("kopf", f"{G}.settings", "import kopf", "kopf"),
     ("kopf", f"{G}.metrics", "from kopf import TemporaryError", "kopf"),
     ("backends", f"{G}.backends.local.logs", "from ..azureml import errors", f"{G}.backends.azureml.errors"),
     ("backends", f"{G}.backends.azureml_v2", "from ..local import logs", f"{G}.backends.local.logs"),
