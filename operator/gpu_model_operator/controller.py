@@ -32,7 +32,7 @@ from .backends.base import (
 )
 from .budget import CallBudget
 from .decision import Action, Decision, DeleteAction, Event, Facts, Observation, Problem, Timing, normal, warning
-from .deletion import DeletionDecision, decide_deletion
+from .deletion import DeletionDecision, created_nothing, decide_deletion
 from .inputs import (
     Holding,
     InputError,
@@ -214,10 +214,17 @@ class Controller:
                 return await self._finish_deletion(
                     res, DeletionDecision(DeleteAction.DONE, message, (normal(c.DETACHED, message),))
                 )
-            spec = valid_spec(res)  # InvalidSpec: the handler says so and retries (a fix lets deletion finish)
-            if spec.backend not in self.backends:
-                message = f"backend {spec.backend.value} is not enabled in this operator: nothing of it was touched"
+            named = res.spec.get("backend")  # before the spec is parsed: an invalid spec of a backend not here too
+            if named in {kind.value for kind in BackendKind} and BackendKind(named) not in self.backends:
+                message = f"backend {named} is not enabled in this operator: nothing of it was touched"
                 return DeletionDecision(DeleteAction.DONE, message, (warning(c.BACKEND_NOT_ENABLED, message),))
+            try:
+                spec = valid_spec(res)
+            except InputError:
+                if created_nothing(status):  # invalid from the start: nothing was made that needs its fields
+                    message = "nothing to delete: the spec is invalid and nothing was created for it"
+                    return await self._finish_deletion(res, DeletionDecision(DeleteAction.DONE, message))
+                raise  # InvalidSpec: the handler says so and retries, and a fixed spec lets the deletion finish
             try:
                 inputs = await load_inputs(self.kube, res, spec)
             except InputError:

@@ -53,6 +53,21 @@ def decide_deletion(
     return _compute_step(spec, status, compute, other_users_of_compute, ())
 
 
+def created_nothing(status: GpuModelDeploymentStatus) -> bool:
+    """Whether the status shows that the operator never created, adopted or started anything for the resource: no
+    pass observed a service for it (``serviceName`` is set by the first), nothing is recorded as created or adopted,
+    no operation is in flight. A resource whose spec was invalid from the start is such a one, and its deletion has
+    nothing to do; one that served before its spec became invalid (an old CRD) is not, and waits for a spec that
+    says what to delete."""
+    ownership = status.ownership
+    return (
+        status.service_name is None
+        and status.operation is None
+        and not (ownership.compute_created or ownership.compute_adopted)
+        and not (ownership.service_created or ownership.service_adopted)
+    )
+
+
 def _retains_service(spec: GpuModelDeploymentSpec) -> bool:
     """azureml-v2's deletionPolicy is about its online endpoint (its compute is never the operator's)."""
     return isinstance(spec, AzureMLV2Spec) and spec.compute.deletion_policy == DeletionPolicy.RETAIN
