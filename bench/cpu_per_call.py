@@ -40,9 +40,9 @@ COLUMNS = ("SDK, CA bundle", "SDK, CA directory", "backend")
 
 def inputs_for(service: str) -> Any:
     from gpu_model_operator.backends.base import DeploymentInputs
-    from gpu_model_operator.models import GpuModelDeploymentSpec
+    from gpu_model_operator.models import parse_spec
 
-    spec = GpuModelDeploymentSpec.model_validate(
+    spec = parse_spec(
         {
             "backend": "azureml",
             "workspace": {

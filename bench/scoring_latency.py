@@ -34,7 +34,7 @@ from gpu_model_operator.backends.base import DeploymentInputs, ServiceState
 from gpu_model_operator.backends.local import processes as procs
 from gpu_model_operator.backends.local import replicas, state
 from gpu_model_operator.backends.local.backend import LocalBackend
-from gpu_model_operator.models import GpuModelDeploymentSpec
+from gpu_model_operator.models import LocalSpec, parse_spec
 from gpu_model_operator_dev.digits_model import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,8 +115,8 @@ def wait_answering(url: str, headers: dict[str, str], timeout: float = 120) -> N
         time.sleep(0.2)
 
 
-async def deploy(tmp: Path, model_dir: Path) -> tuple[LocalBackend, DeploymentInputs]:
-    spec = GpuModelDeploymentSpec.model_validate(
+async def deploy(tmp: Path, model_dir: Path) -> tuple[LocalBackend, DeploymentInputs[LocalSpec]]:
+    spec = parse_spec(
         {
             "backend": "local",
             "model": {"path": str(model_dir)},
@@ -125,6 +125,7 @@ async def deploy(tmp: Path, model_dir: Path) -> tuple[LocalBackend, DeploymentIn
             "local": {"allowCpuFallback": True},
         }
     )
+    assert isinstance(spec, LocalSpec)
     inputs = DeploymentInputs(
         "bench", "bench", "uid", 1, spec, (SOURCE / "score.py").read_text(), (SOURCE / "myenv.yml").read_text(),
         fingerprint="bench",

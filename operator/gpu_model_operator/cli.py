@@ -36,7 +36,7 @@ def build_controller(settings: Settings) -> object:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    backends: dict[BackendKind, Backend] = {}
+    backends: dict[BackendKind, Backend[Any]] = {}
     if BackendKind.AZUREML in settings.backends:
         from .backends.azureml.backend import AzureMLBackend
 

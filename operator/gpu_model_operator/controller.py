@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
+from typing import Any
 
 from . import conditions as c
 from .backends.base import (
@@ -26,11 +27,12 @@ from .backends.base import (
     ObservedCompute,
     ObservedService,
     ServiceState,
+    SpecT,
     TransientBackendError,
 )
 from .budget import CallBudget
 from .decision import Action, Decision, DeleteAction, Event, Facts, Observation, Problem, Timing, normal, warning
-from .deletion import DeletionDecision, decide_deletion
+from .deletion import DeletionDecision, created_nothing, decide_deletion
 from .inputs import (
     Holding,
     InputError,
@@ -40,12 +42,13 @@ from .inputs import (
     load_inputs,
     owns_compute,
     parse_spec,
+    valid_spec,
 )
 from .instrumented import InstrumentedBackend
 from .keys import keys_secret_name
 from .kube import KubeClient, SecretConflict, keys_secret_body
 from .ledger import GpuLedger, users
-from .models import BackendKind, GpuModelDeploymentSpec, GpuModelDeploymentStatus
+from .models import BackendKind, GpuModelDeploymentStatus
 from .reconcile import (
     MANAGING,
     POLICY_DETACH,
@@ -64,11 +67,18 @@ def utcnow() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def backend_for(backends: Mapping[BackendKind, Backend[Any]], inputs: DeploymentInputs[SpecT]) -> Backend[SpecT]:
+    """The backend of the inputs' spec. The one place a spec meets its backend untyped: each is held under the
+    ``backend`` value of the spec it takes (cli builds them so), so the backend's spec type is the inputs'."""
+    return backends[inputs.spec.backend]
+
+
 class Controller:
-    def __init__(self, settings: Settings, backends: Mapping[BackendKind, Backend], kube: KubeClient) -> None:
+    def __init__(self, settings: Settings, backends: Mapping[BackendKind, Backend[Any]], kube: KubeClient) -> None:
         self.settings = settings
         self.budget = CallBudget(settings.call_budget, settings.resync_seconds)
-        self.backends: dict[BackendKind, Backend] = {
+        #: Each backend under the ``backend`` value of the spec it takes (``Backend[AzureMLSpec]`` under azureml).
+        self.backends: dict[BackendKind, Backend[Any]] = {
             kind: InstrumentedBackend(backend, self.budget) for kind, backend in backends.items()
         }
         self.kube = kube
@@ -102,7 +112,7 @@ class Controller:
             except InputError as exc:
                 return self._decide_problem(res, facts, Problem(exc.reason, exc.message, exc.transient, slow=True))
             facts = replace(facts, spec=spec)
-            backend = self.backends[spec.backend]
+            backend = backend_for(self.backends, inputs)
             key = compute_key(spec)
             async with self._compute_locks[key]:
                 try:
@@ -126,7 +136,7 @@ class Controller:
         return decide(replace(facts, problem=problem, transient_streak=streak))
 
     async def _observe(
-        self, backend: Backend, inputs: DeploymentInputs, res: Resource, holdings: list[Holding]
+        self, backend: Backend[SpecT], inputs: DeploymentInputs[SpecT], res: Resource, holdings: list[Holding]
     ) -> Observation:
         """The compute, the other users' GPUs, the service (when the compute is ready), the probe, the keys and
         the keys Secret (when the service is healthy with these inputs)."""
@@ -154,7 +164,7 @@ class Controller:
             observation = await self._serving(backend, inputs, observation, fresh=False)
         return observation
 
-    async def _glance(self, backend: Backend, inputs: DeploymentInputs, res: Resource) -> Observation:
+    async def _glance(self, backend: Backend[SpecT], inputs: DeploymentInputs[SpecT], res: Resource) -> Observation:
         """The resync of a settled resource: one read of the service, its keys read afresh (regenerated at Azure,
         they reach the Secret within one interval), the probe, and a read of the keys Secret (Kubernetes)."""
         service = await backend.observe_service(inputs)
@@ -165,18 +175,18 @@ class Controller:
         return observation
 
     async def _serving(
-        self, backend: Backend, inputs: DeploymentInputs, observation: Observation, *, fresh: bool
+        self, backend: Backend[SpecT], inputs: DeploymentInputs[SpecT], observation: Observation, *, fresh: bool
     ) -> Observation:
         keys = await backend.get_keys(inputs, fresh=fresh) if inputs.spec.service.auth_enabled else None
         probe = await backend.probe(inputs)
         secret = await self.kube.published_secret(inputs.namespace, observation.secret_name, inputs.name)
         return replace(observation, keys=keys, probe=probe, secret=secret)
 
-    def _remember(self, key: str, inputs: DeploymentInputs, decision: Decision) -> None:
+    def _remember(self, key: str, inputs: DeploymentInputs[Any], decision: Decision) -> None:
         held, cores = decision.status.gpus.held, inputs.spec.service.gpu_cores
         self.ledger.remember(key, Holding(inputs.owner, held // cores if held else 0, cores, uses=True))
 
-    async def _act(self, backend: Backend, inputs: DeploymentInputs, decision: Decision) -> Decision:
+    async def _act(self, backend: Backend[SpecT], inputs: DeploymentInputs[SpecT], decision: Decision) -> Decision:
         """The one action the decision names, then the Secret it says to publish."""
         events: tuple[Event, ...] = ()
         if decision.action == Action.CREATE_COMPUTE:
@@ -204,12 +214,13 @@ class Controller:
                 return await self._finish_deletion(
                     res, DeletionDecision(DeleteAction.DONE, message, (normal(c.DETACHED, message),))
                 )
-            spec = GpuModelDeploymentSpec.model_validate(dict(res.spec))
-            if spec.backend not in self.backends:
+            named = res.spec.get("backend")  # before the spec is parsed: an invalid spec of a backend not here too
+            if named in {kind.value for kind in BackendKind} and BackendKind(named) not in self.backends:
+                service_name = (res.spec.get("service") or {}).get("name", "?")
                 made = [
                     what
                     for what, created in (
-                        (f"service {spec.service.name}", status.ownership.service_created),
+                        (f"service {service_name}", status.ownership.service_created),
                         ("its compute", status.ownership.compute_created),
                     )
                     if created
@@ -218,17 +229,24 @@ class Controller:
                     # Letting the resource go would leave what it made billing with no one to delete it.
                     raise InputError(
                         c.BACKEND_NOT_ENABLED,
-                        f"backend {spec.backend.value} is not enabled in this operator, and it made "
+                        f"backend {named} is not enabled in this operator, and it made "
                         f"{' and '.join(made)} for this resource: enable the backend (--backend) to delete them, or "
                         f"annotate {RECONCILE_POLICY}={POLICY_DETACH} to leave them running",
                     )
-                message = f"backend {spec.backend.value} is not enabled in this operator: nothing of it was touched"
+                message = f"backend {named} is not enabled in this operator: nothing of it was touched"
                 return DeletionDecision(DeleteAction.DONE, message, (warning(c.BACKEND_NOT_ENABLED, message),))
+            try:
+                spec = valid_spec(res)
+            except InputError:
+                if created_nothing(status):  # invalid from the start: nothing was made that needs its fields
+                    message = "nothing to delete: the spec is invalid and nothing was created for it"
+                    return await self._finish_deletion(res, DeletionDecision(DeleteAction.DONE, message))
+                raise  # InvalidSpec: the handler says so and retries, and a fixed spec lets the deletion finish
             try:
                 inputs = await load_inputs(self.kube, res, spec)
             except InputError:
                 inputs = await load_inputs(self.kube, res, spec, for_deletion=True)
-            backend = self.backends[spec.backend]
+            backend = backend_for(self.backends, inputs)
             service = await backend.observe_service(inputs)
             compute = await backend.observe_compute(inputs) if owns_compute(spec) else None
             listed = []

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from . import conditions as c
 from .backends.base import ComputeState, ObservedCompute, ObservedService, ServiceState, is_legacy_tag_of
 from .decision import DeleteAction, Event, normal
-from .models import BackendKind, DeletionPolicy, GpuModelDeploymentSpec, GpuModelDeploymentStatus
+from .models import AzureMLSpec, AzureMLV2Spec, DeletionPolicy, GpuModelDeploymentSpec, GpuModelDeploymentStatus
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,24 @@ def decide_deletion(
     return _compute_step(spec, status, compute, other_users_of_compute, ())
 
 
+def created_nothing(status: GpuModelDeploymentStatus) -> bool:
+    """Whether the status shows that the operator never created, adopted or started anything for the resource: no
+    pass observed a service for it (``serviceName`` is set by the first), nothing is recorded as created or adopted,
+    no operation is in flight. A resource whose spec was invalid from the start is such a one, and its deletion has
+    nothing to do; one that served before its spec became invalid (an old CRD) is not, and waits for a spec that
+    says what to delete."""
+    ownership = status.ownership
+    return (
+        status.service_name is None
+        and status.operation is None
+        and not (ownership.compute_created or ownership.compute_adopted)
+        and not (ownership.service_created or ownership.service_adopted)
+    )
+
+
 def _retains_service(spec: GpuModelDeploymentSpec) -> bool:
     """azureml-v2's deletionPolicy is about its online endpoint (its compute is never the operator's)."""
-    return (
-        spec.backend == BackendKind.AZUREML_V2
-        and spec.compute is not None
-        and spec.compute.deletion_policy == DeletionPolicy.RETAIN
-    )
+    return isinstance(spec, AzureMLV2Spec) and spec.compute.deletion_policy == DeletionPolicy.RETAIN
 
 
 def _compute_step(
@@ -72,7 +83,9 @@ def _compute_step(
     others: int,
     events: tuple[Event, ...],
 ) -> DeletionDecision:
-    if compute is None or compute.state == ComputeState.ABSENT or spec.compute is None:
+    # Only azureml's cluster can be the operator's to delete (local's is this machine, azureml-v2's Azure's or the
+    # user's): the controller observes no other compute for deletion.
+    if compute is None or compute.state == ComputeState.ABSENT or not isinstance(spec, AzureMLSpec):
         return DeletionDecision(DeleteAction.DONE, "nothing left to delete", events)
     if compute.state == ComputeState.DELETING:
         return DeletionDecision(DeleteAction.WAIT, f"waiting for compute {compute.name} to be deleted", events)

@@ -17,7 +17,7 @@ from .backends.base import BackendError, owner_id
 from .controller import Controller
 from .decision import Decision, DeleteAction, Event
 from .inputs import RETRY_NOW, TAKE_OVER, Holding, InputError, Resource, compute_key, holding_of
-from .models import GpuModelDeploymentSpec, GpuModelDeploymentStatus, Phase
+from .models import GpuModelDeploymentStatus, Phase, parse_spec
 from .reconcile import RECONCILE_POLICY
 from .settings import Settings
 
@@ -63,7 +63,7 @@ def conclude(body: kopf.Body, patch: kopf.Patch, decision: Decision) -> None:
 def holdings_of(index: Mapping[str, Any], spec: Mapping[str, Any], owner: str) -> list[Holding]:
     """What the other GpuModelDeployments on the same compute hold, from the index of their statuses."""
     try:
-        key = compute_key(GpuModelDeploymentSpec.model_validate(dict(spec)))
+        key = compute_key(parse_spec(spec))
     except ValueError:
         return []
     return [h for h in index.get(key, []) if h.owner != owner]
@@ -107,7 +107,7 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
         """Who holds how many GPUs of which compute, and who uses it, from every resource's status: derived from
         the cluster, so a resource that is gone (its finalizer removed by hand, even) holds nothing any more."""
         try:
-            key = compute_key(GpuModelDeploymentSpec.model_validate(dict(spec)))
+            key = compute_key(parse_spec(spec))
         except ValueError:
             return {}
         deleting = meta.get("deletionTimestamp") is not None

@@ -16,9 +16,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import conditions as c
-from .backends.base import DeploymentInputs, owner_id
+from . import models
+from .backends.base import DeploymentInputs, SpecT, owner_id
 from .kube import KubeClient
-from .models import BackendKind, GpuModelDeploymentSpec
+from .models import (
+    AzureMLSpec,
+    BackendKind,
+    GpuModelDeploymentSpec,
+    KubernetesEndpointCompute,
+    LocalSpec,
+    SecretWorkspace,
+)
 from .reconcile import POLICY_MANAGE, RECONCILE_POLICY
 
 CREDENTIAL_KEYS = ("tenantId", "clientId", "clientSecret")
@@ -70,10 +78,8 @@ class Resource:
 
 
 def parse_spec(res: Resource, enabled: Collection[BackendKind]) -> GpuModelDeploymentSpec:
-    try:
-        spec = GpuModelDeploymentSpec.model_validate(dict(res.spec))
-    except ValidationError as exc:
-        raise InputError(c.INVALID_SPEC, f"the spec is invalid: {_first_error(exc)}") from exc
+    """The resource's spec, of the member of the union its ``backend`` names, if that backend is enabled here."""
+    spec = valid_spec(res)
     if spec.backend not in enabled:
         listed = ", ".join(kind.value for kind in enabled) or "none"
         why = (
@@ -90,9 +96,18 @@ def parse_spec(res: Resource, enabled: Collection[BackendKind]) -> GpuModelDeplo
     return spec
 
 
+def valid_spec(res: Resource) -> GpuModelDeploymentSpec:
+    """The resource's spec, or InvalidSpec naming the first field the CRD would have refused (an old CRD, a CEL
+    rule the apiserver skipped: the model checks what a backend relies on, whatever the apiserver did)."""
+    try:
+        return models.parse_spec(res.spec)
+    except ValidationError as exc:
+        raise InputError(c.INVALID_SPEC, f"the spec is invalid: {_first_error(exc, res.spec)}") from exc
+
+
 async def load_inputs(
-    kube: KubeClient, res: Resource, spec: GpuModelDeploymentSpec, *, for_deletion: bool = False
-) -> DeploymentInputs:
+    kube: KubeClient, res: Resource, spec: SpecT, *, for_deletion: bool = False
+) -> DeploymentInputs[SpecT]:
     """The spec and what it points to. Deleting needs names, not scripts: it works without the ConfigMap."""
     credentials = await _sign_in(kube, res.namespace, spec)
     if for_deletion:
@@ -112,7 +127,7 @@ async def load_inputs(
     if spec.environment.conda_spec is not None:
         conda = spec.environment.conda_spec
     else:
-        assert source.conda_file is not None  # the CRD requires one of the two
+        assert source.conda_file is not None  # the spec's validator requires one of the two (the CRD too)
         conda = _config_map_key(data, source.config_map_ref.name, source.conda_file, "spec.source.condaFile")
     return DeploymentInputs(
         namespace=res.namespace,
@@ -131,17 +146,12 @@ async def load_inputs(
 async def _sign_in(kube: KubeClient, namespace: str, spec: GpuModelDeploymentSpec) -> dict[str, str]:
     """The Azure sign-in of an azureml resource: a service principal's Secret, or (azureml-v2) the workload
     identity's tenant and client ids, whose token the backend reads from the operator's own pod."""
-    ws = spec.workspace
-    if spec.backend not in (BackendKind.AZUREML, BackendKind.AZUREML_V2) or ws is None:
+    if isinstance(spec, LocalSpec):
         return {}
-    if ws.credentials_secret_ref is not None:
+    ws = spec.workspace
+    if isinstance(ws, SecretWorkspace):
         return await _credentials(kube, namespace, ws.credentials_secret_ref.name)
-    if ws.workload_identity is not None and spec.backend == BackendKind.AZUREML_V2:
-        return {"tenantId": ws.workload_identity.tenant_id, "clientId": ws.workload_identity.client_id}
-    raise InputError(
-        c.CREDENTIALS_INVALID,
-        "set spec.workspace.credentialsSecretRef (or, for azureml-v2, spec.workspace.workloadIdentity)",
-    )
+    return {"tenantId": ws.workload_identity.tenant_id, "clientId": ws.workload_identity.client_id}
 
 
 async def _credentials(kube: KubeClient, namespace: str, secret: str) -> dict[str, str]:
@@ -172,36 +182,36 @@ def fingerprint(spec: GpuModelDeploymentSpec, entry_script: str, conda_spec: str
 def compute_key(spec: GpuModelDeploymentSpec) -> str:
     """Deployments with the same key share GPUs: the same workspace compute, or this machine. Azure's names are
     case-insensitive, so the key is lower-case: two spellings of one cluster share one lock and one GPU count."""
-    if spec.backend == BackendKind.LOCAL or spec.compute is None:
+    if isinstance(spec, LocalSpec):
         return "local"
     ws = spec.workspace
-    where = f"{ws.subscription_id}/{ws.resource_group}/{ws.name}" if ws else ""
-    if spec.backend == BackendKind.AZUREML_V2:
-        # An attached Kubernetes compute is shared like a cluster; a managed endpoint's cap is the subscription's
-        # quota, which Azure's usages already count for everyone: it is its own key.
-        if spec.compute.kubernetes is not None:
-            return f"azureml-v2/{where}/{spec.compute.kubernetes.compute_name}".lower()
-        return f"azureml-v2/{where}/managed/{spec.service.name}".lower()
-    return f"azureml/{where}/{spec.compute.name}".lower()
+    where = f"{ws.subscription_id}/{ws.resource_group}/{ws.name}"
+    if isinstance(spec, AzureMLSpec):
+        return f"azureml/{where}/{spec.compute.name}".lower()
+    # An attached Kubernetes compute is shared like a cluster; a managed endpoint's cap is the subscription's
+    # quota, which Azure's usages already count for everyone: it is its own key.
+    if isinstance(spec.compute, KubernetesEndpointCompute):
+        return f"azureml-v2/{where}/{spec.compute.kubernetes.compute_name}".lower()
+    return f"azureml-v2/{where}/managed/{spec.service.name}".lower()
 
 
 def compute_name(spec: GpuModelDeploymentSpec) -> str:
     """The compute's name as status shows it: the workspace compute (azureml), the attached Kubernetes compute or
     the managed instance type (azureml-v2), or this machine."""
-    compute = spec.compute
-    if compute is None:
+    if isinstance(spec, LocalSpec):
         return "local"
-    if compute.kubernetes is not None:
+    if isinstance(spec, AzureMLSpec):
+        return spec.compute.name
+    compute = spec.compute
+    if isinstance(compute, KubernetesEndpointCompute):
         return compute.kubernetes.compute_name
-    if compute.managed is not None:
-        return compute.managed.instance_type
-    return compute.name or "local"
+    return compute.managed.instance_type
 
 
 def owns_compute(spec: GpuModelDeploymentSpec) -> bool:
-    """Whether deleting the resource may delete its compute: azureml-v2's managed compute is Azure's and its
-    Kubernetes compute the user's, so deletion stops at the endpoint."""
-    return spec.compute is not None and spec.backend != BackendKind.AZUREML_V2
+    """Whether deleting the resource may delete its compute: only azureml's cluster. azureml-v2's managed compute
+    is Azure's and its Kubernetes compute the user's, so deletion stops at the endpoint; local's is this machine."""
+    return isinstance(spec, AzureMLSpec)
 
 
 @dataclass(frozen=True)
@@ -239,7 +249,11 @@ def _config_map_key(data: Mapping[str, str], cm: str, key: str, field_name: str)
     return data[key]
 
 
-def _first_error(exc: ValidationError) -> str:
+def _first_error(exc: ValidationError, data: Mapping[str, Any]) -> str:
+    """The first error, at the field as the user writes it (``spec.compute.provision.vmSize``)."""
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}"
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        kinds = ", ".join(sorted(kind.value for kind in BackendKind))
+        given = data.get("backend")
+        return f"spec.backend: must be one of {kinds}" + (f", not {given!r}" if given is not None else "")
+    return f"{models.field_path(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"

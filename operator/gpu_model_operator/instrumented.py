@@ -1,14 +1,15 @@
 """One typed wrapper around every backend: each operation counted against its resource's call budget, timed, and
 its errors counted by kind, in the metrics. Applied where the backends are built (the controller), so no backend
-knows of either, and the wrapper is a ``Backend`` like any other (crossplane's typed external client, not a
-``__getattr__`` proxy: a new operation in the contract that this class lacks is a type error, not a silent pass).
+knows of either, and the wrapper is a ``Backend`` of the same spec like any other (crossplane's typed external
+client, not a ``__getattr__`` proxy: a new operation in the contract that this class lacks is a type error, not a
+silent pass).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from . import metrics
 from .backends.base import (
@@ -20,18 +21,19 @@ from .backends.base import (
     PermanentBackendError,
     ProbeResult,
     ServiceOnCompute,
+    SpecT,
 )
 from .budget import CallBudget
 
 T = TypeVar("T")
 
 
-class InstrumentedBackend:
-    def __init__(self, backend: Backend, budget: CallBudget) -> None:
+class InstrumentedBackend(Generic[SpecT]):
+    def __init__(self, backend: Backend[SpecT], budget: CallBudget) -> None:
         self._backend, self._budget = backend, budget
         self.name = backend.name
 
-    async def _run(self, operation: str, inputs: DeploymentInputs, call: Awaitable[T]) -> T:
+    async def _run(self, operation: str, inputs: DeploymentInputs[SpecT], call: Awaitable[T]) -> T:
         self._budget.spend(inputs.owner)
         start = time.perf_counter()
         try:
@@ -46,34 +48,36 @@ class InstrumentedBackend:
         finally:
             metrics.BACKEND_CALLS.labels(backend=self.name, operation=operation).observe(time.perf_counter() - start)
 
-    async def observe_compute(self, inputs: DeploymentInputs) -> ObservedCompute:
+    async def observe_compute(self, inputs: DeploymentInputs[SpecT]) -> ObservedCompute:
         return await self._run("observe_compute", inputs, self._backend.observe_compute(inputs))
 
-    async def create_compute(self, inputs: DeploymentInputs) -> None:
+    async def create_compute(self, inputs: DeploymentInputs[SpecT]) -> None:
         await self._run("create_compute", inputs, self._backend.create_compute(inputs))
 
-    async def delete_compute(self, inputs: DeploymentInputs) -> None:
+    async def delete_compute(self, inputs: DeploymentInputs[SpecT]) -> None:
         await self._run("delete_compute", inputs, self._backend.delete_compute(inputs))
 
-    async def services_on_compute(self, inputs: DeploymentInputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
+    async def services_on_compute(
+        self, inputs: DeploymentInputs[SpecT], max_age: float = 0.0
+    ) -> list[ServiceOnCompute]:
         return await self._run("services_on_compute", inputs, self._backend.services_on_compute(inputs, max_age))
 
-    async def observe_service(self, inputs: DeploymentInputs) -> ObservedService:
+    async def observe_service(self, inputs: DeploymentInputs[SpecT]) -> ObservedService:
         return await self._run("observe_service", inputs, self._backend.observe_service(inputs))
 
-    async def deploy_service(self, inputs: DeploymentInputs, replicas: int) -> list[str]:
+    async def deploy_service(self, inputs: DeploymentInputs[SpecT], replicas: int) -> list[str]:
         return await self._run("deploy_service", inputs, self._backend.deploy_service(inputs, replicas))
 
-    async def scale_service(self, inputs: DeploymentInputs, replicas: int) -> None:
+    async def scale_service(self, inputs: DeploymentInputs[SpecT], replicas: int) -> None:
         await self._run("scale_service", inputs, self._backend.scale_service(inputs, replicas))
 
-    async def delete_service(self, inputs: DeploymentInputs) -> None:
+    async def delete_service(self, inputs: DeploymentInputs[SpecT]) -> None:
         await self._run("delete_service", inputs, self._backend.delete_service(inputs))
 
-    async def get_keys(self, inputs: DeploymentInputs, *, fresh: bool = False) -> tuple[str, str] | None:
+    async def get_keys(self, inputs: DeploymentInputs[SpecT], *, fresh: bool = False) -> tuple[str, str] | None:
         return await self._run("get_keys", inputs, self._backend.get_keys(inputs, fresh=fresh))
 
-    async def probe(self, inputs: DeploymentInputs) -> ProbeResult:
+    async def probe(self, inputs: DeploymentInputs[SpecT]) -> ProbeResult:
         return await self._run("probe", inputs, self._backend.probe(inputs))
 
     async def close(self) -> None:

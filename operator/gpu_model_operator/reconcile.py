@@ -30,7 +30,16 @@ from .decision import (
     warning,
 )
 from .keys import keys_secret_data
-from .models import GpuModelDeploymentSpec, GpuModelDeploymentStatus, GpuStatus, Phase, ReplicaStatus
+from .models import (
+    AttachedCompute,
+    AzureMLSpec,
+    GpuModelDeploymentSpec,
+    GpuModelDeploymentStatus,
+    GpuStatus,
+    LocalSpec,
+    Phase,
+    ReplicaStatus,
+)
 from .service_rules import service_is_ours, service_step
 
 RECONCILE_POLICY = "gpumodel.io/reconcile-policy"
@@ -182,7 +191,7 @@ def _observed(
         obs.compute.node_gpus,
         obs.other_pods,
         cpu_only=obs.compute.cpu_only,
-        allow_cpu=spec.local.allow_cpu_fallback,
+        allow_cpu=isinstance(spec, LocalSpec) and spec.local.allow_cpu_fallback,
     )
     status.cpu_fallback = cap.cpu_fallback
     outcome = service_step(spec, facts, obs, cap)
@@ -264,7 +273,8 @@ def _compute(spec: GpuModelDeploymentSpec, facts: Facts, obs: Observation) -> Ou
         return None
     waiting = Verdict(False, c.WAITING_FOR_COMPUTE, f"waiting for compute {name}")
     if compute.state == ComputeState.ABSENT:
-        verb = "attaching" if spec.compute and spec.compute.attach else "creating"
+        attaching = isinstance(spec, AzureMLSpec) and isinstance(spec.compute, AttachedCompute)
+        verb = "attaching" if attaching else "creating"
         message = f"{verb} compute {name}"
         return Outcome(
             phase=Phase.PROVISIONING,

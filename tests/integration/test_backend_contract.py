@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pytest
 
@@ -28,8 +28,9 @@ from gpu_model_operator.backends.base import (
     DeploymentInputs,
     PermanentBackendError,
     ServiceState,
+    SpecT,
 )
-from gpu_model_operator.models import GpuModelDeploymentSpec
+from gpu_model_operator.models import AzureMLSpec, AzureMLV2Spec, LocalSpec, parse_spec
 from gpu_model_operator_dev.azureml_emulator import EmulatorConfig, Latencies, start_emulator
 from tests import polling
 from tests.e2e.azure_harness import CLIENT_ID, CLIENT_SECRET, RESOURCE_GROUP, SUBSCRIPTION, TENANT, WORKSPACE
@@ -42,11 +43,11 @@ CONDA = "name: echo\ndependencies:\n  - pip\n  - pip: []\n"
 
 
 @dataclass
-class Subject:
+class Subject(Generic[SpecT]):
     """A backend under contract, and how to make the inputs of one resource for it."""
 
-    backend: Backend
-    make: Callable[[str, str], DeploymentInputs]  # (resource name, service name) -> inputs
+    backend: Backend[SpecT]
+    make: Callable[[str, str], DeploymentInputs[SpecT]]  # (resource name, service name) -> inputs
     #: Whether the compute must be created before a service can run (AKS), or is this machine.
     creates_compute: bool
 
@@ -58,15 +59,15 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
-def local_subject(tmp: Path) -> Iterator[Subject]:
+def local_subject(tmp: Path) -> Iterator[Subject[LocalSpec]]:
     from gpu_model_operator.backends.local.backend import LocalBackend
 
     model_dir = tmp / "model"
     model_dir.mkdir()
     (model_dir / "weights.txt").write_text("42")
 
-    def make(name: str, service: str) -> DeploymentInputs:
-        spec = GpuModelDeploymentSpec.model_validate(
+    def make(name: str, service: str) -> DeploymentInputs[LocalSpec]:
+        spec = parse_spec(
             {
                 "backend": "local",
                 "model": {"path": str(model_dir)},
@@ -74,12 +75,13 @@ def local_subject(tmp: Path) -> Iterator[Subject]:
                 "service": {"name": service, "replicas": 1},
             }
         )
+        assert isinstance(spec, LocalSpec)
         return DeploymentInputs("contract", name, f"uid-{name}", 1, spec, ECHO, CONDA, fingerprint=f"fp-{name}")
 
     yield Subject(LocalBackend(tmp / "state", declared_gpus=2), make, creates_compute=False)
 
 
-def azureml_subject(tmp: Path) -> Iterator[Subject]:
+def azureml_subject(tmp: Path) -> Iterator[Subject[AzureMLSpec]]:
     latencies = Latencies(**dict.fromkeys(Latencies.__dataclass_fields__, 0.3))
     config = EmulatorConfig(latencies=latencies, credentials={CLIENT_ID: CLIENT_SECRET})
     with start_emulator(tmp / "emulator", config) as emu:
@@ -89,8 +91,8 @@ def azureml_subject(tmp: Path) -> Iterator[Subject]:
         try:
             from gpu_model_operator.backends.azureml.backend import AzureMLBackend
 
-            def make(name: str, service: str) -> DeploymentInputs:
-                spec = GpuModelDeploymentSpec.model_validate(
+            def make(name: str, service: str) -> DeploymentInputs[AzureMLSpec]:
+                spec = parse_spec(
                     {
                         "backend": "azureml",
                         "workspace": {
@@ -112,6 +114,7 @@ def azureml_subject(tmp: Path) -> Iterator[Subject]:
                         "service": {"name": service, "replicas": 1},
                     }
                 )
+                assert isinstance(spec, AzureMLSpec)
                 credentials = {"tenantId": TENANT, "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}
                 return DeploymentInputs(
                     "contract", name, f"uid-{name}", 1, spec, SCORE, CONDA, credentials, fingerprint=f"fp-{name}"
@@ -134,7 +137,7 @@ KUBE = {
 }
 
 
-def azureml_v2_subject(tmp: Path) -> Iterator[Subject]:
+def azureml_v2_subject(tmp: Path) -> Iterator[Subject[AzureMLV2Spec]]:
     config = EmulatorConfig(credentials={CLIENT_ID: CLIENT_SECRET})
     with start_emulator(tmp / "emulator", config) as emu:
         emu.v2.configure(latencies=dict.fromkeys(("endpoint_create_s", "deployment_create_s"), 0.3))
@@ -144,8 +147,8 @@ def azureml_v2_subject(tmp: Path) -> Iterator[Subject]:
         try:
             from gpu_model_operator.backends.azureml_v2.backend import AzureMLV2Backend
 
-            def make(name: str, service: str) -> DeploymentInputs:
-                spec = GpuModelDeploymentSpec.model_validate(
+            def make(name: str, service: str) -> DeploymentInputs[AzureMLV2Spec]:
+                spec = parse_spec(
                     {
                         "backend": "azureml-v2",
                         "workspace": {
@@ -162,6 +165,7 @@ def azureml_v2_subject(tmp: Path) -> Iterator[Subject]:
                         "service": {"name": service, "replicas": 1},
                     }
                 )
+                assert isinstance(spec, AzureMLV2Spec)
                 credentials = {"tenantId": TENANT, "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}
                 return DeploymentInputs(
                     "contract", name, f"uid-{name}", 1, spec, SCORE, CONDA, credentials, fingerprint=f"fp-{name}"
@@ -173,11 +177,15 @@ def azureml_v2_subject(tmp: Path) -> Iterator[Subject]:
             os.environ.update(saved)
 
 
-BACKENDS = {"local": local_subject, "azureml": azureml_subject, "azureml-v2": azureml_v2_subject}
+BACKENDS: dict[str, Callable[[Path], Iterator[Subject[Any]]]] = {
+    "local": local_subject,
+    "azureml": azureml_subject,
+    "azureml-v2": azureml_v2_subject,
+}
 
 
 @pytest.fixture(scope="module", params=list(BACKENDS))
-def subject(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Subject]:
+def subject(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Subject[Any]]:
     yield from BACKENDS[request.param](tmp_path_factory.mktemp(request.param))
 
 
@@ -189,7 +197,7 @@ def until(loop: asyncio.AbstractEventLoop, what: str, check: Callable[[], Corout
     return polling.wait_for(what, lambda: run(loop, check()), timeout=300, every=0.3)
 
 
-def test_a_service_from_nothing_to_scored_to_gone(subject: Subject, loop: asyncio.AbstractEventLoop) -> None:
+def test_a_service_from_nothing_to_scored_to_gone(subject: Subject[Any], loop: asyncio.AbstractEventLoop) -> None:
     backend, inputs = subject.backend, subject.make("whole", "contract-whole")
     absent = run(loop, backend.observe_service(inputs))
     assert absent.state == ServiceState.ABSENT, "observing reads: nothing exists before it is created"
@@ -252,12 +260,12 @@ def test_a_service_from_nothing_to_scored_to_gone(subject: Subject, loop: asynci
         run(loop, backend.delete_compute(inputs))
 
 
-async def _absent(backend: Backend, inputs: DeploymentInputs) -> bool | None:
+async def _absent(backend: Backend[SpecT], inputs: DeploymentInputs[SpecT]) -> bool | None:
     return (await backend.observe_service(inputs)).state == ServiceState.ABSENT or None
 
 
 def test_a_model_that_does_not_exist_is_a_permanent_error_naming_it(
-    subject: Subject, loop: asyncio.AbstractEventLoop
+    subject: Subject[Any], loop: asyncio.AbstractEventLoop
 ) -> None:
     inputs = subject.make("nomodel", "contract-nomodel")
     spec = inputs.spec

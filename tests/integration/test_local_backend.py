@@ -42,7 +42,7 @@ from gpu_model_operator.backends.local.environments import Environments, EnvStat
 from gpu_model_operator.backends.local.logs import failure_message
 from gpu_model_operator.backends.local.replicas import LEGACY_ROUTER
 from gpu_model_operator.backends.local.state import Keys
-from gpu_model_operator.models import GpuModelDeploymentSpec
+from gpu_model_operator.models import LocalSpec, parse_spec
 from tests import polling
 
 T = TypeVar("T")
@@ -133,8 +133,8 @@ def no_process_left_behind(
 
 def make_inputs(
     model_dir: Path, name: str, *, script: str = ECHO, auth: bool = True, gpu_cores: int = 1, cpu: bool = False
-) -> DeploymentInputs:
-    spec = GpuModelDeploymentSpec.model_validate(
+) -> DeploymentInputs[LocalSpec]:
+    spec = parse_spec(
         {
             "backend": "local",
             "model": {"path": str(model_dir)},
@@ -143,12 +143,16 @@ def make_inputs(
             "local": {"allowCpuFallback": cpu},
         }
     )
+    assert isinstance(spec, LocalSpec)
     fingerprint = hashlib.sha256(json.dumps([script, CONDA, spec.to_wire()]).encode()).hexdigest()[:16]
     return DeploymentInputs("team-a", name, f"uid-{name}", 1, spec, script, CONDA, fingerprint=fingerprint)
 
 
 def converge(
-    run: Callable[[Coroutine[Any, Any, Any]], Any], backend: LocalBackend, inputs: DeploymentInputs, replicas: int
+    run: Callable[[Coroutine[Any, Any, Any]], Any],
+    backend: LocalBackend,
+    inputs: DeploymentInputs[LocalSpec],
+    replicas: int,
 ) -> ObservedService:
     """What the controller does, pass after pass: deploy when absent or changed, scale when the count is
     off, deploy to repair, wait while transitioning; until healthy or failed."""
@@ -170,7 +174,7 @@ def converge(
     return wait_for(f"{inputs.name} to converge", step, timeout=120, every=0.2)
 
 
-def state_of(state_dir: Path, inputs: DeploymentInputs) -> dict[str, Any]:
+def state_of(state_dir: Path, inputs: DeploymentInputs[LocalSpec]) -> dict[str, Any]:
     return json.loads((state_dir / "services" / f"team-a.{inputs.name}" / "state.json").read_text())  # type: ignore[no-any-return]
 
 

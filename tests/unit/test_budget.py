@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from gpu_model_operator import metrics
 from gpu_model_operator.backends.base import DeploymentInputs, ObservedService, ServiceState
@@ -51,13 +52,13 @@ class Recorder:
 
     name = "recorder"
 
-    async def observe_service(self, inputs: DeploymentInputs) -> ObservedService:
+    async def observe_service(self, inputs: DeploymentInputs[Any]) -> ObservedService:
         return ObservedService(inputs.owner, ServiceState.ABSENT)
 
 
 def test_the_wrapper_charges_the_resource_each_call_is_for_and_times_it() -> None:
     budget = CallBudget(10, 60, Clock())
-    backend = InstrumentedBackend(Recorder(), budget)  # type: ignore[arg-type]
+    backend: InstrumentedBackend[Any] = InstrumentedBackend(Recorder(), budget)  # type: ignore[arg-type]
     inputs = DeploymentInputs("team-a", "digits", "uid", 1, spec(), "", "")
     before = metrics.BACKEND_CALLS.labels(backend="recorder", operation="observe_service")._sum.get()
     for _ in range(3):

@@ -25,6 +25,7 @@ from gpu_model_operator.decision import (
     warning,
 )
 from gpu_model_operator.models import (
+    AzureMLSpec,
     Condition,
     GpuModelDeploymentSpec,
     GpuModelDeploymentStatus,
@@ -34,6 +35,7 @@ from gpu_model_operator.models import (
     Phase,
     ReplicaStatus,
     Retry,
+    parse_spec,
 )
 from gpu_model_operator.reconcile import decide, may_observe, settled, still_settled
 
@@ -48,8 +50,8 @@ SECRET = "digits-scoring-keys"
 TIMING = Timing(poll=10, retry_base=900, max_backoff=300, budget_limit=300, budget_window=900)
 
 
-def spec(**service: Any) -> GpuModelDeploymentSpec:
-    return GpuModelDeploymentSpec.model_validate(
+def spec(**service: Any) -> AzureMLSpec:
+    parsed = parse_spec(
         {
             "backend": "azureml",
             "workspace": {
@@ -64,6 +66,8 @@ def spec(**service: Any) -> GpuModelDeploymentSpec:
             "service": {"name": "digits-svc", "replicas": 2, **service},
         }
     )
+    assert isinstance(parsed, AzureMLSpec)
+    return parsed
 
 
 def compute(state: ComputeState = ComputeState.READY, gpus: int = 2, per_node: int = 1, **kw: Any) -> ObservedCompute:
@@ -1045,6 +1049,42 @@ def test_cpu_only_machine_needs_opt_in() -> None:
     assert capped_replicas(2, 1, (), (), cpu_only=True, allow_cpu=False).effective == 0
     fallback = capped_replicas(2, 1, (), (), cpu_only=True, allow_cpu=True)
     assert (fallback.effective, fallback.cpu_fallback) == (2, True)
+
+
+def local_spec(allow_cpu: bool) -> GpuModelDeploymentSpec:
+    return parse_spec(
+        {
+            "backend": "local",
+            "model": {"path": "/models/digits"},
+            "source": {"configMapRef": {"name": "src"}, "condaFile": "myenv.yml"},
+            "service": {"name": "digits-svc", "replicas": 2},
+            "local": {"allowCpuFallback": allow_cpu},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec_", "fallback"),
+    [(local_spec(allow_cpu=True), True), (local_spec(allow_cpu=False), False), (spec(), False)],
+    ids=["local-opted-in", "local-not-opted-in", "azureml-has-no-such-option"],
+)
+def test_only_a_local_spec_that_opts_in_serves_on_cpu(spec_: GpuModelDeploymentSpec, fallback: bool) -> None:
+    cpu_only = ObservedCompute("local", ComputeState.READY, (), cpu_only=True, created_by_operator=True)
+    decision = decide(facts(observe(cpu_only, ABSENT), spec=spec_))
+    assert decision.status.cpu_fallback is fallback
+    assert (decision.action, decision.replicas) == ((Action.DEPLOY, 2) if fallback else (Action.NONE, 0))
+
+
+def test_an_absent_attached_cluster_is_attached_not_created() -> None:
+    attached = parse_spec(
+        {
+            **spec().to_wire(),
+            "compute": {"name": "gpu-cluster", "attach": {"resourceGroup": "aks-rg", "clusterName": "aks"}},
+        }
+    )
+    decision = decide(facts(observe(compute(ComputeState.ABSENT, gpus=0), ABSENT), spec=attached))
+    assert decision.action == Action.CREATE_COMPUTE
+    assert decision.events == (normal(c.CREATED_COMPUTE, "attaching compute gpu-cluster"),)
 
 
 # ---- the resync of a settled resource -----------------------------------------------------------------

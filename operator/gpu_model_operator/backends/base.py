@@ -4,15 +4,21 @@ Each operation is idempotent and non-blocking: ``observe_*`` reads what exists, 
 work and return at once (the reconciler comes back later and observes again). Deleting what is already gone
 is success. Failures are raised as :class:`TransientBackendError` (retry with backoff, honour
 ``retry_after``) or :class:`PermanentBackendError` (the user must change something; no retry loop).
+
+The contract is generic in the spec a backend takes: ``AzureMLBackend`` is a ``Backend[AzureMLSpec]`` and reads
+``inputs.spec.workspace.credentials_secret_ref`` as the CRD guarantees it, with no check of its own.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from ..models import GpuModelDeploymentSpec
+
+#: The spec of one backend (``LocalSpec``, ``AzureMLSpec``, ``AzureMLV2Spec``), or the union where any will do.
+SpecT = TypeVar("SpecT", bound=GpuModelDeploymentSpec)
 
 
 class ComputeState(str, enum.Enum):
@@ -95,7 +101,7 @@ class ProbeResult:
 
 
 @dataclass(frozen=True)
-class DeploymentInputs:
+class DeploymentInputs(Generic[SpecT]):
     """Everything a backend needs for one resource, resolved by the controller from Kubernetes objects.
 
     Backends never read Kubernetes themselves: the controller reads the ConfigMap and Secret in the
@@ -106,7 +112,7 @@ class DeploymentInputs:
     name: str
     uid: str
     generation: int
-    spec: GpuModelDeploymentSpec
+    spec: SpecT
     entry_script: str
     conda_spec: str
     #: Service-principal credentials (azureml only): tenantId, clientId, clientSecret.
@@ -165,37 +171,39 @@ class PermanentBackendError(BackendError):
     pass
 
 
-class Backend(Protocol):
-    """Compute and service operations for one kind of backend."""
+class Backend(Protocol[SpecT]):
+    """Compute and service operations for one kind of backend, on the inputs of its own kind of spec."""
 
     name: str
 
-    async def observe_compute(self, inputs: DeploymentInputs) -> ObservedCompute: ...
+    async def observe_compute(self, inputs: DeploymentInputs[SpecT]) -> ObservedCompute: ...
 
-    async def create_compute(self, inputs: DeploymentInputs) -> None: ...
+    async def create_compute(self, inputs: DeploymentInputs[SpecT]) -> None: ...
 
-    async def delete_compute(self, inputs: DeploymentInputs) -> None:
+    async def delete_compute(self, inputs: DeploymentInputs[SpecT]) -> None:
         """Delete (provisioned) or detach (attached) the compute; gone already is success."""
 
-    async def services_on_compute(self, inputs: DeploymentInputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
+    async def services_on_compute(
+        self, inputs: DeploymentInputs[SpecT], max_age: float = 0.0
+    ) -> list[ServiceOnCompute]:
         """Every service on the compute. ``max_age`` > 0 lets a backend answer from a listing at most that many
         seconds old (for the GPU cap, where the operator's own deployments are counted from its own records);
         deciding to delete a compute always asks for a fresh one."""
 
-    async def observe_service(self, inputs: DeploymentInputs) -> ObservedService: ...
+    async def observe_service(self, inputs: DeploymentInputs[SpecT]) -> ObservedService: ...
 
-    async def deploy_service(self, inputs: DeploymentInputs, replicas: int) -> list[str]:
+    async def deploy_service(self, inputs: DeploymentInputs[SpecT], replicas: int) -> list[str]:
         """Create or redeploy the service with ``replicas``; returns warnings for the user."""
 
-    async def scale_service(self, inputs: DeploymentInputs, replicas: int) -> None: ...
+    async def scale_service(self, inputs: DeploymentInputs[SpecT], replicas: int) -> None: ...
 
-    async def delete_service(self, inputs: DeploymentInputs) -> None: ...
+    async def delete_service(self, inputs: DeploymentInputs[SpecT]) -> None: ...
 
-    async def get_keys(self, inputs: DeploymentInputs, *, fresh: bool = False) -> tuple[str, str] | None:
+    async def get_keys(self, inputs: DeploymentInputs[SpecT], *, fresh: bool = False) -> tuple[str, str] | None:
         """Primary and secondary scoring keys, or None when auth is disabled. A backend may answer from what it
         read before, unless ``fresh``: then it asks again (keys can be regenerated behind the operator's back)."""
 
-    async def probe(self, inputs: DeploymentInputs) -> ProbeResult:
+    async def probe(self, inputs: DeploymentInputs[SpecT]) -> ProbeResult:
         """A real request to the service's health endpoint through its scoring URL."""
 
     async def close(self) -> None: ...

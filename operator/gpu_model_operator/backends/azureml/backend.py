@@ -35,12 +35,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import requests
 
 from ... import conditions as c
+from ...models import AttachedCompute, AzureMLSpec
 from ..base import (
+    Backend,
     ComputeState,
     DeploymentInputs,
     ObservedCompute,
@@ -68,17 +70,16 @@ READ_TIMEOUT, WRITE_TIMEOUT = 60.0, 300.0
 WsKey = tuple[str, str, str, str]  # subscription, resource group, workspace, hash of the credentials
 
 
-def _compute_name(inputs: DeploymentInputs) -> str:
-    """The compute target's name, which the CRD requires for this backend (``spec.compute.name``)."""
-    name = inputs.spec.compute.name if inputs.spec.compute else None
-    if not name:
-        raise PermanentBackendError("azureml needs spec.compute.name", reason=c.INVALID_SPEC)
-    return name
+#: The inputs of this backend: its spec has the workspace with its Secret, and the compute with its name.
+Inputs: TypeAlias = DeploymentInputs[AzureMLSpec]
 
 
-def _secret_name(inputs: DeploymentInputs) -> str:
-    ws = inputs.spec.workspace
-    return ws.credentials_secret_ref.name if ws and ws.credentials_secret_ref else "?"
+def _compute_name(inputs: Inputs) -> str:
+    return inputs.spec.compute.name
+
+
+def _secret_name(inputs: Inputs) -> str:
+    return inputs.spec.workspace.credentials_secret_ref.name
 
 
 def _health_url(scoring_uri: str) -> str:
@@ -101,7 +102,7 @@ class _Seen:
     auth_enabled: bool
 
 
-class AzureMLBackend:
+class AzureMLBackend(Backend[AzureMLSpec]):
     name = "azureml"
 
     def __init__(self, workers: int = 8) -> None:
@@ -132,10 +133,8 @@ class AzureMLBackend:
 
     # ---- plumbing ---------------------------------------------------------------------------------
 
-    def _key(self, inputs: DeploymentInputs) -> WsKey:
+    def _key(self, inputs: Inputs) -> WsKey:
         ws, missing = inputs.spec.workspace, [k for k in CREDENTIAL_KEYS if not inputs.credentials.get(k)]
-        if ws is None or inputs.spec.compute is None or not inputs.spec.compute.name:
-            raise PermanentBackendError("azureml needs spec.workspace and spec.compute", reason=c.INVALID_SPEC)
         if missing:
             message = f"Secret {_secret_name(inputs)} has no key {', '.join(missing)}"
             raise PermanentBackendError(message, reason=c.CREDENTIALS_INVALID)
@@ -143,7 +142,7 @@ class AzureMLBackend:
         return ws.subscription_id.lower(), ws.resource_group.lower(), ws.name.lower(), digest
 
     async def _call(
-        self, inputs: DeploymentInputs, action: str, area: str, fn: Callable[[], T], timeout: float = READ_TIMEOUT
+        self, inputs: Inputs, action: str, area: str, fn: Callable[[], T], timeout: float = READ_TIMEOUT
     ) -> T:
         """Run one blocking call in the pool; its failure comes back as a Transient/PermanentBackendError."""
         where = self._key(inputs)[:3]
@@ -167,7 +166,7 @@ class AzureMLBackend:
                 raise
             raise error from exc
 
-    async def _connect(self, inputs: DeploymentInputs) -> tuple[WsKey, _Connection]:
+    async def _connect(self, inputs: Inputs) -> tuple[WsKey, _Connection]:
         """One signed-in workspace per workspace and set of credentials, for the process's life; a changed
         Secret signs in again."""
         key = self._key(inputs)
@@ -176,7 +175,6 @@ class AzureMLBackend:
         async with self._connecting:
             if key not in self._connections:
                 ws_spec, creds = inputs.spec.workspace, dict(inputs.credentials)
-                assert ws_spec is not None
 
                 def connect() -> _Connection:
                     tenant, client, secret = (creds[k] for k in CREDENTIAL_KEYS)
@@ -194,7 +192,7 @@ class AzureMLBackend:
 
     # ---- compute ----------------------------------------------------------------------------------
 
-    async def observe_compute(self, inputs: DeploymentInputs) -> ObservedCompute:
+    async def observe_compute(self, inputs: Inputs) -> ObservedCompute:
         key, conn = await self._connect(inputs)
         name = _compute_name(inputs)
         found = await self._call(
@@ -223,33 +221,32 @@ class AzureMLBackend:
             self._models[(key, name, version)] = Model(ws, name=name, version=version)
         return self._models[(key, name, version)]
 
-    async def create_compute(self, inputs: DeploymentInputs) -> None:
+    async def create_compute(self, inputs: Inputs) -> None:
         """Provision (or attach) and return once Azure accepted the PUT; observe_compute follows progress."""
         _, conn = await self._connect(inputs)
-        compute = inputs.spec.compute
-        assert compute is not None
-        name, attach, provision, owner = _compute_name(inputs), compute.attach, compute.provision, inputs.owner
+        compute, name, owner = inputs.spec.compute, _compute_name(inputs), inputs.owner
         start: Callable[[], None]
-        if attach is not None:
+        if isinstance(compute, AttachedCompute):
+            attach = compute.attach
             rg, cluster = attach.resource_group, attach.cluster_name
             start = lambda: writes.attach_compute(conn.ws, name, rg, cluster, owner)  # noqa: E731
             verb = f"attaching AKS cluster {attach.cluster_name} as compute {name}"
         else:
-            assert provision is not None
+            provision = compute.provision
             # What Azure would refuse (a retired or unknown size, too few vCPUs) is refused before anything is sent.
             check_provisionable(provision.vm_size, provision.agent_count, provision.cluster_purpose.value)
             start = lambda: writes.provision_compute(conn.ws, name, provision, owner)  # noqa: E731
             verb = f"creating compute {name}"
         await self._call(inputs, verb, "compute", start, WRITE_TIMEOUT)
 
-    async def delete_compute(self, inputs: DeploymentInputs) -> None:
+    async def delete_compute(self, inputs: Inputs) -> None:
         """Start deleting a provisioned cluster, or detach an attached one; gone already is success."""
         _, conn = await self._connect(inputs)
         name = _compute_name(inputs)
         start = none_if_not_found(lambda: writes.delete_compute(self._reads, conn.ws, conn.auth, name))
         await self._call(inputs, f"deleting compute {name}", "compute", start, WRITE_TIMEOUT)
 
-    async def services_on_compute(self, inputs: DeploymentInputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
+    async def services_on_compute(self, inputs: Inputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
         """Every AKS service on this compute with the GPUs it holds (a failed one holds none).
 
         One listing covers the whole workspace, so with ``max_age`` the resources polling within that time
@@ -270,7 +267,7 @@ class AzureMLBackend:
 
     # ---- service ----------------------------------------------------------------------------------
 
-    async def observe_service(self, inputs: DeploymentInputs) -> ObservedService:
+    async def observe_service(self, inputs: Inputs) -> ObservedService:
         key, conn = await self._connect(inputs)
         name = inputs.spec.service.name
         service = await self._call(
@@ -283,14 +280,11 @@ class AzureMLBackend:
         self._services[(key, name)] = _Seen(service.scoring_uri, bool(service.auth_enabled))
         return observed_service(name, service)
 
-    async def deploy_service(self, inputs: DeploymentInputs, replicas: int) -> list[str]:
+    async def deploy_service(self, inputs: Inputs, replicas: int) -> list[str]:
         """Create (``Model.deploy``) or redeploy in place (``service.update``); returns without waiting."""
         key, conn = await self._connect(inputs)
         spec = inputs.spec
         svc, model_ref, compute_name = spec.service, spec.model, _compute_name(inputs)
-        if not model_ref.name:
-            message = "the azureml backend deploys a registered model: set spec.model.name"
-            raise PermanentBackendError(message, reason=c.INVALID_SPEC)
         model_name = model_ref.name
         resources = {"cpu_cores": svc.cpu_cores, "memory_gb": svc.memory_gb, "gpu_cores": svc.gpu_cores}
         resources.update(auth_enabled=svc.auth_enabled, scoring_timeout_ms=svc.scoring_timeout_ms)
@@ -321,14 +315,14 @@ class AzureMLBackend:
         self._keys.pop((key, svc.name), None)
         return warnings
 
-    async def scale_service(self, inputs: DeploymentInputs, replicas: int) -> None:
+    async def scale_service(self, inputs: Inputs, replicas: int) -> None:
         """Change the replica count in place: one PATCH of ``numReplicas``, not a redeploy."""
         _, conn = await self._connect(inputs)
         name = inputs.spec.service.name
         scale = lambda: writes.scale_service(self._reads, conn.ws, conn.auth, name, replicas)  # noqa: E731
         await self._call(inputs, f"scaling service {name} to {replicas}", "service", scale, WRITE_TIMEOUT)
 
-    async def delete_service(self, inputs: DeploymentInputs) -> None:
+    async def delete_service(self, inputs: Inputs) -> None:
         """Issue the service's DELETE and return once Azure accepted it (``writes.delete_service``);
         observe_service reports DELETING until the service is gone."""
         key, conn = await self._connect(inputs)
@@ -338,7 +332,7 @@ class AzureMLBackend:
         self._services.pop((key, name), None)
         self._keys.pop((key, name), None)
 
-    async def get_keys(self, inputs: DeploymentInputs, *, fresh: bool = False) -> tuple[str, str] | None:
+    async def get_keys(self, inputs: Inputs, *, fresh: bool = False) -> tuple[str, str] | None:
         """The service's keys, read once and kept until a deploy, a refused probe or ``fresh`` (the resync: keys
         regenerated at Azure show in the Secret within one resync interval)."""
         if not inputs.spec.service.auth_enabled:
@@ -352,7 +346,7 @@ class AzureMLBackend:
             self._keys[(key, name)] = await self._call(inputs, f"reading the keys of service {name}", "service", read)
         return self._keys[(key, name)]
 
-    async def probe(self, inputs: DeploymentInputs) -> ProbeResult:
+    async def probe(self, inputs: Inputs) -> ProbeResult:
         """A real GET of the service's health route (the scoring URI without ``score``) with the primary key."""
         key, conn = await self._connect(inputs)
         name = inputs.spec.service.name

@@ -28,8 +28,9 @@ from typing import Any
 import requests
 
 from ... import conditions as c
+from ...models import AzureMLV2Spec, KubernetesEndpointCompute
 from ..base import (
-    DeploymentInputs,
+    Backend,
     ObservedCompute,
     ObservedService,
     PermanentBackendError,
@@ -40,16 +41,16 @@ from ..base import (
 from . import arm, rollout
 from .compute import Computes
 from .rollout import EndpointView, StepKind
-from .session import WRITE_TIMEOUT, Session, Workspace, WsKey
+from .session import WRITE_TIMEOUT, Inputs, Session, Workspace, WsKey
 
 log = logging.getLogger(__name__)
 
 
-def _endpoint(inputs: DeploymentInputs) -> str:
+def _endpoint(inputs: Inputs) -> str:
     return inputs.spec.service.name
 
 
-def _desired(inputs: DeploymentInputs) -> str:
+def _desired(inputs: Inputs) -> str:
     return rollout.deployment_name(rollout.fingerprint(inputs))
 
 
@@ -57,7 +58,7 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
-class AzureMLV2Backend:
+class AzureMLV2Backend(Backend[AzureMLV2Spec]):
     name = "azureml-v2"
 
     def __init__(self, workers: int = 8) -> None:
@@ -78,7 +79,7 @@ class AzureMLV2Backend:
 
     # ---- reading ---------------------------------------------------------------------------------------------
 
-    async def _read(self, inputs: DeploymentInputs, ws: Workspace) -> tuple[EndpointView | None, dict[str, Any] | None]:
+    async def _read(self, inputs: Inputs, ws: Workspace) -> tuple[EndpointView | None, dict[str, Any] | None]:
         name = _endpoint(inputs)
         raw = await self._session.call(
             inputs, f"reading endpoint {name}", "endpoint", lambda: arm.get_endpoint(ws, name)
@@ -96,7 +97,7 @@ class AzureMLV2Backend:
             view = replace(view, deployments=explained)
         return view, raw
 
-    async def _failure(self, inputs: DeploymentInputs, ws: Workspace, deployment: str) -> str:
+    async def _failure(self, inputs: Inputs, ws: Workspace, deployment: str) -> str:
         key = (self._session.key(inputs), _endpoint(inputs), deployment)
         if key not in self._failures:
             endpoint = _endpoint(inputs)
@@ -118,14 +119,14 @@ class AzureMLV2Backend:
         found = cache.pop(key, None)
         return found if found is not None and time.monotonic() - found[0] <= max_age else None
 
-    def _forget(self, inputs: DeploymentInputs) -> None:
+    def _forget(self, inputs: Inputs) -> None:
         key = (self._session.key(inputs), _endpoint(inputs))
         self._for_service.pop(key, None)
         self._for_step.pop(key, None)
 
     # ---- compute ---------------------------------------------------------------------------------------------
 
-    async def observe_compute(self, inputs: DeploymentInputs) -> ObservedCompute:
+    async def observe_compute(self, inputs: Inputs) -> ObservedCompute:
         ws = await self._session.workspace(inputs)
 
         async def endpoint() -> EndpointView | None:
@@ -135,43 +136,43 @@ class AzureMLV2Backend:
 
         return await self._computes.observe(inputs, ws, endpoint)
 
-    async def create_compute(self, inputs: DeploymentInputs) -> None:
+    async def create_compute(self, inputs: Inputs) -> None:
         """Never called: observe_compute reports no compute as absent (managed has none to create, and a missing
         Kubernetes compute is the user's to attach)."""
         raise PermanentBackendError("azureml-v2 creates no compute", reason=c.COMPUTE_FAILED)
 
-    async def delete_compute(self, inputs: DeploymentInputs) -> None:
+    async def delete_compute(self, inputs: Inputs) -> None:
         """Nothing to delete: a managed compute is Azure's, an attached Kubernetes compute the user's."""
 
-    async def services_on_compute(self, inputs: DeploymentInputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
+    async def services_on_compute(self, inputs: Inputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
         """Deployments on the same Kubernetes compute, with the GPUs they hold; none for managed endpoints (the
         quota's usage already counts everyone's)."""
         return await self._computes.services_on(inputs, await self._session.workspace(inputs), max_age)
 
     # ---- service ---------------------------------------------------------------------------------------------
 
-    async def observe_service(self, inputs: DeploymentInputs) -> ObservedService:
+    async def observe_service(self, inputs: Inputs) -> ObservedService:
         ws = await self._session.workspace(inputs)
         key = (self._session.key(inputs), _endpoint(inputs))
         cached = self._take(self._for_service, key, 5.0)
         view, raw = (cached[1], cached[2]) if cached else await self._read(inputs, ws)
         self._for_step[key] = (time.monotonic(), view, raw)
         observed = rollout.observe(view, _desired(inputs), inputs.fingerprint, _endpoint(inputs))
-        kube = inputs.spec.compute.kubernetes if inputs.spec.compute else None
-        if kube is not None:
-            observed = replace(observed, compute_name=kube.compute_name)
+        compute = inputs.spec.compute
+        if isinstance(compute, KubernetesEndpointCompute):
+            observed = replace(observed, compute_name=compute.kubernetes.compute_name)
         return observed
 
-    async def deploy_service(self, inputs: DeploymentInputs, replicas: int) -> list[str]:
+    async def deploy_service(self, inputs: Inputs, replicas: int) -> list[str]:
         """Take the rollout's next step towards the inputs' deployment with ``replicas`` instances."""
         await self._converge(inputs, replicas)
         return []
 
-    async def scale_service(self, inputs: DeploymentInputs, replicas: int) -> None:
+    async def scale_service(self, inputs: Inputs, replicas: int) -> None:
         """The same converger: during a rollout it takes the rollout's next step, after it the scale."""
         await self._converge(inputs, replicas)
 
-    async def _converge(self, inputs: DeploymentInputs, replicas: int) -> None:
+    async def _converge(self, inputs: Inputs, replicas: int) -> None:
         ws = await self._session.workspace(inputs)
         key = (self._session.key(inputs), _endpoint(inputs))
         cached = self._take(self._for_step, key, 10.0)
@@ -181,7 +182,7 @@ class AzureMLV2Backend:
             room, why = await self._computes.room(inputs, ws)
             step = rollout.make_room(view, step, room)
             if step.kind == StepKind.BLOCKED:
-                managed = inputs.spec.compute is not None and inputs.spec.compute.managed is not None
+                managed = not isinstance(inputs.spec.compute, KubernetesEndpointCompute)
                 message = (
                     f"no room for new deployment {step.deployment} beside the live one ({why}), which has a single "
                     "instance: raise the quota or add GPUs for the rollout; the live deployment keeps serving"
@@ -220,7 +221,7 @@ class AzureMLV2Backend:
                 self._forget(inputs)
 
     async def _put_endpoint(
-        self, inputs: DeploymentInputs, ws: Workspace, raw: dict[str, Any] | None, traffic: dict[str, int] | None
+        self, inputs: Inputs, ws: Workspace, raw: dict[str, Any] | None, traffic: dict[str, int] | None
     ) -> None:
         """Create the endpoint (key auth, the operator's tags), or send it again with a new traffic split."""
         name = _endpoint(inputs)
@@ -230,9 +231,9 @@ class AzureMLV2Backend:
             body_props["description"] = props["description"]
         current = {k: int(v) for k, v in (props.get("traffic") or {}).items() if int(v)}
         body_props["traffic"] = traffic if traffic is not None else current
-        kube = inputs.spec.compute.kubernetes if inputs.spec.compute else None
-        if kube is not None:
-            body_props["compute"] = props.get("compute") or f"{ws.arm_id}/computes/{kube.compute_name}"
+        compute = inputs.spec.compute
+        if isinstance(compute, KubernetesEndpointCompute):
+            body_props["compute"] = props.get("compute") or f"{ws.arm_id}/computes/{compute.kubernetes.compute_name}"
         identity = (raw or {}).get("identity") or {}
         body = {
             "location": (raw or {}).get("location") or ws.location,
@@ -245,7 +246,7 @@ class AzureMLV2Backend:
             inputs, f"{verb} endpoint {name}", "endpoint", lambda: arm.put_endpoint(ws, name, body), WRITE_TIMEOUT
         )
 
-    async def _create_deployment(self, inputs: DeploymentInputs, ws: Workspace, deployment: str, replicas: int) -> None:
+    async def _create_deployment(self, inputs: Inputs, ws: Workspace, deployment: str, replicas: int) -> None:
         """Create the inputs' deployment, after its model, environment and code versions."""
         spec, endpoint = inputs.spec, _endpoint(inputs)
         self._failures.pop((self._session.key(inputs), endpoint, deployment), None)  # a new attempt, new logs
@@ -275,10 +276,8 @@ class AzureMLV2Backend:
             WRITE_TIMEOUT,
         )
 
-    async def _model(self, inputs: DeploymentInputs, ws: Workspace) -> str:
+    async def _model(self, inputs: Inputs, ws: Workspace) -> str:
         name, version = inputs.spec.model.name, inputs.spec.model.version
-        if not name or not version:
-            raise PermanentBackendError("azureml-v2 needs spec.model.name and .version", reason=c.INVALID_SPEC)
         key = (self._session.key(inputs), name, version)
         if key not in self._models:
             found = await self._session.call(
@@ -295,7 +294,7 @@ class AzureMLV2Backend:
 
     async def _shift(
         self,
-        inputs: DeploymentInputs,
+        inputs: Inputs,
         ws: Workspace,
         raw: dict[str, Any] | None,
         view: EndpointView | None,
@@ -315,7 +314,7 @@ class AzureMLV2Backend:
             )
         await self._put_endpoint(inputs, ws, raw, {deployment: 100})
 
-    async def delete_service(self, inputs: DeploymentInputs) -> None:
+    async def delete_service(self, inputs: Inputs) -> None:
         """Delete the endpoint, which takes its deployments with it; gone already is success."""
         ws = await self._session.workspace(inputs)
         name = _endpoint(inputs)
@@ -325,7 +324,7 @@ class AzureMLV2Backend:
         self._forget(inputs)
         self._keys.pop((self._session.key(inputs), name), None)
 
-    async def get_keys(self, inputs: DeploymentInputs, *, fresh: bool = False) -> tuple[str, str] | None:
+    async def get_keys(self, inputs: Inputs, *, fresh: bool = False) -> tuple[str, str] | None:
         """The endpoint's keys, read once and again when asked ``fresh`` (the resync, for keys regenerated
         behind the operator's back) or after scoring refused them."""
         ws = await self._session.workspace(inputs)
@@ -337,7 +336,7 @@ class AzureMLV2Backend:
             )
         return self._keys[key]
 
-    async def probe(self, inputs: DeploymentInputs) -> ProbeResult:
+    async def probe(self, inputs: Inputs) -> ProbeResult:
         """A real scoring request to the endpoint, through its traffic split, as a client sends it."""
         ws = await self._session.workspace(inputs)
         key = (self._session.key(inputs), _endpoint(inputs))
@@ -347,7 +346,7 @@ class AzureMLV2Backend:
             return ProbeResult(False, f"endpoint {_endpoint(inputs)} has no scoring URI yet")
         return await self._score(inputs, view.scoring_uri, None)
 
-    async def _score(self, inputs: DeploymentInputs, uri: str, deployment: str | None) -> ProbeResult:
+    async def _score(self, inputs: Inputs, uri: str, deployment: str | None) -> ProbeResult:
         keys = await self.get_keys(inputs)
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {keys[0] if keys else ''}"}
         if deployment:
@@ -375,20 +374,19 @@ class AzureMLV2Backend:
         self._session.close()
 
 
-def _deployment_body(
-    inputs: DeploymentInputs, location: str, model: str, env: str, code: str, replicas: int
-) -> dict[str, Any]:
+def _deployment_body(inputs: Inputs, location: str, model: str, env: str, code: str, replicas: int) -> dict[str, Any]:
     """An online deployment in Azure's REST shape (OnlineDeploymentProperties, ``sku.capacity`` instances)."""
-    spec = inputs.spec
-    assert spec.compute is not None
-    kube = spec.compute.kubernetes
-    instance_type = kube.instance_type if kube else spec.compute.managed.instance_type if spec.compute.managed else ""
+    spec, compute = inputs.spec, inputs.spec.compute
+    if isinstance(compute, KubernetesEndpointCompute):
+        kind, instance_type = "Kubernetes", compute.kubernetes.instance_type
+    else:
+        kind, instance_type = "Managed", compute.managed.instance_type
     return {
         "location": location,
         "tags": {arm.MANAGED_BY: arm.MANAGER, arm.FINGERPRINT_TAG: rollout.fingerprint(inputs)},
         "sku": {"name": "Default", "capacity": replicas},
         "properties": {
-            "endpointComputeType": "Kubernetes" if kube else "Managed",
+            "endpointComputeType": kind,
             "instanceType": instance_type,
             "model": model,
             "environmentId": env,

@@ -17,12 +17,12 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 from ... import conditions as c
-from ...models import GpuModelDeploymentSpec
-from ..base import ComputeState, DeploymentInputs, ObservedCompute, PermanentBackendError, ServiceOnCompute
+from ...models import AzureMLV2Spec, KubernetesCompute, KubernetesEndpointCompute
+from ..base import ComputeState, ObservedCompute, PermanentBackendError, ServiceOnCompute
 from ..vm_sizes import vm_size
 from . import arm, rollout
 from .rollout import EndpointView
-from .session import Session, Workspace, WsKey
+from .session import Inputs, Session, Workspace, WsKey
 
 #: Azure's most for an online deployment's request timeout (reference-yaml-deployment-managed-online:
 #: request_timeout_ms "the maximum value allowed is 180000 milliseconds").
@@ -47,18 +47,16 @@ class Computes:
         self._listing_locks: defaultdict[tuple[WsKey, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def observe(
-        self, inputs: DeploymentInputs, ws: Workspace, endpoint: Callable[[], Awaitable[EndpointView | None]]
+        self, inputs: Inputs, ws: Workspace, endpoint: Callable[[], Awaitable[EndpointView | None]]
     ) -> ObservedCompute:
         """``endpoint`` reads the resource's endpoint (for its own share of a managed quota)."""
         compute = inputs.spec.compute
-        if compute is None or (compute.managed is None and compute.kubernetes is None):
-            raise PermanentBackendError("azureml-v2 needs spec.compute.managed or .kubernetes", reason=c.INVALID_SPEC)
         _check_timeout(inputs.spec)
-        if compute.managed is not None:
-            return await self._observe_quota(inputs, ws, compute.managed.instance_type, endpoint)
-        return await self._observe_kubernetes(inputs, ws)
+        if isinstance(compute, KubernetesEndpointCompute):
+            return await self._observe_kubernetes(inputs, ws, compute.kubernetes)
+        return await self._observe_quota(inputs, ws, compute.managed.instance_type, endpoint)
 
-    async def _sizes_of(self, inputs: DeploymentInputs, ws: Workspace) -> dict[str, tuple[str, int]]:
+    async def _sizes_of(self, inputs: Inputs, ws: Workspace) -> dict[str, tuple[str, int]]:
         where = (ws.subscription_id.lower(), ws.location.lower())
         if where not in self._sizes:
             self._sizes[where] = await self._session.call(
@@ -68,7 +66,7 @@ class Computes:
 
     async def _observe_quota(
         self,
-        inputs: DeploymentInputs,
+        inputs: Inputs,
         ws: Workspace,
         instance_type: str,
         endpoint: Callable[[], Awaitable[EndpointView | None]],
@@ -95,13 +93,12 @@ class Computes:
             size.name, ComputeState.READY, (size.gpus,) * cap.instances, created_by_operator=True, message=cap.message
         )
 
-    async def room(self, inputs: DeploymentInputs, ws: Workspace) -> tuple[int, str]:
+    async def room(self, inputs: Inputs, ws: Workspace) -> tuple[int, str]:
         """Instances a new deployment can start with beside what runs now (the live deployment included), and
         what limits them, in words. Managed: the family's quota left; Kubernetes: the usable GPUs (whole instances
         per node) less every deployment's on the compute."""
         compute = inputs.spec.compute
-        assert compute is not None
-        if compute.managed is not None:
+        if not isinstance(compute, KubernetesEndpointCompute):
             size = compute.managed.instance_type
             family, vcpus = (await self._sizes_of(inputs, ws)).get(size.lower(), ("", 0))
             used, limit = await self._session.call(
@@ -113,7 +110,6 @@ class Computes:
                 f"{family} quota: {used} of {limit} vCPUs in use, {rollout.quota_charge(1, vcpus)} per instance",
             )
         kube = compute.kubernetes
-        assert kube is not None
         key = (self._session.key(inputs), kube.compute_name.lower())
         per = self._instance_gpus.get(key, {}).get(kube.instance_type.lower(), 0)
         held = sum(s.gpus for s in await self.services_on(inputs, ws, 0.0))
@@ -121,9 +117,7 @@ class Computes:
         room = max(0, usable - held) // per if per else 0
         return room, f"compute {kube.compute_name}: {held} of {usable} usable GPUs held, {per} per instance"
 
-    async def _observe_kubernetes(self, inputs: DeploymentInputs, ws: Workspace) -> ObservedCompute:
-        kube = inputs.spec.compute.kubernetes if inputs.spec.compute else None
-        assert kube is not None
+    async def _observe_kubernetes(self, inputs: Inputs, ws: Workspace, kube: KubernetesCompute) -> ObservedCompute:
         name = kube.compute_name
         found = await self._session.call(
             inputs, f"reading compute {name}", "compute", lambda: arm.get_compute(ws, name)
@@ -157,12 +151,13 @@ class Computes:
         message = f"{kube.instance_type}: {per_instance} GPU(s) per instance; nodes with {kube.node_gpus} GPUs"
         return ObservedCompute(name, ComputeState.READY, tuple(kube.node_gpus), attached=True, message=message)
 
-    async def services_on(self, inputs: DeploymentInputs, ws: Workspace, max_age: float) -> list[ServiceOnCompute]:
+    async def services_on(self, inputs: Inputs, ws: Workspace, max_age: float) -> list[ServiceOnCompute]:
         """Deployments on the same Kubernetes compute, with the GPUs they hold, from a listing at most ``max_age``
         seconds old; none for managed endpoints."""
-        kube = inputs.spec.compute.kubernetes if inputs.spec.compute else None
-        if kube is None:
+        compute = inputs.spec.compute
+        if not isinstance(compute, KubernetesEndpointCompute):
             return []
+        kube = compute.kubernetes
         key = (self._session.key(inputs), kube.compute_name.lower())
         compute_id = f"{ws.arm_id}/computes/{kube.compute_name}".lower()
         async with self._listing_locks[key]:
@@ -173,7 +168,7 @@ class Computes:
         return list(found)
 
     async def _list_on_compute(
-        self, inputs: DeploymentInputs, ws: Workspace, compute_id: str, gpus: dict[str, int]
+        self, inputs: Inputs, ws: Workspace, compute_id: str, gpus: dict[str, int]
     ) -> list[ServiceOnCompute]:
         endpoints = await self._session.call(
             inputs, "listing the workspace's online endpoints", "endpoint", lambda: arm.list_endpoints(ws)
@@ -196,7 +191,7 @@ class Computes:
         return found
 
 
-def _check_gpu_cores(spec: GpuModelDeploymentSpec, instance_type: str, gpus: int) -> None:
+def _check_gpu_cores(spec: AzureMLV2Spec, instance_type: str, gpus: int) -> None:
     if spec.service.gpu_cores != gpus:
         message = (
             f"spec.service.gpuCores is {spec.service.gpu_cores} but each {instance_type} instance has {gpus} GPU(s), "
@@ -205,7 +200,7 @@ def _check_gpu_cores(spec: GpuModelDeploymentSpec, instance_type: str, gpus: int
         raise PermanentBackendError(message, reason=c.INVALID_SPEC)
 
 
-def _check_timeout(spec: GpuModelDeploymentSpec) -> None:
+def _check_timeout(spec: AzureMLV2Spec) -> None:
     if spec.service.scoring_timeout_ms > MAX_REQUEST_TIMEOUT_MS:
         message = f"spec.service.scoringTimeoutMs is at most {MAX_REQUEST_TIMEOUT_MS} for an online deployment"
         raise PermanentBackendError(message, reason=c.INVALID_SPEC)

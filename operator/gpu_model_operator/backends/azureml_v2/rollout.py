@@ -27,6 +27,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from ...models import AzureMLV2Spec, KubernetesEndpointCompute
 from ..base import DeploymentInputs, ObservedService, ServiceState
 
 #: Azure ML holds back 20% more quota than a managed deployment's instances use, for upgrades: ten instances need
@@ -37,17 +38,16 @@ QUOTA_RESERVE = 0.2
 BUSY = frozenset({"creating", "updating", "deleting", "scaling", "accepted", "provisioning"})
 
 
-def fingerprint(inputs: DeploymentInputs) -> str:
+def fingerprint(inputs: DeploymentInputs[AzureMLV2Spec]) -> str:
     """What a deployment runs; another value is another deployment (a blue/green rollout). Replicas are not in it
     (a scale is done in place), nor what online deployments do not take (cpuCores, memoryGb: the instance type
     decides)."""
     spec = inputs.spec
     compute = spec.compute
-    instance_type = ""
-    if compute is not None and compute.managed is not None:
-        instance_type = "managed:" + compute.managed.instance_type.lower()
-    elif compute is not None and compute.kubernetes is not None:
+    if isinstance(compute, KubernetesEndpointCompute):
         instance_type = "kubernetes:" + compute.kubernetes.instance_type.lower()
+    else:
+        instance_type = "managed:" + compute.managed.instance_type.lower()
     parts = {
         "entry": inputs.entry_script,
         "entryName": spec.source.entry_script,

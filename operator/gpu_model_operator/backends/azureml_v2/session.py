@@ -23,9 +23,10 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from ... import conditions as c
+from ...models import AzureMLV2Spec, SecretWorkspace
 from ..base import DeploymentInputs, PermanentBackendError, TransientBackendError
 from .errors import classify
 
@@ -37,12 +38,14 @@ READ_TIMEOUT, WRITE_TIMEOUT = 60.0, 300.0
 #: Where the Azure Workload Identity webhook puts the ServiceAccount token in the operator's pod.
 TOKEN_FILE_ENV = "AZURE_FEDERATED_TOKEN_FILE"
 PROVIDER = "Microsoft.MachineLearningServices"
+#: The inputs of this backend: its spec has the workspace (with one sign-in), the endpoint's compute, the model version.
+Inputs: TypeAlias = DeploymentInputs[AzureMLV2Spec]
 
 
-def credential_source(inputs: DeploymentInputs) -> str:
+def credential_source(inputs: Inputs) -> str:
     """Where the sign-in comes from, for messages (never a credential)."""
     ws = inputs.spec.workspace
-    if ws is not None and ws.credentials_secret_ref is not None:
+    if isinstance(ws, SecretWorkspace):
         return (
             f"the service principal in Secret {ws.credentials_secret_ref.name} (keys tenantId, clientId, clientSecret)"
         )
@@ -84,11 +87,8 @@ class Session:
         #: Per workspace: no Azure call before this monotonic time (a 429's Retry-After).
         self._not_before: dict[tuple[str, str, str], float] = {}
 
-    def key(self, inputs: DeploymentInputs) -> WsKey:
-        ws = inputs.spec.workspace
-        if ws is None:
-            raise PermanentBackendError("azureml-v2 needs spec.workspace", reason=c.INVALID_SPEC)
-        creds = inputs.credentials
+    def key(self, inputs: Inputs) -> WsKey:
+        ws, creds = inputs.spec.workspace, inputs.credentials
         if not creds.get("tenantId") or not creds.get("clientId"):
             raise PermanentBackendError(
                 f"no sign-in: {credential_source(inputs)} is incomplete", reason=c.CREDENTIALS_INVALID
@@ -98,7 +98,7 @@ class Session:
 
     async def call(
         self,
-        inputs: DeploymentInputs,
+        inputs: Inputs,
         action: str,
         area: str,
         fn: Callable[[], T],
@@ -131,7 +131,7 @@ class Session:
         async with self._slots:
             return await asyncio.wait_for(loop.run_in_executor(self._pool, fn), timeout)
 
-    async def workspace(self, inputs: DeploymentInputs) -> Workspace:
+    async def workspace(self, inputs: Inputs) -> Workspace:
         """One client per workspace and credential (a changed Secret builds a new one), with its location."""
         key = self.key(inputs)
         found = self._workspaces.get(key)
@@ -152,12 +152,11 @@ class Session:
                 self._workspaces[key] = made
         return self._workspaces[key]
 
-    def _connect(self, inputs: DeploymentInputs) -> Workspace:
+    def _connect(self, inputs: Inputs) -> Workspace:
         from azure.ai.ml import MLClient
         from azure.identity import ClientSecretCredential, WorkloadIdentityCredential
 
         ws, creds = inputs.spec.workspace, inputs.credentials
-        assert ws is not None
         credential: Any
         if creds.get("clientSecret"):
             credential = ClientSecretCredential(creds["tenantId"], creds["clientId"], creds["clientSecret"])

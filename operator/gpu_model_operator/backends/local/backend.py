@@ -29,13 +29,14 @@ import secrets
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import aiohttp
 
 from ... import conditions as c
-from ...models import GpuModelDeploymentSpec
+from ...models import LocalSpec
 from ..base import (
+    Backend,
     ComputeState,
     DeploymentInputs,
     ObservedCompute,
@@ -56,13 +57,11 @@ from .replicas import INIT_DONE, LEGACY_ROUTER, REPLICA
 from .state import Keys, ServiceRecord
 
 log = logging.getLogger(__name__)
+#: The inputs of this backend: its spec has the model's path and the local options.
+Inputs: TypeAlias = DeploymentInputs[LocalSpec]
 
 
-def _model_dir(spec: GpuModelDeploymentSpec) -> str:
-    if not spec.model.path:
-        raise PermanentBackendError(
-            "the local backend serves a model from this machine: set spec.model.path", reason=c.INVALID_SPEC
-        )
+def _model_dir(spec: LocalSpec) -> str:
     path = Path(spec.model.path).expanduser().resolve()
     if not path.exists():
         raise PermanentBackendError(
@@ -101,7 +100,7 @@ def stop_all(service_dir: Path) -> None:
         procs.stop([*record.replicas, *router], f"{service_dir}/", *REPLICA, LEGACY_ROUTER)
 
 
-class LocalBackend:
+class LocalBackend(Backend[LocalSpec]):
     name = "local"
 
     def __init__(self, state_dir: Path, declared_gpus: int | None = None, python: str = sys.executable) -> None:
@@ -120,10 +119,10 @@ class LocalBackend:
 
     # ---- state files ---------------------------------------------------------------------------------
 
-    def _dir(self, inputs: DeploymentInputs) -> Path:
+    def _dir(self, inputs: Inputs) -> Path:
         return self.state_dir / "services" / f"{inputs.namespace}.{inputs.name}"
 
-    def _load(self, inputs: DeploymentInputs) -> ServiceRecord | None:
+    def _load(self, inputs: Inputs) -> ServiceRecord | None:
         try:
             return st.read(self._dir(inputs))
         except (OSError, ValueError) as exc:
@@ -134,20 +133,20 @@ class LocalBackend:
 
     # ---- compute: this machine -----------------------------------------------------------------------
 
-    async def observe_compute(self, inputs: DeploymentInputs) -> ObservedCompute:
+    async def observe_compute(self, inputs: Inputs) -> ObservedCompute:
         inv = await asyncio.to_thread(lambda: self.inventory)
         nodes = (inv.count,) if inv.count else ()  # this machine is the one node
         return ObservedCompute(
             "local", ComputeState.READY, nodes, cpu_only=inv.count == 0, message=f"GPUs from {inv.source}"
         )
 
-    async def create_compute(self, inputs: DeploymentInputs) -> None:
+    async def create_compute(self, inputs: Inputs) -> None:
         """This machine exists already."""
 
-    async def delete_compute(self, inputs: DeploymentInputs) -> None:
+    async def delete_compute(self, inputs: Inputs) -> None:
         """This machine is never deleted."""
 
-    async def services_on_compute(self, inputs: DeploymentInputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
+    async def services_on_compute(self, inputs: Inputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
         """Every local service with the GPUs it holds or is about to hold (its desired replicas)."""
         found = []
         on_gpu = (await asyncio.to_thread(lambda: self.inventory)).count > 0
@@ -159,7 +158,7 @@ class LocalBackend:
 
     # ---- service: observe (reads only) ---------------------------------------------------------------
 
-    async def observe_service(self, inputs: DeploymentInputs) -> ObservedService:
+    async def observe_service(self, inputs: Inputs) -> ObservedService:
         record = await asyncio.to_thread(self._load, inputs)
         name = inputs.spec.service.name
         if record is None:
@@ -206,12 +205,12 @@ class LocalBackend:
 
     # ---- service: converge (deploy, scale) -----------------------------------------------------------
 
-    async def deploy_service(self, inputs: DeploymentInputs, replicas: int) -> list[str]:
+    async def deploy_service(self, inputs: Inputs, replicas: int) -> list[str]:
         """Create, redeploy (new fingerprint: replicas replaced) or repair; returns the environment warnings."""
         async with self._lock:
             return await asyncio.to_thread(self._deploy, inputs, replicas)
 
-    async def scale_service(self, inputs: DeploymentInputs, replicas: int) -> None:
+    async def scale_service(self, inputs: Inputs, replicas: int) -> None:
         """Start or stop replicas to match (and restart dead ones); the others serve on, on the same port."""
         async with self._lock:
             await asyncio.to_thread(self._scale, inputs, replicas)
@@ -225,7 +224,7 @@ class LocalBackend:
             log.info("environment %s: %s", env.hash, note)
         return env
 
-    def _deploy(self, inputs: DeploymentInputs, replicas: int) -> list[str]:
+    def _deploy(self, inputs: Inputs, replicas: int) -> list[str]:
         spec = inputs.spec
         model_dir = _model_dir(spec)
         entry_name = Path(spec.source.entry_script).name
@@ -273,7 +272,7 @@ class LocalBackend:
         self._converge(sdir, record, env)
         return list(env.warnings)
 
-    def _scale(self, inputs: DeploymentInputs, replicas: int) -> None:
+    def _scale(self, inputs: Inputs, replicas: int) -> None:
         record = self._load(inputs)
         if record is None:
             raise TransientBackendError(f"service {inputs.spec.service.name} is not deployed yet; nothing to scale")
@@ -345,23 +344,23 @@ class LocalBackend:
 
     # ---- service: delete, keys, probe ----------------------------------------------------------------
 
-    async def delete_service(self, inputs: DeploymentInputs) -> None:
+    async def delete_service(self, inputs: Inputs) -> None:
         """Stop every replica (SIGTERM, then SIGKILL), then remove the service's files."""
         async with self._lock:
             await asyncio.to_thread(self._delete, inputs)
 
-    def _delete(self, inputs: DeploymentInputs) -> None:
+    def _delete(self, inputs: Inputs) -> None:
         stop_all(self._dir(inputs))
         shutil.rmtree(self._dir(inputs), ignore_errors=True)
 
-    async def get_keys(self, inputs: DeploymentInputs, *, fresh: bool = False) -> tuple[str, str] | None:
+    async def get_keys(self, inputs: Inputs, *, fresh: bool = False) -> tuple[str, str] | None:
         """From the service's state file, read every time (``fresh`` or not)."""
         record = await asyncio.to_thread(self._load, inputs)
         if record is None or not record.auth_enabled:
             return None
         return record.keys.primary, record.keys.secondary
 
-    async def probe(self, inputs: DeploymentInputs) -> ProbeResult:
+    async def probe(self, inputs: Inputs) -> ProbeResult:
         """A real GET of the health route at the scoring URI's port, with the primary key."""
         record = await asyncio.to_thread(self._load, inputs)
         if record is None:
