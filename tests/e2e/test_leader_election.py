@@ -101,7 +101,9 @@ class Replica:
 
     def reconciled(self) -> set[str]:
         """The resources ("namespace/name") this process has reconciled, from its own metrics."""
-        return set(re.findall(r'^gpumodel_replicas_requested\{deployment="([^"]+)"\}', self.op.metrics(), re.MULTILINE))
+        series = re.findall(r"^gpumodel_replicas_requested\{([^}]*)\}", self.op.metrics(), re.MULTILINE)
+        labels = [dict(re.findall(r'(\w+)="([^"]*)"', s)) for s in series]
+        return {f"{x['namespace']}/{x['name']}" for x in labels}
 
 
 class Lease:
