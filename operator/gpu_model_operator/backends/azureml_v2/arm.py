@@ -170,13 +170,19 @@ def _props(resource: Mapping[str, Any]) -> Mapping[str, Any]:
     return resource.get("properties") or {}
 
 
-def endpoint_view(endpoint: Mapping[str, Any], deployments: list[dict[str, Any]]) -> EndpointView:
-    props, tags = _props(endpoint), endpoint.get("tags") or {}
+def owner_of(endpoint: Mapping[str, Any]) -> str | None:
+    """ "namespace/name" of the GpuModelDeployment the endpoint's tags name, or None (not the operator's)."""
+    tags = endpoint.get("tags") or {}
     owner = tags.get(OWNER_TAG) if tags.get(MANAGED_BY) == MANAGER else None
+    return str(owner) if owner else None
+
+
+def endpoint_view(endpoint: Mapping[str, Any], deployments: list[dict[str, Any]]) -> EndpointView:
+    props = _props(endpoint)
     return EndpointView(
         name=str(endpoint.get("name")),
         state=str(props.get("provisioningState") or "Succeeded"),
-        owner=str(owner) if owner else None,
+        owner=owner_of(endpoint),
         scoring_uri=props.get("scoringUri"),
         traffic={str(k): int(v) for k, v in (props.get("traffic") or {}).items()},
         deployments=tuple(deployment_view(d) for d in deployments),

@@ -13,7 +13,8 @@ What calls what (each row one or two SDK calls in the session's pool, never wait
   shared by every resource for ``max_age`` seconds; get_keys: ``listKeys``; probe: a real scoring request.
 
 An endpoint is the operator's by its tags (``managed-by``, ``gpumodel-owner``); the reconcile core decides what
-an endpoint without them means (ServiceExists unless taken over).
+an endpoint without them means (ServiceExists unless taken over), and every write checks them again (the core
+trusts its own record of having created an endpoint, which one made again outside the operator does not change).
 """
 
 from __future__ import annotations
@@ -177,6 +178,8 @@ class AzureMLV2Backend:
         cached = self._take(self._for_step, key, 10.0)
         view, raw = (cached[1], cached[2]) if cached else await self._read(inputs, ws)
         step = rollout.next_step(view, _desired(inputs), replicas)
+        if step.kind not in (StepKind.WAIT, StepKind.NONE):
+            await self._require_ours(inputs, ws, raw, f"rollout step {step.kind.value} {step.deployment}".strip())
         if step.kind == StepKind.CREATE_DEPLOYMENT:
             room, why = await self._computes.room(inputs, ws)
             step = rollout.make_room(view, step, room)
@@ -218,6 +221,37 @@ class AzureMLV2Backend:
         finally:
             if step.kind not in (StepKind.WAIT, StepKind.NONE):
                 self._forget(inputs)
+
+    async def _require_ours(
+        self, inputs: DeploymentInputs, ws: Workspace, raw: dict[str, Any] | None, doing: str
+    ) -> None:
+        """Never write to an endpoint that is not this resource's by its tags (or taken over), as the azureml
+        backend refuses a service that appeared meanwhile: the core decided on its own record, and the endpoint
+        may have been deleted and made again outside the operator since. A create first reads the name again, as
+        a PUT would replace an endpoint made since the observation. The refusal is transient: the next pass
+        observes the endpoint and the core decides what it means (ServiceExists, ServiceNameConflict)."""
+        name = _endpoint(inputs)
+        if raw is None:
+            raw = await self._session.call(
+                inputs, f"reading endpoint {name}", "endpoint", lambda: arm.get_endpoint(ws, name)
+            )
+            if raw is None:
+                return
+            message = (
+                f"not taking {doing}: endpoint {name} appeared meanwhile ({arm.OWNER_TAG}: "
+                f"{arm.owner_of(raw) or 'none'}); the next pass observes it"
+            )
+            refused = _not_ours(inputs, raw)
+            raise TransientBackendError(message, reason=refused[0]) if refused else TransientBackendError(message)
+        refusal = _not_ours(inputs, raw)
+        if refusal is not None:
+            reason, owner = refusal
+            raise TransientBackendError(
+                f"not taking {doing}: endpoint {name} is not tagged as this resource's ({arm.OWNER_TAG}: "
+                f"{owner or 'none'}), so nothing of it was changed; annotate the resource gpumodel.io/take-over=true "
+                "to let the operator redeploy it, or choose another spec.service.name",
+                reason=reason,
+            )
 
     async def _put_endpoint(
         self, inputs: DeploymentInputs, ws: Workspace, raw: dict[str, Any] | None, traffic: dict[str, int] | None
@@ -316,9 +350,27 @@ class AzureMLV2Backend:
         await self._put_endpoint(inputs, ws, raw, {deployment: 100})
 
     async def delete_service(self, inputs: DeploymentInputs) -> None:
-        """Delete the endpoint, which takes its deployments with it; gone already is success."""
+        """Delete the endpoint, which takes its deployments with it; gone already is success. The endpoint is read
+        again first, and one that is not this resource's by its tags (or taken over) is never deleted: it was
+        made again outside the operator after ours was deleted, whatever the status record says."""
         ws = await self._session.workspace(inputs)
         name = _endpoint(inputs)
+        raw = await self._session.call(
+            inputs, f"reading endpoint {name}", "endpoint", lambda: arm.get_endpoint(ws, name)
+        )
+        self._forget(inputs)
+        if raw is None:
+            return
+        refusal = _not_ours(inputs, raw)
+        if refusal is not None:
+            reason, owner = refusal
+            raise TransientBackendError(
+                f"not deleting endpoint {name}: it is not tagged as this resource's ({arm.OWNER_TAG}: "
+                f"{owner or 'none'}), so it was made again outside the operator and is left as it is; delete it "
+                "yourself if it should go, or annotate the resource gpumodel.io/reconcile-policy=detach-on-delete "
+                "to let the resource go without touching it",
+                reason=reason,
+            )
         await self._session.call(
             inputs, f"deleting endpoint {name}", "endpoint", lambda: arm.delete_endpoint(ws, name), WRITE_TIMEOUT
         )
@@ -373,6 +425,16 @@ class AzureMLV2Backend:
 
     async def close(self) -> None:
         self._session.close()
+
+
+def _not_ours(inputs: DeploymentInputs, raw: dict[str, Any]) -> tuple[str, str | None] | None:
+    """None when the operator may write to the endpoint: its tags name this resource, or it has none of the
+    operator's and the user asked to take it over. Otherwise the condition reason to refuse with and whose it is.
+    Another resource's endpoint is never written to, take-over or not (the core reports the conflict)."""
+    owner = arm.owner_of(raw)
+    if owner == inputs.owner or (owner is None and inputs.take_over):
+        return None
+    return (c.SERVICE_EXISTS if owner is None else c.SERVICE_CONFLICT), owner
 
 
 def _deployment_body(
