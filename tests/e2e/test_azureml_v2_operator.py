@@ -130,6 +130,32 @@ def test_a_failed_rollout_leaves_the_old_deployment_serving_and_says_why(v2: Azu
     v2.delete("canary")
 
 
+def test_a_rollout_keeps_what_the_operator_does_not_manage_on_the_endpoint(v2: AzureV2) -> None:
+    """A security team makes the operator's endpoint private and tags it, as ``az ml online-endpoint update`` does
+    (a GET, the change, a PUT of the whole endpoint). The rollout's traffic shift is a PUT too, which replaces the
+    endpoint: it must send back what it read, or the endpoint turns public again."""
+    v2.apply("private", "private-ep", managed())
+    v2.wait_ready("private")
+    old = next(iter(live(v2, "private-ep")))
+    endpoint = arm_call(v2.emu, "GET", "/onlineEndpoints/private-ep").json()
+    endpoint["properties"]["publicNetworkAccess"] = "Disabled"
+    endpoint["tags"]["cost-center"] = "42"
+    changed = arm_call(v2.emu, "PUT", "/onlineEndpoints/private-ep", endpoint)
+    assert changed.status_code == 200, changed.text
+    wait_for("the change applied", lambda: (v2.endpoint("private-ep") or {}).get("state") == "Succeeded", 10)
+    principal = endpoint["identity"]["principalId"]
+
+    v2.apply("private", "private-ep", managed(), version=2)
+    wait_for("the new deployment alone with all traffic", lambda: set(live(v2, "private-ep")) - {old}, 60)
+    v2.wait_ready("private")
+    after = arm_call(v2.emu, "GET", "/onlineEndpoints/private-ep").json()
+    assert after["properties"]["publicNetworkAccess"] == "Disabled", after["properties"]
+    assert after["tags"]["cost-center"] == "42" and after["tags"]["gpumodel-owner"] == f"{v2.ns}/private"
+    assert after["identity"]["principalId"] == principal
+    v2.delete("private")
+    v2.wait_endpoint_gone("private-ep")
+
+
 def test_quota_caps_replicas_and_says_so(v2: AzureV2) -> None:
     # One NC24ads_A100_v4 holds ceil(1.2) x 24 = 48 vCPUs: a 48-vCPU family limit fits one instance.
     v2.emu.v2.configure(family_limits={"standardNCADSA100v4Family": 48})

@@ -177,3 +177,71 @@ def test_deleting_an_endpoint_already_gone_is_success() -> None:
     b, fake = backend_on(None, None)
     asyncio.run(b.delete_service(inputs()))
     assert fake.writes == []
+
+
+#: Our endpoint as read, with what a security team set behind the operator's back: a private endpoint, a
+#: user-assigned identity, a mirrored share, a description and a tag of their own.
+HARDENED = {
+    "id": f"{Workspace.arm_id}/onlineEndpoints/fraud-ep",
+    "name": "fraud-ep",
+    "type": "Microsoft.MachineLearningServices/workspaces/onlineEndpoints",
+    "location": "eastus",
+    "kind": "Managed",
+    "tags": {**OURS, "cost-center": "42"},
+    "identity": {
+        "type": "UserAssigned",
+        "principalId": "p",
+        "tenantId": "t",
+        "userAssignedIdentities": {"/subscriptions/s/uami": {"principalId": "p2", "clientId": "c2"}},
+    },
+    "systemData": {"createdBy": "someone"},
+    "properties": {
+        "authMode": "Key",
+        "description": "fraud scoring",
+        "properties": {"azureml.onlineendpointid": "x"},
+        "traffic": {"gmo-old": 100, "gmo-other": 0},
+        "mirrorTraffic": {"gmo-other": 10},
+        "publicNetworkAccess": "Disabled",
+        "someFutureProperty": {"on": True},
+        "provisioningState": "Succeeded",
+        "scoringUri": "https://fraud-ep.eastus.inference.ml.azure.com/score",
+        "swaggerUri": "https://fraud-ep.eastus.inference.ml.azure.com/swagger.json",
+    },
+}
+
+
+def test_a_traffic_shift_sends_the_endpoint_back_whole() -> None:
+    """ARM's PUT replaces the endpoint: what the body leaves out goes back to Azure's default (a private endpoint
+    turns public). Only the split and the operator's tags change; what the server owns is left out."""
+    body = arm.endpoint_update(HARDENED, OWNER, {"gmo-new": 100})
+    props = body["properties"]
+    assert props["traffic"] == {"gmo-new": 100}
+    assert props["publicNetworkAccess"] == "Disabled" and props["mirrorTraffic"] == {"gmo-other": 10}
+    assert props["someFutureProperty"] == {"on": True} and props["description"] == "fraud scoring"
+    assert props["properties"] == {"azureml.onlineendpointid": "x"} and props["authMode"] == "Key"
+    assert body["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {"/subscriptions/s/uami": {}}}
+    assert body["tags"] == {**OURS, "cost-center": "42"} and body["kind"] == "Managed"
+    assert body["location"] == "eastus"
+    assert not {"id", "name", "type", "systemData"} & set(body)
+    assert not {"provisioningState", "scoringUri", "swaggerUri"} & set(props)
+    # A failed endpoint sent again keeps its live split; the operator's tags are put back if they were lost.
+    again = arm.endpoint_update({**HARDENED, "tags": {"cost-center": "42"}}, OWNER, None)
+    assert again["properties"]["traffic"] == {"gmo-old": 100} and again["tags"] == {**OURS, "cost-center": "42"}
+
+
+def test_the_backend_s_shift_puts_that_body() -> None:
+    sent: dict[str, Any] = {}
+
+    class Session(FakeSession):
+        async def call(self, inputs: DeploymentInputs, action: str, area: str, fn: Any, t: float = 0) -> Any:
+            return fn()
+
+    b: Any = v2backend.AzureMLV2Backend(workers=1)
+    b._session = Session(HARDENED)
+    original = arm.put_endpoint
+    arm.put_endpoint = lambda ws, name, body: sent.update(body)  # type: ignore[assignment]
+    try:
+        asyncio.run(b._put_endpoint(inputs(), Workspace(), HARDENED, {"gmo-new": 100}))
+    finally:
+        arm.put_endpoint = original  # type: ignore[assignment]
+    assert sent == arm.endpoint_update(HARDENED, OWNER, {"gmo-new": 100})

@@ -207,5 +207,32 @@ def compute_of(endpoint: Mapping[str, Any]) -> str:
     return str(_props(endpoint).get("compute") or "").lower()
 
 
+#: What Azure sets on an endpoint and ignores or refuses in a PUT: the ARM envelope and the server's properties.
+READ_ONLY = ("id", "name", "type", "systemData", "etag")
+READ_ONLY_PROPERTIES = ("provisioningState", "scoringUri", "swaggerUri")
+
+
+def endpoint_update(endpoint: Mapping[str, Any], owner: str, traffic: Mapping[str, int] | None) -> dict[str, Any]:
+    """The PUT body that changes an endpoint's traffic split (or sends a failed endpoint again): the endpoint
+    as read, whole, with the split and the operator's tags. ARM's PUT replaces the resource, so anything left
+    out goes back to Azure's default: a private endpoint (``publicNetworkAccess: Disabled``) would turn public,
+    mirrored traffic stop, a user-assigned identity be dropped. The SDK's models keep the properties they do not
+    know (they are mappings of the wire's JSON), so what another tool set comes back as it was read. Only what
+    the server owns is left out (the identity's principal and tenant among it)."""
+    body = {k: v for k, v in endpoint.items() if k not in READ_ONLY}
+    props = {k: v for k, v in _props(endpoint).items() if k not in READ_ONLY_PROPERTIES}
+    current = {str(k): int(v) for k, v in (props.get("traffic") or {}).items() if int(v)}
+    props["traffic"] = dict(traffic) if traffic is not None else current
+    body["properties"] = props
+    body["tags"] = tags(owner, endpoint.get("tags"))
+    identity = dict(endpoint.get("identity") or {})
+    if identity:
+        identity = {k: v for k, v in identity.items() if k not in ("principalId", "tenantId")}
+        if identity.get("userAssignedIdentities"):
+            identity["userAssignedIdentities"] = {key: {} for key in identity["userAssignedIdentities"]}
+        body["identity"] = identity
+    return body
+
+
 def tags(owner: str, existing: Mapping[str, str] | None = None) -> dict[str, str]:
     return {**dict(existing or {}), MANAGED_BY: MANAGER, OWNER_TAG: owner}

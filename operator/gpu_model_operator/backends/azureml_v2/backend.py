@@ -256,24 +256,22 @@ class AzureMLV2Backend:
     async def _put_endpoint(
         self, inputs: DeploymentInputs, ws: Workspace, raw: dict[str, Any] | None, traffic: dict[str, int] | None
     ) -> None:
-        """Create the endpoint (key auth, the operator's tags), or send it again with a new traffic split."""
+        """Create the endpoint (key auth, the operator's tags), or send it again whole with a new traffic split
+        (:func:`.arm.endpoint_update`: a PUT replaces it, so what the operator does not manage is sent as read)."""
         name = _endpoint(inputs)
-        props = dict((raw or {}).get("properties") or {})
-        body_props: dict[str, Any] = {"authMode": props.get("authMode") or "Key"}
-        if props.get("description"):
-            body_props["description"] = props["description"]
-        current = {k: int(v) for k, v in (props.get("traffic") or {}).items() if int(v)}
-        body_props["traffic"] = traffic if traffic is not None else current
-        kube = inputs.spec.compute.kubernetes if inputs.spec.compute else None
-        if kube is not None:
-            body_props["compute"] = props.get("compute") or f"{ws.arm_id}/computes/{kube.compute_name}"
-        identity = (raw or {}).get("identity") or {}
-        body = {
-            "location": (raw or {}).get("location") or ws.location,
-            "tags": arm.tags(inputs.owner, (raw or {}).get("tags")),
-            "identity": {"type": identity.get("type") or "SystemAssigned"},
-            "properties": body_props,
-        }
+        if raw is not None:
+            body = arm.endpoint_update(raw, inputs.owner, traffic)
+        else:
+            body_props: dict[str, Any] = {"authMode": "Key", "traffic": traffic or {}}
+            kube = inputs.spec.compute.kubernetes if inputs.spec.compute else None
+            if kube is not None:
+                body_props["compute"] = f"{ws.arm_id}/computes/{kube.compute_name}"
+            body = {
+                "location": ws.location,
+                "tags": arm.tags(inputs.owner),
+                "identity": {"type": "SystemAssigned"},
+                "properties": body_props,
+            }
         verb = "creating" if raw is None else "updating"
         await self._session.call(
             inputs, f"{verb} endpoint {name}", "endpoint", lambda: arm.put_endpoint(ws, name, body), WRITE_TIMEOUT
