@@ -130,6 +130,35 @@ def test_a_failed_rollout_leaves_the_old_deployment_serving_and_says_why(v2: Azu
     v2.delete("canary")
 
 
+def test_a_failed_rollout_gives_production_its_instances_back(v2: AzureV2) -> None:
+    """Quota for two T4 instances and their reserve (16 vCPUs: 2 hold 12, 1 holds 8): the rollout halves the live
+    deployment to start the new one beside it; the new one fails to start. Before the failure is reported, the live
+    deployment is back at 2 instances and the failed one is gone."""
+    family = "standardNCASv3_T4Family"
+    v2.emu.v2.configure(family_limits={family: 16})
+    try:
+        v2.apply("halved", "halved-ep", managed(), replicas=2)
+        v2.wait_ready("halved")
+        old = next(iter(live(v2, "halved-ep")))
+        v2.emu.v2.fail_start(endpoint="^halved-ep$", deployment=f"^(?!{old}$)", times=1)
+        v2.apply("halved", "halved-ep", managed(), replicas=2, version=2)
+        wait_for(
+            "the live deployment halved",
+            lambda: v2.endpoint("halved-ep")["deployments"][old]["instance_count"] == 1,
+            60,
+        )
+        cond = v2.wait_reason("halved", "ServiceFailed")
+        found = v2.endpoint("halved-ep")
+        assert set(found["deployments"]) == {old}, found["deployments"]
+        assert found["deployments"][old]["instance_count"] == 2 and live(v2, "halved-ep") == {old: 100}
+        assert "User container has crashed" in cond["message"] and f"{old} keeps serving 100%" in cond["message"]
+        assert v2.score("halved").status_code == 200
+    finally:
+        v2.emu.v2.configure(family_limits={family: 24})
+    v2.delete("halved")
+    v2.wait_endpoint_gone("halved-ep")
+
+
 def test_a_rollout_keeps_what_the_operator_does_not_manage_on_the_endpoint(v2: AzureV2) -> None:
     """A security team makes the operator's endpoint private and tags it, as ``az ml online-endpoint update`` does
     (a GET, the change, a PUT of the whole endpoint). The rollout's traffic shift is a PUT too, which replaces the

@@ -245,3 +245,36 @@ def test_the_backend_s_shift_puts_that_body() -> None:
     finally:
         arm.put_endpoint = original  # type: ignore[assignment]
     assert sent == arm.endpoint_update(HARDENED, OWNER, {"gmo-new": 100})
+
+
+def test_giving_back_a_failed_rollout_s_instances_records_the_failure_on_the_live_deployment() -> None:
+    sent: list[tuple[str, int, Any]] = []
+
+    class Session(FakeSession):
+        async def call(self, inputs: DeploymentInputs, action: str, area: str, fn: Any, t: float = 0) -> Any:
+            self.writes.append(action)
+            return fn()
+
+    new = v2backend._desired(inputs())
+    old = DeploymentView("gmo-old", "Succeeded", 1, tags={"team": "a"})
+    view = EndpointView(
+        "fraud-ep", "Succeeded", OWNER, "https://x/score", {"gmo-old": 100}, (old, DeploymentView(new, "Failed", 1))
+    )
+    b: Any = v2backend.AzureMLV2Backend(workers=1)
+    b._session = Session({**FOREIGN, "tags": OURS})
+
+    async def read(inputs: DeploymentInputs, ws: Any) -> tuple[EndpointView | None, dict[str, Any] | None]:
+        return view, {**FOREIGN, "tags": OURS}
+
+    b._read = read
+    original = arm.scale_deployment
+    arm.scale_deployment = lambda ws, e, name, n, tags=None: sent.append((name, n, tags))  # type: ignore[assignment]
+    try:
+        asyncio.run(b.scale_service(inputs(), 2))
+    finally:
+        arm.scale_deployment = original  # type: ignore[assignment]
+    mark = f"{new}: Azure gave no reason"
+    assert sent == [("gmo-old", 2, {"team": "a", rollout.FAILED_ROLLOUT_TAG: mark})]
+    assert b._session.writes == [
+        f"scaling deployment gmo-old of endpoint fraud-ep to 2 instance(s), recording the failed rollout of {new}"
+    ]

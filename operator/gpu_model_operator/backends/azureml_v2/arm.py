@@ -76,10 +76,14 @@ def put_deployment(ws: Workspace, endpoint: str, name: str, body: dict[str, Any]
     ops.begin_create_or_update(endpoint_name=endpoint, deployment_name=name, body=body, polling=False, **_dkwargs(ws))
 
 
-def scale_deployment(ws: Workspace, endpoint: str, name: str, instances: int) -> None:
-    """A PATCH of the instance count alone: the deployment keeps what it runs (an old one being made room beside
-    keeps its model, code and environment)."""
-    body = {"sku": {"capacity": instances}}
+def scale_deployment(
+    ws: Workspace, endpoint: str, name: str, instances: int, tags: Mapping[str, str] | None = None
+) -> None:
+    """A PATCH of the instance count (and the tags, whole, where given) alone: the deployment keeps what it runs
+    (an old one being made room beside keeps its model, code and environment)."""
+    body: dict[str, Any] = {"sku": {"capacity": instances}}
+    if tags is not None:
+        body["tags"] = dict(tags)
     _ops(ws)[1].begin_update(endpoint_name=endpoint, deployment_name=name, body=body, polling=False, **_dkwargs(ws))
 
 
@@ -199,6 +203,7 @@ def deployment_view(deployment: Mapping[str, Any]) -> DeploymentView:
         instance_count=int(sku.get("capacity") or 1),
         instance_type=props.get("instanceType"),
         error=operation_error(error) if error else "",
+        tags={str(k): str(v) for k, v in (deployment.get("tags") or {}).items()},
     )
 
 

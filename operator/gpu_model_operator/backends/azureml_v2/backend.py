@@ -211,11 +211,21 @@ class AzureMLV2Backend:
             elif step.kind == StepKind.SHIFT_TRAFFIC:
                 await self._shift(inputs, ws, raw, view, step.deployment)
             elif step.kind == StepKind.SCALE:
+                found = view.find(step.deployment) if view is not None else None
+                tags = found.tags_with(step.mark) if found is not None and step.mark is not None else None
+                noted = (
+                    ""
+                    if tags is None
+                    else f", recording the failed rollout of {step.mark.split(': ')[0]}"
+                    if step.mark
+                    else ", clearing its record of a failed rollout"
+                )
                 await self._session.call(
                     inputs,
-                    f"scaling deployment {step.deployment} of endpoint {endpoint} to {step.replicas} instance(s)",
+                    f"scaling deployment {step.deployment} of endpoint {endpoint} to {step.replicas} instance(s)"
+                    + noted,
                     "deployment",
-                    lambda: arm.scale_deployment(ws, endpoint, step.deployment, step.replicas),
+                    lambda: arm.scale_deployment(ws, endpoint, step.deployment, step.replicas, tags),
                     WRITE_TIMEOUT,
                 )
         finally:
