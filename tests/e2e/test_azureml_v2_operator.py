@@ -11,6 +11,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -183,6 +184,48 @@ def test_a_rollout_keeps_what_the_operator_does_not_manage_on_the_endpoint(v2: A
     assert after["identity"]["principalId"] == principal
     v2.delete("private")
     v2.wait_endpoint_gone("private-ep")
+
+
+class PickyModel(BaseHTTPRequestHandler):
+    """An entry script that needs its input: ``{"data": ...}`` is answered, anything else fails in run() (500, which
+    Azure turns into 424 for the client)."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        ok = b'"data"' in body
+        payload = body if ok else b'{"error": "KeyError: \'data\'"}'
+        self.send_response(200 if ok else 500)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_ready_means_the_model_answers_the_probe(v2: AzureV2) -> None:
+    """Azure's 424 is the model's run() failing: a client sending that request cannot score, so it is never Ready.
+    Without spec.rollout.probeRequest the probe's body is {}, which this model refuses: the resource says so and waits;
+    with a request it answers, it is Ready."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PickyModel)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    v2.emu.configure(default_scoring_backend=f"http://127.0.0.1:{server.server_address[1]}/score")
+    try:
+        v2.apply("picky", "picky-ep", managed())
+        cond = v2.wait_reason("picky", "ProbeFailed")
+        assert "answered 424: the model's run() failed with 500 on the probe's default body {}" in cond["message"]
+        assert "set spec.rollout.probeRequest" in cond["message"]
+        assert not live(v2, "picky-ep"), "no traffic to a deployment that cannot score"
+        probe = json.dumps({"spec": {"rollout": {"probeRequest": '{"data": [[0, 1]]}'}}})
+        v2.cp.kubectl("patch", "gmd", "picky", "-n", v2.ns, "--type=merge", "-p", probe)
+        v2.wait_ready("picky")
+        assert v2.score("picky").status_code == 200
+    finally:
+        v2.emu.configure(default_scoring_backend=None)
+        server.shutdown()
+    v2.delete("picky")
+    v2.wait_endpoint_gone("picky-ep")
 
 
 def test_quota_caps_replicas_and_says_so(v2: AzureV2) -> None:

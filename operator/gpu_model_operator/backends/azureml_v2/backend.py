@@ -424,12 +424,22 @@ class AzureMLV2Backend:
         to = f" (deployment {deployment})" if deployment else ""
         if response.status_code in (401, 403):
             self._keys.pop((self._session.key(inputs), _endpoint(inputs)), None)  # rotated: read them again
-        # Without a probe request, the model refusing "{}" (Azure's 424 with the model's status) still proves the
-        # user's code is up and answering; with one, only a success does.
-        answered = response.status_code == 424 and not body
-        if 200 <= response.status_code < 300 or answered:
+        if 200 <= response.status_code < 300:
             return ProbeResult(True, f"POST {uri}{to} answered {response.status_code}")
-        return ProbeResult(False, f"POST {uri}{to} answered {response.status_code} {response.text[:200].strip()}")
+        # Ready means a client can score: Azure's 424 is the model's run() failing (its status in
+        # ms-azureml-model-error-statuscode), which a client sees as a failed request, so it never passes, with a
+        # probe request or without (then the body is "{}", which a model that needs its input refuses).
+        hint = ""
+        if response.status_code == 424:
+            model = response.headers.get("ms-azureml-model-error-statuscode")
+            hint = f": the model's run() failed{f' with {model}' if model else ''}" + (
+                ""
+                if body
+                else " on the probe's default body {}; set spec.rollout.probeRequest to a request the model answers"
+            )
+        return ProbeResult(
+            False, f"POST {uri}{to} answered {response.status_code}{hint} {response.text[:200].strip()}".rstrip()
+        )
 
     async def close(self) -> None:
         self._session.close()
