@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -286,6 +287,48 @@ def test_an_endpoint_the_operator_did_not_create_is_left_alone(v2: AzureV2) -> N
     v2.wait_ready("theirs")
     v2.delete("theirs")
     v2.wait_endpoint_gone("theirs-ep")
+
+
+def test_an_endpoint_made_again_outside_the_operator_is_never_written_to_or_deleted(v2: AzureV2) -> None:
+    """The operator's endpoint is deleted behind its back and someone makes one of the same name, without its tags.
+    The status still records the endpoint as created by the operator (the core trusts that record over a missing
+    tag), so the core asks for a deploy and, on deletion, for the endpoint's deletion: the backend checks the tags
+    at each write and refuses, and the resource can only go with detach-on-delete."""
+    v2.apply("swapped", "swapped-ep", managed())
+    v2.wait_ready("swapped")
+    v2.cp.kubectl("annotate", "gmd", "swapped", "-n", v2.ns, "gpumodel.io/reconcile-policy=skip")
+    v2.wait_reason("swapped", "ReconcileSkipped")
+    assert arm_call(v2.emu, "DELETE", "/onlineEndpoints/swapped-ep").status_code == 202
+    v2.wait_endpoint_gone("swapped-ep")
+    made = arm_call(
+        v2.emu,
+        "PUT",
+        "/onlineEndpoints/swapped-ep",
+        {"location": "eastus", "tags": {"team": "other"}, "properties": {"authMode": "Key"}},
+    )
+    assert made.status_code == 201, made.text
+    wait_for("their endpoint", lambda: (v2.endpoint("swapped-ep") or {}).get("state") == "Succeeded", 10)
+    v2.emu.clear_calls()
+    v2.cp.kubectl("annotate", "gmd", "swapped", "-n", v2.ns, "gpumodel.io/reconcile-policy-")
+    cond = v2.wait_reason("swapped", "ServiceExists")
+    assert "is not tagged as this resource's (gpumodel-owner: none)" in cond["message"], cond
+    assert "nothing of it was changed" in cond["message"]
+
+    v2.cp.kubectl("delete", "gmd", "swapped", "-n", v2.ns, "--wait=false")
+    time.sleep(5)  # several deletion passes, each refused
+    assert v2.get("swapped")["metadata"].get("deletionTimestamp"), "the finalizer holds the resource"
+    refused = [e for e in v2.operator.log_path.read_text().splitlines() if "not deleting endpoint swapped-ep" in e]
+    assert refused, v2.operator.log_tail()
+    v2.cp.kubectl("annotate", "gmd", "swapped", "-n", v2.ns, "gpumodel.io/reconcile-policy=detach-on-delete")
+
+    def gone() -> bool:
+        return v2.cp.kubectl("get", "gmd", "swapped", "-n", v2.ns, check=False).returncode != 0
+
+    wait_for("the resource gone", gone, 30)
+    writes = v2.writes(r"/onlineEndpoints/swapped-ep", "PUT") + v2.writes(r"/onlineEndpoints/swapped-ep", "DELETE")
+    assert writes + v2.writes(r"/onlineEndpoints/swapped-ep", "PATCH") == 0
+    assert v2.endpoint("swapped-ep") is not None and v2.endpoint("swapped-ep")["state"] == "Succeeded"
+    arm_call(v2.emu, "DELETE", "/onlineEndpoints/swapped-ep")  # its owner's own clean-up
 
 
 def test_another_resource_s_endpoint_is_a_conflict_left_untouched(v2: AzureV2) -> None:
