@@ -224,8 +224,8 @@ def endpoint_update(endpoint: Mapping[str, Any], owner: str, traffic: Mapping[st
     mirrored traffic stop, a user-assigned identity be dropped. The SDK's models keep the properties they do not
     know (they are mappings of the wire's JSON), so what another tool set comes back as it was read. Only what
     the server owns is left out (the identity's principal and tenant among it)."""
-    body = {k: v for k, v in endpoint.items() if k not in READ_ONLY}
-    props = {k: v for k, v in _props(endpoint).items() if k not in READ_ONLY_PROPERTIES}
+    body = {k: v for k, v in endpoint.items() if k not in READ_ONLY and v is not None}
+    props = {k: v for k, v in _props(endpoint).items() if k not in READ_ONLY_PROPERTIES and v is not None}
     current = {str(k): int(v) for k, v in (props.get("traffic") or {}).items() if int(v)}
     props["traffic"] = dict(traffic) if traffic is not None else current
     body["properties"] = props
