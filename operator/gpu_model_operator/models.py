@@ -256,8 +256,8 @@ class LocalOptions(_Model):
 class Rollout(_Model):
     """How azureml-v2 checks a new deployment before it takes the traffic (blue/green)."""
 
-    #: The JSON body of the scoring probe; without it any answer of the user's code (2xx, or Azure's 424 for
-    #: the model's own error status) counts, since a request the model rejects still proves it serves.
+    #: The JSON body of the scoring probe; without it the probe sends ``{}``. Only a 2xx answer passes: Azure's 424
+    #: (the model's run() failed) does not, as a client sending that request could not score.
     probe_request: Annotated[str | None, Field(min_length=2, max_length=65536)] = None
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -138,6 +140,103 @@ def test_a_failed_rollout_leaves_the_old_deployment_serving_and_says_why(v2: Azu
     v2.delete("canary")
 
 
+def test_a_failed_rollout_gives_production_its_instances_back(v2: AzureV2) -> None:
+    """Quota for two T4 instances and their reserve (16 vCPUs: 2 hold 12, 1 holds 8): the rollout halves the live
+    deployment to start the new one beside it; the new one fails to start. Before the failure is reported, the live
+    deployment is back at 2 instances and the failed one is gone."""
+    family = "standardNCASv3_T4Family"
+    v2.emu.v2.configure(family_limits={family: 16})
+    try:
+        v2.apply("halved", "halved-ep", managed(), replicas=2)
+        v2.wait_ready("halved")
+        old = next(iter(live(v2, "halved-ep")))
+        v2.emu.v2.fail_start(endpoint="^halved-ep$", deployment=f"^(?!{old}$)", times=1)
+        v2.apply("halved", "halved-ep", managed(), replicas=2, version=2)
+        wait_for(
+            "the live deployment halved",
+            lambda: deployments(v2, "halved-ep")[old]["instance_count"] == 1,
+            60,
+        )
+        cond = v2.wait_reason("halved", "ServiceFailed")
+        found = deployments(v2, "halved-ep")
+        assert set(found) == {old}, found
+        assert found[old]["instance_count"] == 2 and live(v2, "halved-ep") == {old: 100}
+        assert "User container has crashed" in cond["message"] and f"{old} keeps serving 100%" in cond["message"]
+        assert v2.score("halved").status_code == 200
+    finally:
+        v2.emu.v2.configure(family_limits={family: 24})
+    v2.delete("halved")
+    v2.wait_endpoint_gone("halved-ep")
+
+
+def test_a_rollout_keeps_what_the_operator_does_not_manage_on_the_endpoint(v2: AzureV2) -> None:
+    """A security team makes the operator's endpoint private and tags it, as ``az ml online-endpoint update`` does
+    (a GET, the change, a PUT of the whole endpoint). The rollout's traffic shift is a PUT too, which replaces the
+    endpoint: it must send back what it read, or the endpoint turns public again."""
+    v2.apply("private", "private-ep", managed())
+    v2.wait_ready("private")
+    old = next(iter(live(v2, "private-ep")))
+    endpoint = arm_call(v2.emu, "GET", "/onlineEndpoints/private-ep").json()
+    endpoint["properties"]["publicNetworkAccess"] = "Disabled"
+    endpoint["tags"]["cost-center"] = "42"
+    changed = arm_call(v2.emu, "PUT", "/onlineEndpoints/private-ep", endpoint)
+    assert changed.status_code == 200, changed.text
+    wait_for("the change applied", lambda: (v2.endpoint("private-ep") or {}).get("state") == "Succeeded", 10)
+    principal = endpoint["identity"]["principalId"]
+
+    v2.apply("private", "private-ep", managed(), version=2)
+    wait_for("the new deployment alone with all traffic", lambda: set(live(v2, "private-ep")) - {old}, 60)
+    v2.wait_ready("private")
+    after = arm_call(v2.emu, "GET", "/onlineEndpoints/private-ep").json()
+    assert after["properties"]["publicNetworkAccess"] == "Disabled", after["properties"]
+    assert after["tags"]["cost-center"] == "42" and after["tags"]["gpumodel-owner"] == f"{v2.ns}/private"
+    assert after["identity"]["principalId"] == principal
+    v2.delete("private")
+    v2.wait_endpoint_gone("private-ep")
+
+
+class PickyModel(BaseHTTPRequestHandler):
+    """An entry script that needs its input: ``{"data": ...}`` is answered, anything else fails in run() (500, which
+    Azure turns into 424 for the client)."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        ok = b'"data"' in body
+        payload = body if ok else b'{"error": "KeyError: \'data\'"}'
+        self.send_response(200 if ok else 500)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_ready_means_the_model_answers_the_probe(v2: AzureV2) -> None:
+    """Azure's 424 is the model's run() failing: a client sending that request cannot score, so it is never Ready.
+    Without spec.rollout.probeRequest the probe's body is {}, which this model refuses: the resource says so and waits;
+    with a request it answers, it is Ready."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PickyModel)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    v2.emu.configure(default_scoring_backend=f"http://127.0.0.1:{server.server_address[1]}/score")
+    try:
+        v2.apply("picky", "picky-ep", managed())
+        cond = v2.wait_reason("picky", "ProbeFailed")
+        assert "answered 424: the model's run() failed with 500 on the probe's default body {}" in cond["message"]
+        assert "set spec.rollout.probeRequest" in cond["message"]
+        assert not live(v2, "picky-ep"), "no traffic to a deployment that cannot score"
+        probe = json.dumps({"spec": {"rollout": {"probeRequest": '{"data": [[0, 1]]}'}}})
+        v2.cp.kubectl("patch", "gmd", "picky", "-n", v2.ns, "--type=merge", "-p", probe)
+        v2.wait_ready("picky")
+        assert v2.score("picky").status_code == 200
+    finally:
+        v2.emu.configure(default_scoring_backend=None)
+        server.shutdown()
+    v2.delete("picky")
+    v2.wait_endpoint_gone("picky-ep")
+
+
 def test_quota_caps_replicas_and_says_so(v2: AzureV2) -> None:
     # One NC24ads_A100_v4 holds ceil(1.2) x 24 = 48 vCPUs: a 48-vCPU family limit fits one instance.
     v2.emu.v2.configure(family_limits={"standardNCADSA100v4Family": 48})
@@ -196,6 +295,49 @@ def test_an_endpoint_the_operator_did_not_create_is_left_alone(v2: AzureV2) -> N
     v2.wait_ready("theirs")
     v2.delete("theirs")
     v2.wait_endpoint_gone("theirs-ep")
+
+
+def test_an_endpoint_made_again_outside_the_operator_is_never_written_to_or_deleted(v2: AzureV2) -> None:
+    """The operator's endpoint is deleted behind its back and someone makes one of the same name, without its tags.
+    The status still records the endpoint as created by the operator (the core trusts that record over a missing
+    tag), so the core asks for a deploy and, on deletion, for the endpoint's deletion: the backend checks the tags
+    at each write and refuses, and the resource can only go with detach-on-delete."""
+    v2.apply("swapped", "swapped-ep", managed())
+    v2.wait_ready("swapped")
+    v2.cp.kubectl("annotate", "gmd", "swapped", "-n", v2.ns, "gpumodel.io/reconcile-policy=skip")
+    v2.wait_reason("swapped", "ReconcileSkipped")
+    assert arm_call(v2.emu, "DELETE", "/onlineEndpoints/swapped-ep").status_code == 202
+    v2.wait_endpoint_gone("swapped-ep")
+    made = arm_call(
+        v2.emu,
+        "PUT",
+        "/onlineEndpoints/swapped-ep",
+        {"location": "eastus", "tags": {"team": "other"}, "properties": {"authMode": "Key"}},
+    )
+    assert made.status_code == 201, made.text
+    wait_for("their endpoint", lambda: (v2.endpoint("swapped-ep") or {}).get("state") == "Succeeded", 10)
+    v2.emu.clear_calls()
+    v2.cp.kubectl("annotate", "gmd", "swapped", "-n", v2.ns, "gpumodel.io/reconcile-policy-")
+    cond = v2.wait_reason("swapped", "ServiceExists")
+    assert "is not tagged as this resource's (gpumodel-owner: none)" in cond["message"], cond
+    assert "nothing of it was changed" in cond["message"]
+
+    v2.cp.kubectl("delete", "gmd", "swapped", "-n", v2.ns, "--wait=false")
+    time.sleep(5)  # several deletion passes, each refused
+    assert v2.get("swapped")["metadata"].get("deletionTimestamp"), "the finalizer holds the resource"
+    refused = [e for e in v2.operator.log_path.read_text().splitlines() if "not deleting endpoint swapped-ep" in e]
+    assert refused, v2.operator.log_tail()
+    v2.cp.kubectl("annotate", "gmd", "swapped", "-n", v2.ns, "gpumodel.io/reconcile-policy=detach-on-delete")
+
+    def gone() -> bool:
+        return v2.cp.kubectl("get", "gmd", "swapped", "-n", v2.ns, check=False).returncode != 0
+
+    wait_for("the resource gone", gone, 30)
+    writes = v2.writes(r"/onlineEndpoints/swapped-ep", "PUT") + v2.writes(r"/onlineEndpoints/swapped-ep", "DELETE")
+    assert writes + v2.writes(r"/onlineEndpoints/swapped-ep", "PATCH") == 0
+    swapped = v2.endpoint("swapped-ep")
+    assert swapped is not None and swapped["state"] == "Succeeded"
+    arm_call(v2.emu, "DELETE", "/onlineEndpoints/swapped-ep")  # its owner's own clean-up
 
 
 def test_another_resource_s_endpoint_is_a_conflict_left_untouched(v2: AzureV2) -> None:

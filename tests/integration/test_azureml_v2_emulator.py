@@ -313,3 +313,76 @@ def test_aml_token_endpoint_over_rest(emulator: Emulator) -> None:
         timeout=10,
     )  # fmt: skip
     assert no_weight.status_code == 404  # no deployment has traffic and no header names one
+
+
+def test_put_replaces_an_endpoint_and_patch_changes_what_it_names(emulator: Emulator) -> None:
+    """ARM's PUT is a full replace: a property the body leaves out goes back to its default, as at Azure (a client
+    that sends a reduced body turns a private endpoint public). What the server owns stays (state, scoring URI,
+    keys, the system-assigned principal); a PATCH changes only what it names."""
+    ca = str(emulator.ca_file)
+    token = requests.post(
+        f"{emulator.base_url}/{emulator.state.config.tenant_id if emulator.state else 'adfs'}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "gpu-operator",
+            "client_secret": "not-a-secret",
+            "scope": "https://management.azure.com/.default",
+        },
+        verify=ca,
+        timeout=10,
+    ).json()["access_token"]
+    base = (
+        f"{emulator.base_url}/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.MachineLearningServices/"
+        f"workspaces/{WS}/onlineEndpoints/private-ep"
+    )
+
+    def call(method: str, body: Any = None) -> requests.Response:
+        answer = requests.request(
+            method, base, json=body, params={"api-version": "2023-04-01-preview"},
+            headers={"Authorization": f"Bearer {token}"}, verify=ca, timeout=10,
+        )  # fmt: skip
+        assert answer.status_code < 300, answer.text
+        return answer
+
+    def settled() -> dict[str, Any]:
+        deadline = time.monotonic() + 10
+        while (found := call("GET").json())["properties"]["provisioningState"] != "Succeeded":
+            assert time.monotonic() < deadline, found
+            time.sleep(0.05)
+        return dict(found)
+
+    private = {
+        "location": "eastus",
+        "tags": {"team": "fraud"},
+        "properties": {"authMode": "Key", "description": "d", "publicNetworkAccess": "Disabled"},
+    }
+    call("PUT", private)
+    before = settled()
+    keys = requests.post(
+        f"{base}/listKeys", params={"api-version": "2023-04-01-preview"},
+        headers={"Authorization": f"Bearer {token}"}, verify=ca, timeout=10,
+    ).json()  # fmt: skip
+
+    call("PATCH", {"tags": {"team": "fraud", "cost-center": "42"}})
+    patched = settled()
+    assert patched["properties"]["publicNetworkAccess"] == "Disabled" and patched["properties"]["description"] == "d"
+    assert patched["tags"] == {"team": "fraud", "cost-center": "42"}
+
+    # Sent back whole, read-only fields and all, it stays as it was.
+    call("PUT", patched)
+    again = settled()
+    assert again["properties"]["publicNetworkAccess"] == "Disabled" and again["tags"] == patched["tags"]
+
+    # A reduced body replaces the rest with Azure's defaults.
+    call("PUT", {"location": "eastus", "properties": {"authMode": "Key"}})
+    reduced = settled()
+    assert reduced["properties"]["publicNetworkAccess"] == "Enabled"
+    assert reduced["properties"]["description"] is None and reduced["tags"] == {}
+    assert reduced["properties"]["scoringUri"] == before["properties"]["scoringUri"]
+    assert reduced["identity"]["principalId"] == before["identity"]["principalId"]
+    assert reduced["properties"]["authMode"] == "Key"
+    kept = requests.post(
+        f"{base}/listKeys", params={"api-version": "2023-04-01-preview"},
+        headers={"Authorization": f"Bearer {token}"}, verify=ca, timeout=10,
+    ).json()  # fmt: skip
+    assert kept == keys

@@ -67,13 +67,17 @@ CASES: dict[str, tuple[EndpointView | None, Want]] = {
         ep(d(NEW), traffic={NEW.upper(): 100}),
         Want(ServiceState.HEALTHY, Step(StepKind.NONE)),
     ),
-    "new deployment failed to start: the old one serves on": (
+    "new deployment failed to start: the old one serves on, gets its instances back and records why": (
         ep(d(OLD), d(NEW, "Failed", error="ResourceNotReady: User container has crashed"), traffic={OLD: 100}),
         Want(
-            ServiceState.FAILED,
-            Step(StepKind.DELETE_DEPLOYMENT, NEW),
+            ServiceState.UNHEALTHY,
+            Step(StepKind.SCALE, OLD, 2, f"{NEW}: ResourceNotReady: User container has crashed"),
             says="ResourceNotReady: User container has crashed; gmo-old keeps serving 100% of requests",
         ),
+    ),
+    "the first deployment failed to start: nothing to give back": (
+        ep(d(NEW, "Failed", error="ResourceNotReady: User container has crashed")),
+        Want(ServiceState.FAILED, Step(StepKind.DELETE_DEPLOYMENT, NEW), says="no deployment serves", replicas=0),
     ),
     "a failed attempt at older inputs is cleared first": (
         ep(d(OLD), d(STRAY, "Failed"), traffic={OLD: 100}),
@@ -104,7 +108,8 @@ def test_only_the_converged_endpoint_reports_the_inputs_fingerprint_as_healthy()
     for name, (view, want) in CASES.items():
         observed = rollout.observe(view, NEW, FP)
         healthy_now = observed.state == ServiceState.HEALTHY and observed.fingerprint == FP
-        assert healthy_now == (want.step.kind in (StepKind.NONE, StepKind.SCALE)), name
+        scale = want.step.kind == StepKind.SCALE and want.step.mark is None  # not a failed rollout's give-back
+        assert healthy_now == (want.step.kind == StepKind.NONE or scale), name
 
 
 def test_scaling_the_converged_deployment() -> None:
@@ -164,3 +169,73 @@ def test_instance_type_gpus_from_requests_or_limits() -> None:
     assert rollout.instance_type_gpus({"resources": {"requests": {"nvidia.com/gpu": 2}}}) == 2
     assert rollout.instance_type_gpus({"resources": {"limits": {"nvidia.com/gpu": "1"}}}) == 1
     assert rollout.instance_type_gpus({"resources": {"requests": {"cpu": "1"}}}) == 0
+
+
+def test_a_failed_rollout_gives_the_live_deployment_its_instances_back_before_any_retry() -> None:
+    """spec.service.replicas 2, and the quota has no room beside the live deployment: it is halved for the new one,
+    which then fails to start. Before the failure is reported (and so before the core's retry), the live deployment
+    is returned to 2 instances with the failure recorded on it, and the failed deployment is deleted; the retry
+    starts the rollout over, halving it again."""
+    crash = "ResourceNotReady: User container has crashed"
+    view = ep(d(OLD, count=2), traffic={OLD: 100})
+    assert rollout.make_room(view, rollout.next_step(view, NEW, 2), room=0) == Step(StepKind.SCALE, OLD, 1)
+    view = ep(d(OLD, count=1), traffic={OLD: 100})
+    assert rollout.make_room(view, rollout.next_step(view, NEW, 2), room=1) == Step(StepKind.CREATE_DEPLOYMENT, NEW, 1)
+
+    view = ep(d(OLD, count=1), d(NEW, "Failed", 1, crash), traffic={OLD: 100})
+    observed = rollout.observe(view, NEW, FP)
+    assert (observed.state, observed.fingerprint, observed.replicas) == (ServiceState.UNHEALTHY, FP, 1)
+    assert f"return {OLD} to the spec's instances and delete {NEW}" in observed.message
+    mark = f"{NEW}: {crash}"
+    assert rollout.next_step(view, NEW, 2) == Step(StepKind.SCALE, OLD, 2, mark)
+
+    marked = DeploymentView(OLD, "Succeeded", 2, "Standard_NC4as_T4_v3", tags={rollout.FAILED_ROLLOUT_TAG: mark})
+    view = ep(marked, d(NEW, "Failed", 1, crash), traffic={OLD: 100})
+    assert rollout.observe(view, NEW, FP).state == ServiceState.UNHEALTHY
+    assert rollout.next_step(view, NEW, 2) == Step(StepKind.DELETE_DEPLOYMENT, NEW)
+
+    # Only now: failed, the live deployment at full strength, and the reason kept (a restarted operator reads it).
+    view = ep(marked, traffic={OLD: 100})
+    observed = rollout.observe(view, NEW, FP)
+    assert (observed.state, observed.fingerprint, observed.replicas) == (ServiceState.FAILED, FP, 2)
+    assert observed.message == f"new deployment {NEW} failed: {crash}; {OLD} keeps serving 100% of requests"
+
+    # The core's retry: the rollout starts over, and halving the live deployment clears the record of the failure
+    # (halved, it would otherwise read as failed again before the new attempt began).
+    retry = rollout.make_room(view, rollout.next_step(view, NEW, 2), room=0)
+    assert retry == Step(StepKind.SCALE, OLD, 1, "")
+    assert marked.tags_with("") == {}
+    view = ep(d(OLD, count=1), traffic={OLD: 100})
+    assert rollout.observe(view, NEW, FP).fingerprint is None  # other inputs serve: the core asks for the deploy
+    assert rollout.make_room(view, rollout.next_step(view, NEW, 2), room=1) == Step(StepKind.CREATE_DEPLOYMENT, NEW, 1)
+
+
+def test_the_live_deployment_gets_back_only_what_the_capacity_allows() -> None:
+    """``replicas`` is the core's cap: with less quota than the spec asks, the live deployment is not scaled past
+    it (nor below what it has)."""
+    crash = "ResourceNotReady: User container has crashed"
+    view = ep(d(OLD, count=1), d(NEW, "Failed", 1, crash), traffic={OLD: 100})
+    assert rollout.next_step(view, NEW, 1) == Step(StepKind.SCALE, OLD, 1, f"{NEW}: {crash}")
+    view = ep(d(OLD, count=3), d(NEW, "Failed", 1, crash), traffic={OLD: 100})
+    assert rollout.next_step(view, NEW, 2) == Step(StepKind.SCALE, OLD, 3, f"{NEW}: {crash}")
+
+
+def test_a_failure_recorded_on_the_deployment_the_spec_went_back_to_is_cleared() -> None:
+    """The user went back to the inputs that serve: the record of the abandoned rollout goes, or a later rollout to
+    those inputs would read as failed before it started."""
+    marked = DeploymentView(OLD, "Succeeded", 2, tags={rollout.FAILED_ROLLOUT_TAG: f"{NEW}: crash", "team": "a"})
+    view = ep(marked, traffic={OLD: 100})
+    observed = rollout.observe(view, OLD, FP)
+    assert observed.state == ServiceState.UNHEALTHY and "clear the record of the failed rollout" in observed.message
+    assert rollout.next_step(view, OLD, 2) == Step(StepKind.SCALE, OLD, 2, "")
+    assert marked.tags_with("") == {"team": "a"}
+    assert rollout.observe(view, NEW, FP).state == ServiceState.FAILED  # while NEW's inputs are the spec's
+
+
+def test_the_record_is_read_back_from_the_deployment_s_tags() -> None:
+    from gpu_model_operator.backends.azureml_v2 import arm
+
+    read = arm.deployment_view({"name": OLD, "tags": {rollout.FAILED_ROLLOUT_TAG: f"{NEW}: crash: exit 1"}})
+    assert read.failed_beside(NEW) == "crash: exit 1" and read.failed_beside(OLD) is None
+    long = DeploymentView(NEW, "Failed", error="x" * 400)
+    assert len(rollout.failure_mark(long)) == rollout.TAG_VALUE_LIMIT

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from ..state import EmulatorState
 
 BUSY = ("Creating", "Updating", "Deleting")
+#: An endpoint's properties the server sets, whatever a PUT sends.
+SERVER_OWNED = ("provisioningState", "scoringUri", "swaggerUri")
 PROVIDER = "Microsoft.MachineLearningServices"
 
 #: The default instance type the Azure ML extension creates when a cluster defines none: requests 100m CPU and
@@ -266,7 +268,7 @@ class V2Store:
         with self._s.lock:
             existing = self.endpoints.get(ws, {}).get(name.lower())
             if existing is not None:
-                return self._update_endpoint(ws, existing, props, body)
+                return self._update_endpoint(ws, existing, props, body, replace=True)
             self._check_name_unique_in_region(ws, name)
             auth_mode = str(props.get("authMode") or "")
             if auth_mode.lower() not in ("key", "amltoken", "aadtoken"):
@@ -309,8 +311,16 @@ class V2Store:
         return given
 
     def _update_endpoint(
-        self, ws: WsKey, endpoint: OnlineEndpoint, props: dict[str, Any], body: dict[str, Any]
+        self, ws: WsKey, endpoint: OnlineEndpoint, props: dict[str, Any], body: dict[str, Any], *, replace: bool
     ) -> tuple[int, OnlineEndpoint, Operation]:
+        """A PUT (``replace``) or a PATCH of an existing endpoint.
+
+        ARM's PUT replaces the resource: what the body leaves out goes back to its default (no traffic, no mirrored
+        traffic, public network access, no description or tags, a system-assigned identity), as the REST
+        reference's "Create Or Update" and ARM's resource provider contract ("PUT ... replaces") say. What the server
+        owns stays: the provisioning state, scoring URI, keys, the kind, and the compute and authMode, which
+        cannot be changed (left out, they are kept; changed, Azure refuses). A PATCH changes what it names.
+        """
         if endpoint.state in BUSY:
             raise conflict(f"Endpoint '{endpoint.name}'", endpoint.state)
         if props.get("compute") and str(props["compute"]).lower() != str(endpoint.compute or "").lower():
@@ -323,20 +333,28 @@ class V2Store:
             if "mirrorTraffic" in props
             else None
         )
+        identity = self._replaced_identity(endpoint.identity, body.get("identity")) if replace else None
         endpoint.state = "Updating"
         op = self._start("Update", endpoint.name, ws, self.config.latencies.endpoint_update_s)
 
         def updated() -> None:
             # The traffic split changes when the update operation completes, not when it is accepted.
-            for key in ("description", "properties", "publicNetworkAccess"):
-                if key in props:
-                    endpoint.props[key] = props[key]
-            if traffic is not None:
-                endpoint.props["traffic"] = traffic
-            if mirror is not None:
-                endpoint.props["mirrorTraffic"] = mirror
-            if "tags" in body:
+            if replace:
+                kept = {k: endpoint.props[k] for k in ("authMode", "compute") if endpoint.props.get(k)}
+                sent = {k: v for k, v in props.items() if k not in SERVER_OWNED}
+                endpoint.props = {**sent, **kept, "traffic": traffic or {}, "mirrorTraffic": mirror or {}}
                 endpoint.tags = dict(body.get("tags") or {})
+                endpoint.identity = identity
+            else:
+                for key in ("description", "properties", "publicNetworkAccess"):
+                    if key in props:
+                        endpoint.props[key] = props[key]
+                if traffic is not None:
+                    endpoint.props["traffic"] = traffic
+                if mirror is not None:
+                    endpoint.props["mirrorTraffic"] = mirror
+                if "tags" in body:
+                    endpoint.tags = dict(body.get("tags") or {})
             endpoint.state, endpoint.modified = "Succeeded", time.time()
 
         def failed() -> None:
@@ -345,11 +363,21 @@ class V2Store:
         op.on_success, op.on_failure = updated, failed
         return 200, endpoint, op
 
+    def _replaced_identity(self, current: dict[str, Any] | None, given: Any) -> dict[str, Any]:
+        """The identity a PUT sets; a system-assigned one that stays keeps its principal (Azure's, not the
+        caller's)."""
+        identity = self._endpoint_identity(given)
+        if "SystemAssigned" in str(identity.get("type")) and "SystemAssigned" in str((current or {}).get("type")):
+            for key in ("principalId", "tenantId"):
+                if (current or {}).get(key):
+                    identity[key] = (current or {})[key]
+        return identity
+
     def patch_endpoint(self, ws: WsKey, name: str, body: dict[str, Any]) -> tuple[OnlineEndpoint, Operation]:
         """PATCH takes tags, identity and (in newer API versions) properties; an LRO answered 202."""
         endpoint = self.require_endpoint(ws, name)
         with self._s.lock:
-            _, _, op = self._update_endpoint(ws, endpoint, dict(body.get("properties") or {}), body)
+            _, _, op = self._update_endpoint(ws, endpoint, dict(body.get("properties") or {}), body, replace=False)
             if body.get("identity"):
                 endpoint.identity = self._endpoint_identity(body["identity"])
             return endpoint, op

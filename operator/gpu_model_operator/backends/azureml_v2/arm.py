@@ -76,10 +76,14 @@ def put_deployment(ws: Workspace, endpoint: str, name: str, body: dict[str, Any]
     ops.begin_create_or_update(endpoint_name=endpoint, deployment_name=name, body=body, polling=False, **_dkwargs(ws))
 
 
-def scale_deployment(ws: Workspace, endpoint: str, name: str, instances: int) -> None:
-    """A PATCH of the instance count alone: the deployment keeps what it runs (an old one being made room beside
-    keeps its model, code and environment)."""
-    body = {"sku": {"capacity": instances}}
+def scale_deployment(
+    ws: Workspace, endpoint: str, name: str, instances: int, tags: Mapping[str, str] | None = None
+) -> None:
+    """A PATCH of the instance count (and the tags, whole, where given) alone: the deployment keeps what it runs
+    (an old one being made room beside keeps its model, code and environment)."""
+    body: dict[str, Any] = {"sku": {"capacity": instances}}
+    if tags is not None:
+        body["tags"] = dict(tags)
     _ops(ws)[1].begin_update(endpoint_name=endpoint, deployment_name=name, body=body, polling=False, **_dkwargs(ws))
 
 
@@ -170,13 +174,19 @@ def _props(resource: Mapping[str, Any]) -> Mapping[str, Any]:
     return resource.get("properties") or {}
 
 
-def endpoint_view(endpoint: Mapping[str, Any], deployments: list[dict[str, Any]]) -> EndpointView:
-    props, tags = _props(endpoint), endpoint.get("tags") or {}
+def owner_of(endpoint: Mapping[str, Any]) -> str | None:
+    """ "namespace/name" of the GpuModelDeployment the endpoint's tags name, or None (not the operator's)."""
+    tags = endpoint.get("tags") or {}
     owner = tags.get(OWNER_TAG) if tags.get(MANAGED_BY) == MANAGER else None
+    return str(owner) if owner else None
+
+
+def endpoint_view(endpoint: Mapping[str, Any], deployments: list[dict[str, Any]]) -> EndpointView:
+    props = _props(endpoint)
     return EndpointView(
         name=str(endpoint.get("name")),
         state=str(props.get("provisioningState") or "Succeeded"),
-        owner=str(owner) if owner else None,
+        owner=owner_of(endpoint),
         scoring_uri=props.get("scoringUri"),
         traffic={str(k): int(v) for k, v in (props.get("traffic") or {}).items()},
         deployments=tuple(deployment_view(d) for d in deployments),
@@ -193,12 +203,40 @@ def deployment_view(deployment: Mapping[str, Any]) -> DeploymentView:
         instance_count=int(sku.get("capacity") or 1),
         instance_type=props.get("instanceType"),
         error=operation_error(error) if error else "",
+        tags={str(k): str(v) for k, v in (deployment.get("tags") or {}).items()},
     )
 
 
 def compute_of(endpoint: Mapping[str, Any]) -> str:
     """The compute (ARM id, lower case) a Kubernetes endpoint runs on; "" for a managed one."""
     return str(_props(endpoint).get("compute") or "").lower()
+
+
+#: What Azure sets on an endpoint and ignores or refuses in a PUT: the ARM envelope and the server's properties.
+READ_ONLY = ("id", "name", "type", "systemData", "etag")
+READ_ONLY_PROPERTIES = ("provisioningState", "scoringUri", "swaggerUri")
+
+
+def endpoint_update(endpoint: Mapping[str, Any], owner: str, traffic: Mapping[str, int] | None) -> dict[str, Any]:
+    """The PUT body that changes an endpoint's traffic split (or sends a failed endpoint again): the endpoint
+    as read, whole, with the split and the operator's tags. ARM's PUT replaces the resource, so anything left
+    out goes back to Azure's default: a private endpoint (``publicNetworkAccess: Disabled``) would turn public,
+    mirrored traffic stop, a user-assigned identity be dropped. The SDK's models keep the properties they do not
+    know (they are mappings of the wire's JSON), so what another tool set comes back as it was read. Only what
+    the server owns is left out (the identity's principal and tenant among it)."""
+    body = {k: v for k, v in endpoint.items() if k not in READ_ONLY and v is not None}
+    props = {k: v for k, v in _props(endpoint).items() if k not in READ_ONLY_PROPERTIES and v is not None}
+    current = {str(k): int(v) for k, v in (props.get("traffic") or {}).items() if int(v)}
+    props["traffic"] = dict(traffic) if traffic is not None else current
+    body["properties"] = props
+    body["tags"] = tags(owner, endpoint.get("tags"))
+    identity = dict(endpoint.get("identity") or {})
+    if identity:
+        identity = {k: v for k, v in identity.items() if k not in ("principalId", "tenantId")}
+        if identity.get("userAssignedIdentities"):
+            identity["userAssignedIdentities"] = {key: {} for key in identity["userAssignedIdentities"]}
+        body["identity"] = identity
+    return body
 
 
 def tags(owner: str, existing: Mapping[str, str] | None = None) -> dict[str, str]:

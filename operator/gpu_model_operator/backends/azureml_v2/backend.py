@@ -13,7 +13,8 @@ What calls what (each row one or two SDK calls in the session's pool, never wait
   shared by every resource for ``max_age`` seconds; get_keys: ``listKeys``; probe: a real scoring request.
 
 An endpoint is the operator's by its tags (``managed-by``, ``gpumodel-owner``); the reconcile core decides what
-an endpoint without them means (ServiceExists unless taken over).
+an endpoint without them means (ServiceExists unless taken over), and every write checks them again (the core
+trusts its own record of having created an endpoint, which one made again outside the operator does not change).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ..base import (
     ProbeResult,
     ServiceOnCompute,
     TransientBackendError,
+    same_name,
 )
 from . import arm, rollout
 from .compute import Computes
@@ -178,6 +180,8 @@ class AzureMLV2Backend(Backend[AzureMLV2Spec]):
         cached = self._take(self._for_step, key, 10.0)
         view, raw = (cached[1], cached[2]) if cached else await self._read(inputs, ws)
         step = rollout.next_step(view, _desired(inputs), replicas)
+        if step.kind not in (StepKind.WAIT, StepKind.NONE):
+            await self._require_ours(inputs, ws, raw, f"rollout step {step.kind.value} {step.deployment}".strip())
         if step.kind == StepKind.CREATE_DEPLOYMENT:
             room, why = await self._computes.room(inputs, ws)
             step = rollout.make_room(view, step, room)
@@ -209,38 +213,75 @@ class AzureMLV2Backend(Backend[AzureMLV2Spec]):
             elif step.kind == StepKind.SHIFT_TRAFFIC:
                 await self._shift(inputs, ws, raw, view, step.deployment)
             elif step.kind == StepKind.SCALE:
+                found = view.find(step.deployment) if view is not None else None
+                tags = found.tags_with(step.mark) if found is not None and step.mark is not None else None
+                noted = (
+                    ""
+                    if tags is None
+                    else f", recording the failed rollout of {step.mark.split(': ')[0]}"
+                    if step.mark
+                    else ", clearing its record of a failed rollout"
+                )
                 await self._session.call(
                     inputs,
-                    f"scaling deployment {step.deployment} of endpoint {endpoint} to {step.replicas} instance(s)",
+                    f"scaling deployment {step.deployment} of endpoint {endpoint} to {step.replicas} instance(s)"
+                    + noted,
                     "deployment",
-                    lambda: arm.scale_deployment(ws, endpoint, step.deployment, step.replicas),
+                    lambda: arm.scale_deployment(ws, endpoint, step.deployment, step.replicas, tags),
                     WRITE_TIMEOUT,
                 )
         finally:
             if step.kind not in (StepKind.WAIT, StepKind.NONE):
                 self._forget(inputs)
 
+    async def _require_ours(self, inputs: Inputs, ws: Workspace, raw: dict[str, Any] | None, doing: str) -> None:
+        """Never write to an endpoint that is not this resource's by its tags (or taken over), as the azureml
+        backend refuses a service that appeared meanwhile: the core decided on its own record, and the endpoint
+        may have been deleted and made again outside the operator since. A create first reads the name again, as
+        a PUT would replace an endpoint made since the observation. The refusal is transient: the next pass
+        observes the endpoint and the core decides what it means (ServiceExists, ServiceNameConflict)."""
+        name = _endpoint(inputs)
+        if raw is None:
+            raw = await self._session.call(
+                inputs, f"reading endpoint {name}", "endpoint", lambda: arm.get_endpoint(ws, name)
+            )
+            if raw is None:
+                return
+            message = (
+                f"not taking {doing}: endpoint {name} appeared meanwhile ({arm.OWNER_TAG}: "
+                f"{arm.owner_of(raw) or 'none'}); the next pass observes it"
+            )
+            refused = _not_ours(inputs, raw)
+            raise TransientBackendError(message, reason=refused[0]) if refused else TransientBackendError(message)
+        refusal = _not_ours(inputs, raw)
+        if refusal is not None:
+            reason, owner = refusal
+            raise TransientBackendError(
+                f"not taking {doing}: endpoint {name} is not tagged as this resource's ({arm.OWNER_TAG}: "
+                f"{owner or 'none'}), so nothing of it was changed; annotate the resource gpumodel.io/take-over=true "
+                "to let the operator redeploy it, or choose another spec.service.name",
+                reason=reason,
+            )
+
     async def _put_endpoint(
         self, inputs: Inputs, ws: Workspace, raw: dict[str, Any] | None, traffic: dict[str, int] | None
     ) -> None:
-        """Create the endpoint (key auth, the operator's tags), or send it again with a new traffic split."""
+        """Create the endpoint (key auth, the operator's tags), or send it again whole with a new traffic split
+        (:func:`.arm.endpoint_update`: a PUT replaces it, so what the operator does not manage is sent as read)."""
         name = _endpoint(inputs)
-        props = dict((raw or {}).get("properties") or {})
-        body_props: dict[str, Any] = {"authMode": props.get("authMode") or "Key"}
-        if props.get("description"):
-            body_props["description"] = props["description"]
-        current = {k: int(v) for k, v in (props.get("traffic") or {}).items() if int(v)}
-        body_props["traffic"] = traffic if traffic is not None else current
-        compute = inputs.spec.compute
-        if isinstance(compute, KubernetesEndpointCompute):
-            body_props["compute"] = props.get("compute") or f"{ws.arm_id}/computes/{compute.kubernetes.compute_name}"
-        identity = (raw or {}).get("identity") or {}
-        body = {
-            "location": (raw or {}).get("location") or ws.location,
-            "tags": arm.tags(inputs.owner, (raw or {}).get("tags")),
-            "identity": {"type": identity.get("type") or "SystemAssigned"},
-            "properties": body_props,
-        }
+        if raw is not None:
+            body = arm.endpoint_update(raw, inputs.owner, traffic)
+        else:
+            body_props: dict[str, Any] = {"authMode": "Key", "traffic": traffic or {}}
+            compute = inputs.spec.compute
+            if isinstance(compute, KubernetesEndpointCompute):
+                body_props["compute"] = f"{ws.arm_id}/computes/{compute.kubernetes.compute_name}"
+            body = {
+                "location": ws.location,
+                "tags": arm.tags(inputs.owner),
+                "identity": {"type": "SystemAssigned"},
+                "properties": body_props,
+            }
         verb = "creating" if raw is None else "updating"
         await self._session.call(
             inputs, f"{verb} endpoint {name}", "endpoint", lambda: arm.put_endpoint(ws, name, body), WRITE_TIMEOUT
@@ -315,9 +356,27 @@ class AzureMLV2Backend(Backend[AzureMLV2Spec]):
         await self._put_endpoint(inputs, ws, raw, {deployment: 100})
 
     async def delete_service(self, inputs: Inputs) -> None:
-        """Delete the endpoint, which takes its deployments with it; gone already is success."""
+        """Delete the endpoint, which takes its deployments with it; gone already is success. The endpoint is read
+        again first, and one that is not this resource's by its tags (or taken over) is never deleted: it was
+        made again outside the operator after ours was deleted, whatever the status record says."""
         ws = await self._session.workspace(inputs)
         name = _endpoint(inputs)
+        raw = await self._session.call(
+            inputs, f"reading endpoint {name}", "endpoint", lambda: arm.get_endpoint(ws, name)
+        )
+        self._forget(inputs)
+        if raw is None:
+            return
+        refusal = _not_ours(inputs, raw)
+        if refusal is not None:
+            reason, owner = refusal
+            raise TransientBackendError(
+                f"not deleting endpoint {name}: it is not tagged as this resource's ({arm.OWNER_TAG}: "
+                f"{owner or 'none'}), so it was made again outside the operator and is left as it is; delete it "
+                "yourself if it should go, or annotate the resource gpumodel.io/reconcile-policy=detach-on-delete "
+                "to let the resource go without touching it",
+                reason=reason,
+            )
         await self._session.call(
             inputs, f"deleting endpoint {name}", "endpoint", lambda: arm.delete_endpoint(ws, name), WRITE_TIMEOUT
         )
@@ -363,15 +422,36 @@ class AzureMLV2Backend(Backend[AzureMLV2Spec]):
         to = f" (deployment {deployment})" if deployment else ""
         if response.status_code in (401, 403):
             self._keys.pop((self._session.key(inputs), _endpoint(inputs)), None)  # rotated: read them again
-        # Without a probe request, the model refusing "{}" (Azure's 424 with the model's status) still proves the
-        # user's code is up and answering; with one, only a success does.
-        answered = response.status_code == 424 and not body
-        if 200 <= response.status_code < 300 or answered:
+        if 200 <= response.status_code < 300:
             return ProbeResult(True, f"POST {uri}{to} answered {response.status_code}")
-        return ProbeResult(False, f"POST {uri}{to} answered {response.status_code} {response.text[:200].strip()}")
+        # Ready means a client can score: Azure's 424 is the model's run() failing (its status in
+        # ms-azureml-model-error-statuscode), which a client sees as a failed request, so it never passes, with a
+        # probe request or without (then the body is "{}", which a model that needs its input refuses).
+        hint = ""
+        if response.status_code == 424:
+            model = response.headers.get("ms-azureml-model-error-statuscode")
+            hint = f": the model's run() failed{f' with {model}' if model else ''}" + (
+                ""
+                if body
+                else " on the probe's default body {}; set spec.rollout.probeRequest to a request the model answers"
+            )
+        return ProbeResult(
+            False, f"POST {uri}{to} answered {response.status_code}{hint} {response.text[:200].strip()}".rstrip()
+        )
 
     async def close(self) -> None:
         self._session.close()
+
+
+def _not_ours(inputs: Inputs, raw: dict[str, Any]) -> tuple[str, str | None] | None:
+    """None when the operator may write to the endpoint: its tags name this resource, or they name none (or an
+    earlier resource of this namespace and name) and the user asked to take it over. Otherwise the condition reason
+    to refuse with and whose it is. Another resource's endpoint is never written to, take-over or not (the core
+    reports the conflict)."""
+    owner = arm.owner_of(raw)
+    if owner == inputs.owner or (inputs.take_over and (owner is None or same_name(owner, inputs.owner))):
+        return None
+    return (c.SERVICE_EXISTS if owner is None else c.SERVICE_CONFLICT), owner
 
 
 def _deployment_body(inputs: Inputs, location: str, model: str, env: str, code: str, replicas: int) -> dict[str, Any]:

@@ -14,8 +14,11 @@ the deployment it would have created, under the same name, and goes on from ther
 3. delete the old deployment(s), which now have none.
 
 A new deployment that fails to start gets no traffic: the old one goes on serving 100%, and the observation says
-why. Deployments that are neither the live one nor the desired one (a failed attempt at older inputs) are deleted
-first, so they hold no quota.
+why. What the rollout took from the old one comes back before anything else: the old deployment is returned to the
+spec's instances (it may have been halved to make room) with the failure recorded in its tags
+(:data:`FAILED_ROLLOUT_TAG`, so that a restarted operator still knows it), the failed deployment is deleted, and
+only then does the observation say FAILED, which the core retries later. Deployments that are neither the live one
+nor the desired one (a failed attempt at older inputs) are deleted first, so they hold no quota.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from ..base import DeploymentInputs, ObservedService, ServiceState
 QUOTA_RESERVE = 0.2
 #: provisioningState values of an operation in flight (ARM's), lower case.
 BUSY = frozenset({"creating", "updating", "deleting", "scaling", "accepted", "provisioning"})
+#: The live deployment's tag that records a failed rollout beside it: ``<deployment>: <why>`` (ARM tag values hold
+#: 256 characters).
+FAILED_ROLLOUT_TAG, TAG_VALUE_LIMIT = "gpumodel-failed-rollout", 256
 
 
 def fingerprint(inputs: DeploymentInputs[AzureMLV2Spec]) -> str:
@@ -75,6 +81,26 @@ class DeploymentView:
     instance_type: str | None = None
     #: Azure's error document of a failed deployment, as one line.
     error: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def failed_rollout(self) -> tuple[str, str] | None:
+        """(deployment, why) of the failed rollout recorded on this one, if any."""
+        value = self.tags.get(FAILED_ROLLOUT_TAG)
+        if not value:
+            return None
+        name, _, why = value.partition(": ")
+        return name, why
+
+    def failed_beside(self, deployment: str) -> str | None:
+        """Why the rollout of ``deployment`` failed, as recorded on this one; None if it records no such failure."""
+        found = self.failed_rollout
+        return found[1] if found is not None and found[0].lower() == deployment.lower() else None
+
+    def tags_with(self, mark: str) -> dict[str, str]:
+        """Its tags with ``mark`` as the failed rollout it records ("" for none)."""
+        kept = {k: v for k, v in self.tags.items() if k != FAILED_ROLLOUT_TAG}
+        return {**kept, FAILED_ROLLOUT_TAG: mark} if mark else kept
 
     @property
     def busy(self) -> bool:
@@ -138,6 +164,13 @@ def observe(view: EndpointView | None, desired: str, inputs_fingerprint: str, en
         what = ", ".join(f"deployment {d.name} is {d.state}" for d in busy)
         return ObservedService(name, ServiceState.TRANSITIONING, serving, message=what, **base)
     new = view.find(desired)
+    recorded = live[0].failed_beside(desired) if new is None and len(live) == 1 else None
+    if recorded is not None:
+        # The failed deployment is gone and the live one has its instances back: failed, until the core retries.
+        message = f"new deployment {desired} failed: {recorded or 'Azure gave no reason'}; {_serving_note(view, live)}"
+        return ObservedService(
+            name, ServiceState.FAILED, serving, fingerprint=inputs_fingerprint, message=message, **base
+        )
     if new is None:
         # Other inputs are deployed (or nothing is): the core sees another fingerprint and asks for a deploy.
         state_now = ServiceState.HEALTHY if live else ServiceState.UNHEALTHY
@@ -146,6 +179,18 @@ def observe(view: EndpointView | None, desired: str, inputs_fingerprint: str, en
     if new.failed and view.share(new.name) == 0:
         keeps = _serving_note(view, live)
         message = f"new deployment {new.name} failed: {new.error or 'Azure gave no reason'}; {keeps}"
+        if len(live) == 1:
+            # Not FAILED yet (the core would only ask again at its retry): the old deployment gets back what the
+            # rollout took from it, and the failed one goes, first.
+            pending = f"return {live[0].name} to the spec's instances and delete {new.name}"
+            return ObservedService(
+                name,
+                ServiceState.UNHEALTHY,
+                serving,
+                fingerprint=inputs_fingerprint,
+                message=f"{message}; rollout step pending: {pending}",
+                **base,
+            )
         return ObservedService(
             name, ServiceState.FAILED, serving, fingerprint=inputs_fingerprint, message=message, **base
         )
@@ -177,7 +222,12 @@ def _pending(view: EndpointView, new: DeploymentView) -> str:
         old = ", ".join(f"{d.name} ({view.share(d.name)}%)" for d in view.live)
         return f"probe deployment {new.name} and move all traffic to it" + (f" from {old}" if old else "")
     others = [d.name for d in view.deployments if d is not new]
-    return f"delete old deployment {', '.join(others)}" if others else ""
+    if others:
+        return f"delete old deployment {', '.join(others)}"
+    failed = new.failed_rollout
+    # A record left from a rollout away from it that failed (and was given up for these inputs): cleared, or a
+    # later rollout to those inputs would read as failed before it started.
+    return f"clear the record of the failed rollout of {failed[0]} from {new.name}" if failed else ""
 
 
 def _serving_note(view: EndpointView, live: list[DeploymentView]) -> str:
@@ -204,6 +254,13 @@ class Step:
     kind: StepKind
     deployment: str = ""
     replicas: int = 0
+    #: A SCALE that also sets (a non-empty value) or clears ("") the deployment's record of a failed rollout.
+    mark: str | None = None
+
+
+def failure_mark(new: DeploymentView) -> str:
+    """The record of ``new``'s failed rollout, kept on the live deployment."""
+    return f"{new.name}: {new.error or 'Azure gave no reason'}"[:TAG_VALUE_LIMIT]
 
 
 def next_step(view: EndpointView | None, desired: str, replicas: int) -> Step:
@@ -221,9 +278,18 @@ def next_step(view: EndpointView | None, desired: str, replicas: int) -> Step:
     if new is None:
         return Step(StepKind.CREATE_DEPLOYMENT, desired, replicas)
     if new.failed and view.share(new.name) == 0:
-        return Step(StepKind.DELETE_DEPLOYMENT, new.name)  # asked again after it failed: a fresh attempt
+        live = view.live
+        if len(live) == 1:
+            # First the live deployment gets back what the rollout took (room permitting: ``replicas`` is what the
+            # capacity allows), with the failure recorded on it; then the failed one is deleted.
+            old, mark = live[0], failure_mark(new)
+            if old.tags.get(FAILED_ROLLOUT_TAG) != mark or old.instance_count < replicas:
+                return Step(StepKind.SCALE, old.name, max(old.instance_count, replicas), mark)
+        return Step(StepKind.DELETE_DEPLOYMENT, new.name)
     if view.share(new.name) < 100:
         return Step(StepKind.SHIFT_TRAFFIC, new.name)
+    if new.failed_rollout is not None:
+        return Step(StepKind.SCALE, new.name, replicas, "")
     if new.instance_count != replicas:
         return Step(StepKind.SCALE, new.name, replicas)
     return Step(StepKind.NONE)
@@ -240,7 +306,9 @@ def make_room(view: EndpointView | None, step: Step, room: int) -> Step:
         return replace(step, replicas=room)
     live = view.live if view is not None else []
     if len(live) == 1 and live[0].instance_count >= 2:
-        return Step(StepKind.SCALE, live[0].name, math.ceil(live[0].instance_count / 2))
+        # A failure recorded on it goes (this is the retry): halved, it would otherwise read as that failure.
+        mark = "" if live[0].failed_rollout is not None else None
+        return Step(StepKind.SCALE, live[0].name, math.ceil(live[0].instance_count / 2), mark)
     return Step(StepKind.BLOCKED, step.deployment, step.replicas)
 
 
