@@ -189,7 +189,8 @@ def test_a_rollout_keeps_what_the_operator_does_not_manage_on_the_endpoint(v2: A
     v2.wait_ready("private")
     after = arm_call(v2.emu, "GET", "/onlineEndpoints/private-ep").json()
     assert after["properties"]["publicNetworkAccess"] == "Disabled", after["properties"]
-    assert after["tags"]["cost-center"] == "42" and after["tags"]["gpumodel-owner"] == f"{v2.ns}/private"
+    uid = v2.get("private")["metadata"]["uid"]
+    assert after["tags"]["cost-center"] == "42" and after["tags"]["gpumodel-owner"] == f"{v2.ns}/private/{uid}"
     assert after["identity"]["principalId"] == principal
     v2.delete("private")
     v2.wait_endpoint_gone("private-ep")
