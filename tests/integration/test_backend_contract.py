@@ -222,7 +222,7 @@ def test_a_service_from_nothing_to_scored_to_gone(subject: Subject[Any], loop: a
         return seen if seen.state == ServiceState.HEALTHY else None
 
     seen = until(loop, "the service healthy", healthy)
-    assert (seen.owner, seen.fingerprint, seen.replicas) == ("contract/whole", "fp-whole", 1)
+    assert (seen.owner, seen.fingerprint, seen.replicas) == ("contract/whole/uid-whole", "fp-whole", 1)
     assert seen.scoring_uri and seen.scoring_uri.endswith("/score")
     keys = run(loop, backend.get_keys(inputs))
     assert keys is not None and keys[0] != keys[1]
@@ -231,7 +231,7 @@ def test_a_service_from_nothing_to_scored_to_gone(subject: Subject[Any], loop: a
     assert probe.ok, probe.message
 
     listed = run(loop, backend.services_on_compute(inputs))
-    mine = [s for s in listed if s.owner == "contract/whole"]
+    mine = [s for s in listed if s.owner == "contract/whole/uid-whole"]
     # azureml-v2 lists each deployment of the endpoint, named endpoint/deployment.
     assert [(s.name.split("/")[0], s.replicas, s.gpu_cores, s.deleting) for s in mine] == [
         ("contract-whole", 1, 1, False)

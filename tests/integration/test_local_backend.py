@@ -251,7 +251,7 @@ def test_deploy_score_keys_pinning_scale_readopt_delete(
     assert warnings == []
     obs = converge(run, backend, inputs, 2)
     assert obs.state == ServiceState.HEALTHY, obs.message
-    assert obs.owner == "team-a/echo" and obs.fingerprint == inputs.fingerprint
+    assert obs.owner == "team-a/echo/uid-echo" and obs.fingerprint == inputs.fingerprint
     assert obs.scoring_uri is not None and obs.scoring_uri.endswith("/api/v1/service/echo-svc/score")
     uri = obs.scoring_uri
 
@@ -290,7 +290,7 @@ def test_deploy_score_keys_pinning_scale_readopt_delete(
         stranger.bind(("127.0.0.1", port))
 
     on_compute = run(backend.services_on_compute(inputs))
-    assert [(s.owner, s.replicas, s.gpu_cores) for s in on_compute] == [("team-a/echo", 2, 1)]
+    assert [(s.owner, s.replicas, s.gpu_cores) for s in on_compute] == [("team-a/echo/uid-echo", 2, 1)]
 
     # A replica that dies does not take the port: the other one serves every request at once.
     kill_replica(state["replicas"][0]["pid"])
