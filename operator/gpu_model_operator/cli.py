@@ -21,7 +21,7 @@ import kopf
 from . import __version__
 from .models import BackendKind
 from .settings import LeaderElectionSettings, Settings, default_state_dir
-from .standby import StopSignal, leadership, own_namespace
+from .standby import StopSignal, exit_keeping_lease, leadership, own_namespace
 
 
 def build_controller(settings: Settings) -> object:
@@ -162,7 +162,7 @@ def run(
 def serve(settings: Settings, all_namespaces: bool) -> None:
     """kopf with the operator's handlers; under leader election, only once this process holds the lease."""
     from . import metrics
-    from .handlers import build_registry
+    from .handlers import build_registry, nothing_in_flight
 
     log_level, health_port = settings.log_level, settings.health_port
     kopf.configure(
@@ -188,8 +188,15 @@ def serve(settings: Settings, all_namespaces: bool) -> None:
         return
     with leadership(settings.leader_election, health_port, lambda leading: metrics.LEADER.set(int(leading))) as stop:
         if stop is not None and not stop.is_set():
-            with contextlib.suppress(asyncio.CancelledError):
-                asyncio.run(operator_until(stop, options))
+            # The lease is released when this block ends, and a standby starts writing at once: only once every
+            # backend call has ended (the cleanup handler waits for them, up to settings.drain_seconds).
+            memo = kopf.Memo()
+            try:
+                with contextlib.suppress(asyncio.CancelledError):
+                    asyncio.run(operator_until(stop, {**options, "memo": memo}))
+            finally:
+                if not nothing_in_flight(memo):
+                    exit_keeping_lease()
 
 
 async def operator_until(stop: StopSignal, options: dict[str, Any]) -> None:

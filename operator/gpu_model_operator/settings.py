@@ -81,6 +81,10 @@ class Settings:
     declared_gpus: int | None = None
     #: Threads for the synchronous Azure ML SDK, so its calls never block the event loop.
     azure_workers: int = 8
+    #: Seconds a graceful stop waits for the backends' calls in flight (a write already sent to Azure runs on in
+    #: its thread) before it hands the lease over. Past it, the lease is kept and left to expire. It fits inside
+    #: the pod's terminationGracePeriodSeconds (60 in the manifests and the chart) after kopf's own stop.
+    drain_seconds: float = 40.0
     #: Port of kopf's liveness endpoint (/healthz); 0 disables it.
     health_port: int = 8080
     #: Port of the Prometheus /metrics endpoint; 0 disables it.

@@ -370,8 +370,8 @@ class AzureMLV2Backend(Backend[AzureMLV2Spec]):
             return ProbeResult(True, f"POST {uri}{to} answered {response.status_code}")
         return ProbeResult(False, f"POST {uri}{to} answered {response.status_code} {response.text[:200].strip()}")
 
-    async def close(self) -> None:
-        self._session.close()
+    async def close(self, timeout: float = 0.0) -> bool:
+        return await self._session.close(timeout)
 
 
 def _deployment_body(inputs: Inputs, location: str, model: str, env: str, code: str, replicas: int) -> dict[str, Any]:
