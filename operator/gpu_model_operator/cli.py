@@ -91,6 +91,16 @@ def main() -> None:
 @click.option("--declared-gpus", type=int, default=None, help="Declared GPU inventory (testing): skip discovery.")
 @click.option("--azure-workers", default=8, help="Threads for Azure ML SDK calls.")
 @click.option(
+    "--workload-identity",
+    "workload_identities",
+    multiple=True,
+    metavar="NAMESPACE=CLIENT_ID",
+    callback=lambda ctx, param, value: parse_workload_identities(value),
+    help="An Entra application (client id) that resources of NAMESPACE may sign in as with azureml-v2's "
+    "spec.workspace.workloadIdentity (repeatable); NAMESPACE * allows it in every namespace (a single-tenant "
+    "install). Every application federates with the operator's own ServiceAccount token: none listed, none allowed.",
+)
+@click.option(
     "--call-budget", default=300, help="Backend calls one resource may make per resync interval (0: no limit)."
 )
 @click.option(
@@ -122,6 +132,7 @@ def run(
     state_dir: Path,
     declared_gpus: int | None,
     azure_workers: int,
+    workload_identities: tuple[tuple[str, str], ...],
     call_budget: int,
     leader_elect: bool,
     lease_name: str,
@@ -149,6 +160,7 @@ def run(
         state_dir=state_dir,
         declared_gpus=declared_gpus,
         azure_workers=azure_workers,
+        workload_identities=workload_identities,
         call_budget=call_budget,
         health_port=health_port,
         metrics_port=metrics_port,
@@ -157,6 +169,17 @@ def run(
         leader_election=leader_election,
     )
     serve(settings, all_namespaces)
+
+
+def parse_workload_identities(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``NAMESPACE=CLIENT_ID`` pairs, from the options or GMO_WORKLOAD_IDENTITIES (space-separated)."""
+    pairs = []
+    for value in values:
+        namespace, _, client_id = value.partition("=")
+        if not namespace.strip() or not client_id.strip():
+            raise click.BadParameter(f"{value!r} is not NAMESPACE=CLIENT_ID (NAMESPACE * for every namespace)")
+        pairs.append((namespace.strip(), client_id.strip()))
+    return tuple(pairs)
 
 
 def serve(settings: Settings, all_namespaces: bool) -> None:

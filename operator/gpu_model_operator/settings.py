@@ -79,6 +79,11 @@ class Settings:
     state_dir: Path = field(default_factory=default_state_dir)
     #: Declared GPU inventory (testing): pretend the machine has this many GPUs instead of discovering them.
     declared_gpus: int | None = None
+    #: Which Entra applications (client ids) each namespace's resources may sign in as by workload identity, as
+    #: (namespace, client id) pairs; namespace "*": any namespace (a single-tenant install). The token is the
+    #: operator's own, which every team's application federates with: without this list, any namespace could
+    #: sign in as any team's application. Empty: workload identity is refused everywhere.
+    workload_identities: tuple[tuple[str, str], ...] = ()
     #: Threads for the synchronous Azure ML SDK, so its calls never block the event loop.
     azure_workers: int = 8
     #: Seconds a graceful stop waits for the backends' calls in flight (a write already sent to Azure runs on in
