@@ -108,9 +108,10 @@ def main() -> None:
 
             say("starting the operator with --backend azureml-v2 (its azure-ai-ml SDK talks to the emulator)")
             env = {**emu.client_env_v2(), "HOME": str(WORK / "home"), "AZURE_FEDERATED_TOKEN_FILE": str(token_file)}
+            # The demo's namespace may sign in as the federated application, and no other namespace may.
+            args = ["--backend", "azureml-v2", "--poll-seconds", "1", "--workload-identity", f"{NAMESPACE}={APP}"]
             with OperatorProcess(
-                cp.kubeconfig, [NAMESPACE], WORK / "state", WORK / "operator.log",
-                extra_args=["--backend", "azureml-v2", "--poll-seconds", "1"], env=env,
+                cp.kubeconfig, [NAMESPACE], WORK / "state", WORK / "operator.log", extra_args=args, env=env,
             ) as operator:  # fmt: skip
                 say("applying manifests/examples/azureml-v2 (workload identity: no Secret with a password)")
                 docs = list(yaml.safe_load_all(cp.kubectl("kustomize", str(EXAMPLE)).stdout))

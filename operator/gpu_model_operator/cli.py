@@ -21,7 +21,7 @@ import kopf
 from . import __version__
 from .models import BackendKind
 from .settings import LeaderElectionSettings, Settings, default_state_dir
-from .standby import StopSignal, leadership, own_namespace
+from .standby import StopSignal, exit_keeping_lease, leadership, own_namespace
 
 
 def build_controller(settings: Settings) -> object:
@@ -91,6 +91,16 @@ def main() -> None:
 @click.option("--declared-gpus", type=int, default=None, help="Declared GPU inventory (testing): skip discovery.")
 @click.option("--azure-workers", default=8, help="Threads for Azure ML SDK calls.")
 @click.option(
+    "--workload-identity",
+    "workload_identities",
+    multiple=True,
+    metavar="NAMESPACE=CLIENT_ID",
+    callback=lambda ctx, param, value: parse_workload_identities(value),
+    help="An Entra application (client id) that resources of NAMESPACE may sign in as with azureml-v2's "
+    "spec.workspace.workloadIdentity (repeatable); NAMESPACE * allows it in every namespace (a single-tenant "
+    "install). Every application federates with the operator's own ServiceAccount token: none listed, none allowed.",
+)
+@click.option(
     "--call-budget", default=300, help="Backend calls one resource may make per resync interval (0: no limit)."
 )
 @click.option(
@@ -122,6 +132,7 @@ def run(
     state_dir: Path,
     declared_gpus: int | None,
     azure_workers: int,
+    workload_identities: tuple[tuple[str, str], ...],
     call_budget: int,
     leader_elect: bool,
     lease_name: str,
@@ -149,6 +160,7 @@ def run(
         state_dir=state_dir,
         declared_gpus=declared_gpus,
         azure_workers=azure_workers,
+        workload_identities=workload_identities,
         call_budget=call_budget,
         health_port=health_port,
         metrics_port=metrics_port,
@@ -159,10 +171,21 @@ def run(
     serve(settings, all_namespaces)
 
 
+def parse_workload_identities(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``NAMESPACE=CLIENT_ID`` pairs, from the options or GMO_WORKLOAD_IDENTITIES (space-separated)."""
+    pairs = []
+    for value in values:
+        namespace, _, client_id = value.partition("=")
+        if not namespace.strip() or not client_id.strip():
+            raise click.BadParameter(f"{value!r} is not NAMESPACE=CLIENT_ID (NAMESPACE * for every namespace)")
+        pairs.append((namespace.strip(), client_id.strip()))
+    return tuple(pairs)
+
+
 def serve(settings: Settings, all_namespaces: bool) -> None:
     """kopf with the operator's handlers; under leader election, only once this process holds the lease."""
     from . import metrics
-    from .handlers import build_registry
+    from .handlers import build_registry, nothing_in_flight
 
     log_level, health_port = settings.log_level, settings.health_port
     kopf.configure(
@@ -188,8 +211,15 @@ def serve(settings: Settings, all_namespaces: bool) -> None:
         return
     with leadership(settings.leader_election, health_port, lambda leading: metrics.LEADER.set(int(leading))) as stop:
         if stop is not None and not stop.is_set():
-            with contextlib.suppress(asyncio.CancelledError):
-                asyncio.run(operator_until(stop, options))
+            # The lease is released when this block ends, and a standby starts writing at once: only once every
+            # backend call has ended (the cleanup handler waits for them, up to settings.drain_seconds).
+            memo = kopf.Memo()
+            try:
+                with contextlib.suppress(asyncio.CancelledError):
+                    asyncio.run(operator_until(stop, {**options, "memo": memo}))
+            finally:
+                if not nothing_in_flight(memo):
+                    exit_keeping_lease()
 
 
 async def operator_until(stop: StopSignal, options: dict[str, Any]) -> None:

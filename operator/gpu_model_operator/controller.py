@@ -108,7 +108,7 @@ class Controller:
                 return decide(facts)
             try:
                 spec = parse_spec(res, self.backends.keys())
-                inputs = await load_inputs(self.kube, res, spec)
+                inputs = await load_inputs(self.kube, res, spec, identities=self.settings.workload_identities)
             except InputError as exc:
                 return self._decide_problem(res, facts, Problem(exc.reason, exc.message, exc.transient, slow=True))
             facts = replace(facts, spec=spec)
@@ -243,9 +243,11 @@ class Controller:
                     return await self._finish_deletion(res, DeletionDecision(DeleteAction.DONE, message))
                 raise  # InvalidSpec: the handler says so and retries, and a fixed spec lets the deletion finish
             try:
-                inputs = await load_inputs(self.kube, res, spec)
+                inputs = await load_inputs(self.kube, res, spec, identities=self.settings.workload_identities)
             except InputError:
-                inputs = await load_inputs(self.kube, res, spec, for_deletion=True)
+                inputs = await load_inputs(
+                    self.kube, res, spec, for_deletion=True, identities=self.settings.workload_identities
+                )
             backend = backend_for(self.backends, inputs)
             service = await backend.observe_service(inputs)
             compute = await backend.observe_compute(inputs) if owns_compute(spec) else None

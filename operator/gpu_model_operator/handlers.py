@@ -6,14 +6,15 @@ and the finalizer are settings, not import-time constants.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
 
 from . import FINALIZER, GROUP, PLURAL, VERSION, metrics
-from .backends.base import BackendError, owner_id
+from .backends.base import Backend, BackendError, owner_id
 from .controller import Controller
 from .decision import Decision, DeleteAction, Event
 from .inputs import RETRY_NOW, TAKE_OVER, Holding, InputError, Resource, compute_key, holding_of
@@ -22,6 +23,7 @@ from .reconcile import RECONCILE_POLICY
 from .settings import Settings
 
 RESOURCE = (GROUP, VERSION, PLURAL)
+log = logging.getLogger(__name__)
 
 
 def resource_of(body: kopf.Body) -> Resource:
@@ -58,6 +60,27 @@ def conclude(body: kopf.Body, patch: kopf.Patch, decision: Decision) -> None:
         raise kopf.PermanentError(decision.status.last_error or summary)
     if decision.requeue_after is not None:
         raise kopf.TemporaryError(summary, delay=decision.requeue_after)
+
+
+#: The memo's answer of the cleanup handler: did every backend call end before kopf stopped?
+DRAINED = "drained"
+
+
+async def close_backends(backends: Iterable[Backend[Any]], timeout: float) -> bool:
+    """Close every backend, waiting up to ``timeout`` seconds in all for the calls each has in flight; True when
+    none is left running."""
+    done = all(await asyncio.gather(*(backend.close(timeout) for backend in backends)))
+    if not done:
+        log.warning(
+            "calls to the cloud still running %gs after the operator stopped: they end with the process", timeout
+        )
+    return done
+
+
+def nothing_in_flight(memo: Mapping[str, Any]) -> bool:
+    """Once kopf has stopped: may another replica start writing? Yes when no backend was ever built, or when the
+    cleanup handler saw every call end; no when it timed out, or did not run to its end (unknown is not safe)."""
+    return memo.get("controller") is None or memo.get(DRAINED) is True
 
 
 def holdings_of(index: Mapping[str, Any], spec: Mapping[str, Any], owner: str) -> list[Holding]:
@@ -97,8 +120,7 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         controller: Controller | None = memo.get("controller")
         if controller is not None:
-            for backend in controller.backends.values():
-                await backend.close()
+            memo[DRAINED] = await close_backends(controller.backends.values(), settings.drain_seconds)
 
     @kopf.index(*RESOURCE, id="holdings", registry=registry)
     def holdings(

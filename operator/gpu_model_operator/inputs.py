@@ -106,10 +106,16 @@ def valid_spec(res: Resource) -> GpuModelDeploymentSpec:
 
 
 async def load_inputs(
-    kube: KubeClient, res: Resource, spec: SpecT, *, for_deletion: bool = False
+    kube: KubeClient,
+    res: Resource,
+    spec: SpecT,
+    *,
+    for_deletion: bool = False,
+    identities: Collection[tuple[str, str]] = (),
 ) -> DeploymentInputs[SpecT]:
-    """The spec and what it points to. Deleting needs names, not scripts: it works without the ConfigMap."""
-    credentials = await _sign_in(kube, res.namespace, spec)
+    """The spec and what it points to. Deleting needs names, not scripts: it works without the ConfigMap.
+    ``identities``: the (namespace, client id) pairs allowed to sign in by workload identity (Settings)."""
+    credentials = await _sign_in(kube, res.namespace, spec, identities)
     if for_deletion:
         return DeploymentInputs(
             res.namespace, res.name, res.uid, res.generation, spec, "", "", credentials, take_over=res.take_over
@@ -143,15 +149,29 @@ async def load_inputs(
     )
 
 
-async def _sign_in(kube: KubeClient, namespace: str, spec: GpuModelDeploymentSpec) -> dict[str, str]:
+async def _sign_in(
+    kube: KubeClient, namespace: str, spec: GpuModelDeploymentSpec, identities: Collection[tuple[str, str]]
+) -> dict[str, str]:
     """The Azure sign-in of an azureml resource: a service principal's Secret, or (azureml-v2) the workload
-    identity's tenant and client ids, whose token the backend reads from the operator's own pod."""
+    identity's tenant and client ids, whose token the backend reads from the operator's own pod. That token is
+    the operator's, federated with every team's application: a namespace may name only the applications the
+    installer allowed it (``identities``; namespace ``*``: every namespace), else any namespace could sign in
+    as another team's application."""
     if isinstance(spec, LocalSpec):
         return {}
     ws = spec.workspace
     if isinstance(ws, SecretWorkspace):
         return await _credentials(kube, namespace, ws.credentials_secret_ref.name)
-    return {"tenantId": ws.workload_identity.tenant_id, "clientId": ws.workload_identity.client_id}
+    client_id = ws.workload_identity.client_id
+    if not any(ns in (namespace, "*") and cid.lower() == client_id.lower() for ns, cid in identities):
+        raise InputError(
+            c.IDENTITY_NOT_ALLOWED,
+            f"namespace {namespace} may not sign in as Entra application {client_id} "
+            "(spec.workspace.workloadIdentity): the operator's installer has not allowed it there; to allow it, "
+            f"run the operator with --workload-identity {namespace}={client_id} (GMO_WORKLOAD_IDENTITIES; the "
+            "chart's workloadIdentity.allowed). Nothing was signed in",
+        )
+    return {"tenantId": ws.workload_identity.tenant_id, "clientId": client_id}
 
 
 async def _credentials(kube: KubeClient, namespace: str, secret: str) -> dict[str, str]:

@@ -80,5 +80,5 @@ class InstrumentedBackend(Generic[SpecT]):
     async def probe(self, inputs: DeploymentInputs[SpecT]) -> ProbeResult:
         return await self._run("probe", inputs, self._backend.probe(inputs))
 
-    async def close(self) -> None:
-        await self._backend.close()
+    async def close(self, timeout: float = 0.0) -> bool:
+        return await self._backend.close(timeout)

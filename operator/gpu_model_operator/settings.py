@@ -79,8 +79,17 @@ class Settings:
     state_dir: Path = field(default_factory=default_state_dir)
     #: Declared GPU inventory (testing): pretend the machine has this many GPUs instead of discovering them.
     declared_gpus: int | None = None
+    #: Which Entra applications (client ids) each namespace's resources may sign in as by workload identity, as
+    #: (namespace, client id) pairs; namespace "*": any namespace (a single-tenant install). The token is the
+    #: operator's own, which every team's application federates with: without this list, any namespace could
+    #: sign in as any team's application. Empty: workload identity is refused everywhere.
+    workload_identities: tuple[tuple[str, str], ...] = ()
     #: Threads for the synchronous Azure ML SDK, so its calls never block the event loop.
     azure_workers: int = 8
+    #: Seconds a graceful stop waits for the backends' calls in flight (a write already sent to Azure runs on in
+    #: its thread) before it hands the lease over. Past it, the lease is kept and left to expire. It fits inside
+    #: the pod's terminationGracePeriodSeconds (60 in the manifests and the chart) after kopf's own stop.
+    drain_seconds: float = 40.0
     #: Port of kopf's liveness endpoint (/healthz); 0 disables it.
     health_port: int = 8080
     #: Port of the Prometheus /metrics endpoint; 0 disables it.

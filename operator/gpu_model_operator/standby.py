@@ -32,15 +32,33 @@ LOST_LEADERSHIP_EXIT = 75
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-def exit_now(reason: str) -> NoReturn:
-    """What a leader does when it loses the lease: stop every thread of the process at once. A timer ends it
-    even if writing the log line blocks."""
+def _exit_hard(level: int, message: str, *args: object) -> NoReturn:
+    """Stop every thread of the process at once (those still calling the cloud included). A timer ends it even
+    if writing the log line blocks."""
     threading.Timer(1.0, os._exit, (LOST_LEADERSHIP_EXIT,)).start()
-    log.critical("leader election: lost the lease (%s); exiting now so that no two replicas act", reason)
+    log.log(level, message, *args)
     for handler in logging.getLogger().handlers:
         with contextlib.suppress(Exception):
             handler.flush()
     os._exit(LOST_LEADERSHIP_EXIT)
+
+
+def exit_now(reason: str) -> NoReturn:
+    """What a leader does when it loses the lease: stop every thread of the process at once."""
+    _exit_hard(
+        logging.CRITICAL, "leader election: lost the lease (%s); exiting now so that no two replicas act", reason
+    )
+
+
+def exit_keeping_lease() -> NoReturn:
+    """What a leader stopping gracefully does when calls to the cloud are still running at the drain deadline:
+    exit at once, those calls' threads with it, without releasing the lease. A standby takes it when it expires
+    (its lease duration after the last renewal), so no instant has two writers."""
+    _exit_hard(
+        logging.WARNING,
+        "leader election: calls to the cloud were still running at the end of the graceful stop; exiting without "
+        "releasing the lease, which a standby takes when it expires",
+    )
 
 
 def own_identity() -> str:

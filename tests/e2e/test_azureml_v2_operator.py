@@ -2,7 +2,9 @@
 v2 surface and a real apiserver. Every promise of the README's azureml-v2 section is tried here: Ready means a
 client can score with the key from the Secret; a rollout never drops a request and a failed one leaves the old
 deployment serving; replicas are capped by quota and by GPUs per node, and say so; an endpoint the operator did not
-create is left alone; Retain keeps the endpoint; keys rotated in Azure reach the Secret.
+create is left alone; Retain keeps the endpoint; keys rotated in Azure reach the Secret; workload identity signs in
+only as the applications the operator allows the resource's namespace (GMO_WORKLOAD_IDENTITIES), else nothing is
+called at Azure.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ pytestmark = pytest.mark.timeout(240)
 
 #: The operator's ServiceAccount, federated with the Entra application WORKLOAD_APP (workload identity).
 OPERATOR_NS, OPERATOR_SA, WORKLOAD_APP = "gmo-system", "gpu-model-operator", "workload-app"
+#: The one namespace allowed to sign in as WORKLOAD_APP; STRANGER_APP (federated with nothing) is allowed in every
+#: namespace, so that Entra's own refusal is tried too. Any other application, or WORKLOAD_APP elsewhere: refused.
+WI_NAMESPACE, STRANGER_APP = "gmo-wi-team", "stranger-app"
+ALLOWED_IDENTITIES = f"{WI_NAMESPACE}={WORKLOAD_APP} *={STRANGER_APP}"
 MANAGEMENT = r"/subscriptions/.*/(onlineEndpoints|computes|usages|vmSizes|models|environments|codes|workspaces/ws1$)"
 
 
@@ -59,7 +65,7 @@ def v2_operator(
     v2_emu.v2.configure(
         federated_credentials=[{"client_id": WORKLOAD_APP, "issuer": cp.server, "subject": subject, "jwks": jwks}]
     )
-    env = {"AZURE_FEDERATED_TOKEN_FILE": str(token_file)}
+    env = {"AZURE_FEDERATED_TOKEN_FILE": str(token_file), "GMO_WORKLOAD_IDENTITIES": ALLOWED_IDENTITIES}
     yield from run_v2_operator(cp, v2_emu, tmp_path_factory, env=env)
 
 
@@ -382,12 +388,15 @@ def test_keys_rotated_in_azure_reach_the_secret(v2: AzureV2) -> None:
 def test_workload_identity_signs_in_with_the_federated_token(v2: AzureV2) -> None:
     workspace = {"subscriptionId": SUBSCRIPTION, "resourceGroup": RESOURCE_GROUP, "name": WORKSPACE}
     identity = {"clientId": WORKLOAD_APP, "tenantId": TENANT}
-    v2.apply("wi", "wi-ep", managed(), workspace={**workspace, "workloadIdentity": identity})
-    v2.wait_ready("wi")
-    assert v2.score("wi").status_code == 200
+    v2.cp.kubectl("create", "namespace", WI_NAMESPACE, check=False)
+    team = AzureV2(v2.cp, WI_NAMESPACE, v2.emu, v2.operator)  # the namespace allowed to use WORKLOAD_APP
+    team.apply("wi", "wi-ep", managed(), workspace={**workspace, "workloadIdentity": identity})
+    team.wait_ready("wi")
+    assert team.score("wi").status_code == 200
+    team.delete("wi")
 
-    # An application the ServiceAccount is not federated with: refused, and said so.
-    stranger = {"clientId": "stranger-app", "tenantId": TENANT}
+    # An application the ServiceAccount is not federated with (allowed by the operator): Entra refuses, said so.
+    stranger = {"clientId": STRANGER_APP, "tenantId": TENANT}
     v2.apply("stranger", "stranger-ep", managed(), workspace={**workspace, "workloadIdentity": stranger})
     cond = v2.wait_reason("stranger", "CredentialsInvalid")
     assert "workload identity of application stranger-app" in cond["message"] and "AADSTS" in cond["message"]
@@ -395,7 +404,27 @@ def test_workload_identity_signs_in_with_the_federated_token(v2: AzureV2) -> Non
     # Deletion must sign in as well (it cannot know nothing exists): the README's way out lets the resource go.
     v2.cp.kubectl("annotate", "gmd", "stranger", "-n", v2.ns, "gpumodel.io/reconcile-policy=detach-on-delete")
     v2.delete("stranger")
-    v2.delete("wi")
+
+
+def test_a_namespace_cannot_sign_in_as_an_application_allowed_to_another(v2: AzureV2) -> None:
+    """WORKLOAD_APP is federated with the operator's token and allowed in WI_NAMESPACE only: a resource of another
+    namespace naming it is refused before anything is signed in, and the cloud never hears of it."""
+    workspace = {"subscriptionId": SUBSCRIPTION, "resourceGroup": RESOURCE_GROUP, "name": WORKSPACE}
+    identity = {"clientId": WORKLOAD_APP, "tenantId": TENANT}
+    v2.emu.clear_calls()
+    v2.apply("borrowed", "borrowed-ep", managed(), workspace={**workspace, "workloadIdentity": identity})
+    cond = v2.wait_reason("borrowed", "IdentityNotAllowed")
+    assert f"namespace {v2.ns}" in cond["message"] and WORKLOAD_APP in cond["message"]
+    assert f"--workload-identity {v2.ns}={WORKLOAD_APP}" in cond["message"]
+    assert v2.get("borrowed")["status"]["phase"] == "Failed"
+    warned = lambda: [e for e in v2.events("borrowed", "IdentityNotAllowed") if e["type"] == "Warning"]  # noqa: E731
+    wait_for("the IdentityNotAllowed Warning", warned, 30)
+    # No token was asked for, no workspace read, nothing created: no call at all reached the emulated cloud.
+    assert v2.emu.calls() == [] and v2.endpoint("borrowed-ep") is None
+    # Deletion would sign in too: nothing was created, so the resource is let go without touching Azure.
+    v2.cp.kubectl("annotate", "gmd", "borrowed", "-n", v2.ns, "gpumodel.io/reconcile-policy=detach-on-delete")
+    v2.delete("borrowed")
+    assert v2.emu.calls() == []
 
 
 def test_a_wrong_secret_is_named_and_never_shown(v2: AzureV2) -> None:

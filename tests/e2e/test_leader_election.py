@@ -7,7 +7,8 @@ them reconciling, whatever happens to the other.
 - The leader is cut off from the apiserver (a black-holed TCP proxy in front of it) while it keeps polling
   Azure: it exits before its lease can expire, and so before the standby takes over; the emulator's call log,
   the old leader's exit time and the lease's acquire time show that no instant had two writers.
-- A graceful stop (SIGTERM, a rolling update) hands the lease over at the standby's next attempt.
+- A graceful stop (SIGTERM, a rolling update) hands the lease over at the standby's next attempt; one that comes
+  while a write to Azure is running (a thread that cannot be cancelled) hands it over only once the write ended.
 - Shards: two operators with disjoint namespaces and leases of their own never touch each other's resources.
 
 The lease settings are short (5 s lease, 3 s renew deadline, 0.5 s retry period) so that each case takes
@@ -47,6 +48,8 @@ LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 5, 3.0, 0.5
 SLOW = {"compute_create_s": 4, "compute_delete_s": 2, "service_create_s": 2, "service_delete_s": 2}
 #: What the README promises for a takeover after a crash (with the production settings, 15 s leases).
 TAKEOVER_BOUND_S = 30.0
+#: How long the emulator holds a write in the graceful-stop case: longer than kopf's 5 s wait for its handlers.
+WRITE_HELD_S = 8.0
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -344,6 +347,31 @@ def test_a_leader_stopped_gracefully_hands_the_lease_over_at_once(pair: Pair) ->
     # LEASE_DURATION after the renewal read before the signal; kopf's own shutdown time comes on top of that.
     assert acquired_at < last_renewal + LEASE_DURATION
     wait_for("b's gauge", lambda: b.leader_gauge() == 1.0, 10, 0.1)
+
+
+def test_a_leader_stopped_during_a_write_hands_the_lease_over_only_once_the_write_has_ended(pair: Pair) -> None:
+    """SIGTERM while the compute PUT is held at Azure (the emulator answers it WRITE_HELD_S later, longer than
+    kopf's own wait for its handlers): kopf cancels the handler, but the SDK's thread cannot be cancelled and the
+    PUT is answered later. The old leader keeps (and renews) the lease until that write has ended, and releases
+    it then: the standby never acts while the old leader still writes."""
+    a, b, azure = start_pair(pair)
+    azure.emu.add_fault(action="delay", method="PUT", path=r"/computes/ha-gpu-5$", delay_s=WRITE_HELD_S)
+    azure.apply("ha", "ha-svc-5", provision("ha-gpu-5"))
+    held = lambda: any(rule["hits"] for rule in azure.emu.request("GET", "/_emulator/faults")["rules"])  # noqa: E731
+    wait_for("the compute PUT to be held at Azure", held, 60, 0.05)
+    stopped_at = time.time()
+    a.op.stop(timeout=WRITE_HELD_S + 20)
+    put = next(c for c in azure.emu.calls() if c["method"] == "PUT" and c["path"].endswith("/computes/ha-gpu-5"))
+    answered_at = put["t"] + WRITE_HELD_S
+    assert a.returncode == 0 and "released lease" in a.op.log_path.read_text()
+    spec = pair.lease.wait_holder(b, timeout=LEASE_DURATION)
+    acquired_at = _epoch(spec.acquire_time)
+    report("leader stopped with SIGTERM during a write", write_left=answered_at - stopped_at,
+           lease_taken_after_write=acquired_at - answered_at)  # fmt: skip
+    # The lease was a's all along until the PUT was answered, and handed over promptly once it was.
+    assert [h for t, h in pair.lease.history if stopped_at <= t < answered_at and not a.holds(h)] == []
+    assert answered_at <= acquired_at < answered_at + LEASE_DURATION
+    assert creates(azure, "ha-gpu-5", "ha-svc-5")["compute PUT"] == 1
 
 
 def test_shards_with_leases_of_their_own_never_touch_each_others_resources(

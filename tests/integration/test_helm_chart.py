@@ -163,6 +163,9 @@ def test_helm_lint_passes_strict(helm: Helm, values: str | None) -> None:
         (["metrics.serviceMonitor.interval=often"], "/metrics/serviceMonitor/interval"),
         (["backends={azureml,local}"], "/backends/1"),  # never local in a cluster (README, Trust)
         (["backends={}"], "/backends"),
+        (["workloadIdentity.allowed.Team_A={app}"], "Team_A"),  # a namespace name or *
+        (["workloadIdentity.allowed.team-a={a=b}"], "/workloadIdentity/allowed/team-a/0"),
+        (["workloadIdentity.allowed.team-a=app"], "/workloadIdentity/allowed/team-a"),  # a list of client ids
     ],
 )
 def test_the_schema_refuses_values_the_chart_cannot_honour(helm: Helm, values: list[str], refusal: str) -> None:
@@ -245,6 +248,20 @@ def test_workload_identity_labels_the_pods_and_names_the_application(helm: Helm)
     )
     assert labels["azure.workload.identity/use"] == "true"
     assert annotations == {"azure.workload.identity/client-id": app}
+
+
+def test_workload_identity_allowed_renders_the_operators_allow_list(helm: Helm) -> None:
+    """workloadIdentity.allowed (namespace -> client ids) is GMO_WORKLOAD_IDENTITIES, NAMESPACE=CLIENT_ID pairs as
+    --workload-identity reads them; none allowed by default, and then the variable is not rendered."""
+    assert "GMO_WORKLOAD_IDENTITIES" not in _deployment_env(helm.template())
+    docs = helm.template(
+        "--set", "workloadIdentity.allowed.team-a={app-a1,app-a2}", "--set", "workloadIdentity.allowed.\\*={app-any}"
+    )  # fmt: skip
+    value = _deployment_env(docs)["GMO_WORKLOAD_IDENTITIES"]
+    assert value == "*=app-any team-a=app-a1 team-a=app-a2"
+    run = cli_main.commands["run"]
+    ctx = run.make_context("run", [arg for pair in value.split() for arg in ("--workload-identity", pair)])
+    assert ctx.params["workload_identities"] == (("*", "app-any"), ("team-a", "app-a1"), ("team-a", "app-a2"))
 
 
 def test_the_workload_identity_component_patches_what_the_chart_values_render(

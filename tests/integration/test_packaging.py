@@ -219,6 +219,7 @@ def test_the_image_install_step_gives_a_working_operator(image: ImageInstall) ->
     variables = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("GMO_")}
     variables["GMO_NAMESPACES"] = "a b"  # the overlays choose the namespaces: both ways are read
     variables["GMO_ALL_NAMESPACES"] = "true"
+    variables["GMO_WORKLOAD_IDENTITIES"] = "team-a=app-a *=app-b"  # commented out in the base: an installer's list
     resolved = image.run_python(RESOLVE, json.dumps(variables))
     assert resolved.returncode == 0, resolved.stderr
     options = json.loads(resolved.stdout)
@@ -227,6 +228,7 @@ def test_the_image_install_step_gives_a_working_operator(image: ImageInstall) ->
     assert options["GMO_BACKENDS"] == ["backends", ["azureml-v2", "azureml"]], (
         "a cluster serves the two Azure ML backends, never local"
     )
+    assert options["GMO_WORKLOAD_IDENTITIES"] == ["workload_identities", [["team-a", "app-a"], ["*", "app-b"]]]
     unread = [name for name, option in options.items() if option is None]
     assert unread == [], f"the operator does not read {unread}"
 

@@ -221,7 +221,8 @@ def test_the_sign_in_of_each_kind_of_spec(name: str) -> None:
     spec, credentials = SIGN_INS[name]
     kube = FakeKube({"src": {"score.py": "def run(x): pass", "myenv.yml": "dependencies: []"}}, {"sp": SP})
     res = resource(spec)
-    inputs = asyncio.run(load_inputs(kube, res, parse_spec(res, ALL)))
+    allowed = ((res.namespace, "client"),)  # the workload identity's application, allowed in this namespace
+    inputs = asyncio.run(load_inputs(kube, res, parse_spec(res, ALL), identities=allowed))
     assert (inputs.credentials, inputs.entry_script, inputs.conda_spec) == (
         credentials,
         "def run(x): pass",

@@ -11,14 +11,19 @@ The contract is generic in the spec a backend takes: ``AzureMLBackend`` is a ``B
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import enum
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..models import GpuModelDeploymentSpec
 
 #: The spec of one backend (``LocalSpec``, ``AzureMLSpec``, ``AzureMLV2Spec``), or the union where any will do.
 SpecT = TypeVar("SpecT", bound=GpuModelDeploymentSpec)
+T = TypeVar("T")
 
 
 class ComputeState(str, enum.Enum):
@@ -206,4 +211,38 @@ class Backend(Protocol[SpecT]):
     async def probe(self, inputs: DeploymentInputs[SpecT]) -> ProbeResult:
         """A real request to the service's health endpoint through its scoring URL."""
 
-    async def close(self) -> None: ...
+    async def close(self, timeout: float = 0.0) -> bool:
+        """Take no more calls, and wait up to ``timeout`` seconds for the calls already running to end (a thread
+        cannot be cancelled: a write sent keeps going after its pass was cancelled). True when none is left
+        running: only then may another replica start writing (the lease is released only then)."""
+
+
+class DrainablePool(concurrent.futures.ThreadPoolExecutor):
+    """The thread pool a backend runs its blocking SDK calls in, which knows the calls still running: a graceful
+    stop waits for them (:meth:`drain`) before the lease is handed to another replica."""
+
+    def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
+        self._lock = threading.Lock()
+        self._running: set[concurrent.futures.Future[Any]] = set()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
+        future = super().submit(fn, *args, **kwargs)
+        with self._lock:
+            self._running.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            self._running.discard(future)
+
+    async def drain(self, timeout: float) -> bool:
+        """Refuse new calls, drop the queued ones, and wait up to ``timeout`` seconds for the running ones to
+        end; True when none is left."""
+        self.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            running = [future for future in self._running if not future.done()]
+        if running and timeout > 0:
+            await asyncio.wait([asyncio.wrap_future(future) for future in running], timeout=timeout)
+        return all(future.done() for future in running)

@@ -26,7 +26,6 @@ call that read it, but for a compute observed just before its deploy (dropped af
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hashlib
 import logging
 import math
@@ -45,6 +44,7 @@ from ..base import (
     Backend,
     ComputeState,
     DeploymentInputs,
+    DrainablePool,
     ObservedCompute,
     ObservedService,
     PermanentBackendError,
@@ -107,7 +107,7 @@ class AzureMLBackend(Backend[AzureMLSpec]):
 
     def __init__(self, workers: int = 8) -> None:
         use_hashed_ca_directory()
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="azureml-sdk")
+        self._pool = DrainablePool(max_workers=workers, thread_name_prefix="azureml-sdk")
         self._reads = Reads(workers, READ_TIMEOUT)
         #: One slot per pool thread. Calls wait here, on the event loop, for a free thread, so a call's timeout
         #: counts from when it runs: with a thousand resources polling, calls queued inside the executor timed
@@ -375,7 +375,10 @@ class AzureMLBackend(Backend[AzureMLSpec]):
             return ProbeResult(False, f"GET {url} answered {response.status_code} {response.text[:200].strip()}")
         return ProbeResult(True, f"GET {url} answered 200")
 
-    async def close(self) -> None:
-        """Stop taking calls; calls in flight finish in their threads (a DELETE sent stays sent)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    async def close(self, timeout: float = 0.0) -> bool:
+        """Stop taking calls, and wait up to ``timeout`` seconds for the calls in flight: a thread cannot be
+        cancelled, so a Model.deploy or DELETE sent keeps running after its pass was cancelled. True when none is
+        left."""
+        drained = await self._pool.drain(timeout)
         self._reads.close()
+        return drained

@@ -439,8 +439,8 @@ class AzureMLV2Backend(Backend[AzureMLV2Spec]):
             False, f"POST {uri}{to} answered {response.status_code}{hint} {response.text[:200].strip()}".rstrip()
         )
 
-    async def close(self) -> None:
-        self._session.close()
+    async def close(self, timeout: float = 0.0) -> bool:
+        return await self._session.close(timeout)
 
 
 def _not_ours(inputs: Inputs, raw: dict[str, Any]) -> tuple[str, str | None] | None:

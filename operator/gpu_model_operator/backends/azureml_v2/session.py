@@ -16,7 +16,6 @@ read back later with ``get`` (what a restarted operator does anyway).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hashlib
 import logging
 import os
@@ -27,7 +26,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from ... import conditions as c
 from ...models import AzureMLV2Spec, SecretWorkspace
-from ..base import DeploymentInputs, PermanentBackendError, TransientBackendError
+from ..base import DeploymentInputs, DrainablePool, PermanentBackendError, TransientBackendError
 from .errors import classify
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ class Session:
     """The pool, the Retry-After gate, and the signed-in workspaces."""
 
     def __init__(self, workers: int) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="azureml-v2")
+        self._pool = DrainablePool(max_workers=workers, thread_name_prefix="azureml-v2")
         self._slots = asyncio.Semaphore(workers)
         self._workspaces: dict[WsKey, Workspace] = {}
         self._connecting = asyncio.Lock()
@@ -191,9 +190,11 @@ class Session:
         except Exception:  # closing a credential is tidiness; a failure changes nothing
             log.debug("closing a credential failed", exc_info=True)
 
-    def close(self) -> None:
-        """Stop taking SDK calls; calls in flight finish in their threads (a DELETE sent stays sent)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    async def close(self, timeout: float = 0.0) -> bool:
+        """Stop taking SDK calls, and wait up to ``timeout`` seconds for the calls in flight: a thread cannot be
+        cancelled, so a PUT or DELETE sent keeps running after its pass was cancelled. True when none is left."""
+        drained = await self._pool.drain(timeout)
         for workspace in self._workspaces.values():
             self._close(workspace)
         self._workspaces.clear()
+        return drained

@@ -10,6 +10,7 @@ local hs = {}
 local permanentReasons = {
   InvalidSpec = true,
   CredentialsInvalid = true,
+  IdentityNotAllowed = true,
   ModelNotFound = true,
   QuotaExceeded = true,
   InvalidVmSize = true,
