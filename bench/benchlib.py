@@ -15,6 +15,8 @@ from gpu_model_operator_dev.azureml_emulator import EmulatorClient
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_ID, CLIENT_SECRET = "bench-operator", "bench-client-secret"
+#: The tenant of the v2 backend's service principal (azure-identity wants a tenant id; the v1 SDK signs in as "adfs").
+TENANT = "00000000-0000-0000-0000-0000000000aa"
 SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE = "00000000-0000-0000-0000-000000000001", "rg1", "ws1"
 
 
@@ -22,7 +24,9 @@ SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE = "00000000-0000-0000-0000-000000000001"
 class Emulator:
     proc: subprocess.Popen[str]
     admin: EmulatorClient
+    #: What an azureml-core (v1) client process needs, and what an azure-ai-ml (v2) one needs instead.
     env: dict[str, str]
+    env_v2: dict[str, str]
 
 
 @contextmanager
@@ -37,13 +41,14 @@ def emulator(state_dir: Path, latencies: dict[str, float]) -> Iterator[Emulator]
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
         admin = EmulatorClient(info["base_url"], Path(info["ca_bundle"]))
-        yield Emulator(proc, admin, info["env"])
+        yield Emulator(proc, admin, info["env"], info["env_v2"])
     finally:
         proc.terminate()
         proc.wait(30)
         log.close()
 
 
-def client_env(emu: Emulator, home: Path) -> dict[str, str]:
-    """The SDK's environment, and MALLOC_ARENA_MAX as the operator's image sets it (see the Dockerfile)."""
-    return {**os.environ, **emu.env, "HOME": str(home), "MALLOC_ARENA_MAX": "2"}
+def client_env(emu: Emulator, home: Path, v2: bool = False) -> dict[str, str]:
+    """The SDK's environment (azureml-core's, or with ``v2`` azure-ai-ml's), and MALLOC_ARENA_MAX as the operator's
+    image sets it (see the Dockerfile)."""
+    return {**os.environ, **(emu.env_v2 if v2 else emu.env), "HOME": str(home), "MALLOC_ARENA_MAX": "2"}

@@ -1,25 +1,33 @@
-"""Convergence, memory and steady state of the operator on the azureml backend, against the guide's script.
+"""Convergence, memory and steady state of the operator on the azureml and azureml-v2 backends, against the
+guide's script.
 
-Everything is real but Azure: a kube-apiserver, the operator as its own process, the azureml-core SDK talking
-HTTPS to the Azure ML emulator (its own process too), with operation latencies scaled down consistently from
-Azure's (an AKS cluster in ~10 min, a GPU service in ~5 min, at 1:60: 10 s and 5 s; the operator polls at
---poll-seconds). For each N, N GpuModelDeployments (each its own 1-node Standard_NC4as_T4_v3 cluster and 1-replica
-service, as N teams following the guide would) are applied at once, and the time until every one is Ready
-(with its scoring probe answered) is measured, with the operator's resident memory once all are Ready. The
-baseline is the guide done by a script (``guide_baseline.py``: create compute, ``wait_for_completion``,
-``Model.deploy``, ``wait_for_deployment``, one deployment after another) on a few deployments in the same run;
-being sequential, its time for N is N times its median per deployment, and is reported as that extrapolation.
+Everything is real but Azure: a kube-apiserver, the operator as its own process, the SDK talking HTTPS to the
+Azure ML emulator (its own process too), with operation latencies scaled down consistently from Azure's (1:60;
+the operator polls at --poll-seconds). Targets (``TARGETS``, ``--targets``), each against the same emulator:
+
+- ``v1``, the azureml backend (azureml-core): each resource its own 1-node Standard_NC4as_T4_v3 (DevTest) AKS
+  cluster and 1-replica service, as N teams following the guide would; an AKS cluster in ~10 min and a GPU
+  service in ~5 min are 10 s and 5 s.
+- ``v2``, the azureml-v2 backend (azure-ai-ml): each resource its own managed online endpoint with one
+  Standard_NC4as_T4_v3 instance; an endpoint in ~2 min, a GPU deployment in ~12 min and the traffic moved to it
+  in ~1 min are 2 s, 12 s and 1 s (the family's vCPU quota raised to fit every instance).
+
+Each target's latency floor is its operations' latencies in sequence (15 s for both by default). For each N, N
+GpuModelDeployments are applied at once, and the time until every one is Ready (with its scoring probe answered)
+is measured, with the operator's resident memory once all are Ready. The baseline is the guide done by a script
+(``guide_baseline.py``: create compute, ``wait_for_completion``, ``Model.deploy``, ``wait_for_deployment``, one
+deployment after another) on a few deployments in the same run; being sequential, its time for N is N times its
+median per deployment, and is reported as that extrapolation. The guide is the v1 SDK's: both targets are
+compared against that one figure.
 
 The steady state is measured on the run of --steady resources, after it converged: the emulator's call log over
 whole resync intervals gives the Azure calls per resource per interval (management reads and writes apart from
 scoring probes), and /proc the operator's resident memory. Last, ``cpu_per_call.py`` gives the CPU of one Azure
 call, the SDK's against the backend's.
 
-Backends are columns (``TARGETS``): today the azureml (SDK v1) backend; the v2 backend gets its own resources
-template and column there.
-
 Run: .venv/bin/python bench/convergence.py                  (N = 100 500 1000 2000, the steady state at 1000)
      .venv/bin/python bench/convergence.py --sizes 20 --steady 0 --baseline 2     (a quick look)
+     .venv/bin/python bench/convergence.py --sizes 20,100 --targets v2            (one target)
 Results: tables on stdout and bench/results/convergence.json.
 """
 
@@ -49,6 +57,7 @@ from benchlib import (
     RESOURCE_GROUP,
     ROOT,
     SUBSCRIPTION,
+    TENANT,
     WORKSPACE,
     Emulator,
     client_env,
@@ -61,6 +70,7 @@ from gpu_model_operator_dev.controlplane import ControlPlane
 from gpu_model_operator_dev.operator_process import OperatorProcess
 
 NAMESPACE, SECRET = "bench", "azureml-sp"
+T4, T4_FAMILY = "Standard_NC4as_T4_v3", "standardNCASv3_T4Family"
 RESULTS = ROOT / "bench" / "results" / "convergence.json"
 
 
@@ -81,12 +91,13 @@ def run_baseline(emu: Emulator, work: Path, count: int) -> list[float]:
 # ---- the operator --------------------------------------------------------------------------------------
 
 
-def v1_resources(n: int) -> list[dict[str, Any]]:
-    """The namespace's Secret and source ConfigMap (the azureml example, rendered by kustomize) and N deployments."""
+def example(name: str, tenant: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """An example of manifests/examples rendered by kustomize: its other documents (the source ConfigMap) with the
+    service principal's Secret, and its GpuModelDeployment pointed at the emulator's workspace and that Secret."""
     docs = list(
         yaml.safe_load_all(
             subprocess.run(
-                ["kubectl", "kustomize", str(ROOT / "manifests/examples/azureml")],
+                ["kubectl", "kustomize", str(ROOT / "manifests/examples" / name)],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -100,18 +111,28 @@ def v1_resources(n: int) -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": SECRET},
-            "stringData": {"tenantId": "adfs", "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET},
+            "stringData": {"tenantId": tenant, "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET},
         }
     )
+    template["spec"]["workspace"] = {
+        "subscriptionId": SUBSCRIPTION,
+        "resourceGroup": RESOURCE_GROUP,
+        "name": WORKSPACE,
+        "credentialsSecretRef": {"name": SECRET},
+    }
+    return out, template
+
+
+def v1_resources(n: int) -> list[dict[str, Any]]:
+    """The azureml example: N deployments, each its own 1-node AKS cluster and 1-replica service."""
+    out, template = example("azureml", "adfs")
     for i in range(n):
         doc = json.loads(json.dumps(template))
         doc["metadata"]["name"] = f"model-{i:04d}"
         spec = doc["spec"]
-        spec["workspace"].update(subscriptionId=SUBSCRIPTION, resourceGroup=RESOURCE_GROUP, name=WORKSPACE)
-        spec["workspace"]["credentialsSecretRef"]["name"] = SECRET
         spec["compute"] = {
             "name": f"gpu-{i:04d}",
-            "provision": {"vmSize": "Standard_NC4as_T4_v3", "agentCount": 1, "clusterPurpose": "DevTest"},
+            "provision": {"vmSize": T4, "agentCount": 1, "clusterPurpose": "DevTest"},
             "deletionPolicy": "Delete",
         }
         spec["model"] = {"name": "digits", "version": 1}
@@ -120,8 +141,54 @@ def v1_resources(n: int) -> list[dict[str, Any]]:
     return out
 
 
-#: What each backend column deploys: the manifests of N resources on it. The azureml-v2 backend adds its own here.
-TARGETS: dict[str, Callable[[int], list[dict[str, Any]]]] = {"v1": v1_resources}
+def v2_resources(n: int) -> list[dict[str, Any]]:
+    """The azureml-v2 example: N deployments, each its own managed online endpoint with one T4 instance (the
+    example's scoring probe request kept: the emulator's inference server echoes it)."""
+    out, template = example("azureml-v2", TENANT)
+    for i in range(n):
+        doc = json.loads(json.dumps(template))
+        doc["metadata"]["name"] = f"model-{i:04d}"
+        spec = doc["spec"]
+        spec["compute"] = {"managed": {"instanceType": T4}, "deletionPolicy": "Delete"}
+        spec["model"] = {"name": "digits", "version": 1}
+        spec["service"].update(name=f"ep-{i:04d}", replicas=1, gpuCores=1)
+        out.append(doc)
+    return out
+
+
+@dataclass(frozen=True)
+class Target:
+    """A backend column: the operator's --backend, the manifests of N resources on it, whether its SDK is
+    azure-ai-ml (the client environment, the models to seed), and the Azure operations a resource waits for in
+    sequence (names of the emulator's latencies; their sum is the target's floor)."""
+
+    backend: str
+    resources: Callable[[int], list[dict[str, Any]]]
+    v2: bool
+    sequence: tuple[str, ...]
+
+
+TARGETS: dict[str, Target] = {
+    "v1": Target("azureml", v1_resources, False, ("compute_create_s", "service_create_s")),
+    "v2": Target("azureml-v2", v2_resources, True, ("endpoint_create_s", "deployment_create_s", "endpoint_update_s")),
+}
+
+
+def latencies(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float]]:
+    """The emulator's latencies from the arguments: v1's (given at its start) and v2's (its v2 admin API)."""
+    v1 = {"compute_create_s": args.compute_seconds, "service_create_s": args.service_seconds}
+    v2 = {
+        "endpoint_create_s": args.endpoint_seconds,
+        "deployment_create_s": args.deployment_seconds,
+        "endpoint_update_s": args.traffic_seconds,
+    }
+    return v1, v2
+
+
+def floor_of(target: str, args: argparse.Namespace) -> float:
+    """The target's latency floor: its operations' latencies in sequence, polling not counted."""
+    v1, v2 = latencies(args)
+    return sum({**v1, **v2}[name] for name in TARGETS[target].sequence)
 
 
 def is_ready(item: dict[str, Any]) -> bool:
@@ -214,13 +281,21 @@ class Run:
     steady: dict[str, Any] = field(default_factory=dict)
 
 
+#: POSTs that change nothing: v1's and v2's key listings, v2's deployment logs and scoring token.
+READ_POSTS = ("/listkeys", "/getlogs", "/token")
+
+
 def kind_of(call: dict[str, Any]) -> str:
+    """probe (a scoring request: v1's health route, v2's /score), auth, connect (a tunnel through the emulator's
+    proxy: a new TLS connection to a blob or scoring host), write, or read."""
     path, method = call["path"], call["method"]
-    if "/api/v1/service/" in path:
+    if "/api/v1/service/" in path or path.endswith("/score"):
         return "probe"
     if "oauth2" in path or "openid" in path or "discovery/instance" in path:
         return "auth"
-    if method in ("PUT", "PATCH", "DELETE") or (method == "POST" and not path.endswith("/listkeys")):
+    if method == "CONNECT":
+        return "connect"
+    if method in ("PUT", "PATCH", "DELETE") or (method == "POST" and not path.lower().endswith(READ_POSTS)):
         return "write"
     return "read"
 
@@ -238,9 +313,13 @@ def converge(
 ) -> Run:
     """N resources of ``target`` applied at once, until all are Ready; ``env`` adds to the operator's environment,
     ``on_started`` runs once it is up, ``on_converged`` while the converged operator still runs (both for
-    memory_profile.py)."""
+    memory_profile.py). The emulator's latencies are set before (they outlive its reset)."""
+    spec = TARGETS[target]
     emu.admin.reset()
-    emu.admin.seed(models=[{"name": "digits"}])
+    if spec.v2:
+        emu.admin.v2.seed(models=[{"name": "digits", "version": "1"}])
+    else:
+        emu.admin.seed(models=[{"name": "digits"}])
     run_dir = work / f"{target}-n{n}-{time.strftime('%H%M%S')}"  # one per run: a size may run twice
     run_dir.mkdir(parents=True)
     with ControlPlane(run_dir / "cp") as cp:
@@ -248,10 +327,10 @@ def converge(
         cp.kubectl("create", "namespace", NAMESPACE)
         home = run_dir / "home"
         home.mkdir()
-        op_args = ["--all-namespaces", "--poll-seconds", str(args.poll_seconds)]
+        op_args = ["--backend", spec.backend, "--all-namespaces", "--poll-seconds", str(args.poll_seconds)]
         op_args += ["--resync-seconds", str(args.resync_seconds), "--azure-workers", str(args.workers)]
         log = run_dir / "operator.log"
-        env = {**client_env(emu, home), **(env or {})}
+        env = {**client_env(emu, home, spec.v2), **(env or {})}
         with OperatorProcess(cp.kubeconfig, [], run_dir / "state", log, extra_args=op_args, env=env) as op:
             assert op.proc is not None
             if on_started:
@@ -259,7 +338,7 @@ def converge(
             kube = config.new_client_from_config(str(cp.kubeconfig))  # type: ignore[no-untyped-call]  # unannotated
             api = client.CustomObjectsApi(kube)
             manifest = run_dir / "deployments.yaml"
-            manifest.write_text(yaml.safe_dump_all(TARGETS[target](n)))
+            manifest.write_text(yaml.safe_dump_all(spec.resources(n)))
             pids = {
                 "operator": [op.proc.pid],
                 "emulator": [emu.proc.pid],
@@ -317,8 +396,10 @@ def steady_state(emu: Emulator, op: OperatorProcess, n: int, resync: float, inte
         rss.append(rss_mb(op.proc.pid))
     calls = emu.admin.calls()
     kinds = Counter(kind_of(c) for c in calls)
-    per_service = Counter(
-        m.group(1) for c in calls if c["method"] == "GET" and (m := re.search(r"/services/(svc-\d+)$", c["path"]))
+    per_service = Counter(  # v1's service, v2's endpoint: the object each resource reads at its resync
+        m.group(1)
+        for c in calls
+        if c["method"] == "GET" and (m := re.search(r"/(?:services|onlineEndpoints)/((?:svc|ep)-\d+)$", c["path"]))
     )
     per = n * intervals
     return {
@@ -328,6 +409,7 @@ def steady_state(emu: Emulator, op: OperatorProcess, n: int, resync: float, inte
         "reads_per_resource_per_resync": kinds["read"] / per,
         "writes_per_resource_per_resync": kinds["write"] / per,
         "probes_per_resource_per_resync": kinds["probe"] / per,
+        "connects_per_resource_per_resync": kinds["connect"] / per,
         "auth_calls": kinds["auth"],
         "max_service_reads_of_one_resource_per_resync": max(per_service.values(), default=0) / intervals,
         "operator_rss_mb_median": statistics.median(rss),
@@ -335,9 +417,10 @@ def steady_state(emu: Emulator, op: OperatorProcess, n: int, resync: float, inte
     }
 
 
-def cpu_per_call(work: Path, calls: int) -> dict[str, Any]:
-    """``cpu_per_call.py`` in its own process (the SDK reads its cloud settings at import)."""
+def cpu_per_call(work: Path, calls: int, targets: list[str]) -> dict[str, Any]:
+    """``cpu_per_call.py`` in its own process (each target's SDK reads its cloud settings at import)."""
     args = [sys.executable, str(ROOT / "bench" / "cpu_per_call.py"), "--calls", str(calls)]
+    args += ["--targets", ",".join(targets)]
     out = subprocess.run(args, capture_output=True, text=True, check=False, cwd=work)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
     if out.returncode or line is None:
@@ -347,53 +430,87 @@ def cpu_per_call(work: Path, calls: int) -> dict[str, Any]:
 
 # ---- the report ----------------------------------------------------------------------------------------
 
+KINDS = ("auth", "read", "write", "probe", "connect")
 
-def print_tables(rows: list[dict[str, Any]], floor: float, per_deployment: float, cpu: dict[str, Any]) -> None:
-    """The convergence table (one group of columns per backend), the steady state, and the CPU per call."""
-    targets = list(dict.fromkeys(r["target"] for r in rows))
-    by = {(r["target"], r["n"]): r for r in rows}
-    print(f"\nconvergence: seconds until all N are Ready (latency floor {floor:g} s), operator RSS once they are")
-    head = ["N"] + [f"{t} {h}" for t in targets for h in ("s", "over floor s", "RSS MB")]
-    head += ["guide s (N x median)", "speed-up"]
-    print("  ".join(f"{h:>{max(5, len(h))}}" for h in head))
-    for n in sorted({r["n"] for r in rows}):
-        figures: list[str] = [str(n)]
-        for t in targets:
-            r = by.get((t, n))
-            figures += (
-                [f"{r['seconds']:.1f}", f"{r['seconds'] - floor:.1f}", f"{r['rss_mb_converged']:.0f}"]
-                if r
-                else ["-"] * 3
-            )
-        fastest = min(by[(t, n)]["seconds"] for t in targets if (t, n) in by)
-        figures += [f"{n * per_deployment:.0f}", f"{n * per_deployment / fastest:.1f}x"]
-        print("  ".join(f"{f:>{max(5, len(h))}}" for f, h in zip(figures, head, strict=True)))
-    print("\nCPU seconds spent while converging (2 cores: at most 2 x the wall time, shared with all else):")
-    for r in rows:
-        spent = ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_seconds"].items())
-        per = 1000 * r["cpu_seconds"]["operator"] / r["n"]
-        print(f"  {r['target']} N={r['n']}: {spent}; operator {per:.0f} ms per resource, wall {r['seconds']:.0f} s")
+
+def table(head: list[str], lines: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(head)]
+    for line in [head, *lines]:
+        print("  ".join(f"{f:>{w}}" for f, w in zip(line, widths, strict=True)))
+
+
+def print_tables(
+    rows: list[dict[str, Any]], floors: dict[str, float], per_deployment: float, cpu: dict[str, Any]
+) -> None:
+    """The convergence table (a row per N and target, the targets of one N together), the CPU and Azure calls of
+    each run, the steady state, and the CPU per call."""
+    rows = sorted(rows, key=lambda r: (r["n"], r["target"]))
+    baseline = per_deployment == per_deployment  # not NaN: the guide's script ran
+    floor_text = "; ".join(f"{t} {f:g} s" for t, f in floors.items())
+    print(f"\nconvergence: seconds until all N are Ready (latency floor: {floor_text}), operator RSS once they are")
+    print("guide: the v1 SDK's script (the guide is v1's), N x its median per deployment; every target against it")
+    table(
+        ["N", "target", "operator s", "median Ready s", "over floor s", "RSS MB", "guide (v1) s", "speed-up"],
+        [
+            [
+                str(r["n"]),
+                r["target"],
+                f"{r['seconds']:.1f}",
+                f"{r['ready_at_median']:.1f}",
+                f"{r['seconds'] - floors[r['target']]:.1f}",
+                f"{r['rss_mb_converged']:.0f}",
+                f"{r['n'] * per_deployment:.0f}" if baseline else "-",
+                f"{r['n'] * per_deployment / r['seconds']:.1f}x" if baseline else "-",
+            ]
+            for r in rows
+        ],
+    )
+    print("\nCPU seconds spent while converging (2 cores: at most 2 x the wall time, shared with all else), and the")
+    print("Azure calls the emulator answered, by kind (connect: a tunnel through its proxy, a new TLS connection)")
+    names = list(dict.fromkeys(k for r in rows for k in r["cpu_seconds"]))
+    table(
+        ["N", "target", *names, "operator ms/resource", *KINDS],
+        [
+            [str(r["n"]), r["target"]]
+            + [f"{r['cpu_seconds'][k]:.0f}" for k in names]
+            + [f"{1000 * r['cpu_seconds']['operator'] / r['n']:.0f}"]
+            + [str(r["calls_by_kind"].get(k, 0)) for k in KINDS]
+            for r in rows
+        ],
+    )
     for r in rows:
         if r["steady"]:
             print(f"steady state of {r['target']} at {r['n']}: {json.dumps(r['steady'])}")
-    if cpu:
-        table = cpu["table"]
-        columns = list(next(iter(table.values())))
-        print(f"\nCPU ms per Azure call (median of {cpu['runs']} runs of {cpu['calls']} calls; cpu_per_call.py)")
-        print(f"{'call':<28}" + "".join(f"{c:>20}" for c in columns))
-        for name, cells in table.items():
-            print(f"{name:<28}" + "".join(f"{cells[c]['cpu_ms']:>20.2f}" for c in columns))
+    for target, cells in (cpu.get("tables") or {}).items():
+        columns = list(next(iter(cells.values())))
+        runs = f"median of {cpu['runs']} runs of {cpu['calls']} calls; cpu_per_call.py"
+        print(f"\n{target}: CPU ms per Azure call, TLS handshakes per call ({runs})")
+        table(
+            ["call", *(f"{c} {x}" for c in columns for x in ("ms", "TLS"))],
+            [
+                [name, *(f"{row[c][x]:.2f}" for c in columns for x in ("cpu_ms", "handshakes"))]
+                for name, row in cells.items()
+            ],
+        )
+
+
+def listed(value: str) -> list[str]:
+    """A comma- or space-separated list (``--targets v1,v2``, ``--sizes 20,100``)."""
+    return [x for x in value.replace(",", " ").split() if x]
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", type=int, nargs="*", default=[100, 500, 1000, 2000])
+    p.add_argument("--sizes", nargs="*", default=["100,500,1000,2000"], help="N to converge, e.g. 20,100")
     p.add_argument("--steady", type=int, default=1000, help="the run whose steady state is measured (0: none)")
-    p.add_argument("--targets", nargs="*", default=list(TARGETS), choices=list(TARGETS))
+    p.add_argument("--targets", nargs="*", default=[",".join(TARGETS)], help=f"e.g. v1,v2 (of {', '.join(TARGETS)})")
     p.add_argument("--baseline", type=int, default=3, help="deployments the guide's script does in turn")
     p.add_argument("--cpu-calls", type=int, default=100, help="calls per run of cpu_per_call.py (0: skip it)")
-    p.add_argument("--compute-seconds", type=float, default=10.0)
-    p.add_argument("--service-seconds", type=float, default=5.0)
+    p.add_argument("--compute-seconds", type=float, default=10.0, help="v1: an AKS cluster's creation")
+    p.add_argument("--service-seconds", type=float, default=5.0, help="v1: a service's deployment")
+    p.add_argument("--endpoint-seconds", type=float, default=2.0, help="v2: an online endpoint's creation")
+    p.add_argument("--deployment-seconds", type=float, default=12.0, help="v2: an online deployment's creation")
+    p.add_argument("--traffic-seconds", type=float, default=1.0, help="v2: an endpoint's update (the traffic)")
     p.add_argument("--poll-seconds", type=float, default=2.0)
     p.add_argument("--resync-seconds", type=float, default=60.0)
     p.add_argument("--intervals", type=int, default=2, help="resync intervals the steady state is counted over")
@@ -401,41 +518,51 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=3600.0)
     p.add_argument("--workdir", type=Path, help="keep logs and manifests here (default: a temporary directory)")
     args = p.parse_args()
-    latencies = {"compute_create_s": args.compute_seconds, "service_create_s": args.service_seconds}
+    args.targets = listed(" ".join(args.targets))
+    unknown = sorted(set(args.targets) - set(TARGETS))
+    if unknown:
+        p.error(f"unknown targets {unknown}; known: {', '.join(TARGETS)}")
+    args.sizes = [int(x) for x in listed(" ".join(args.sizes))]
+    v1_latencies, v2_latencies = latencies(args)
     sizes = list(dict.fromkeys([*args.sizes, *([args.steady] if args.steady else [])]))
+    floors = {t: floor_of(t, args) for t in args.targets}
+    print("latency floor per target: " + "; ".join(f"{t} {f:g} s" for t, f in floors.items()), flush=True)
     with tempfile.TemporaryDirectory(prefix="gmo-bench-") as tmp:
         work = Path(args.workdir or tmp).resolve()
         work.mkdir(parents=True, exist_ok=True)
         os.chdir(work)  # as in the image: the SDK asks git about the working directory at every deploy
-        with emulator(work, latencies) as emu:
+        with emulator(work, v1_latencies) as emu:
+            # v2: its latencies, and the T4 family's quota raised to hold every instance twice (a rollout's room).
+            quota = {T4_FAMILY: 2 * 8 * max(sizes, default=1)}
+            emu.admin.v2.configure(latencies=v2_latencies, family_limits=quota)
             emu.admin.seed(models=[{"name": "digits"}])
             baseline = run_baseline(emu, work, args.baseline) if args.baseline else []
             per_deployment = statistics.median(baseline) if baseline else float("nan")
-            print(f"baseline: {len(baseline)} deployments, median {per_deployment:.1f}s each", flush=True)
+            print(f"baseline (v1 guide): {len(baseline)} deployments, median {per_deployment:.1f}s each", flush=True)
             runs = [
                 converge(emu, work, target, n, args, args.intervals if n == args.steady else 0)
-                for target in args.targets
                 for n in sizes
+                for target in args.targets
             ]
-        cpu = cpu_per_call(work, args.cpu_calls) if args.cpu_calls else {}
-    floor = args.compute_seconds + args.service_seconds
+        cpu = cpu_per_call(work, args.cpu_calls, args.targets) if args.cpu_calls else {}
     rows = [
         {
             **asdict(run),
+            "latency_floor_seconds": floors[run.target],
             "baseline_seconds_extrapolated": run.n * per_deployment,
             "speedup_vs_baseline": run.n * per_deployment / run.seconds,
-            "over_emulator_latency_seconds": run.seconds - floor,
+            "over_emulator_latency_seconds": run.seconds - floors[run.target],
         }
         for run in runs
     ]
-    print_tables(rows, floor, per_deployment, cpu)
+    print_tables(rows, floors, per_deployment, cpu)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     RESULTS.write_text(
         json.dumps(
             {
                 "settings": settings,
-                "emulator_latency_floor_seconds": floor,
+                "emulator_latency_floor_seconds": floors,
                 "baseline_seconds_per_deployment": baseline,
                 "runs": rows,
                 "cpu_per_call": cpu,

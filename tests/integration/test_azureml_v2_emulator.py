@@ -386,3 +386,35 @@ def test_put_replaces_an_endpoint_and_patch_changes_what_it_names(emulator: Emul
         headers={"Authorization": f"Bearer {token}"}, verify=ca, timeout=10,
     ).json()  # fmt: skip
     assert kept == keys
+
+
+def test_reset_replaces_the_v2_resources_that_the_arm_routes_serve(emulator: Emulator) -> None:
+    """The admin API's reset gives the v2 surface a new store; the ARM routes answer from it (they kept serving the
+    store of the emulator's start, so resources seeded after a reset were not found and old ones lived on)."""
+    ca = str(emulator.ca_file)
+    tenant = emulator.state.config.tenant_id if emulator.state else "adfs"
+    token = requests.post(
+        f"{emulator.base_url}/{tenant}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "gpu-operator",
+            "client_secret": "not-a-secret",
+            "scope": "https://management.azure.com/.default",
+        },
+        verify=ca,
+        timeout=10,
+    ).json()["access_token"]
+    auth, version = {"Authorization": f"Bearer {token}"}, {"api-version": "2023-04-01-preview"}
+    ws = f"{emulator.base_url}/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.MachineLearningServices/workspaces/{WS}"  # noqa: E501
+
+    def status(path: str) -> int:
+        return requests.get(ws + path, params=version, headers=auth, verify=ca, timeout=10).status_code
+
+    body: dict[str, Any] = {"location": "eastus", "properties": {"authMode": "Key"}}
+    put = requests.put(f"{ws}/onlineEndpoints/reset-ep", json=body, params=version, headers=auth, verify=ca, timeout=10)
+    assert put.status_code == 201
+    assert (status("/onlineEndpoints/reset-ep"), status("/models/digits/versions/1")) == (200, 200)
+    emulator.reset()
+    emulator.v2.seed(models=[{"name": "digits", "version": "2"}])
+    assert status("/onlineEndpoints/reset-ep") == 404
+    assert (status("/models/digits/versions/1"), status("/models/digits/versions/2")) == (404, 200)

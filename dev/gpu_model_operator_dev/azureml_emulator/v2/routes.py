@@ -92,7 +92,7 @@ def lro_headers(state: EmulatorState, ws: WsKey, op: Operation, request: web.Req
 
 
 def routes(state: EmulatorState) -> list[web.RouteDef]:
-    store = state.v2
+    # The store is read at each request (state.v2), never kept here: the admin API's reset replaces it.
 
     # -- online endpoints ---------------------------------------------------------------------------------
 
@@ -100,18 +100,18 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
     async def list_endpoints(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
         return web.json_response(
-            {"value": [payloads.endpoint(state, e) for e in store.list_endpoints(ws)], "nextLink": None}
+            {"value": [payloads.endpoint(state, e) for e in state.v2.list_endpoints(ws)], "nextLink": None}
         )
 
     @arm_errors
     async def get_endpoint(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
-        return web.json_response(payloads.endpoint(state, store.require_endpoint(ws, request.match_info["e"])))
+        return web.json_response(payloads.endpoint(state, state.v2.require_endpoint(ws, request.match_info["e"])))
 
     @arm_errors
     async def put_endpoint(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
-        status, e, op = store.put_endpoint(ws, request.match_info["e"], await json_body(request))
+        status, e, op = state.v2.put_endpoint(ws, request.match_info["e"], await json_body(request))
         return web.json_response(
             payloads.endpoint(state, e), status=status, headers=lro_headers(state, ws, op, request, False)
         )
@@ -119,7 +119,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
     @arm_errors
     async def patch_endpoint(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
-        e, op = store.patch_endpoint(ws, request.match_info["e"], await json_body(request))
+        e, op = state.v2.patch_endpoint(ws, request.match_info["e"], await json_body(request))
         return web.json_response(
             payloads.endpoint(state, e), status=202, headers=lro_headers(state, ws, op, request, True)
         )
@@ -127,7 +127,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
     @arm_errors
     async def delete_endpoint(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
-        op = store.delete_endpoint(ws, request.match_info["e"])
+        op = state.v2.delete_endpoint(ws, request.match_info["e"])
         if op is None:
             # ARM answers 204 for deleting what does not exist (the SDK's delete accepts 200/202/204).
             return web.Response(status=204)
@@ -136,38 +136,38 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
     @arm_errors
     async def list_keys(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
-        return web.json_response(store.list_keys(ws, request.match_info["e"]))
+        return web.json_response(state.v2.list_keys(ws, request.match_info["e"]))
 
     @arm_errors
     async def regenerate_keys(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
-        op = store.regenerate_key(ws, request.match_info["e"], await json_body(request))
+        op = state.v2.regenerate_key(ws, request.match_info["e"], await json_body(request))
         return web.Response(status=202, headers=lro_headers(state, ws, op, request, True))
 
     @arm_errors
     async def get_token(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
-        return web.json_response(store.aml_token(ws, request.match_info["e"]))
+        return web.json_response(state.v2.aml_token(ws, request.match_info["e"]))
 
     # -- deployments ----------------------------------------------------------------------------------------
 
     @arm_errors
     async def list_deployments(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
-        found = store.list_deployments(ws, request.match_info["e"])
+        found = state.v2.list_deployments(ws, request.match_info["e"])
         return web.json_response({"value": [payloads.deployment(state, d) for d in found], "nextLink": None})
 
     @arm_errors
     async def get_deployment(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
         m = request.match_info
-        return web.json_response(payloads.deployment(state, store.require_deployment(ws, m["e"], m["d"])))
+        return web.json_response(payloads.deployment(state, state.v2.require_deployment(ws, m["e"], m["d"])))
 
     @arm_errors
     async def put_deployment(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
         m = request.match_info
-        status, d, op = store.put_deployment(ws, m["e"], m["d"], await json_body(request))
+        status, d, op = state.v2.put_deployment(ws, m["e"], m["d"], await json_body(request))
         return web.json_response(
             payloads.deployment(state, d), status=status, headers=lro_headers(state, ws, op, request, False)
         )
@@ -176,7 +176,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
     async def patch_deployment(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
         m = request.match_info
-        d, op = store.patch_deployment(ws, m["e"], m["d"], await json_body(request))
+        d, op = state.v2.patch_deployment(ws, m["e"], m["d"], await json_body(request))
         return web.json_response(
             payloads.deployment(state, d), status=202, headers=lro_headers(state, ws, op, request, True)
         )
@@ -185,7 +185,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
     async def delete_deployment(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
         m = request.match_info
-        op = store.delete_deployment(ws, m["e"], m["d"])
+        op = state.v2.delete_deployment(ws, m["e"], m["d"])
         if op is None:
             return web.Response(status=204)
         return web.Response(status=202, headers=lro_headers(state, ws, op, request, True))
@@ -196,7 +196,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
         m = request.match_info
         body = await json_body(request)
         tail = body.get("tail")
-        content = store.logs(ws, m["e"], m["d"], body.get("containerType"), int(tail) if tail else None)
+        content = state.v2.logs(ws, m["e"], m["d"], body.get("containerType"), int(tail) if tail else None)
         return web.json_response({"content": content})
 
     @arm_errors
@@ -204,7 +204,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
         """``listSkus``: the scale range of a deployment (the SDK does not call it; the portal does)."""
         ws = workspace_key(state, request)
         m = request.match_info
-        d = store.require_deployment(ws, m["e"], m["d"])
+        d = state.v2.require_deployment(ws, m["e"], m["d"])
         return web.json_response(
             {
                 "value": [
@@ -252,8 +252,8 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
         async def list_containers(request: web.Request) -> web.Response:
             ws = workspace_key(state, request)
             value = []
-            for name in store.asset_names(ws, kind):
-                versions = store.asset_versions(ws, kind, name)
+            for name in state.v2.asset_names(ws, kind):
+                versions = state.v2.asset_versions(ws, kind, name)
                 latest = max((v.version for v in versions), key=_version_key) if versions else None
                 value.append(payloads.asset_container(state, ws, kind, name, latest))
             return web.json_response({"value": value, "nextLink": None})
@@ -262,7 +262,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
         async def get_container(request: web.Request) -> web.Response:
             ws = workspace_key(state, request)
             name = request.match_info["name"]
-            versions = store.asset_versions(ws, kind, name)
+            versions = state.v2.asset_versions(ws, kind, name)
             if not versions:
                 raise not_found(f"workspaces/{kind}", name, f"workspace '{ws[2]}'")
             latest = max((v.version for v in versions), key=_version_key)
@@ -272,7 +272,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
         async def put_container(request: web.Request) -> web.Response:
             ws = workspace_key(state, request)
             name = request.match_info["name"]
-            versions = store.asset_versions(ws, kind, name)
+            versions = state.v2.asset_versions(ws, kind, name)
             latest = max((v.version for v in versions), key=_version_key) if versions else None
             return web.json_response(payloads.asset_container(state, ws, kind, name, latest))
 
@@ -281,7 +281,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
             """Lists newest first; ``hash``/``hashVersion`` (code) and ``version`` filter, ``$top`` limits."""
             ws = workspace_key(state, request)
             versions = sorted(
-                store.asset_versions(ws, kind, request.match_info["name"]),
+                state.v2.asset_versions(ws, kind, request.match_info["name"]),
                 key=lambda v: v.created,
                 reverse=True,
             )
@@ -300,7 +300,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
         async def get_version(request: web.Request) -> web.Response:
             ws = workspace_key(state, request)
             m = request.match_info
-            found = store.asset(ws, kind, m["name"], m["version"])
+            found = state.v2.asset(ws, kind, m["name"], m["version"])
             if found is None:
                 raise not_found(f"workspaces/{kind}/{m['name']}/versions", m["version"], f"workspace '{ws[2]}'")
             return web.json_response(payloads.asset_version(state, ws, found))
@@ -310,14 +310,14 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
             ws = workspace_key(state, request)
             m = request.match_info
             body = await json_body(request)
-            status, found = store.put_asset(ws, kind, m["name"], m["version"], dict(body.get("properties") or {}))
+            status, found = state.v2.put_asset(ws, kind, m["name"], m["version"], dict(body.get("properties") or {}))
             return web.json_response(payloads.asset_version(state, ws, found), status=status)
 
         @arm_errors
         async def delete_version(request: web.Request) -> web.Response:
             ws = workspace_key(state, request)
             m = request.match_info
-            return web.Response(status=200 if store.delete_asset(ws, kind, m["name"], m["version"]) else 204)
+            return web.Response(status=200 if state.v2.delete_asset(ws, kind, m["name"], m["version"]) else 204)
 
         @arm_errors
         async def start_pending_upload(request: web.Request) -> web.Response:
@@ -384,7 +384,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
     @arm_errors
     async def list_usages(request: web.Request) -> web.Response:
         m = request.match_info
-        return web.json_response(payloads.usages(m["sub"], m["loc"], store.usages(m["sub"], m["loc"])))
+        return web.json_response(payloads.usages(m["sub"], m["loc"], state.v2.usages(m["sub"], m["loc"])))
 
     @arm_errors
     async def list_vm_sizes(request: web.Request) -> web.Response:
