@@ -236,7 +236,7 @@ async def run_v2(args: argparse.Namespace) -> dict[str, dict[str, dict[str, Any]
         table[row] = {V2_COLUMNS[0]: await measure(fn, args.calls, args.runs, after=drop_connections)}
         table[row][V2_COLUMNS[1]] = await measure(fn, args.calls, args.runs)
         print(f"  {row}: done", file=sys.stderr, flush=True)
-    from gpu_model_operator.backends.azureml.tls import use_hashed_ca_directory
+    from gpu_model_operator.backends.tls import use_hashed_ca_directory
 
     use_hashed_ca_directory()  # what the azureml backend does at its construction, for the whole process
     for row, fn in rows.items():

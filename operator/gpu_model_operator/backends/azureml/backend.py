@@ -53,13 +53,13 @@ from ..base import (
     ServiceState,
     TransientBackendError,
 )
+from ..tls import use_hashed_ca_directory
 from ..vm_sizes import check_provisionable
 from . import writes
 from .errors import classify, none_if_not_found
 from .observed import gpu_holders, observed_compute, observed_service
 from .reads import Reads
 from .sdk import SDK_IMPORTED_EARLY, AksCompute, Model, ServicePrincipalAuthentication, Workspace
-from .tls import use_hashed_ca_directory
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -27,8 +27,8 @@ import requests
 from urllib3.util.retry import Retry
 
 from ... import __version__
+from ..tls import SharedContextAdapter
 from .sdk import AksCompute, AksWebservice, ComputeTarget, ComputeTargetException, Webservice, WebserviceException
-from .tls import SharedContextAdapter
 
 ARM_PATH = "subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}"
 #: The API versions azureml-core 1.61 sends (``MMS_ROUTE_API_VERSION``, ``MLC_WORKSPACE_API_VERSION``).

@@ -40,6 +40,7 @@ from ..base import (
     TransientBackendError,
     same_name,
 )
+from ..tls import use_hashed_ca_directory
 from . import arm, rollout
 from .compute import Computes
 from .rollout import EndpointView, StepKind
@@ -64,6 +65,9 @@ class AzureMLV2Backend(Backend[AzureMLV2Spec]):
     name = "azureml-v2"
 
     def __init__(self, workers: int = 8) -> None:
+        # The scoring probe opens a new connection per endpoint (each is its own host): with the CAs as a hashed
+        # directory OpenSSL reads the one a chain names instead of parsing the whole bundle each time.
+        use_hashed_ca_directory()
         self._session = Session(workers)
         #: The endpoint as observe_compute read it, for observe_service of the same pass; and as observe_service
         #: read it, for the deploy or scale that follows. Each is taken once, and every write drops both.

@@ -7,6 +7,7 @@ handed a session. requests also accepts a *directory* of CAs named by OpenSSL's 
 form) wherever it accepts a bundle, and OpenSSL then reads only the CA a server's chain names, when it needs it.
 :func:`use_hashed_ca_directory` writes the same certificates in that form and points ``REQUESTS_CA_BUNDLE`` at
 it: the same trust, and the SDK's own sessions stop paying for the parse, with nothing of the SDK patched.
+The azureml-v2 backend uses the directory too: its scoring probe opens a connection per endpoint.
 
 :class:`SharedContextAdapter` is for the backend's own long-lived session: connections there are kept alive, and
 the few it opens share one ``SSLContext`` per CA location instead of loading the CAs each time (urllib3 loads
