@@ -222,6 +222,13 @@ class Controller:
                     for what, created in (
                         (f"service {service_name}", status.ownership.service_created),
                         ("its compute", status.ownership.compute_created),
+                        # Started and not yet seen through (a compute being created is not yet recorded as made).
+                        (
+                            f"a {status.operation.kind} of {status.operation.target} still in progress"
+                            if status.operation
+                            else "",
+                            status.operation is not None,
+                        ),
                     )
                     if created
                 ]

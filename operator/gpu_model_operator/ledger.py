@@ -8,8 +8,9 @@ Three sources, each with its blind spot, combined per owner by taking the most a
   passes, one after the other, cannot take the same GPU); kept only as long as the backend's listing may lag;
 - the backend's listing of the services on the compute (someone else's services, and ours after a restart).
 
-Owners are told apart by namespace/name here, not by uid: a service tagged before tags carried the uid must count
-as its resource's own, not as a stranger's holding the same GPUs twice.
+Owners are told apart by their full tag (namespace/name/uid): a resource of the same name with another uid is
+someone else. A service tagged before tags carried the uid counts under the resource of that namespace/name, so
+its GPUs are not held twice.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 
-from .backends.base import ServiceOnCompute, owner_name
+from .backends.base import ServiceOnCompute, is_legacy_tag_of, owner_name
 from .inputs import Holding
 
 
@@ -30,7 +31,7 @@ class GpuLedger:
 
     def remember(self, key: str, holding: Holding) -> None:
         """What a pass just decided for its resource on compute ``key``."""
-        self._just_decided[key][owner_name(holding.owner)] = (holding, time.monotonic())
+        self._just_decided[key][holding.owner] = (holding, time.monotonic())
 
     def other_pods(
         self, key: str, owner: str, service: str, holdings: Iterable[Holding], listed: Iterable[ServiceOnCompute]
@@ -38,8 +39,8 @@ class GpuLedger:
         """The GPUs of each replica the other users of compute ``key`` hold, per owner the most any source shows.
         ``service`` is this resource's service name (an untagged service of that name is its own, after a
         restart); ``listed`` the backend's listing of the compute."""
-        me = owner_name(owner)
-        held: dict[str, tuple[int, ...]] = {owner_name(h.owner): _pods(h.replicas, h.gpu_cores) for h in holdings}
+        holdings = list(holdings)
+        held: dict[str, tuple[int, ...]] = {h.owner: _pods(h.replicas, h.gpu_cores) for h in holdings}
         horizon = time.monotonic() - self.listing_age - 5.0
         recent = self._just_decided[key]
         for other, (holding, when) in list(recent.items()):
@@ -50,16 +51,15 @@ class GpuLedger:
                 held[other] = max(held[other], _pods(holding.replicas, holding.gpu_cores), key=sum)
         # One owner may list several services on a compute (azureml-v2's blue and green deployments during a
         # rollout): they all hold GPUs at once.
+        canon = _by_name(holdings)
         listed_by: defaultdict[str, tuple[int, ...]] = defaultdict(tuple)
         for svc in listed:
-            if (svc.owner is not None and owner_name(svc.owner) == me) or (svc.owner is None and svc.name == service):
+            if _is_mine(svc, owner, service):
                 continue
-            listed_by[owner_name(svc.owner) if svc.owner else f"service:{svc.name}"] += _pods(
-                svc.replicas, svc.gpu_cores
-            )
+            listed_by[_holder(svc, canon)] += _pods(svc.replicas, svc.gpu_cores)
         for holder, pods in listed_by.items():
             held[holder] = max(held.get(holder, ()), pods, key=sum)
-        held.pop(me, None)
+        held.pop(owner, None)
         return tuple(cores for pods in held.values() for cores in pods)
 
 
@@ -67,10 +67,34 @@ def users(owner: str, holdings: Iterable[Holding], listed: Iterable[ServiceOnCom
     """Who still uses a compute, for deciding whether to delete it: the other resources that have a service on it
     and are not being deleted themselves, and the services on it not being deleted. So when every user of a
     shared compute is deleted at once, the last one out deletes it, however the deletions interleave."""
-    found = {owner_name(h.owner) for h in holdings if h.uses and not h.deleting}
-    found |= {owner_name(s.owner) if s.owner else f"service:{s.name}" for s in listed if not s.deleting}
-    found.discard(owner_name(owner))
+    holdings = list(holdings)
+    canon = _by_name(holdings)
+    found = {h.owner for h in holdings if h.uses and not h.deleting}
+    found |= {_holder(s, canon) for s in listed if not s.deleting and not is_legacy_tag_of(s.owner, owner)}
+    found.discard(owner)
     return found
+
+
+def _is_mine(svc: ServiceOnCompute, owner: str, service: str) -> bool:
+    """This resource's own service: its tag, or its name with no tag or a tag from before tags carried the uid.
+    A resource of this namespace and name with another uid (an earlier one, another cluster's) is someone else."""
+    if svc.owner == owner:
+        return True
+    return svc.name == service and (svc.owner is None or is_legacy_tag_of(svc.owner, owner))
+
+
+def _by_name(holdings: Iterable[Holding]) -> dict[str, str]:
+    """namespace/name -> the owner tag of each resource that holds GPUs here, to count a service tagged before tags
+    carried the uid under its resource, not as a second holder of the same GPUs."""
+    return {owner_name(h.owner): h.owner for h in holdings}
+
+
+def _holder(svc: ServiceOnCompute, by_name: dict[str, str]) -> str:
+    """Whose a listed service's GPUs are: its owner tag (one from before uids, the resource's of that name), or
+    the service's own when it has no tag."""
+    if svc.owner is None:
+        return f"service:{svc.name}"
+    return by_name.get(svc.owner, svc.owner) if svc.owner.count("/") == 1 else svc.owner
 
 
 def _pods(replicas: int, gpu_cores: int) -> tuple[int, ...]:

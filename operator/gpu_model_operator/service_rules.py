@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from . import conditions as c
-from .backends.base import ServiceState, owner_name, same_name
+from .backends.base import ServiceState, is_legacy_tag_of, owner_name, same_name
 from .capacity import Capacity, rollout_fits
 from .decision import Action, Facts, Observation, Outcome, Verdict, get_condition, normal, warning
 from .keys import keys_secret_data
@@ -18,11 +18,15 @@ RETRY_BACKOFF_CAP = 16
 
 
 def service_is_ours(obs: Observation, previous: GpuModelDeploymentStatus) -> bool:
-    """Our tag on it, our own record of creating it (never overruled by a missing tag), or the user's take-over;
-    a service recorded as adopted stays adopted until the user takes it over."""
-    if obs.take_over or obs.service.owner == obs.owner:
+    """Our tag on it, our own record of creating it, or the user's take-over. The record stands for a missing tag
+    and for one written before tags carried the uid, never against another resource's tag (another uid: an earlier
+    resource of this name, or another cluster's, made it or took it over since). A service recorded as adopted
+    stays adopted until the user takes it over."""
+    tag = obs.service.owner
+    if obs.take_over or tag == obs.owner:
         return True
-    return previous.ownership.service_created and not previous.ownership.service_adopted
+    recorded = previous.ownership.service_created and not previous.ownership.service_adopted
+    return recorded and (tag is None or is_legacy_tag_of(tag, obs.owner))
 
 
 def service_step(spec: GpuModelDeploymentSpec, facts: Facts, obs: Observation, cap: Capacity) -> Outcome:
@@ -42,10 +46,19 @@ def service_step(spec: GpuModelDeploymentSpec, facts: Facts, obs: Observation, c
     if service.state in (ServiceState.TRANSITIONING, ServiceState.DELETING):
         message = f"service {name} is updating" + (f": {service.message}" if service.message else "")
         return _waiting(c.DEPLOYING, message, service.replicas, poll)
-    if service.fingerprint != obs.desired_fingerprint:
+    # Taken over from an earlier resource of this name (its tag, its fingerprint): redeployed all the same, which
+    # writes this resource's tag, so that it is this resource's to delete and no longer needs the annotation.
+    taken_over = (
+        service.owner is not None and service.owner != obs.owner and not is_legacy_tag_of(service.owner, obs.owner)
+    )
+    if service.fingerprint != obs.desired_fingerprint or taken_over:
         if service.state == ServiceState.HEALTHY and not _rollout_has_room(spec, obs, cap):
             return _rollout_blocked(spec, obs)
-        redeploy = f"redeploying service {name}: entry script, environment, model or resources changed"
+        redeploy = (
+            f"redeploying service {name} from this resource's spec (taken over)"
+            if taken_over and service.fingerprint == obs.desired_fingerprint
+            else f"redeploying service {name}: entry script, environment, model or resources changed"
+        )
         fresh = Retry(handled_token=facts.previous.retry.handled_token)  # new inputs: a new count of retries
         return _start(Action.DEPLOY, cap, poll, redeploy, event=c.REDEPLOYED_SERVICE, retry=fresh)
     if service.state == ServiceState.FAILED:

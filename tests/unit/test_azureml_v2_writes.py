@@ -165,6 +165,16 @@ def test_our_endpoint_or_one_taken_over_is_written_to() -> None:
     assert fake.writes == ["deleting endpoint fraud-ep"]
 
 
+def test_our_endpoint_tagged_before_tags_carried_the_uid_is_still_ours() -> None:
+    """Endpoints made before the uid was added to the tag (``namespace/name``): the core decided from this
+    resource's own record, and the backend writes to them and deletes them as before."""
+    legacy = {arm.MANAGED_BY: arm.MANAGER, arm.OWNER_TAG: OWNER.rsplit("/", 1)[0]}
+    b, fake = backend_on({**FOREIGN, "tags": legacy}, FOREIGN_VIEW)
+    asyncio.run(b.deploy_service(inputs(), 1))
+    asyncio.run(b.delete_service(inputs()))
+    assert fake.writes == ["deleting deployment green of endpoint fraud-ep", "deleting endpoint fraud-ep"]
+
+
 def test_an_endpoint_that_appeared_since_the_observation_is_not_replaced() -> None:
     """The observation found no endpoint (the core asks to create it); one of that name exists by the time of the
     PUT, which would replace it whole."""

@@ -47,6 +47,18 @@ def pods(holdings: list[Holding], listed: list[ServiceOnCompute], ledger: GpuLed
             id="its own, tagged before tags carried the uid, is not another's",
         ),
         pytest.param(
+            [],
+            [ServiceOnCompute("old-svc", 2, 1, owner="ns/me/uid-0")],
+            [1, 1],
+            id="an earlier resource of its name (another uid) is someone else",
+        ),
+        pytest.param(
+            [Holding("ns/b/uid-b", 2, 1)],
+            [ServiceOnCompute("b-svc", 2, 1, owner="ns/b")],
+            [1, 1],
+            id="another's service tagged before uids counts under that resource, not twice",
+        ),
+        pytest.param(
             [Holding("ns/b", 2, 1)],
             [ServiceOnCompute("b/blue", 2, 1, owner="ns/b"), ServiceOnCompute("b/green", 2, 1, owner="ns/b")],
             [1, 1, 1, 1],
@@ -87,6 +99,10 @@ def test_an_old_decision_gives_way_to_the_listing() -> None:
         pytest.param([Holding(ME, 1, 1, uses=True)], [], set(), id="itself"),
         pytest.param([], [ServiceOnCompute("theirs", 1, 1)], {"service:theirs"}, id="someone else's service"),
         pytest.param([], [ServiceOnCompute("theirs", 1, 1, deleting=True)], set(), id="a service being deleted"),
+        pytest.param(
+            [], [ServiceOnCompute("old", 1, 1, owner="ns/me/uid-0")], {"ns/me/uid-0"}, id="an earlier one of its name"
+        ),
+        pytest.param([], [ServiceOnCompute(SERVICE, 1, 1, owner="ns/me")], set(), id="its own, tagged before uids"),
     ],
 )
 def test_who_still_uses_the_compute(

@@ -1146,3 +1146,23 @@ def test_events_are_typed() -> None:
 )
 def test_which_passes_call_the_backend(policy: str, budget_wait: float, observes: bool) -> None:
     assert may_observe(policy, budget_wait) is observes
+
+
+def test_taking_over_an_earlier_resources_service_redeploys_it_under_this_ones_tag() -> None:
+    """Same inputs (fingerprint) as the earlier resource of this name: redeployed anyway, so that the service is
+    tagged as this resource's, deleted with it, and no longer needs the annotation."""
+    earlier = service(owner="team-a/digits/uid-0")
+    decision = decide(facts(observe(compute(), earlier, take_over=True)))
+    assert decision.action == Action.DEPLOY
+    message = "redeploying service digits-svc from this resource's spec (taken over)"
+    assert decision.events == (normal(c.REDEPLOYED_SERVICE, message),)
+
+
+def test_a_record_of_creating_it_does_not_outweigh_another_resources_tag() -> None:
+    """Our status says we made it, but its tag now names another uid (an earlier resource of this name, or another
+    cluster's that took it over since): the record stands for a missing tag, never against another's."""
+    taken = service(owner="team-a/digits/uid-9")
+    decision = decide(facts(observe(compute(), taken), previous=ready_status()))
+    assert decision.action == Action.NONE
+    ready = next(x for x in decision.status.conditions if x.type == c.READY)
+    assert ready.reason == c.SERVICE_EXISTS and "another GpuModelDeployment named team-a/digits" in ready.message

@@ -38,6 +38,7 @@ from ..base import (
     ProbeResult,
     ServiceOnCompute,
     TransientBackendError,
+    is_legacy_tag_of,
     same_name,
 )
 from ..tls import use_hashed_ca_directory
@@ -453,7 +454,9 @@ def _not_ours(inputs: Inputs, raw: dict[str, Any]) -> tuple[str, str | None] | N
     to refuse with and whose it is. Another resource's endpoint is never written to, take-over or not (the core
     reports the conflict)."""
     owner = arm.owner_of(raw)
-    if owner == inputs.owner or (inputs.take_over and (owner is None or same_name(owner, inputs.owner))):
+    if owner == inputs.owner or is_legacy_tag_of(owner, inputs.owner):
+        return None  # a tag from before tags carried the uid: the core decided from this resource's own record
+    if inputs.take_over and (owner is None or same_name(owner, inputs.owner)):
         return None
     return (c.SERVICE_EXISTS if owner is None else c.SERVICE_CONFLICT), owner
 

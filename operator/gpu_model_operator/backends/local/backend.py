@@ -247,6 +247,8 @@ class LocalBackend(Backend[LocalSpec]):
             keys=Keys(primary=secrets.token_urlsafe(32), secondary=secrets.token_urlsafe(32)),
             port=procs.free_port(self._ports_in_use()),
         )
+        # The core deploys only what is this resource's, or taken over: from now on it is this one's.
+        record.owner = inputs.owner
         if record.fingerprint != inputs.fingerprint and record.replicas:
             procs.stop(record.replicas, f"{sdir}/", *REPLICA)
             record.replicas = []
