@@ -252,9 +252,15 @@ class Controller:
             try:
                 inputs = await load_inputs(self.kube, res, spec, identities=self.settings.workload_identities)
             except InputError:
-                inputs = await load_inputs(
-                    self.kube, res, spec, for_deletion=True, identities=self.settings.workload_identities
-                )
+                try:
+                    inputs = await load_inputs(
+                        self.kube, res, spec, for_deletion=True, identities=self.settings.workload_identities
+                    )
+                except InputError:
+                    if created_nothing(status):  # refused before anything was made (e.g. IdentityNotAllowed)
+                        message = "nothing to delete: nothing was created for this resource"
+                        return await self._finish_deletion(res, DeletionDecision(DeleteAction.DONE, message))
+                    raise
             backend = backend_for(self.backends, inputs)
             service = await backend.observe_service(inputs)
             compute = await backend.observe_compute(inputs) if owns_compute(spec) else None

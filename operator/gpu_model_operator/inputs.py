@@ -169,7 +169,8 @@ async def _sign_in(
             f"namespace {namespace} may not sign in as Entra application {client_id} "
             "(spec.workspace.workloadIdentity): the operator's installer has not allowed it there; to allow it, "
             f"run the operator with --workload-identity {namespace}={client_id} (GMO_WORKLOAD_IDENTITIES; the "
-            "chart's workloadIdentity.allowed). Nothing was signed in",
+            "chart's workloadIdentity.allowed). Nothing was signed in (to delete a resource that made something "
+            f"without signing in, annotate it {RECONCILE_POLICY}=detach-on-delete: what it made is left running)",
         )
     return {"tenantId": ws.workload_identity.tenant_id, "clientId": client_id}
 
