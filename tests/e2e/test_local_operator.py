@@ -289,7 +289,10 @@ def test_a_failed_environment_build_fixed_outside_the_spec_is_retried(deployment
         cond = deployment.condition("Ready")
         return cond if cond and cond["reason"] == "ServiceFailed" else None
 
-    cond = wait_for("the failed environment build", failed, 300)
+    try:
+        cond = wait_for("the failed environment build", failed, 300)
+    except AssertionError as exc:  # say where it stood instead
+        raise AssertionError(f"{exc}; Ready is {deployment.condition('Ready')}") from None
     assert "retried automatically at" in cond["message"] and "gpumodel.io/retry-now" in cond["message"]
     generation = deployment.get()["metadata"]["generation"]
     _wheel(wheel)  # the index is back

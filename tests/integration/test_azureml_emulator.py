@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import re
 import socket
 import subprocess
@@ -54,8 +55,11 @@ def fast_config(**latencies: float) -> EmulatorConfig:
 
 
 def run_guide(emu: Emulator, scenario: str, workdir: Path, *args: str, **env: str) -> dict[str, Any]:
-    """Run a scenario of the guide with the real SDK in a fresh process pointed at ``emu``."""
-    environ = emu.client_env()
+    """Run a scenario of the guide with the real SDK in a fresh process pointed at ``emu``, with the SDK's own retry
+    defaults: a test that imported the operator's azureml backend in this process switched them off in its
+    environment (the backend's ``sdk.SDK_SETTINGS``), which a child would otherwise inherit."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("AZUREML_DEFAULT_")}
+    environ = emu.client_env(inherited)
     environ.update(HOME=str(workdir), AZUREML_LOG_DEPRECATION_WARNING_ENABLED="False", **env)
     proc = subprocess.run(
         [sys.executable, str(GUIDE), scenario, "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, *args],
