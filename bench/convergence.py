@@ -20,13 +20,21 @@ deployment after another) on a few deployments in the same run; being sequential
 median per deployment, and is reported as that extrapolation. The guide is the v1 SDK's: both targets are
 compared against that one figure.
 
+Each run is made with ARM's throttling on in the emulator (its token buckets at the published sizes: reads 250
+refilled at 25 a second, writes and deletes 200 at 10, per subscription and principal; every resource here signs in
+as one principal in one subscription) and, for comparison, off (``--limits``). For each, ``run_costs.py`` gives the
+lower bound those limits put on the run's ARM calls and its ratio to the time taken, the calls per resource by kind
+(from the emulator's own counts), the calls ARM refused, and the writes the operator made to the API server (from
+its ``/metrics``); the machine's load average is kept beside them.
+
 The steady state is measured on the run of --steady resources, after it converged: the emulator's call log over
 whole resync intervals gives the Azure calls per resource per interval (management reads and writes apart from
-scoring probes), and /proc the operator's resident memory. Last, ``cpu_per_call.py`` gives the CPU of one Azure
-call, the SDK's against the backend's.
+scoring probes, and by the emulator's own counts every kind apart, keys included), and /proc the operator's
+resident memory. Last, ``cpu_per_call.py`` gives the CPU of one Azure call, the SDK's against the backend's.
 
-Run: .venv/bin/python bench/convergence.py                  (N = 100 500 1000 2000, the steady state at 1000)
+Run: .venv/bin/python bench/convergence.py       (N = 100 1000 2000, limits on and off, the steady state at 1000)
      .venv/bin/python bench/convergence.py --sizes 20 --steady 0 --baseline 2     (a quick look)
+     .venv/bin/python bench/convergence.py --sizes 100 --limits on                (ARM's limits only)
      .venv/bin/python bench/convergence.py --sizes 20,100 --targets v2            (one target)
 Results: tables on stdout and bench/results/convergence.json.
 """
@@ -49,6 +57,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import run_costs
 import urllib3
 import yaml
 from benchlib import (
@@ -279,6 +288,15 @@ class Run:
     emulator_calls: int
     calls_by_kind: dict[str, int]
     steady: dict[str, Any] = field(default_factory=dict)
+    #: ARM's limits on (the emulator's token buckets at the published sizes) or off.
+    limits: bool = False
+    #: The emulator's counts from the apply to all Ready (run_costs.azure_calls), ARM's bound on them in seconds
+    #: (run_costs.lower_bound), and the operator's writes to the API server (run_costs.operator_writes).
+    azure: dict[str, Any] = field(default_factory=dict)
+    bound: dict[str, float] = field(default_factory=dict)
+    apiserver: dict[str, Any] = field(default_factory=dict)
+    #: The machine's 1-minute load average, lowest and highest while converging.
+    load_average: tuple[float, float] = (0.0, 0.0)
 
 
 #: POSTs that change nothing: v1's and v2's key listings, v2's deployment logs and scoring token.
@@ -310,17 +328,20 @@ def converge(
     env: dict[str, str] | None = None,
     on_started: Callable[[OperatorProcess], None] | None = None,
     on_converged: Callable[[OperatorProcess], None] | None = None,
+    arm_limits: bool = False,
 ) -> Run:
-    """N resources of ``target`` applied at once, until all are Ready; ``env`` adds to the operator's environment,
-    ``on_started`` runs once it is up, ``on_converged`` while the converged operator still runs (both for
-    memory_profile.py). The emulator's latencies are set before (they outlive its reset)."""
+    """N resources of ``target`` applied at once, until all are Ready, under ARM's published limits or without
+    them; ``env`` adds to the operator's environment, ``on_started`` runs once it is up, ``on_converged`` while the
+    converged operator still runs (both for memory_profile.py). The emulator's latencies are set before (they
+    outlive its reset); its reset fills the buckets and zeroes the counts."""
     spec = TARGETS[target]
     emu.admin.reset()
+    emu.admin.configure_throttling(enabled=arm_limits, limits="published")
     if spec.v2:
         emu.admin.v2.seed(models=[{"name": "digits", "version": "1"}])
     else:
         emu.admin.seed(models=[{"name": "digits"}])
-    run_dir = work / f"{target}-n{n}-{time.strftime('%H%M%S')}"  # one per run: a size may run twice
+    run_dir = work / f"{target}-n{n}-{'on' if arm_limits else 'off'}-{time.strftime('%H%M%S')}"  # a size may rerun
     run_dir.mkdir(parents=True)
     with ControlPlane(run_dir / "cp") as cp:
         cp.install_crds(ROOT / "crds")
@@ -345,19 +366,23 @@ def converge(
                 "apiserver+etcd": [p.pid for p in cp._procs],
                 "benchmark driver": [os.getpid()],
             }
+            writes_before = run_costs.apiserver_writes(cp)
             cpu_before = cpu_of(pids)
             start = time.monotonic()
             cp.kubectl("apply", "-n", NAMESPACE, "-f", str(manifest))
             readiness = ReadyWatch(api, start)
             ready_at = readiness.ready_at
             deadline = start + args.timeout
-            rss = [rss_mb(op.proc.pid)]
+            rss, load = [rss_mb(op.proc.pid)], [os.getloadavg()[0]]
             while len(ready_at) < n:
                 if time.monotonic() > deadline or not readiness.thread.is_alive():
                     raise SystemExit(f"{target} N={n}: only {len(ready_at)} Ready after {args.timeout}s; see {log}")
                 rss.append(rss_mb(op.proc.pid))
+                load.append(os.getloadavg()[0])
                 time.sleep(1.0)
             readiness.stop()
+            azure = run_costs.azure_calls(emu.admin.throttling()["calls"])
+            writes = run_costs.operator_writes(writes_before, run_costs.apiserver_writes(cp), n)
             seconds = max(ready_at.values())
             cpu = {k: v - cpu_before[k] for k, v in cpu_of(pids).items()}
             calls = emu.admin.calls()
@@ -374,9 +399,18 @@ def converge(
                 cpu,
                 len(calls),
                 dict(Counter(kind_of(c) for c in calls)),
+                limits=arm_limits,
+                azure=azure,
+                bound=run_costs.lower_bound(azure["arm"]),
+                apiserver=writes,
+                load_average=(min(load), max(load)),
             )
             spent = ", ".join(f"{k} {v:.0f}" for k, v in cpu.items())
-            print(f"{target} N={n}: all Ready in {seconds:.1f}s, RSS {rss[-1]:.0f} MB; CPU s: {spent}", flush=True)
+            print(
+                f"{target} N={n} limits {'on' if arm_limits else 'off'}: all Ready in {seconds:.1f}s (ARM's bound "
+                f"{run.bound['all']:.1f}s, {azure['throttled']} throttled), RSS {rss[-1]:.0f} MB; CPU s: {spent}",
+                flush=True,
+            )
             if intervals:
                 run.steady = steady_state(emu, op, n, args.resync_seconds, intervals)
             if on_converged:
@@ -389,12 +423,14 @@ def steady_state(emu: Emulator, op: OperatorProcess, n: int, resync: float, inte
     assert op.proc is not None
     time.sleep(resync)  # every resource's first resync (timers start when each resource is first seen)
     emu.admin.clear_calls()
+    emu.admin.clear_throttling_calls()
     rss = [rss_mb(op.proc.pid)]
     end = time.monotonic() + intervals * resync
     while time.monotonic() < end:
         time.sleep(min(5.0, max(0.0, end - time.monotonic())))
         rss.append(rss_mb(op.proc.pid))
     calls = emu.admin.calls()
+    counted = run_costs.azure_calls(emu.admin.throttling()["calls"])
     kinds = Counter(kind_of(c) for c in calls)
     per_service = Counter(  # v1's service, v2's endpoint: the object each resource reads at its resync
         m.group(1)
@@ -411,6 +447,9 @@ def steady_state(emu: Emulator, op: OperatorProcess, n: int, resync: float, inte
         "probes_per_resource_per_resync": kinds["probe"] / per,
         "connects_per_resource_per_resync": kinds["connect"] / per,
         "auth_calls": kinds["auth"],
+        #: The emulator's own counts: every kind apart (keys and probes too), per resource per resync.
+        "per_resource_per_resync_by_kind": {k: v / per for k, v in counted["by_kind"].items()},
+        "arm_calls_by_bucket": counted["arm"],
         "max_service_reads_of_one_resource_per_resync": max(per_service.values(), default=0) / intervals,
         "operator_rss_mb_median": statistics.median(rss),
         "operator_rss_mb_max": max(rss),
@@ -431,30 +470,30 @@ def cpu_per_call(work: Path, calls: int, targets: list[str]) -> dict[str, Any]:
 # ---- the report ----------------------------------------------------------------------------------------
 
 KINDS = ("auth", "read", "write", "probe", "connect")
+table = run_costs.table
 
 
-def table(head: list[str], lines: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(head)]
-    for line in [head, *lines]:
-        print("  ".join(f"{f:>{w}}" for f, w in zip(line, widths, strict=True)))
+def limits_of(row: dict[str, Any]) -> str:
+    return "on" if row["limits"] else "off"
 
 
 def print_tables(
     rows: list[dict[str, Any]], floors: dict[str, float], per_deployment: float, cpu: dict[str, Any]
 ) -> None:
-    """The convergence table (a row per N and target, the targets of one N together), the CPU and Azure calls of
-    each run, the steady state, and the CPU per call."""
-    rows = sorted(rows, key=lambda r: (r["n"], r["target"]))
+    """The convergence table (a row per N, target and limits, the targets of one N together), ARM's limits and the
+    calls by kind (run_costs), the CPU and Azure calls of each run, the steady state, and the CPU per call."""
+    rows = sorted(rows, key=lambda r: (r["n"], r["target"], not r["limits"]))
     baseline = per_deployment == per_deployment  # not NaN: the guide's script ran
     floor_text = "; ".join(f"{t} {f:g} s" for t, f in floors.items())
     print(f"\nconvergence: seconds until all N are Ready (latency floor: {floor_text}), operator RSS once they are")
     print("guide: the v1 SDK's script (the guide is v1's), N x its median per deployment; every target against it")
     table(
-        ["N", "target", "operator s", "median Ready s", "over floor s", "RSS MB", "guide (v1) s", "speed-up"],
+        ["N", "target", "limits", "operator s", "median Ready s", "over floor s", "RSS MB", "guide (v1) s", "speed-up"],
         [
             [
                 str(r["n"]),
                 r["target"],
+                limits_of(r),
                 f"{r['seconds']:.1f}",
                 f"{r['ready_at_median']:.1f}",
                 f"{r['seconds'] - floors[r['target']]:.1f}",
@@ -465,13 +504,14 @@ def print_tables(
             for r in rows
         ],
     )
+    run_costs.print_tables(rows)
     print("\nCPU seconds spent while converging (2 cores: at most 2 x the wall time, shared with all else), and the")
     print("Azure calls the emulator answered, by kind (connect: a tunnel through its proxy, a new TLS connection)")
     names = list(dict.fromkeys(k for r in rows for k in r["cpu_seconds"]))
     table(
-        ["N", "target", *names, "operator ms/resource", *KINDS],
+        ["N", "target", "limits", *names, "operator ms/resource", *KINDS],
         [
-            [str(r["n"]), r["target"]]
+            [str(r["n"]), r["target"], limits_of(r)]
             + [f"{r['cpu_seconds'][k]:.0f}" for k in names]
             + [f"{1000 * r['cpu_seconds']['operator'] / r['n']:.0f}"]
             + [str(r["calls_by_kind"].get(k, 0)) for k in KINDS]
@@ -480,7 +520,7 @@ def print_tables(
     )
     for r in rows:
         if r["steady"]:
-            print(f"steady state of {r['target']} at {r['n']}: {json.dumps(r['steady'])}")
+            print(f"steady state of {r['target']} at {r['n']}, limits {limits_of(r)}: {json.dumps(r['steady'])}")
     for target, cells in (cpu.get("tables") or {}).items():
         columns = list(next(iter(cells.values())))
         runs = f"median of {cpu['runs']} runs of {cpu['calls']} calls; cpu_per_call.py"
@@ -501,9 +541,16 @@ def listed(value: str) -> list[str]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", nargs="*", default=["100,500,1000,2000"], help="N to converge, e.g. 20,100")
+    p.add_argument("--sizes", nargs="*", default=["100,1000,2000"], help="N to converge, e.g. 20,100")
     p.add_argument("--steady", type=int, default=1000, help="the run whose steady state is measured (0: none)")
     p.add_argument("--targets", nargs="*", default=[",".join(TARGETS)], help=f"e.g. v1,v2 (of {', '.join(TARGETS)})")
+    p.add_argument(
+        "--limits",
+        nargs="*",
+        default=["on,off"],
+        help="ARM's throttling in the emulator: on (its published token buckets), off, or both in turn (on,off); "
+        "the steady state is measured on the first",
+    )
     p.add_argument("--baseline", type=int, default=3, help="deployments the guide's script does in turn")
     p.add_argument("--cpu-calls", type=int, default=100, help="calls per run of cpu_per_call.py (0: skip it)")
     p.add_argument("--compute-seconds", type=float, default=10.0, help="v1: an AKS cluster's creation")
@@ -523,6 +570,9 @@ def main() -> int:
     if unknown:
         p.error(f"unknown targets {unknown}; known: {', '.join(TARGETS)}")
     args.sizes = [int(x) for x in listed(" ".join(args.sizes))]
+    args.limits = listed(" ".join(args.limits))
+    if not args.limits or set(args.limits) - {"on", "off"}:
+        p.error("--limits takes on, off or on,off")
     v1_latencies, v2_latencies = latencies(args)
     sizes = list(dict.fromkeys([*args.sizes, *([args.steady] if args.steady else [])]))
     floors = {t: floor_of(t, args) for t in args.targets}
@@ -540,9 +590,18 @@ def main() -> int:
             per_deployment = statistics.median(baseline) if baseline else float("nan")
             print(f"baseline (v1 guide): {len(baseline)} deployments, median {per_deployment:.1f}s each", flush=True)
             runs = [
-                converge(emu, work, target, n, args, args.intervals if n == args.steady else 0)
+                converge(
+                    emu,
+                    work,
+                    target,
+                    n,
+                    args,
+                    args.intervals if n == args.steady and limits == args.limits[0] else 0,
+                    arm_limits=limits == "on",
+                )
                 for n in sizes
                 for target in args.targets
+                for limits in args.limits
             ]
         cpu = cpu_per_call(work, args.cpu_calls, args.targets) if args.cpu_calls else {}
     rows = [

@@ -161,12 +161,17 @@ async def run(args: argparse.Namespace, bundle: str) -> dict[str, dict[str, dict
         f"list the AKS services ({args.services})": lambda: AksWebservice.list(ws, compute_type="AKS"),
         "probe its health route": lambda: requests.get(health, headers={"Authorization": f"Bearer {keys[0]}"}),
     }
+    observed = await backend.observe_service(inputs)
+
+    def probe() -> Any:
+        return backend.probe(inputs, observed)
+
     ours: dict[str, Callable[[], Any]] = {
         "read a service": lambda: backend.observe_service(inputs),
         "read a compute": lambda: backend.observe_compute(inputs),
         "read its keys": lambda: backend.get_keys(inputs, fresh=True),
-        f"list the AKS services ({args.services})": lambda: backend.services_on_compute(inputs, 0.0),
-        "probe its health route": lambda: backend.probe(inputs),
+        f"list the AKS services ({args.services})": lambda: backend.services_on_compute(inputs),
+        "probe its health route": lambda: probe(),
     }
     table: dict[str, dict[str, dict[str, float]]] = {}
     for row, call in sdk.items():
@@ -190,6 +195,7 @@ async def run(args: argparse.Namespace, bundle: str) -> dict[str, dict[str, dict
 async def run_v2(args: argparse.Namespace) -> dict[str, dict[str, dict[str, Any]]]:
     from azure.core.pipeline.transport import RequestsTransport
 
+    from gpu_model_operator import rollout
     from gpu_model_operator.backends.azureml_v2 import arm
     from gpu_model_operator.backends.azureml_v2.backend import AzureMLV2Backend
     from gpu_model_operator.backends.base import ServiceState
@@ -201,12 +207,14 @@ async def run_v2(args: argparse.Namespace) -> dict[str, dict[str, dict[str, Any]
     while True:
         await backend.observe_compute(inputs)
         observed = await backend.observe_service(inputs)
-        if observed.state == ServiceState.HEALTHY and observed.fingerprint == inputs.fingerprint:
+        summary = rollout.summarize(observed, inputs.fingerprint)
+        if summary.state == ServiceState.HEALTHY and summary.fingerprint == inputs.fingerprint:
             break
         if time.monotonic() > deadline:
             raise SystemExit(f"endpoint {ENDPOINT} not healthy after 60 s: {observed}")
-        if observed.state != ServiceState.TRANSITIONING:
-            await backend.deploy_service(inputs, 1)
+        step = rollout.next_step(observed.endpoint, 1, rollout.Room(1, 1, "bench"), True, None)
+        if step.kind.writes:  # the bench's endpoint answers: no probe before the shift
+            await backend.take_step(inputs, step)
         await asyncio.sleep(0.1)
     session = backend._session
     ws = await session.workspace(inputs)
@@ -229,14 +237,14 @@ async def run_v2(args: argparse.Namespace) -> dict[str, dict[str, dict[str, Any]
         "read its keys": lambda: backend.get_keys(inputs, fresh=True),
         "observe_service (2 calls)": lambda: backend.observe_service(inputs),
         "observe_compute (3 calls)": lambda: backend.observe_compute(inputs),
-        "probe its scoring route": lambda: backend.probe(inputs),
+        "probe its scoring route": lambda: backend.probe(inputs, observed),
     }
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for row, fn in rows.items():
         table[row] = {V2_COLUMNS[0]: await measure(fn, args.calls, args.runs, after=drop_connections)}
         table[row][V2_COLUMNS[1]] = await measure(fn, args.calls, args.runs)
         print(f"  {row}: done", file=sys.stderr, flush=True)
-    from gpu_model_operator.backends.tls import use_hashed_ca_directory
+    from gpu_model_operator.backends.azure.tls import use_hashed_ca_directory
 
     use_hashed_ca_directory()  # what the azureml backend does at its construction, for the whole process
     for row, fn in rows.items():

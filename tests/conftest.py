@@ -6,6 +6,7 @@ garbage-collected: tests use a fresh namespace each and never wait on either.
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from gpu_model_operator_dev.azureml_emulator import take_violations
+from gpu_model_operator_dev.azureml_emulator.contract.conformance import Violation
 from gpu_model_operator_dev.controlplane import ControlPlane
 from tests import secrets_seen
 
@@ -40,6 +43,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "audit: runs after every other test and inspects what they left")
+    # Every emulator this session starts holds its ARM exchanges to Azure's published contract and records what does
+    # not conform (the azure_contract fixture below fails the test it happened in).
+    os.environ["AZUREML_EMULATOR_CONFORMANCE"] = "1"
+
+
+def _contract_failures() -> list[str]:
+    return [Violation(**v).line() for v in take_violations()]
+
+
+@pytest.fixture(autouse=True)
+def azure_contract() -> Iterator[None]:
+    """Fails a test during which a backend, an SDK or a test sent Azure something outside its published REST
+    contract, or the emulator answered outside it (the emulator's conformance mode records both; the schemas are
+    ``gpu_model_operator_dev/azureml_emulator/contract/schemas``). What a module's emulator recorded while the
+    module's fixtures were set up is reported by its first test."""
+    yield
+    found = _contract_failures()
+    if found:
+        pytest.fail("exchanges outside Azure's REST contract:\n" + "\n".join(found), pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """What emulators recorded after the last test that used them (a module's teardown) fails the session."""
+    found = _contract_failures()
+    if found:
+        print("\nexchanges outside Azure's REST contract after the tests that made them:\n" + "\n".join(found))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

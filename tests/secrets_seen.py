@@ -1,9 +1,10 @@
 """Every secret value the session's Kubernetes Secrets ever held, for the secrets-hygiene audit.
 
 A watch on Secrets in all namespaces (started with the session's control plane) records the values of the
-keys that are secret by contract: the service principal's ``clientSecret`` and the scoring keys the operator
-publishes (``primaryKey``, ``secondaryKey``), whichever backend issued them and whether or not a test read
-them. ``tests/e2e/test_secrets_hygiene.py`` then looks for each value in everything the operator wrote.
+keys that are secret by contract: the service principal's ``clientSecret`` and what the operator publishes for
+scoring (``primaryKey``, ``secondaryKey``, an Azure ML token's ``accessToken``), whichever backend issued them and
+whether or not a test read them. ``tests/e2e/test_secrets_hygiene.py`` then looks for each value in everything the
+operator wrote.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-SECRET_KEYS = ("clientSecret", "primaryKey", "secondaryKey")
+SECRET_KEYS = ("clientSecret", "primaryKey", "secondaryKey", "accessToken")
 
 _lock = threading.Lock()
 _values: dict[str, set[str]] = {key: set() for key in SECRET_KEYS}

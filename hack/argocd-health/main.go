@@ -12,6 +12,16 @@
 //	    settings manager parses the resource.customizations.* keys, gitops-engine's GetResourceHealth runs
 //	    the script (standard libraries off unless resource.customizations.useOpenLibs.* says otherwise, and
 //	    "Pending deletion" before any script for a resource being deleted). Prints a JSON array.
+//	argocd-health actions DIR
+//	    DIR as above, with actions/ (discovery.lua, action_test.yaml, <action>/action.lua, testdata/). Every
+//	    case of action_test.yaml runs as util/lua's TestLuaResourceActionsScript runs a built-in action:
+//	    discovery with the standard libraries open, each action without them (as the API server runs it),
+//	    the output compared with the expected object by gitops-engine's diff. Prints one JSON object per case;
+//	    exits 1 when any differs.
+//	argocd-health cm-actions ARGOCD_CM RESOURCE [ACTION]
+//	    What the API server offers and does for a resource under the customizations of an argocd-cm
+//	    ConfigMap: the actions its discovery script lists (ListResourceActions), and, with ACTION, the JSON
+//	    merge patch RunResourceActionV2 sends to the cluster for it. Prints a JSON object.
 //	argocd-health version
 //	    The Argo CD and gopher-lua module versions this binary was built from.
 package main
@@ -33,6 +43,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/argoproj/argo-cd/v3/common"
+	"github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1"
 	"github.com/argoproj/argo-cd/v3/util/lua"
 	"github.com/argoproj/argo-cd/v3/util/settings"
 )
@@ -110,7 +121,8 @@ func settingsMeta(cm *corev1.ConfigMap) {
 	cm.SetLabels(labels)
 }
 
-func controllerHealth(cmPath string, resources []string) ([]*health.HealthStatus, error) {
+// resourceOverrides is what Argo CD's settings manager makes of an argocd-cm ConfigMap read from a file.
+func resourceOverrides(cmPath string) (map[string]v1alpha1.ResourceOverride, error) {
 	data, err := os.ReadFile(cmPath)
 	if err != nil {
 		return nil, err
@@ -127,7 +139,11 @@ func controllerHealth(cmPath string, resources []string) ([]*health.HealthStatus
 	if err := manager.ResyncInformers(); err != nil {
 		return nil, err
 	}
-	overrides, err := manager.GetResourceOverrides()
+	return manager.GetResourceOverrides()
+}
+
+func controllerHealth(cmPath string, resources []string) ([]*health.HealthStatus, error) {
+	overrides, err := resourceOverrides(cmPath)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +179,7 @@ func versions() map[string]string {
 }
 
 func main() {
-	usage := "usage: argocd-health test DIR | cm ARGOCD_CM RESOURCE... | version"
+	usage := "usage: argocd-health test DIR | actions DIR | cm ARGOCD_CM RESOURCE... | cm-actions ARGOCD_CM RESOURCE [ACTION] | version"
 	if len(os.Args) < 2 {
 		fail(errors.New(usage))
 	}
@@ -178,6 +194,15 @@ func main() {
 			pass = pass && r.Pass
 		}
 		out = results
+	case os.Args[1] == "actions" && len(os.Args) == 3:
+		var results []actionResult
+		results, err = runActionTests(os.Args[2])
+		for _, r := range results {
+			pass = pass && r.Pass
+		}
+		out = results
+	case os.Args[1] == "cm-actions" && (len(os.Args) == 4 || len(os.Args) == 5):
+		out, err = serverActions(os.Args[2], os.Args[3], os.Args[4:])
 	case os.Args[1] == "cm" && len(os.Args) >= 4:
 		out, err = controllerHealth(os.Args[2], os.Args[3:])
 	case os.Args[1] == "version" && len(os.Args) == 2:

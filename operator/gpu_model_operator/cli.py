@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import signal
 from pathlib import Path
@@ -85,8 +86,26 @@ def main() -> None:
 @click.option("--log-format", default="text", type=click.Choice(["text", "json"]))
 @click.option("--health-port", default=8080, help="Port of the liveness endpoint /healthz (0: off).")
 @click.option("--metrics-port", default=9090, help="Port of the Prometheus /metrics endpoint (0: off).")
+@click.option(
+    "--metrics-bind-address",
+    default="127.0.0.1",
+    help="Address /metrics listens on: loopback by default (it has no authentication); 0.0.0.0 to let Prometheus "
+    "scrape the pod (README, Metrics).",
+)
 @click.option("--poll-seconds", default=10.0, help="Seconds between checks of an operation in flight.")
 @click.option("--resync-seconds", default=900.0, help="Seconds between drift checks of a converged resource.")
+@click.option(
+    "--probe-deadline-seconds",
+    default=900.0,
+    help="Seconds a new online deployment may take to answer its scoring probe before its rollout is given up.",
+)
+@click.option(
+    "--price-table",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A YAML price table (VM size -> price per hour; README, What it costs), e.g. a ConfigMap mounted into the "
+    "pod and read again when it changes. Default: the shipped table of Azure pay-as-you-go Linux prices in East US.",
+)
 @click.option("--state-dir", type=click.Path(path_type=Path), default=default_state_dir, help="Local backend state.")
 @click.option("--declared-gpus", type=int, default=None, help="Declared GPU inventory (testing): skip discovery.")
 @click.option("--azure-workers", default=8, help="Threads for Azure ML SDK calls.")
@@ -127,8 +146,11 @@ def run(
     log_format: str,
     health_port: int,
     metrics_port: int,
+    metrics_bind_address: str,
     poll_seconds: float,
     resync_seconds: float,
+    probe_deadline_seconds: float,
+    price_table: Path | None,
     state_dir: Path,
     declared_gpus: int | None,
     azure_workers: int,
@@ -146,6 +168,13 @@ def run(
         raise click.UsageError("give --namespace (one or more) or --all-namespaces")
     if leader_elect and not lease_namespace:
         raise click.UsageError("leader election needs --lease-namespace (or POD_NAMESPACE, the pod's namespace)")
+    if BackendKind.LOCAL.value in backends and (missing := missing_local_extra()):
+        raise click.UsageError(
+            f"the local backend needs {', '.join(missing)}: pip install 'gpu-model-operator[local]' (the image and a "
+            "cluster install leave them out: they serve Azure ML only)"
+        )
+    if price_table is not None:
+        check_price_table(price_table)
     try:
         leader_election = LeaderElectionSettings(
             leader_elect, lease_name, lease_namespace, lease_duration, renew_deadline, retry_period
@@ -157,6 +186,8 @@ def run(
         namespaces=list(namespaces),
         poll_seconds=poll_seconds,
         resync_seconds=resync_seconds,
+        probe_deadline_seconds=probe_deadline_seconds,
+        price_table=price_table,
         state_dir=state_dir,
         declared_gpus=declared_gpus,
         azure_workers=azure_workers,
@@ -164,11 +195,32 @@ def run(
         call_budget=call_budget,
         health_port=health_port,
         metrics_port=metrics_port,
+        metrics_bind_address=metrics_bind_address,
         log_level=log_level,
         log_format=log_format,
         leader_election=leader_election,
     )
     serve(settings, all_namespaces)
+
+
+def check_price_table(path: Path) -> None:
+    """Refuse to start with a price table that cannot be read: a typo would otherwise price nothing, silently."""
+    from .price_file import read_price_table
+    from .prices import PriceTableError
+
+    try:
+        read_price_table(path)
+    except (OSError, PriceTableError) as exc:
+        raise click.UsageError(f"--price-table: {exc}") from exc
+
+
+#: The modules of the ``local`` extra (psutil, nvidia-ml-py, uv), which only the local backend imports.
+LOCAL_EXTRA = ("psutil", "pynvml", "uv")
+
+
+def missing_local_extra() -> list[str]:
+    """The local extra's modules that are not installed (the backend imports them only once it is enabled)."""
+    return [name for name in LOCAL_EXTRA if importlib.util.find_spec(name) is None]
 
 
 def parse_workload_identities(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
@@ -195,7 +247,7 @@ def serve(settings: Settings, all_namespaces: bool) -> None:
     )
     logging.getLogger().setLevel(log_level)
     logging.getLogger("kopf.objects").addFilter(RequeueIsNotAnError())
-    metrics.serve(settings.metrics_port)
+    metrics.serve(settings.metrics_port, settings.metrics_bind_address)
     registry = build_registry(settings, lambda: build_controller(settings))
 
     options: dict[str, Any] = {

@@ -9,7 +9,10 @@ from __future__ import annotations
 COMPUTE_READY = "ComputeReady"
 SERVICE_READY = "ServiceReady"
 READY = "Ready"
-CONDITION_TYPES = (COMPUTE_READY, SERVICE_READY, READY)
+# kstatus's two abnormal-true conditions, derived from the phase and Ready (kstatus.py): True while the operator
+# works towards the spec, True when it cannot get there without the user.
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
 
 # Reasons: progress
 PROVISIONING = "Provisioning"
@@ -23,6 +26,10 @@ PROBE_PENDING = "ProbePending"
 WAITING_FOR_COMPUTE = "WaitingForCompute"
 WAITING_FOR_SERVICE = "WaitingForService"
 RECONCILE_SKIPPED = "ReconcileSkipped"
+#: (azureml-v2) A canary step (or the mirroring) holds, its check judged on every pass.
+CANARY_IN_PROGRESS = "CanaryInProgress"
+#: Ready False (and ServiceReady/ComputeReady while theirs are removed) from the first deletion step to the last.
+DELETING = "Deleting"
 
 # Reasons: problems a user must act on
 REPLICAS_CAPPED = "ReplicasCapped"
@@ -38,9 +45,14 @@ COMPUTE_FAILED = "ComputeFailed"
 SERVICE_FAILED = "ServiceFailed"
 SERVICE_CONFLICT = "ServiceNameConflict"
 SERVICE_EXISTS = "ServiceExists"
+#: (azureml-v2) Azure still holds the endpoint's name after a deletion: waited for, never a failure.
+NAME_HELD = "EndpointNameHeld"
 SECRET_CONFLICT = "SecretConflict"
 BACKEND_NOT_ENABLED = "BackendNotEnabled"
 SCALE_FAILED = "ScaleFailed"
+#: (azureml-v2) A canary step failed its check, or the user aborted the rollout: the traffic goes back to the live
+#: deployment, which gets back what the rollout borrowed, and the new deployment is deleted (then ServiceFailed).
+CANARY_FAILED = "CanaryFailed"
 ENVIRONMENT_FAILED = "EnvironmentFailed"
 PROBE_FAILED = "ProbeFailed"
 BACKEND_UNAVAILABLE = "BackendUnavailable"
@@ -61,4 +73,7 @@ RETAINED_COMPUTE = "RetainedCompute"
 DETACHED_COMPUTE = "DetachedCompute"
 KEYS_PUBLISHED = "KeysPublished"
 RETRYING = "Retrying"
+#: The promote and abort annotations, acted on (or found with nothing to act on) and removed.
+PROMOTED = "Promoted"
+ABORTED = "Aborted"
 DETACHED = "Detached"

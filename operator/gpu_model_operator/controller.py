@@ -1,9 +1,11 @@
 """The controller: the I/O around the pure core, one pass at a time, top to bottom.
 
 A pass loads the inputs (the spec, its ConfigMap and Secret), observes the backend (and the keys Secret), asks
-:func:`~.reconcile.decide` once, carries out the one action the decision names, and publishes the Secret it
-names; the handler then writes the status and posts the events. An error at any step is a fact for the core
-too: the pass ends in ``decide`` with the problem, never in a status written here.
+:func:`~.reconcile.decide` once, carries out the one action (or online endpoint's rollout step) the decision names,
+and publishes the Secret it names; the handler then writes the status and posts the events. An error at any step is
+a fact for the core too: the pass ends in ``decide`` with the problem, never in a status written here. Deletion is
+the same: what the step can learn goes into :class:`~.deletion.DeletionFacts`, and :func:`~.deletion.decide_deletion`
+decides every branch.
 
 Passes for the same resource never overlap (a lock per resource), and passes that decide the GPU cap of one
 compute never overlap either (a lock per compute), so two deployments cannot both take the last GPU.
@@ -18,7 +20,9 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
+from . import canary, rollout
 from . import conditions as c
+from .annotations import MANAGING, POLICY_DETACH, POLICY_SKIP
 from .backends.base import (
     Backend,
     BackendError,
@@ -26,19 +30,22 @@ from .backends.base import (
     DeploymentInputs,
     ObservedCompute,
     ObservedService,
+    ServiceOnCompute,
     ServiceState,
     SpecT,
     TransientBackendError,
 )
+from .backends.endpoint import StepKind
 from .budget import CallBudget
 from .decision import Action, Decision, DeleteAction, Event, Facts, Observation, Problem, Timing, normal, warning
-from .deletion import DeletionDecision, created_nothing, decide_deletion
+from .deletion import DeletionDecision, DeletionFacts, decide_deletion
 from .inputs import (
     Holding,
     InputError,
     Resource,
     compute_key,
     compute_name,
+    listing_scope,
     load_inputs,
     owns_compute,
     parse_spec,
@@ -48,19 +55,15 @@ from .instrumented import InstrumentedBackend
 from .keys import keys_secret_name
 from .kube import KubeClient, SecretConflict, keys_secret_body
 from .ledger import GpuLedger, users
-from .models import BackendKind, GpuModelDeploymentStatus
-from .reconcile import (
-    MANAGING,
-    POLICY_DETACH,
-    POLICY_SKIP,
-    RECONCILE_POLICY,
-    decide,
-    may_observe,
-    settled,
-    still_settled,
-)
+from .models import BackendKind, GpuModelDeploymentStatus, uses_token
+from .price_file import PriceFile
+from .reconcile import decide, may_observe, settled, still_settled
 from .reconcile import unchanged as unchanged_decision
 from .settings import Settings
+
+#: Actions and rollout steps that create something in the backend (and would bill if no one deleted it).
+CREATING = frozenset({Action.CREATE_COMPUTE, Action.DEPLOY})
+CREATING_STEPS = frozenset({StepKind.CREATE_ENDPOINT, StepKind.CREATE_DEPLOYMENT})
 
 
 def utcnow() -> str:
@@ -89,7 +92,10 @@ class Controller:
             max_backoff=settings.max_backoff_seconds,
             budget_limit=settings.call_budget,
             budget_window=settings.resync_seconds,
+            probe_deadline=settings.probe_deadline_seconds,
+            resync=settings.resync_seconds,
         )
+        self.prices = PriceFile(settings.price_table)
         self._resource_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._compute_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         #: Consecutive transient problems per resource, for the back-off (a success clears it).
@@ -103,7 +109,9 @@ class Controller:
         async with self._resource_locks[res.uid]:
             previous = GpuModelDeploymentStatus.model_validate(dict(res.status or {}))
             budget_wait = self.budget.wait_seconds(res.owner) if res.policy in MANAGING else 0.0
-            facts = Facts(res.generation, previous, utcnow(), self.timing, res.policy, budget_wait)
+            facts = Facts(
+                res.generation, previous, utcnow(), self.timing, res.policy, budget_wait, prices=self.prices.table()
+            )
             if not may_observe(res.policy, budget_wait):
                 return decide(facts)
             try:
@@ -115,17 +123,20 @@ class Controller:
             backend = backend_for(self.backends, inputs)
             key = compute_key(spec)
             async with self._compute_locks[key]:
+                decision: Decision | None = None
                 try:
                     quiet = resync and settled(previous, res.generation, spec.service.replicas)
-                    if quiet and still_settled(previous, await self._glance(backend, inputs, res)):
+                    glanced = await self._glance(backend, inputs, res) if quiet else None
+                    if glanced is not None and still_settled(previous, glanced, facts.now, self.timing.resync):
                         self._transient_streak.pop(res.uid, None)
-                        return unchanged_decision(previous)
-                    observation = await self._observe(backend, inputs, res, list(holdings))
+                        return unchanged_decision(previous, facts.prices)
+                    observation = await self._observe(backend, inputs, res, list(holdings), facts)
                     decision = decide(replace(facts, observation=observation))
                     self._remember(key, inputs, decision)
                     decision = await self._act(backend, inputs, decision)
                 except (BackendError, SecretConflict) as exc:
-                    return self._decide_problem(res, facts, _problem(exc))
+                    step = decision.step if decision is not None else None
+                    return self._decide_problem(res, replace(facts, failed_step=step), _problem(exc))
             self._transient_streak.pop(res.uid, None)
             return decision
 
@@ -135,16 +146,27 @@ class Controller:
             streak = self._transient_streak[res.uid] = self._transient_streak.get(res.uid, 0) + 1
         return decide(replace(facts, problem=problem, transient_streak=streak))
 
+    async def _listed(
+        self, backend: Backend[SpecT], inputs: DeploymentInputs[SpecT], *, fresh: bool = False
+    ) -> list[ServiceOnCompute]:
+        spec = inputs.spec
+        fetch = lambda: backend.services_on_compute(inputs)  # noqa: E731
+        return await self.ledger.listed(listing_scope(spec), compute_name(spec), fetch, fresh=fresh)
+
     async def _observe(
-        self, backend: Backend[SpecT], inputs: DeploymentInputs[SpecT], res: Resource, holdings: list[Holding]
+        self,
+        backend: Backend[SpecT],
+        inputs: DeploymentInputs[SpecT],
+        res: Resource,
+        holdings: list[Holding],
+        facts: Facts,
     ) -> Observation:
-        """The compute, the other users' GPUs, the service (when the compute is ready), the probe, the keys and
-        the keys Secret (when the service is healthy with these inputs)."""
+        """The compute, the other users' GPUs, the service (when the compute is ready), a rollout's new deployment
+        alone (when its answer decides the traffic shift) and its request counts (while it holds a canary step), the
+        probe, the keys and the keys Secret (when the service is healthy with these inputs)."""
         spec = inputs.spec
         compute = await backend.observe_compute(inputs)
-        listed = []
-        if compute.node_gpus or compute.cpu_only:
-            listed = await backend.services_on_compute(inputs, max_age=self.ledger.listing_age)
+        listed = await self._listed(backend, inputs) if compute.node_gpus or compute.cpu_only else []
         others = self.ledger.other_pods(compute_key(spec), inputs.owner, spec.service.name, holdings, listed)
         if compute.state == ComputeState.READY:
             service = await backend.observe_service(inputs)
@@ -157,10 +179,20 @@ class Controller:
             inputs.fingerprint,
             owner=inputs.owner,
             take_over=inputs.take_over,
+            promote=res.promote,
+            abort=res.abort,
             retry_token=res.retry_token,
             secret_name=keys_secret_name(res.name),
         )
-        if service.state == ServiceState.HEALTHY and service.fingerprint == inputs.fingerprint:
+        target = rollout.probe_target(service)
+        if target is not None:
+            observation = replace(observation, candidate_probe=await backend.probe(inputs, service, target))
+        window = canary.metrics_window(service, facts.previous.rollout)
+        if window is not None:
+            counts = await backend.request_metrics(inputs, window[0], window[1], facts.now)
+            observation = replace(observation, candidate_metrics=counts)
+        serving = rollout.summarize(service, inputs.fingerprint) if service.endpoint is not None else service
+        if serving.state == ServiceState.HEALTHY and serving.fingerprint == inputs.fingerprint:
             observation = await self._serving(backend, inputs, observation, fresh=False)
         return observation
 
@@ -168,6 +200,8 @@ class Controller:
         """The resync of a settled resource: one read of the service, its keys read afresh (regenerated at Azure,
         they reach the Secret within one interval), the probe, and a read of the keys Secret (Kubernetes)."""
         service = await backend.observe_service(inputs)
+        if service.endpoint is not None:
+            service = rollout.summarize(service, inputs.fingerprint)
         compute = ObservedCompute(compute_name(inputs.spec), ComputeState.READY)
         observation = Observation(compute, service, (), inputs.fingerprint, secret_name=keys_secret_name(res.name))
         if service.state == ServiceState.HEALTHY and service.fingerprint == inputs.fingerprint:
@@ -177,19 +211,37 @@ class Controller:
     async def _serving(
         self, backend: Backend[SpecT], inputs: DeploymentInputs[SpecT], observation: Observation, *, fresh: bool
     ) -> Observation:
-        keys = await backend.get_keys(inputs, fresh=fresh) if inputs.spec.service.auth_enabled else None
-        probe = await backend.probe(inputs)
+        """What a client needs (the keys, or a token) and whether it can score with it, and the Secret."""
+        spec = inputs.spec
+        token = await backend.get_token(inputs) if uses_token(spec) else None
+        keys = await backend.get_keys(inputs, fresh=fresh) if spec.service.auth_enabled and token is None else None
+        probe = await backend.probe(inputs, observation.service)
         secret = await self.kube.published_secret(inputs.namespace, observation.secret_name, inputs.name)
-        return replace(observation, keys=keys, probe=probe, secret=secret)
+        return replace(observation, keys=keys, token=token, probe=probe, secret=secret)
 
     def _remember(self, key: str, inputs: DeploymentInputs[Any], decision: Decision) -> None:
         held, cores = decision.status.gpus.held, inputs.spec.service.gpu_cores
         self.ledger.remember(key, Holding(inputs.owner, held // cores if held else 0, cores, uses=True))
 
     async def _act(self, backend: Backend[SpecT], inputs: DeploymentInputs[SpecT], decision: Decision) -> Decision:
-        """The one action the decision names, then the Secret it says to publish."""
+        """The one action (or rollout step) the decision names, then the Secret it says to publish. Before anything
+        is created, the resource is read again: a pass on a body older than the resource's deletion must not make
+        what no one would delete."""
         events: tuple[Event, ...] = ()
-        if decision.action == Action.CREATE_COMPUTE:
+        creates = decision.action in CREATING or (decision.step is not None and decision.step.kind in CREATING_STEPS)
+        if creates and not await self.kube.still_live(inputs.namespace, inputs.name, inputs.uid):
+            raise TransientBackendError(
+                f"not starting {decision.step.kind.value if decision.step else decision.action.value}: the resource "
+                "was deleted since this pass began",
+                reason=c.DELETING,
+            )
+        if decision.step is not None:
+            operation = await backend.take_step(inputs, decision.step)
+            if operation is not None and decision.status.operation is not None:
+                status = decision.status.model_copy(deep=True)
+                status.operation = decision.status.operation.model_copy(update={"id": operation})
+                decision = replace(decision, status=status)
+        elif decision.action == Action.CREATE_COMPUTE:
             await backend.create_compute(inputs)
         elif decision.action == Action.RECREATE_COMPUTE:
             await backend.delete_compute(inputs)
@@ -208,74 +260,52 @@ class Controller:
     async def delete(self, res: Resource, holdings: Iterable[Holding] = ()) -> DeletionDecision:
         """One deletion step; the handler repeats it until the decision is DONE."""
         async with self._resource_locks[res.uid]:
-            status = GpuModelDeploymentStatus.model_validate(dict(res.status or {}))
-            if res.policy in (POLICY_SKIP, POLICY_DETACH):
-                message = f"{RECONCILE_POLICY}: {res.policy}; the service and compute are left running"
-                return await self._finish_deletion(
-                    res, DeletionDecision(DeleteAction.DONE, message, (normal(c.DETACHED, message),))
-                )
-            named = res.spec.get("backend")  # before the spec is parsed: an invalid spec of a backend not here too
-            if named in {kind.value for kind in BackendKind} and BackendKind(named) not in self.backends:
-                service_name = (res.spec.get("service") or {}).get("name", "?")
-                made = [
-                    what
-                    for what, created in (
-                        (f"service {service_name}", status.ownership.service_created),
-                        ("its compute", status.ownership.compute_created),
-                        # Started and not yet seen through (a compute being created is not yet recorded as made).
-                        (
-                            f"a {status.operation.kind} of {status.operation.target} still in progress"
-                            if status.operation
-                            else "",
-                            status.operation is not None,
-                        ),
-                    )
-                    if created
-                ]
-                if made:
-                    # Letting the resource go would leave what it made billing with no one to delete it.
-                    raise InputError(
-                        c.BACKEND_NOT_ENABLED,
-                        f"backend {named} is not enabled in this operator, and it made "
-                        f"{' and '.join(made)} for this resource: enable the backend (--backend) to delete them, or "
-                        f"annotate {RECONCILE_POLICY}={POLICY_DETACH} to leave them running",
-                    )
-                message = f"backend {named} is not enabled in this operator: nothing of it was touched"
-                return DeletionDecision(DeleteAction.DONE, message, (warning(c.BACKEND_NOT_ENABLED, message),))
-            try:
-                spec = valid_spec(res)
-            except InputError:
-                if created_nothing(status):  # invalid from the start: nothing was made that needs its fields
-                    message = "nothing to delete: the spec is invalid and nothing was created for it"
-                    return await self._finish_deletion(res, DeletionDecision(DeleteAction.DONE, message))
-                raise  # InvalidSpec: the handler says so and retries, and a fixed spec lets the deletion finish
-            try:
-                inputs = await load_inputs(self.kube, res, spec, identities=self.settings.workload_identities)
-            except InputError:
+            facts, inputs = await self._deletion_facts(res, list(holdings))
+            decision = decide_deletion(facts)
+            if decision.action == DeleteAction.DONE:
+                return await self._finish_deletion(res, decision)
+            if decision.action in (DeleteAction.DELETE_SERVICE, DeleteAction.DELETE_COMPUTE):
+                assert inputs is not None, "a remote deletion is decided only on loaded inputs"
+                backend = backend_for(self.backends, inputs)
                 try:
-                    inputs = await load_inputs(
-                        self.kube, res, spec, for_deletion=True, identities=self.settings.workload_identities
-                    )
-                except InputError:
-                    if created_nothing(status):  # refused before anything was made (e.g. IdentityNotAllowed)
-                        message = "nothing to delete: nothing was created for this resource"
-                        return await self._finish_deletion(res, DeletionDecision(DeleteAction.DONE, message))
-                    raise
+                    if decision.action == DeleteAction.DELETE_SERVICE:
+                        await backend.delete_service(inputs)
+                    else:
+                        await backend.delete_compute(inputs)
+                except BackendError as exc:
+                    return decide_deletion(replace(facts, problem=_problem(exc), service=None))
+            return decision
+
+    async def _deletion_facts(
+        self, res: Resource, holdings: list[Holding]
+    ) -> tuple[DeletionFacts, DeploymentInputs[Any] | None]:
+        """What the deletion step can learn: the annotation, the backend, the spec, the inputs (names and the sign-in:
+        deleting needs no scripts), and what the backend shows of the service and the compute."""
+        status = GpuModelDeploymentStatus.model_validate(dict(res.status or {}))
+        named = res.spec.get("backend")  # before the spec is parsed: an invalid spec of a backend not here too
+        enabled = named not in {kind.value for kind in BackendKind} or BackendKind(named) in self.backends
+        facts = DeletionFacts(
+            status, res.generation, utcnow(), res.owner, res.policy, named, enabled, poll=self.settings.poll_seconds
+        )
+        if res.policy in (POLICY_SKIP, POLICY_DETACH) or not enabled:
+            return facts, None
+        identities = self.settings.workload_identities
+        try:
+            spec = valid_spec(res)
+            facts = replace(facts, spec=spec)
+            inputs = await load_inputs(self.kube, res, spec, for_deletion=True, identities=identities)
             backend = backend_for(self.backends, inputs)
             service = await backend.observe_service(inputs)
             compute = await backend.observe_compute(inputs) if owns_compute(spec) else None
             listed = []
             if compute is not None and service.state == ServiceState.ABSENT:
-                listed = await backend.services_on_compute(inputs)
-            others = users(inputs.owner, holdings, listed)
-            decision = decide_deletion(spec, status, service, compute, len(others), inputs.owner)
-            if decision.action == DeleteAction.DELETE_SERVICE:
-                await backend.delete_service(inputs)
-            elif decision.action == DeleteAction.DELETE_COMPUTE:
-                await backend.delete_compute(inputs)
-            elif decision.action == DeleteAction.DONE:
-                return await self._finish_deletion(res, decision)
-            return decision
+                listed = await self._listed(backend, inputs, fresh=True)
+        except InputError as exc:
+            return replace(facts, problem=Problem(exc.reason, exc.message, exc.transient)), None
+        except BackendError as exc:
+            return replace(facts, problem=_problem(exc)), None
+        others = users(inputs.owner, holdings, listed)
+        return replace(facts, service=service, compute=compute, other_users_of_compute=len(others)), inputs
 
     async def _finish_deletion(self, res: Resource, decision: DeletionDecision) -> DeletionDecision:
         """The keys Secret goes if it is ours (someone else's of that name is left, and said so)."""

@@ -12,8 +12,12 @@ import enum
 from dataclasses import dataclass, field
 
 from . import conditions as c
+from . import kstatus
 from .backends.base import ObservedCompute, ObservedService, ProbeResult
+from .backends.endpoint import RequestCounts, RolloutStep
+from .keys import ScoringToken
 from .models import (
+    CanaryStatus,
     Condition,
     GpuModelDeploymentSpec,
     GpuModelDeploymentStatus,
@@ -21,6 +25,8 @@ from .models import (
     Phase,
     Retry,
 )
+from .prices import DEFAULT as DEFAULT_PRICES
+from .prices import PriceTable
 
 
 class Action(str, enum.Enum):
@@ -75,15 +81,27 @@ class Observation:
     #: Hash of the inputs as they are now; differs from ``service.fingerprint`` when a redeploy is due.
     desired_fingerprint: str
     probe: ProbeResult | None = None
+    #: The answer of the desired deployment of an online endpoint to a probe sent to it alone, while it has no traffic
+    #: yet (:func:`~.rollout.probe_target`); its answer decides the traffic shift.
+    candidate_probe: ProbeResult | None = None
+    #: Azure Monitor's count of the desired deployment's requests since its canary step began (None: not read in
+    #: this pass, or Azure publishes none), for the step's check (:mod:`~.canary`).
+    candidate_metrics: RequestCounts | None = None
     #: "namespace/name" of the resource being reconciled, to tell our service from one we found.
     owner: str = ""
     #: The user opted in (annotation ``gpumodel.io/take-over``) to the operator managing a service or compute
     #: that existed before: redeploying, scaling and deleting it as if it had created it.
     take_over: bool = False
+    #: The user asked the rollout under way to skip its remaining canary steps (``gpumodel.io/promote``), or to be
+    #: given up now (``gpumodel.io/abort``).
+    promote: bool = False
+    abort: bool = False
     #: The value of the ``gpumodel.io/retry-now`` annotation; a value not yet acted on retries a failure at once.
     retry_token: str | None = None
-    #: The service's keys as the backend gives them now (None: auth off, or not read in this pass).
+    #: The service's keys as the backend gives them now (None: auth off, tokens, or not read in this pass).
     keys: tuple[str, str] | None = None
+    #: The Azure ML token a client scores with now (an online endpoint with ``authMode: AMLToken``), else None.
+    token: ScoringToken | None = None
     #: The keys Secret as it is; None when there is none.
     secret: PublishedSecret | None = None
     #: The name the keys Secret has (``<resource>-scoring-keys``).
@@ -119,6 +137,11 @@ class Timing:
     #: The call budget (backend calls per resource per window), for the message that says it is spent.
     budget_limit: int = 0
     budget_window: float = 900.0
+    #: A new deployment of an online endpoint that has not answered its probe this long after it first could is
+    #: given up, and the live deployment gets back what the rollout borrowed.
+    probe_deadline: float = 900.0
+    #: The resync interval: a token whose refresh time comes before the next resync is replaced in a pass of its own.
+    resync: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -139,6 +162,11 @@ class Facts:
     #: Consecutive transient problems so far, this one included (for the back-off).
     transient_streak: int = 0
     observation: Observation | None = None
+    #: The rollout step this pass took that the backend refused (``problem`` says why): a rollout Azure refused gives
+    #: back what it borrowed in the next pass.
+    failed_step: RolloutStep | None = None
+    #: The prices the cost estimate is computed with (the installation's table, else the shipped default).
+    prices: PriceTable = DEFAULT_PRICES
 
 
 # ---- what one check concludes, and what the pass decides -------------------------------------------------
@@ -180,6 +208,12 @@ class Outcome:
     probed: bool = False
     #: The keys Secret's data to write (None: nothing to write).
     publish: dict[str, str] | None = None
+    #: An online endpoint's rollout step (the action's meaning there; a step that writes nothing only informs).
+    step: RolloutStep | None = None
+    #: Where the online endpoint's canary is, for the status (None: no canary step in this pass).
+    canary: CanaryStatus | None = None
+    #: Annotations acted on, which the pass removes (gpumodel.io/promote, gpumodel.io/abort).
+    clear_annotations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -197,6 +231,10 @@ class Decision:
     #: Why this pass could not do its work (bad inputs, a backend error, the call budget), for the metrics; None
     #: when it could, whatever it found (a failed service is a state, not an error of the pass).
     error_reason: str | None = None
+    #: The online endpoint's rollout step the backend takes (None: the action alone, or no endpoint).
+    step: RolloutStep | None = None
+    #: Annotations the pass acted on, removed with the status's write.
+    clear_annotations: tuple[str, ...] = ()
 
 
 def bind(status: GpuModelDeploymentStatus, outcome: Outcome, generation: int, now: str) -> None:
@@ -209,6 +247,13 @@ def bind(status: GpuModelDeploymentStatus, outcome: Outcome, generation: int, no
         set_condition(status, c.READY, outcome.ready, generation, now)
     if outcome.phase is not None:
         status.phase = outcome.phase
+    derive_kstatus(status, generation, now)
+
+
+def derive_kstatus(status: GpuModelDeploymentStatus, generation: int, now: str) -> None:
+    """Reconciling and Stalled, kept in step with the phase and Ready (kstatus.py says how)."""
+    for derived in kstatus.derive(status.phase, status.conditions):
+        set_condition(status, derived.type, Verdict(derived.status, derived.reason, derived.message), generation, now)
 
 
 def set_condition(status: GpuModelDeploymentStatus, type_: str, verdict: Verdict, generation: int, now: str) -> None:

@@ -14,12 +14,12 @@ from typing import Any
 import kopf
 
 from . import FINALIZER, GROUP, PLURAL, VERSION, metrics
-from .backends.base import Backend, BackendError, owner_id
+from .annotations import ABORT, PROMOTE, RECONCILE_POLICY, RETRY_NOW, TAKE_OVER
+from .backends.base import Backend, owner_id
 from .controller import Controller
-from .decision import Decision, DeleteAction, Event
-from .inputs import RETRY_NOW, TAKE_OVER, Holding, InputError, Resource, compute_key, holding_of
-from .models import GpuModelDeploymentStatus, Phase, parse_spec
-from .reconcile import RECONCILE_POLICY
+from .decision import DeleteAction, Event
+from .inputs import Holding, Resource, compute_key, holding_of
+from .models import GpuModelDeploymentStatus, parse_spec
 from .settings import Settings
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -47,19 +47,6 @@ def post_events(body: kopf.Body, events: tuple[Event, ...]) -> None:
 def write_status(patch: kopf.Patch, status: GpuModelDeploymentStatus) -> None:
     """A merge patch of the whole status; None values remove fields that no longer apply."""
     patch.status.update(status.model_dump(by_alias=True, mode="json"))
-
-
-def conclude(body: kopf.Body, patch: kopf.Patch, decision: Decision) -> None:
-    write_status(patch, decision.status)
-    post_events(body, decision.events)
-    res = resource_of(body)
-    metrics.observe_decision(res.namespace, res.name, res.spec, decision)
-    ready = next((cond for cond in decision.status.conditions if cond.type == "Ready"), None)
-    summary = ready.message if ready else decision.status.phase.value
-    if decision.permanent:
-        raise kopf.PermanentError(decision.status.last_error or summary)
-    if decision.requeue_after is not None:
-        raise kopf.TemporaryError(summary, delay=decision.requeue_after)
 
 
 #: The memo's answer of the cleanup handler: did every backend call end before kopf stopped?
@@ -92,10 +79,35 @@ def holdings_of(index: Mapping[str, Any], spec: Mapping[str, Any], owner: str) -
     return [h for h in index.get(key, []) if h.owner != owner]
 
 
-async def one_pass(memo: kopf.Memo, body: kopf.Body, index: Mapping[str, Any], *, resync: bool = False) -> Decision:
+async def one_pass(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, index: Mapping[str, Any], *, resync: bool = False
+) -> None:
+    """The one pass every trigger runs: a change of the spec (create, update, resume), of an annotation the user
+    sets (retry-now, reconcile-policy, take-over), and the periodic resync. Skipped while the resource is being
+    deleted (the delete handler owns it then). A resync that changed nothing writes nothing: no watch event for
+    every resource at every interval; and when it finds something to do it keeps polling until the resource has
+    converged (a TemporaryError re-runs a timer after its delay), not only at the next resync."""
+    if body["metadata"].get("deletionTimestamp"):
+        return
     controller: Controller = memo["controller"]
     res = resource_of(body)
-    return await controller.reconcile(res, resync=resync, holdings=holdings_of(index, res.spec, res.owner))
+    decision = await controller.reconcile(res, resync=resync, holdings=holdings_of(index, res.spec, res.owner))
+    if not resync or _dumped(decision.status) != dict(body.get("status", {})):
+        write_status(patch, decision.status)
+    for key in decision.clear_annotations:  # acted on (promote, abort): removed with the status that says so
+        patch.meta.annotations[key] = None
+    post_events(body, decision.events)
+    metrics.observe_decision(res.namespace, res.name, res.spec, decision)
+    ready = next((cond for cond in decision.status.conditions if cond.type == "Ready"), None)
+    summary = ready.message if ready else decision.status.phase.value
+    if decision.permanent and not resync:
+        raise kopf.PermanentError(decision.status.last_error or summary)
+    if decision.requeue_after is not None and not decision.permanent:
+        raise kopf.TemporaryError(summary, delay=decision.requeue_after)
+
+
+def _dumped(status: GpuModelDeploymentStatus) -> dict[str, Any]:
+    return status.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
 def build_registry(settings: Settings, controller_factory: Any) -> kopf.OperatorRegistry:
@@ -138,27 +150,21 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
     @kopf.on.resume(*RESOURCE, id="reconcile", registry=registry)
     @kopf.on.create(*RESOURCE, id="reconcile", registry=registry)
     @kopf.on.update(*RESOURCE, id="reconcile", field="spec", registry=registry)
+    @metrics.timed("reconcile")
     async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
-        controller: Controller = memo["controller"]
-        res = resource_of(body)
-        conclude(
-            body, patch, await controller.reconcile(res, holdings=holdings_of(kwargs["holdings"], res.spec, res.owner))
-        )
+        await one_pass(body, patch, memo, kwargs["holdings"])
 
     @kopf.on.field(*RESOURCE, id="retry-now", field=("metadata", "annotations", RETRY_NOW), registry=registry)
     @kopf.on.field(*RESOURCE, id="policy", field=("metadata", "annotations", RECONCILE_POLICY), registry=registry)
     @kopf.on.field(*RESOURCE, id="take-over", field=("metadata", "annotations", TAKE_OVER), registry=registry)
-    async def retry_now(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    @kopf.on.field(*RESOURCE, id="promote", field=("metadata", "annotations", PROMOTE), registry=registry)
+    @kopf.on.field(*RESOURCE, id="abort", field=("metadata", "annotations", ABORT), registry=registry)
+    @metrics.timed("annotation")
+    async def annotated(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
         """After fixing what a permanent error named (a Secret, a ConfigMap), annotate to try at once:
         ``kubectl annotate gmd NAME gpumodel.io/retry-now="$(date +%s)" --overwrite``. A change of the
-        reconcile-policy or take-over annotation takes effect the same way."""
-        if body["metadata"].get("deletionTimestamp"):
-            return
-        controller: Controller = memo["controller"]
-        res = resource_of(body)
-        conclude(
-            body, patch, await controller.reconcile(res, holdings=holdings_of(kwargs["holdings"], res.spec, res.owner))
-        )
+        reconcile-policy, take-over, promote or abort annotation takes effect the same way: the same pass."""
+        await one_pass(body, patch, memo, kwargs["holdings"])
 
     @kopf.timer(
         *RESOURCE,
@@ -167,40 +173,27 @@ def build_registry(settings: Settings, controller_factory: Any) -> kopf.Operator
         initial_delay=settings.resync_seconds,
         registry=registry,
     )
+    @metrics.timed("resync")
     async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
-        """Drift repair: the same pass as on change, at the resync interval, skipped while deleting. When it finds
-        something to do, it keeps polling until the resource has converged (a TemporaryError re-runs a timer after
-        its delay), not only at the next resync."""
-        if body["metadata"].get("deletionTimestamp"):
-            return
-        controller: Controller = memo["controller"]
-        res = resource_of(body)
-        decision = await controller.reconcile(
-            res, resync=True, holdings=holdings_of(kwargs["holdings"], res.spec, res.owner)
-        )
-        # An unchanged status costs no write, and so no watch event for every resource at every resync.
-        if decision.status.model_dump(by_alias=True, mode="json", exclude_none=True) != dict(body.get("status", {})):
-            write_status(patch, decision.status)
-        post_events(body, decision.events)
-        metrics.observe_decision(res.namespace, res.name, res.spec, decision)
-        if decision.requeue_after is not None and not decision.permanent:
-            raise kopf.TemporaryError("converging after the resync found drift", delay=decision.requeue_after)
+        """Drift repair: the same pass as on change, at the resync interval."""
+        await one_pass(body, patch, memo, kwargs["holdings"], resync=True)
 
     @kopf.on.delete(*RESOURCE, id="delete", registry=registry)
+    @metrics.timed("delete")
     async def delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+        """One deletion step per call, until the core says it is done; the status says what is being removed
+        (Ready False, reason Deleting) or what blocks it."""
         controller: Controller = memo["controller"]
         res = resource_of(body)
-        patch.status["phase"] = Phase.DELETING.value
-        try:
-            decision = await controller.delete(res, holdings_of(kwargs["holdings"], res.spec, res.owner))
-        except (InputError, BackendError) as exc:
-            message = f"cannot finish deletion: {exc.message}"
-            kopf.event(body, type="Warning", reason=exc.reason, message=message)
-            metrics.observe_deletion_error(exc.reason)
-            raise kopf.TemporaryError(message, delay=max(30.0, controller.settings.poll_seconds)) from exc
+        decision = await controller.delete(res, holdings_of(kwargs["holdings"], res.spec, res.owner))
         post_events(body, decision.events)
+        if decision.status is not None:
+            write_status(patch, decision.status)
+        if decision.error_reason is not None:
+            metrics.observe_deletion_error(decision.error_reason)
         if decision.action != DeleteAction.DONE:
-            raise kopf.TemporaryError(decision.message, delay=controller.settings.poll_seconds)
-        metrics.forget(res.namespace, res.name)
+            delay = decision.requeue_after or controller.settings.poll_seconds
+            raise kopf.TemporaryError(decision.message, delay=delay)
+        metrics.observe_deletion(res.namespace, res.name, decision)
 
     return registry

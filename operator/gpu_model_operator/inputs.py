@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from . import conditions as c
 from . import models
+from .annotations import ABORT, POLICY_DETACH, POLICY_MANAGE, PROMOTE, RECONCILE_POLICY, RETRY_NOW, TAKE_OVER
 from .backends.base import DeploymentInputs, SpecT, owner_id
 from .kube import KubeClient
 from .models import (
@@ -27,13 +28,8 @@ from .models import (
     LocalSpec,
     SecretWorkspace,
 )
-from .reconcile import POLICY_MANAGE, RECONCILE_POLICY
 
 CREDENTIAL_KEYS = ("tenantId", "clientId", "clientSecret")
-#: Changing this annotation (any value) retries at once, e.g. a failed deployment after its cause was fixed.
-RETRY_NOW = "gpumodel.io/retry-now"
-#: Opt-in to take over what existed before under the spec's names: without it, it is only observed.
-TAKE_OVER = "gpumodel.io/take-over"
 
 
 class InputError(Exception):
@@ -75,6 +71,16 @@ class Resource:
     def take_over(self) -> bool:
         """The user's explicit opt-in to manage a service or compute that existed before (``true``)."""
         return self.annotations.get(TAKE_OVER, "").strip().lower() == "true"
+
+    @property
+    def promote(self) -> bool:
+        """The user asks the rollout under way to skip its remaining canary steps (``true``)."""
+        return self.annotations.get(PROMOTE, "").strip().lower() == "true"
+
+    @property
+    def abort(self) -> bool:
+        """The user asks the rollout under way to be given up now (``true``)."""
+        return self.annotations.get(ABORT, "").strip().lower() == "true"
 
 
 def parse_spec(res: Resource, enabled: Collection[BackendKind]) -> GpuModelDeploymentSpec:
@@ -135,6 +141,7 @@ async def load_inputs(
     else:
         assert source.conda_file is not None  # the spec's validator requires one of the two (the CRD too)
         conda = _config_map_key(data, source.config_map_ref.name, source.conda_file, "spec.source.condaFile")
+    operation = res.status.get("operation") or {}
     return DeploymentInputs(
         namespace=res.namespace,
         name=res.name,
@@ -146,6 +153,8 @@ async def load_inputs(
         credentials=credentials,
         fingerprint=fingerprint(spec, entry, conda),
         take_over=res.take_over,
+        operation_target=str(operation.get("target") or ""),
+        operation_id=str(operation.get("id") or ""),
     )
 
 
@@ -170,7 +179,7 @@ async def _sign_in(
             "(spec.workspace.workloadIdentity): the operator's installer has not allowed it there; to allow it, "
             f"run the operator with --workload-identity {namespace}={client_id} (GMO_WORKLOAD_IDENTITIES; the "
             "chart's workloadIdentity.allowed). Nothing was signed in (to delete a resource that made something "
-            f"without signing in, annotate it {RECONCILE_POLICY}=detach-on-delete: what it made is left running)",
+            f"without signing in, annotate it {RECONCILE_POLICY}={POLICY_DETACH}: what it made is left running)",
         )
     return {"tenantId": ws.workload_identity.tenant_id, "clientId": client_id}
 
@@ -214,6 +223,19 @@ def compute_key(spec: GpuModelDeploymentSpec) -> str:
     if isinstance(spec.compute, KubernetesEndpointCompute):
         return f"azureml-v2/{where}/{spec.compute.kubernetes.compute_name}".lower()
     return f"azureml-v2/{where}/managed/{spec.service.name}".lower()
+
+
+def listing_scope(spec: GpuModelDeploymentSpec) -> str | None:
+    """What one backend listing of the services on a compute covers, to share it between the resources of that
+    scope: azureml lists the workspace's AKS services (one call for every compute in it); azureml-v2 the endpoints
+    on one Kubernetes compute. None for local: its listing is this machine's state files, read afresh each time (a
+    service stopped a moment ago must not hold GPUs)."""
+    if isinstance(spec, LocalSpec):
+        return None
+    if isinstance(spec, AzureMLSpec):
+        ws = spec.workspace
+        return f"azureml/{ws.subscription_id}/{ws.resource_group}/{ws.name}".lower()
+    return compute_key(spec)
 
 
 def compute_name(spec: GpuModelDeploymentSpec) -> str:

@@ -23,7 +23,9 @@ from .backends.base import (
     ServiceOnCompute,
     SpecT,
 )
+from .backends.endpoint import RequestCounts, RolloutStep
 from .budget import CallBudget
+from .keys import ScoringToken
 
 T = TypeVar("T")
 
@@ -57,10 +59,8 @@ class InstrumentedBackend(Generic[SpecT]):
     async def delete_compute(self, inputs: DeploymentInputs[SpecT]) -> None:
         await self._run("delete_compute", inputs, self._backend.delete_compute(inputs))
 
-    async def services_on_compute(
-        self, inputs: DeploymentInputs[SpecT], max_age: float = 0.0
-    ) -> list[ServiceOnCompute]:
-        return await self._run("services_on_compute", inputs, self._backend.services_on_compute(inputs, max_age))
+    async def services_on_compute(self, inputs: DeploymentInputs[SpecT]) -> list[ServiceOnCompute]:
+        return await self._run("services_on_compute", inputs, self._backend.services_on_compute(inputs))
 
     async def observe_service(self, inputs: DeploymentInputs[SpecT]) -> ObservedService:
         return await self._run("observe_service", inputs, self._backend.observe_service(inputs))
@@ -77,8 +77,22 @@ class InstrumentedBackend(Generic[SpecT]):
     async def get_keys(self, inputs: DeploymentInputs[SpecT], *, fresh: bool = False) -> tuple[str, str] | None:
         return await self._run("get_keys", inputs, self._backend.get_keys(inputs, fresh=fresh))
 
-    async def probe(self, inputs: DeploymentInputs[SpecT]) -> ProbeResult:
-        return await self._run("probe", inputs, self._backend.probe(inputs))
+    async def get_token(self, inputs: DeploymentInputs[SpecT]) -> ScoringToken | None:
+        return await self._run("get_token", inputs, self._backend.get_token(inputs))
+
+    async def probe(
+        self, inputs: DeploymentInputs[SpecT], service: ObservedService, deployment: str | None = None
+    ) -> ProbeResult:
+        return await self._run("probe", inputs, self._backend.probe(inputs, service, deployment))
+
+    async def request_metrics(
+        self, inputs: DeploymentInputs[SpecT], deployment: str, start: str, end: str
+    ) -> RequestCounts | None:
+        call = self._backend.request_metrics(inputs, deployment, start, end)
+        return await self._run("request_metrics", inputs, call)
+
+    async def take_step(self, inputs: DeploymentInputs[SpecT], step: RolloutStep) -> str | None:
+        return await self._run("take_step", inputs, self._backend.take_step(inputs, step))
 
     async def close(self, timeout: float = 0.0) -> bool:
         return await self._backend.close(timeout)

@@ -19,7 +19,7 @@ import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from . import GROUP, KIND, VERSION
+from . import GROUP, KIND, PLURAL, VERSION
 from .decision import PublishedSecret
 from .keys import keys_secret_name
 
@@ -69,6 +69,25 @@ def owned_by(secret: Any, resource_name: str) -> bool:
 class KubeClient:
     def __init__(self, api_client: client.ApiClient) -> None:
         self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+
+    async def still_live(self, namespace: str, name: str, uid: str) -> bool:
+        """Whether the GpuModelDeployment is still there, not being deleted, and the same object (uid). A pass runs
+        on the body kopf last saw, which a resource deleted meanwhile (its finalizer stripped by hand, or an event not
+        yet seen) outlives: creating anything for it then would leave it billing with no one to delete it."""
+        try:
+            found = cast(
+                dict[str, Any],
+                await asyncio.to_thread(
+                    self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+                ),
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        meta = found.get("metadata") or {}
+        return bool(meta.get("uid") == uid and not meta.get("deletionTimestamp"))
 
     async def config_map_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """The ConfigMap's data, or None when it does not exist."""

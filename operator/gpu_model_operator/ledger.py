@@ -15,9 +15,10 @@ its GPUs are not held twice.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from .backends.base import ServiceOnCompute, is_legacy_tag_of, owner_name
 from .inputs import Holding
@@ -28,6 +29,32 @@ class GpuLedger:
         #: How stale the backend's listing may be: a decision older than that shows in it by now.
         self.listing_age = listing_age
         self._just_decided: defaultdict[str, dict[str, tuple[Holding, float]]] = defaultdict(dict)
+        #: The last listing of each scope (monotonic time, services), and the locks that make the resources polling
+        #: together share one listing instead of each making their own.
+        self._listings: dict[str, tuple[float, list[ServiceOnCompute]]] = {}
+        self._listing_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def listed(
+        self,
+        scope: str | None,
+        compute: str,
+        fetch: Callable[[], Awaitable[list[ServiceOnCompute]]],
+        *,
+        fresh: bool = False,
+    ) -> list[ServiceOnCompute]:
+        """The services on ``compute`` from the backend's listing of ``scope`` (azureml lists a whole workspace),
+        shared by every resource of the scope for ``listing_age`` seconds: N deployments converging together cost
+        one listing per poll, not N listings of N services. Deciding to delete a compute asks ``fresh``. The
+        operator's own deployments are counted from its own records too (``other_pods``), so an old listing
+        cannot hand out a GPU twice. A ``scope`` of None shares nothing: it is read each time."""
+        if scope is None:
+            return [s for s in await fetch() if s.compute in ("", compute.lower())]
+        async with self._listing_locks[scope]:
+            taken, found = self._listings.get(scope, (-float("inf"), []))
+            if fresh or time.monotonic() - taken > self.listing_age:
+                found = await fetch()
+                self._listings[scope] = (time.monotonic(), found)
+        return [s for s in found if s.compute in ("", compute.lower())]
 
     def remember(self, key: str, holding: Holding) -> None:
         """What a pass just decided for its resource on compute ``key``."""

@@ -14,6 +14,7 @@ there. :func:`parse_spec` is the one way in; a spec the CRD would have refused f
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -25,7 +26,13 @@ from pydantic.alias_generators import to_camel, to_snake
 DEFAULT_GPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8-ubuntu22.04"
 
 SERVICE_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-COMPUTE_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9-]*$"
+#: Azure ML's compute names: a letter first, letters, digits and dashes, and a dash followed later by a letter (so
+#: never ending in a dash or a dash and digits), 3 to 24 characters (the studio's and the AKS attach page's rules,
+#: and the REST specification's ``computeName`` pattern; RE2 has no look-ahead, hence the alternation).
+COMPUTE_NAME_PATTERN = r"^[a-zA-Z]([a-zA-Z0-9]*|[a-zA-Z0-9-]*-[a-zA-Z0-9]*[a-zA-Z][a-zA-Z0-9]*)$"
+#: Azure's most instances of one managed online deployment (how-to-manage-quotas, "Number of instances per
+#: deployment: 50"); more needs a limit increase from Azure support.
+MAX_MANAGED_INSTANCES = 50
 MODEL_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
 K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
@@ -147,7 +154,7 @@ class ManagedCompute(_Model):
 class KubernetesCompute(_Model):
     """An attached Kubernetes compute with the Azure ML extension (azureml-v2), used, never created or detached."""
 
-    compute_name: Annotated[str, Field(min_length=2, max_length=16, pattern=COMPUTE_NAME_PATTERN)]
+    compute_name: Annotated[str, Field(min_length=3, max_length=24, pattern=COMPUTE_NAME_PATTERN)]
     instance_type: Annotated[str, Field(min_length=1, max_length=63)]
     #: GPUs of each node the instance type schedules on: Azure ML does not report an attached cluster's nodes.
     node_gpus: Annotated[list[Annotated[int, Field(ge=0, le=64)]], Field(min_length=1, max_length=1000)]
@@ -159,7 +166,7 @@ class _Compute(_Model):
 
 class _AksCompute(_Compute):
     #: The compute target in the workspace (azureml).
-    name: Annotated[str, Field(min_length=2, max_length=16, pattern=COMPUTE_NAME_PATTERN)]
+    name: Annotated[str, Field(min_length=3, max_length=24, pattern=COMPUTE_NAME_PATTERN)]
 
 
 class ProvisionedCompute(_AksCompute):
@@ -249,16 +256,116 @@ class Service(_Model):
     scoring_timeout_ms: Annotated[int, Field(ge=1000, le=300000)] = 60000
 
 
+class AuthMode(str, enum.Enum):
+    """How clients authenticate to an online endpoint (Azure's ``authMode``; azureml-v2)."""
+
+    #: Two keys that never expire (``listKeys``); the default.
+    KEY = "Key"
+    #: Azure ML tokens (``POST .../token``) that expire: the operator keeps a fresh one in the keys Secret.
+    AML_TOKEN = "AMLToken"
+
+
+class V2Service(Service):
+    """The service of an online endpoint (azureml-v2): the endpoint's name, its instances, and how clients
+    authenticate."""
+
+    #: Key (the default) or AMLToken. Immutable: the operator sets it when it creates the endpoint.
+    auth_mode: AuthMode = AuthMode.KEY
+
+
 class LocalOptions(_Model):
     allow_cpu_fallback: bool = False
 
 
+#: Azure's most mirrored traffic (how-to-safely-rollout-online-endpoints, "Mirroring has the following limitations":
+#: "The maximum mirrored traffic you can configure is 50%").
+MAX_MIRROR_PERCENT = 50
+#: Canary steps a rollout may have (a bound for the CRD's CEL rules' cost, far above what a rollout needs).
+MAX_CANARY_STEPS = 10
+
+
+class CanaryStep(_Model):
+    """One canary step: the new deployment takes ``trafficPercent`` of the live requests for ``holdSeconds`` at
+    least, then its check decides (:mod:`gpu_model_operator.canary`)."""
+
+    traffic_percent: Annotated[int, Field(ge=1, le=99)]
+    hold_seconds: Annotated[int, Field(ge=0)]
+
+
 class Rollout(_Model):
-    """How azureml-v2 checks a new deployment before it takes the traffic (blue/green)."""
+    """How azureml-v2 checks a new deployment before, and while, it takes the traffic: the scoring probe, then
+    mirrored traffic and canary steps where the spec asks for them (blue/green in one step by default)."""
 
     #: The JSON body of the scoring probe; without it the probe sends ``{}``. Only a 2xx answer passes: Azure's 424
     #: (the model's run() failed) does not, as a client sending that request could not score.
     probe_request: Annotated[str | None, Field(min_length=2, max_length=65536)] = None
+    #: Canary steps, in increasing traffic; after the last, all the traffic. None: all at once (blue/green).
+    steps: Annotated[list[CanaryStep], Field(max_length=MAX_CANARY_STEPS)] = Field(default_factory=list)
+    #: The most errors (5xx, 408, 424) a step's check lets the new deployment answer, in percent of its requests:
+    #: 1 by default, the threshold of Flagger's and Argo Rollouts' canary analysis examples (99% success).
+    max_error_percent: Annotated[float, Field(ge=0, le=100)] = 1.0
+    #: Requests below which a step's error rate is not judged (its probe alone decides): 100 by default, so that one
+    #: error is never more than 1% of what is judged.
+    min_requests: Annotated[int, Field(ge=1)] = 100
+    #: Live requests copied to the new deployment before it takes any (Azure's mirrorTraffic; managed endpoints
+    #: only, at most 50%); its answers are discarded. 0: no mirroring.
+    mirror_percent: Annotated[int, Field(ge=0, le=MAX_MIRROR_PERCENT)] = 0
+    #: How long the mirroring lasts before its check.
+    mirror_seconds: Annotated[int, Field(ge=0)] = 300
+
+    @model_validator(mode="after")
+    def _increasing(self) -> Rollout:
+        """The CRD's CEL rule: each step takes more traffic than the one before."""
+        shares = [step.traffic_percent for step in self.steps]
+        if any(b <= a for a, b in itertools.pairwise(shares)):
+            raise ValueError("spec.rollout.steps must take increasing trafficPercent, each more than the one before")
+        return self
+
+
+#: The largest integer Azure's REST specification allows for a probe's or request settings' numbers (``int32``).
+INT32_MAX = 2**31 - 1
+
+
+class ProbeSettings(_Model):
+    """A liveness or readiness probe of an online deployment (Azure's ProbeSettings), in seconds. Defaults and
+    minimums are Azure's (reference-yaml-deployment-managed-online, "ProbeSettings"); the maximums are the REST
+    specification's ``int32``, as Azure documents none. A probe tries every ``period`` seconds from ``initialDelay``
+    on, and gives up after ``failureThreshold`` failures in a row: the last try is at initialDelay + (failureThreshold
+    - 1) x period (300 s by default), so a model that loads longer needs a later delay or more tries."""
+
+    initial_delay_seconds: Annotated[int, Field(ge=1, le=INT32_MAX)] = 10
+    period_seconds: Annotated[int, Field(ge=1, le=INT32_MAX)] = 10
+    timeout_seconds: Annotated[int, Field(ge=1, le=INT32_MAX)] = 2
+    success_threshold: Annotated[int, Field(ge=1, le=INT32_MAX)] = 1
+    failure_threshold: Annotated[int, Field(ge=1, le=INT32_MAX)] = 30
+
+
+class RequestSettings(_Model):
+    """How an online deployment takes scoring requests (Azure's OnlineRequestSettings), with Azure's defaults and
+    bounds (reference-yaml-deployment-managed-online, "RequestSettings")."""
+
+    #: The scoring timeout, at most 180000 ms (Azure's limit); unset, spec.service.scoringTimeoutMs is sent (the
+    #: operator's default of 60000, not Azure's 5000, so that a model answers within the same time as before).
+    request_timeout_ms: Annotated[int | None, Field(ge=1, le=180000)] = None
+    max_concurrent_requests_per_instance: Annotated[int, Field(ge=1, le=INT32_MAX)] = 1
+    #: Deprecated by Azure (raise the request timeout instead), sent as given.
+    max_queue_wait_ms: Annotated[int, Field(ge=1, le=INT32_MAX)] = 500
+
+
+class OnlineDeploymentSettings(_Model):
+    """An online deployment's probes and request settings (azureml-v2). A change is a new deployment, rolled out
+    blue/green like a new model."""
+
+    liveness_probe: ProbeSettings = Field(default_factory=ProbeSettings)
+    readiness_probe: ProbeSettings = Field(default_factory=ProbeSettings)
+    request_settings: RequestSettings = Field(default_factory=RequestSettings)
+
+    @model_validator(mode="after")
+    def _liveness_succeeds_once(self) -> OnlineDeploymentSettings:
+        """The CRD's CEL rule: "The value for liveness probe is fixed as 1" (ProbeSettings' success_threshold)."""
+        if self.liveness_probe.success_threshold != 1:
+            raise ValueError("spec.deployment.livenessProbe.successThreshold is fixed at 1 by Azure")
+        return self
 
 
 # ---- the spec: one model per backend ------------------------------------------------------------------
@@ -311,7 +418,38 @@ class AzureMLV2Spec(_Spec):
     workspace: V2Workspace
     compute: V2Compute
     model: RegisteredModelVersion
+    service: V2Service
+    deployment: OnlineDeploymentSettings = Field(default_factory=OnlineDeploymentSettings)
     rollout: Rollout = Field(default_factory=Rollout)
+
+    @property
+    def request_timeout_ms(self) -> int:
+        """The deployment's scoring timeout: spec.deployment.requestSettings.requestTimeoutMs, else
+        spec.service.scoringTimeoutMs (what the operator sent before the former existed)."""
+        given = self.deployment.request_settings.request_timeout_ms
+        return given if given is not None else self.service.scoring_timeout_ms
+
+    @model_validator(mode="after")
+    def _azure_limits(self) -> AzureMLV2Spec:
+        """The CRD's CEL rules on Azure ML's limits: at most 50 instances of a managed deployment, and an endpoint
+        name of single dashes (how-to-manage-quotas, "Endpoint name": "Single dashes like my-endpoint-name are
+        accepted")."""
+        if isinstance(self.compute, ManagedEndpointCompute) and self.service.replicas > MAX_MANAGED_INSTANCES:
+            raise ValueError(
+                f"spec.service.replicas is at most {MAX_MANAGED_INSTANCES} for a managed online deployment (Azure's "
+                "number of instances per deployment; more needs a limit increase from Azure support)"
+            )
+        if self.rollout.mirror_percent and isinstance(self.compute, KubernetesEndpointCompute):
+            raise ValueError(
+                "spec.rollout.mirrorPercent needs a managed endpoint: Azure does not mirror traffic on Kubernetes "
+                "online endpoints (how-to-safely-rollout-online-endpoints)"
+            )
+        if "--" in self.service.name:
+            raise ValueError(
+                "spec.service.name is an online endpoint's name with backend azureml-v2: letters, digits and single "
+                "dashes (Azure refuses two dashes in a row)"
+            )
+        return self
 
 
 #: The spec of any backend; ``backend`` says which (``isinstance`` or ``match`` narrows it).
@@ -377,6 +515,30 @@ class GpuStatus(_Model):
     held: int = 0
 
 
+class CostItem(_Model):
+    """VMs of one size that the resource runs, and what one costs per hour (None: not in the price table)."""
+
+    size: str
+    count: int
+    unit_price: float | None = None
+    what: str = ""
+
+
+class CostStatus(_Model):
+    """An estimate of what the resource runs costs per hour (the core's :mod:`~gpu_model_operator.costs`)."""
+
+    #: None when a size it runs has no price in the table.
+    per_hour: float | None = None
+    currency: str = "USD"
+    items: list[CostItem] = Field(default_factory=list)
+    #: Where the prices come from.
+    prices: str = ""
+    #: What is counted (or why nothing is).
+    counted: str = ""
+    #: What the estimate lacks: the sizes without a price ("" when none).
+    message: str = ""
+
+
 class Ownership(_Model):
     """What the operator created (and may delete) versus found and adopted (and must leave)."""
 
@@ -405,6 +567,45 @@ class Retry(_Model):
     next_at: str | None = None
 
 
+#: ``status.rollout.canary.verdict`` of a canary that gave its new deployment up (a step failed its check, or the user
+#: aborted): not retried on its own, as a failure whose cause may lie outside the spec is (the model was judged).
+CANARY_GIVEN_UP = ("Failed", "Aborted")
+
+
+class CanaryStatus(_Model):
+    """Where a canary is: the step (0: the mirroring; 1 to ``steps``: the canary steps), the new deployment's share of
+    the live (or mirrored) requests there, and what its check measured: Azure Monitor's count of its requests and
+    of its errors (5xx, 408, 424) since the step began (none where Azure publishes none)."""
+
+    #: None: before the canary's first step (a rollout aborted or promoted then).
+    step: int | None = None
+    steps: int
+    traffic_percent: int = 0
+    mirror_percent: int = 0
+    hold_seconds: int = 0
+    requests: int | None = None
+    errors: int | None = None
+    #: Holding, Passed, Failed, Aborted or Promoted.
+    verdict: str
+
+
+class RolloutStatus(_Model):
+    """An online endpoint's rollout as the last pass left it: the step, on which deployment, why, since when the same
+    step is pending (a new deployment's probe deadline counts from it), and why the new deployment was given up
+    (Azure refused its write, or it never answered its probe), which Azure never saw fail: only the status
+    remembers it, until what the rollout borrowed is given back and the rollout is retried."""
+
+    step: str
+    deployment: str | None = None
+    #: The deployment the rollout goes to (the spec's inputs).
+    to: str | None = None
+    message: str = ""
+    since: str | None = None
+    abandoned: str | None = None
+    #: The canary's step and check (spec.rollout.steps, mirrorPercent), while it runs and once it failed.
+    canary: CanaryStatus | None = None
+
+
 class GpuModelDeploymentStatus(_Model):
     phase: Phase = Phase.PENDING
     observed_generation: int | None = None
@@ -413,6 +614,7 @@ class GpuModelDeploymentStatus(_Model):
     replicas: ReplicaStatus = Field(default_factory=ReplicaStatus)
     replicas_summary: str | None = None
     gpus: GpuStatus = Field(default_factory=GpuStatus)
+    cost: CostStatus | None = None
     cpu_fallback: bool = False
     keys_secret_name: str | None = None
     compute_name: str | None = None
@@ -421,4 +623,10 @@ class GpuModelDeploymentStatus(_Model):
     operation: Operation | None = None
     probed_generation: int | None = None
     retry: Retry = Field(default_factory=Retry)
+    rollout: RolloutStatus | None = None
     last_error: str | None = None
+
+
+def uses_token(spec: GpuModelDeploymentSpec) -> bool:
+    """Clients score with an Azure ML token (azureml-v2, ``authMode: AMLToken``) rather than with keys."""
+    return isinstance(spec, AzureMLV2Spec) and spec.service.auth_mode == AuthMode.AML_TOKEN

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import conditions as c
+from . import costs, rollout, rollout_outcome
+from .annotations import MANAGING, POLICIES, POLICY_SKIP, RECONCILE_POLICY
 from .backends.base import ComputeState, ServiceState
 from .capacity import Capacity, capped_replicas
 from .decision import (
@@ -33,26 +35,20 @@ from .keys import keys_secret_data
 from .models import (
     AttachedCompute,
     AzureMLSpec,
+    AzureMLV2Spec,
     GpuModelDeploymentSpec,
     GpuModelDeploymentStatus,
     GpuStatus,
     LocalSpec,
+    Operation,
     Phase,
     ReplicaStatus,
 )
+from .prices import PriceTable
 from .service_rules import service_is_ours, service_step
 
-RECONCILE_POLICY = "gpumodel.io/reconcile-policy"
-POLICY_MANAGE, POLICY_SKIP, POLICY_DETACH = "manage", "skip", "detach-on-delete"
-POLICIES = (POLICY_MANAGE, POLICY_SKIP, POLICY_DETACH)
-#: Automatic retries back off from the base (the resync interval) to this many times it, then stay there.
-RETRY_BACKOFF_CAP = 16
 #: Where an input or backend problem shows besides Ready: the compute's condition for these reasons.
 COMPUTE_REASONS = {c.QUOTA_EXCEEDED, c.INVALID_VM_SIZE, c.COMPUTE_FAILED}
-
-
-#: The policies under which passes call the backend (detach-on-delete changes only what deletion does).
-MANAGING = (POLICY_MANAGE, POLICY_DETACH)
 
 
 def may_observe(policy: str, budget_wait: float) -> bool:
@@ -64,13 +60,14 @@ def decide(facts: Facts) -> Decision:
     """One reconcile pass: what to do next and what the status says."""
     status = facts.previous.model_copy(deep=True)
     status.observed_generation = facts.generation
-    outcome = _policy(facts) or _budget(facts) or _problem(facts)
+    outcome = _policy(facts) or _budget(facts) or rollout_outcome.refused(facts, status) or _problem(facts)
     if outcome is None:
         assert facts.observation is not None and facts.spec is not None, "a manage pass without a problem observed"
         outcome = _observed(facts.spec, facts, facts.observation, status)
     bind(status, outcome, facts.generation, facts.now)
     if outcome.retry is not None:
         status.retry = outcome.retry
+    record_cost(facts, status)
     return Decision(
         outcome.action,
         outcome.replicas,
@@ -80,7 +77,19 @@ def decide(facts: Facts) -> Decision:
         outcome.permanent,
         outcome.publish,
         _error_reason(facts),
+        outcome.step if outcome.step is not None and outcome.step.kind.writes else None,
+        outcome.clear_annotations,
     )
+
+
+def record_cost(facts: Facts, status: GpuModelDeploymentStatus) -> None:
+    """A pass that observed the backend records what it found running costs (:mod:`.costs`), by the ownership its
+    status now records; one that did not (a problem, the budget, skip) keeps the last estimate."""
+    obs, spec = facts.observation, facts.spec
+    if obs is None or spec is None:
+        return
+    found, counted = costs.running(spec, obs.compute, obs.service.endpoint, status.ownership)
+    status.cost = costs.estimate(found, counted, facts.prices)
 
 
 def _error_reason(facts: Facts) -> str | None:
@@ -176,6 +185,9 @@ def _keep(facts: Facts, message: str, events: tuple[Event, ...], delay: float) -
 def _observed(
     spec: GpuModelDeploymentSpec, facts: Facts, obs: Observation, status: GpuModelDeploymentStatus
 ) -> Outcome:
+    endpoint = isinstance(spec, AzureMLV2Spec)
+    if endpoint:
+        obs = rollout.interpret(obs, rollout_outcome.abandoned(facts.previous.rollout, obs))
     status.compute_name = obs.compute.name
     status.service_name = spec.service.name
     _record_compute_ownership(obs, status)
@@ -195,8 +207,15 @@ def _observed(
     )
     status.cpu_fallback = cap.cpu_fallback
     outcome = service_step(spec, facts, obs, cap)
+    if isinstance(spec, AzureMLV2Spec):
+        outcome = rollout_outcome.with_step(spec, facts, obs, outcome)
+        status.rollout = rollout_outcome.rollout_status(facts, obs, outcome)
     _record_service_ownership(obs, facts.previous, status, outcome)
-    if outcome.action != Action.NONE:
+    if outcome.step is not None and outcome.step.kind.writes:
+        status.operation = Operation(
+            kind=outcome.step.kind.value, target=outcome.step.deployment or spec.service.name, started_at=facts.now
+        )
+    elif outcome.action != Action.NONE:
         status.operation = operation_for(outcome.action, spec.service.name, facts.now)
     elif outcome.probed or outcome.phase == Phase.FAILED or _reason(outcome) == c.SCALE_FAILED:
         status.operation = None  # nothing in flight any more
@@ -208,7 +227,12 @@ def _observed(
         status.keys_secret_name = None
     theirs = _reason(outcome) in (c.SERVICE_EXISTS, c.SERVICE_CONFLICT)  # its replicas hold none of our GPUs
     effective = outcome.replicas if outcome.action != Action.NONE else 0 if theirs else obs.service.replicas
-    _record_replicas(spec, status, obs, effective)
+    if endpoint:
+        # What Azure shows serving and holding, never what was asked for (a rollout may have halved production).
+        serving, holding = (0, 0) if theirs else rollout.served(obs)
+        _record_replicas(spec, status, obs, serving, holding)
+    else:
+        _record_replicas(spec, status, obs, effective)
     cap_events = _cap_events(facts.previous, facts.generation, cap, spec.service.replicas)
     return replace(outcome, compute=outcome.compute or _compute_ready(obs), events=(*cap_events, *outcome.events))
 
@@ -254,12 +278,18 @@ def _record_service_ownership(
 
 
 def _record_replicas(
-    spec: GpuModelDeploymentSpec, status: GpuModelDeploymentStatus, obs: Observation, effective: int
+    spec: GpuModelDeploymentSpec,
+    status: GpuModelDeploymentStatus,
+    obs: Observation,
+    effective: int,
+    holding: int | None = None,
 ) -> None:
+    """``holding``: the replicas whose GPUs are held, where they differ from those serving (a rollout's new
+    deployment holds its GPUs before it serves)."""
     requested = spec.service.replicas
     status.replicas = ReplicaStatus(requested=requested, effective=effective)
     status.replicas_summary = f"{effective}/{requested}"
-    held = 0 if status.cpu_fallback else effective * spec.service.gpu_cores
+    held = 0 if status.cpu_fallback else (effective if holding is None else holding) * spec.service.gpu_cores
     status.gpus = GpuStatus(total=obs.compute.gpus_total, held_by_others=obs.gpus_held_by_others, held=held)
 
 
@@ -362,11 +392,12 @@ def settled(previous: GpuModelDeploymentStatus, generation: int, requested: int)
     )
 
 
-def still_settled(previous: GpuModelDeploymentStatus, obs: Observation) -> bool:
-    """A settled resource, observed again (its service, probe, keys and Secret), shows no drift: healthy, same
-    inputs, same replicas, the probe answered and the Secret says what the service accepts. Otherwise the full
-    pass decides what to repair."""
-    service, probe, secret = obs.service, obs.probe, obs.secret
+def still_settled(previous: GpuModelDeploymentStatus, obs: Observation, now: str = "", within: float = 0.0) -> bool:
+    """A settled resource, observed again (its service, probe, keys or token, and Secret), shows no drift: healthy,
+    same inputs, same replicas, the probe answered and the Secret says what the service accepts; and a token that
+    will not need replacing within ``within`` seconds of ``now`` (the next resync). Otherwise the full pass decides
+    what to repair (and when to replace the token)."""
+    service, probe, secret, token = obs.service, obs.probe, obs.secret, obs.token
     return (
         service.state == ServiceState.HEALTHY
         and service.fingerprint == obs.desired_fingerprint
@@ -376,10 +407,15 @@ def still_settled(previous: GpuModelDeploymentStatus, obs: Observation) -> bool:
         and probe.ok
         and secret is not None
         and secret.ours
-        and secret.data == keys_secret_data(service.scoring_uri or "", obs.keys)
+        and secret.data == keys_secret_data(service.scoring_uri or "", obs.keys, token)
+        and (token is None or not now or not token.due(now, within=within))
     )
 
 
-def unchanged(previous: GpuModelDeploymentStatus) -> Decision:
-    """The decision of a resync that found nothing to do: the same status, no write, no event."""
-    return Decision(Action.NONE, previous.replicas.effective, previous.model_copy(deep=True))
+def unchanged(previous: GpuModelDeploymentStatus, prices: PriceTable | None = None) -> Decision:
+    """The decision of a resync that found nothing to do: the same status (what runs priced at ``prices`` where
+    given: the installation's table may have changed), no write unless they did, no event."""
+    status = previous.model_copy(deep=True)
+    if prices is not None:
+        status.cost = costs.repriced(status.cost, prices)
+    return Decision(Action.NONE, previous.replicas.effective, status)

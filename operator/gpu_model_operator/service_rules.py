@@ -10,8 +10,8 @@ from . import conditions as c
 from .backends.base import ServiceState, is_legacy_tag_of, owner_name, same_name
 from .capacity import Capacity, rollout_fits
 from .decision import Action, Facts, Observation, Outcome, Verdict, get_condition, normal, warning
-from .keys import keys_secret_data
-from .models import GpuModelDeploymentSpec, GpuModelDeploymentStatus, Phase, Retry
+from .keys import keys_secret_data, seconds_between
+from .models import CANARY_GIVEN_UP, GpuModelDeploymentSpec, GpuModelDeploymentStatus, Phase, Retry
 
 #: Automatic retries back off from the base (the resync interval) to this many times it, then stay there.
 RETRY_BACKOFF_CAP = 16
@@ -176,10 +176,17 @@ def _failed(facts: Facts, obs: Observation, cap: Capacity) -> Outcome:
             event=c.RETRYING,
             retry=Retry(handled_token=token, attempts=attempt),
         )
-    next_at = retry.next_at or _later(now, facts.timing.retry_base * min(2**retry.attempts, RETRY_BACKOFF_CAP))
+    if _judged(previous):
+        # A canary step failed its check, or the user aborted: the model itself was judged, so the rollout is not
+        # tried again on its own (it would put the same model before clients again), only when asked.
+        next_at = None
+        when = "retried only when asked: change the spec, or"
+    else:
+        next_at = retry.next_at or _later(now, facts.timing.retry_base * min(2**retry.attempts, RETRY_BACKOFF_CAP))
+        when = f"retried automatically at {next_at} (attempt {retry.attempts + 1}), or at once with"
     message = (
-        f"{failure}; retried automatically at {next_at} (attempt {retry.attempts + 1}), or at once with "
-        "kubectl annotate gmd NAME gpumodel.io/retry-now=$(date +%s) --overwrite after fixing what it names"
+        f"{failure}; {when} kubectl annotate gmd NAME gpumodel.io/retry-now=$(date +%s) --overwrite after fixing what "
+        "it names"
     )
     before = get_condition(previous, c.SERVICE_READY)
     newly_failed = before is None or before.reason != c.SERVICE_FAILED
@@ -193,6 +200,12 @@ def _failed(facts: Facts, obs: Observation, cap: Capacity) -> Outcome:
         error=message,
         retry=retry.model_copy(update={"next_at": next_at}),
     )
+
+
+def _judged(previous: GpuModelDeploymentStatus) -> bool:
+    """The failure is a canary's that gave its new deployment up (a step failed its check, or an abort)."""
+    canary = previous.rollout.canary if previous.rollout is not None else None
+    return canary is not None and canary.verdict in CANARY_GIVEN_UP
 
 
 def _later(now: str, seconds: float) -> str:
@@ -257,14 +270,25 @@ def _healthy(spec: GpuModelDeploymentSpec, facts: Facts, obs: Observation, cap: 
         probed=True,
         retry=Retry(handled_token=facts.previous.retry.handled_token),  # serving: no failure left to retry
         publish=published[0],
+        requeue_after=token_refresh_in(obs, facts),
     )
+
+
+def token_refresh_in(obs: Observation, facts: Facts) -> float | None:
+    """When the pass that replaces the published token must come, where it must come before the next resync (the
+    token's refresh time falls before it): the Secret then never holds a token past Azure's refresh time for long.
+    None when the resync comes in time, or there is no token."""
+    token = obs.token
+    if token is None or not token.due(facts.now, within=facts.timing.resync):
+        return None
+    return max(seconds_between(facts.now, token.refresh_after), facts.timing.poll)
 
 
 def _publication(facts: Facts, obs: Observation, serving: Verdict) -> tuple[dict[str, str] | None, str] | Outcome:
     """What the keys Secret must say (the scoring URI, and the keys when the service takes keys): None when it
     says so already; a conflict Outcome when a Secret of that name is someone else's."""
     uri = obs.service.scoring_uri or ""
-    data = keys_secret_data(uri, obs.keys)
+    data = keys_secret_data(uri, obs.keys, obs.token)
     secret, name = obs.secret, obs.secret_name
     if secret is not None and not secret.ours:
         message = (

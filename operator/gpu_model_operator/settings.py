@@ -75,6 +75,13 @@ class Settings:
     call_budget: int = 300
     #: Longest back-off after repeated transient errors.
     max_backoff_seconds: float = 300.0
+    #: Seconds a new online deployment may take to answer its scoring probe, once Azure says it has succeeded,
+    #: before the rollout gives it up (and gives the live deployment back what the rollout borrowed). A model that
+    #: loads slowly needs more.
+    probe_deadline_seconds: float = 900.0
+    #: The installation's price table (YAML, see ``prices.py``): a ConfigMap mounted into the pod. None: the shipped
+    #: default (Azure's pay-as-you-go Linux prices in East US). The cost in a resource's status is an estimate.
+    price_table: Path | None = None
     #: Where the local backend keeps its serving environments and running services.
     state_dir: Path = field(default_factory=default_state_dir)
     #: Declared GPU inventory (testing): pretend the machine has this many GPUs instead of discovering them.
@@ -94,6 +101,9 @@ class Settings:
     health_port: int = 8080
     #: Port of the Prometheus /metrics endpoint; 0 disables it.
     metrics_port: int = 9090
+    #: The address /metrics listens on. It answers anyone who reaches it (no authentication, as
+    #: prometheus-client serves it), so loopback unless the installer exposes it for Prometheus to scrape.
+    metrics_bind_address: str = "127.0.0.1"
     log_level: str = "INFO"
     #: "text" or "json".
     log_format: str = "text"

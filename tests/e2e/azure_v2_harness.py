@@ -131,8 +131,10 @@ class AzureV2(Azure):
         workspace: dict[str, Any] | None = None,
         gpu_cores: int = 1,
         deletion_policy: str = "Delete",
+        rollout: dict[str, Any] | None = None,
     ) -> None:
-        """The azureml-v2 example (kustomize: the digits-source ConfigMap and the resource), pointed at the emulator."""
+        """The azureml-v2 example (kustomize: the digits-source ConfigMap and the resource), pointed at the emulator;
+        ``rollout``: spec.rollout (canary steps, mirroring), without the example's probe request."""
         docs = list(
             yaml.safe_load_all(self.cp.kubectl("kustomize", str(ROOT / "manifests/examples/azureml-v2")).stdout)
         )
@@ -151,6 +153,8 @@ class AzureV2(Azure):
                 spec["model"] = {"name": "digits", "version": version}
                 spec["service"].update(name=endpoint, replicas=replicas, gpuCores=gpu_cores)
                 spec.pop("rollout", None)  # the emulator echoes: any request body answers
+                if rollout is not None:
+                    spec["rollout"] = rollout
         self.cp.kubectl("apply", "-n", self.ns, "-f", "-", input=yaml.safe_dump_all(docs))
 
     def endpoint(self, name: str) -> dict[str, Any] | None:
@@ -233,3 +237,32 @@ def arm_call(emu: Emulator, method: str, path: str, body: Any = None) -> request
         verify=str(emu.ca_file),
         timeout=10,
     )
+
+
+def requests_counted(emu: Emulator, endpoint: str, deployment: str) -> dict[str, int]:
+    """What Azure Monitor counted of the deployment's requests in the last ten minutes, by status code, as a person
+    reads it with ``az monitor metrics list`` (the Metrics List route, with a management token)."""
+    path = (
+        f"{emu.base_url}/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/"
+        f"Microsoft.MachineLearningServices/workspaces/{WORKSPACE}/onlineEndpoints/{endpoint}/providers/"
+        "Microsoft.Insights/metrics"
+    )
+    now = time.time()
+    span = "/".join(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) for t in (now - 600, now + 60))
+    query = {
+        "api-version": "2023-10-01",
+        "metricnames": "RequestsPerMinute",
+        "timespan": span,
+        "aggregation": "Average",
+        "$filter": f"deployment eq '{deployment}' and statusCode eq '*'",
+    }
+    answer = requests.get(
+        path, params=query, headers={"Authorization": f"Bearer {arm_token(emu)}"}, verify=str(emu.ca_file), timeout=10
+    )
+    answer.raise_for_status()
+    (metric,) = answer.json()["value"]
+    counted: dict[str, int] = {}
+    for series in metric["timeseries"]:
+        code = next(m["value"] for m in series["metadatavalues"] if m["name"]["value"].lower() == "statuscode")
+        counted[code] = round(sum(p.get("average", 0) for p in series["data"]))
+    return counted

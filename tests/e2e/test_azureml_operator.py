@@ -69,12 +69,13 @@ def test_provision_deploy_score_scale_cap_delete(azure: Azure) -> None:
 
 
 def test_attached_cluster_is_detached_not_deleted(azure: Azure) -> None:
-    cluster = {"resource_group": "aks-rg", "name": "existing-aks", "vm_size": "Standard_NC4as_T4_v3", "agent_count": 2}
+    # Three nodes: an attach without a cluster purpose is a production cluster, which Azure ML requires to have 3.
+    cluster = {"resource_group": "aks-rg", "name": "existing-aks", "vm_size": "Standard_NC4as_T4_v3", "agent_count": 3}
     resource_id = azure.emu.seed(aks_clusters=[cluster])["aks_clusters"][0]
     attach = {"name": "attached", "attach": {"resourceGroup": "aks-rg", "clusterName": "existing-aks"}}
     azure.apply("digits", "digits-attached", attach)
     obj = azure.wait_ready("digits")
-    assert obj["status"]["gpus"]["total"] == 2
+    assert obj["status"]["gpus"]["total"] == 3
     assert "attached cluster attached" in azure.condition("digits", "ComputeReady")["message"]
 
     azure.delete("digits")
@@ -222,12 +223,12 @@ def test_deployments_applied_together_all_converge(azure: Azure) -> None:
     service, none fails (the SDK's entry-script syntax check once failed valid scripts when run in parallel)."""
     names = [f"batch-{i}" for i in range(6)]
     for i, name in enumerate(names):
-        azure.apply(name, f"batch-svc-{i}", provision(f"gpu-batch-{i}", agents=1), replicas=1)
+        azure.apply(name, f"batch-svc-{i}", provision(f"gpu-batch{i}", agents=1), replicas=1)
     for name in names:
         azure.wait_ready(name)
     assert [e["reason"] for name in names for e in azure.events(name) if e["type"] == "Warning"] == []
     computes, services = azure.cloud()
-    assert {f"gpu-batch-{i}" for i in range(6)} <= computes and {f"batch-svc-{i}" for i in range(6)} <= services
+    assert {f"gpu-batch{i}" for i in range(6)} <= computes and {f"batch-svc-{i}" for i in range(6)} <= services
     for name in names:
         azure.cp.kubectl("delete", "gmd", name, "-n", azure.ns, "--wait=false")
     wait_for("every batch deployment deleted", lambda: not any(n.startswith("gpu-batch") for n in azure.cloud()[0]), 90)

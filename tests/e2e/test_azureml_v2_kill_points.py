@@ -44,7 +44,6 @@ def v2_operator(
 
 @dataclass(frozen=True)
 class Point:
-    name: str
     stage: str  # "create" | "scale" | "rollout" | "delete"
     reached: Callable[[AzureV2, str], bool]
 
@@ -57,45 +56,45 @@ def _deployment_state(state: str) -> Callable[[AzureV2, str], bool]:
     return lambda v2, e: any(d["state"] == state for d in ((v2.endpoint(e) or {}).get("deployments") or {}).values())
 
 
-POINTS = [
-    Point("create: endpoint PUT sent", "create", _sent("PUT", ENDPOINT)),
-    Point("create: deployment Creating", "create", _deployment_state("Creating")),
-    Point("create: traffic PUT sent", "create", _sent("PUT", ENDPOINT, 2)),
-    Point("scale: PATCH sent", "scale", _sent("PATCH", DEPLOYMENT)),
-    Point("rollout: new deployment Creating", "rollout", _deployment_state("Creating")),
-    Point("rollout: traffic moved", "rollout", _sent("PUT", ENDPOINT)),
-    Point("rollout: old deployment DELETE sent", "rollout", _sent("DELETE", DEPLOYMENT)),
-    Point("delete: endpoint DELETE sent", "delete", _sent("DELETE", ENDPOINT)),
-]
+POINTS: dict[str, Point] = {
+    "create: endpoint PUT sent": Point("create", _sent("PUT", ENDPOINT)),
+    "create: deployment Creating": Point("create", _deployment_state("Creating")),
+    "create: traffic PUT sent": Point("create", _sent("PUT", ENDPOINT, 2)),
+    "scale: PATCH sent": Point("scale", _sent("PATCH", DEPLOYMENT)),
+    "rollout: new deployment Creating": Point("rollout", _deployment_state("Creating")),
+    "rollout: traffic moved": Point("rollout", _sent("PUT", ENDPOINT)),
+    "rollout: old deployment DELETE sent": Point("rollout", _sent("DELETE", DEPLOYMENT)),
+    "delete: endpoint DELETE sent": Point("delete", _sent("DELETE", ENDPOINT)),
+}
 
 
-@pytest.mark.parametrize("point", POINTS, ids=[p.name for p in POINTS])
-def test_killed_operator_resumes_with_one_create_per_object(v2: AzureV2, point: Point) -> None:
-    index = POINTS.index(point)
-    name, endpoint = "kp", f"kp-ep-{index}"
+@pytest.mark.parametrize("name", POINTS)
+def test_killed_operator_resumes_with_one_create_per_object(v2: AzureV2, name: str) -> None:
+    point, index = POINTS[name], list(POINTS).index(name)
+    gmd, endpoint = "kp", f"kp-ep-{index}"
 
     def kill_when_reached() -> None:
-        wait_for(f"kill point '{point.name}'", lambda: point.reached(v2, endpoint), 60, 0.1)
+        wait_for(f"kill point '{name}'", lambda: point.reached(v2, endpoint), 60, 0.1)
         v2.operator.kill()
         v2.operator.start()
 
     v2.emu.clear_calls()
-    v2.apply(name, endpoint, managed(), replicas=1)
+    v2.apply(gmd, endpoint, managed(), replicas=1)
     if point.stage == "create":
         kill_when_reached()
     else:
-        v2.wait_ready(name)
+        v2.wait_ready(gmd)
         v2.emu.clear_calls()
         if point.stage == "scale":
-            v2.apply(name, endpoint, managed(), replicas=2)
+            v2.apply(gmd, endpoint, managed(), replicas=2)
         elif point.stage == "rollout":
-            v2.apply(name, endpoint, managed(), replicas=1, version=2)
+            v2.apply(gmd, endpoint, managed(), replicas=1, version=2)
         else:
-            v2.cp.kubectl("delete", "gmd", name, "-n", v2.ns, "--wait=false")
+            v2.cp.kubectl("delete", "gmd", gmd, "-n", v2.ns, "--wait=false")
         kill_when_reached()
 
     if point.stage != "delete":
-        obj = v2.wait_ready(name, timeout=120)
+        obj = v2.wait_ready(gmd, timeout=120)
         assert obj["status"]["replicasSummary"] == ("2/2" if point.stage == "scale" else "1/1")
         found = v2.endpoint(endpoint)
         assert found is not None and len(found["deployments"]) == 1, "nothing left beside the live deployment"
@@ -103,9 +102,9 @@ def test_killed_operator_resumes_with_one_create_per_object(v2: AzureV2, point: 
         assert created == (0 if point.stage == "scale" else 1), "one deployment created per set of inputs"
         if point.stage == "create":
             assert v2.writes(ENDPOINT.format(e=endpoint), "PUT", 201) == 1, "one endpoint created"
-        v2.cp.kubectl("delete", "gmd", name, "-n", v2.ns, "--timeout=120s")
+        v2.cp.kubectl("delete", "gmd", gmd, "-n", v2.ns, "--timeout=120s")
     else:
-        gone = lambda: v2.cp.kubectl("get", "gmd", name, "-n", v2.ns, check=False).returncode != 0  # noqa: E731
+        gone = lambda: v2.cp.kubectl("get", "gmd", gmd, "-n", v2.ns, check=False).returncode != 0  # noqa: E731
         wait_for("the resource to be gone", gone, 120)
     v2.wait_endpoint_gone(endpoint)
-    assert v2.cp.kubectl("get", "secret", f"{name}-scoring-keys", "-n", v2.ns, check=False).returncode != 0
+    assert v2.cp.kubectl("get", "secret", f"{gmd}-scoring-keys", "-n", v2.ns, check=False).returncode != 0

@@ -22,7 +22,7 @@ import pytest
 from gpu_model_operator_dev.azureml_emulator import Emulator
 from gpu_model_operator_dev.operator_process import OperatorProcess
 from tests.e2e.azure_harness import RESOURCE_GROUP, SUBSCRIPTION, TENANT, WORKSPACE
-from tests.e2e.azure_v2_harness import AzureV2, arm_call, kubernetes, managed, run_v2_operator
+from tests.e2e.azure_v2_harness import LATENCIES, AzureV2, arm_call, kubernetes, managed, run_v2_operator
 from tests.e2e.harness import wait_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -127,23 +127,28 @@ def test_create_score_scale_roll_out_and_delete(v2: AzureV2) -> None:
 
 
 def test_a_failed_rollout_leaves_the_old_deployment_serving_and_says_why(v2: AzureV2) -> None:
+    """Why: Azure's reason for the failure, which is in the operation's status (``Azure-AsyncOperation``), never in
+    the deployment or its logs (a crashed container's logs are its console)."""
     v2.apply("canary", "canary-ep", managed())
-    v2.wait_ready("canary")
-    old = next(iter(live(v2, "canary-ep")))
-    v2.emu.v2.fail_start(endpoint="^canary-ep$", deployment=f"^(?!{old}$)", times=1)
-    v2.apply("canary", "canary-ep", managed(), version=2)
-    cond = v2.wait_reason("canary", "ServiceFailed")
-    assert "User container has crashed" in cond["message"] and f"{old} keeps serving 100%" in cond["message"]
-    assert v2.events("canary", "ServiceFailed")[0]["type"] == "Warning"
-    assert live(v2, "canary-ep") == {old: 100}
-    answer = v2.score("canary")
-    assert (answer.status_code, answer.headers["azureml-model-deployment"]) == (200, old)
+    try:
+        v2.wait_ready("canary")
+        old = next(iter(live(v2, "canary-ep")))
+        v2.emu.v2.fail_start(endpoint="^canary-ep$", deployment=f"^(?!{old}$)", times=1)
+        v2.apply("canary", "canary-ep", managed(), version=2)
+        cond = v2.wait_reason("canary", "ServiceFailed")
+        assert "User container has crashed" in cond["message"] and f"{old} keeps serving 100%" in cond["message"]
+        assert v2.events("canary", "ServiceFailed")[0]["type"] == "Warning"
+        assert live(v2, "canary-ep") == {old: 100}
+        answer = v2.score("canary")
+        assert (answer.status_code, answer.headers["azureml-model-deployment"]) == (200, old)
 
-    # Back to the version that serves: the failed deployment is cleared and the resource is Ready again.
-    v2.apply("canary", "canary-ep", managed(), version=1)
-    v2.wait_ready("canary")
-    assert set(deployments(v2, "canary-ep")) == {old}
-    v2.delete("canary")
+        # Back to the version that serves: the failed deployment is cleared and the resource is Ready again.
+        v2.apply("canary", "canary-ep", managed(), version=1)
+        v2.wait_ready("canary")
+        assert set(deployments(v2, "canary-ep")) == {old}
+    finally:  # the quota its instances hold is every later test's
+        v2.delete("canary")
+        v2.wait_endpoint_gone("canary-ep")
 
 
 def test_a_failed_rollout_gives_production_its_instances_back(v2: AzureV2) -> None:
@@ -152,8 +157,8 @@ def test_a_failed_rollout_gives_production_its_instances_back(v2: AzureV2) -> No
     deployment is back at 2 instances and the failed one is gone."""
     family = "standardNCASv3_T4Family"
     v2.emu.v2.configure(family_limits={family: 16})
+    v2.apply("halved", "halved-ep", managed(), replicas=2)
     try:
-        v2.apply("halved", "halved-ep", managed(), replicas=2)
         v2.wait_ready("halved")
         old = next(iter(live(v2, "halved-ep")))
         v2.emu.v2.fail_start(endpoint="^halved-ep$", deployment=f"^(?!{old}$)", times=1)
@@ -171,8 +176,8 @@ def test_a_failed_rollout_gives_production_its_instances_back(v2: AzureV2) -> No
         assert v2.score("halved").status_code == 200
     finally:
         v2.emu.v2.configure(family_limits={family: 24})
-    v2.delete("halved")
-    v2.wait_endpoint_gone("halved-ep")
+        v2.delete("halved")
+        v2.wait_endpoint_gone("halved-ep")
 
 
 def test_a_rollout_keeps_what_the_operator_does_not_manage_on_the_endpoint(v2: AzureV2) -> None:
@@ -183,12 +188,18 @@ def test_a_rollout_keeps_what_the_operator_does_not_manage_on_the_endpoint(v2: A
     v2.wait_ready("private")
     old = next(iter(live(v2, "private-ep")))
     endpoint = arm_call(v2.emu, "GET", "/onlineEndpoints/private-ep").json()
-    endpoint["properties"]["publicNetworkAccess"] = "Disabled"
-    endpoint["tags"]["cost-center"] = "42"
-    changed = arm_call(v2.emu, "PUT", "/onlineEndpoints/private-ep", endpoint)
+    principal = endpoint["identity"]["principalId"]
+    # Sent back as the CLI's SDK serializes it: without what the specification marks read-only.
+    update = {k: v for k, v in endpoint.items() if k not in ("id", "name", "type", "systemData")}
+    update["properties"] = {
+        k: v for k, v in endpoint["properties"].items() if k not in ("provisioningState", "scoringUri", "swaggerUri")
+    }
+    update["identity"] = {"type": endpoint["identity"]["type"]}
+    update["properties"]["publicNetworkAccess"] = "Disabled"
+    update["tags"]["cost-center"] = "42"
+    changed = arm_call(v2.emu, "PUT", "/onlineEndpoints/private-ep", update)
     assert changed.status_code == 200, changed.text
     wait_for("the change applied", lambda: (v2.endpoint("private-ep") or {}).get("state") == "Succeeded", 10)
-    principal = endpoint["identity"]["principalId"]
 
     v2.apply("private", "private-ep", managed(), version=2)
     wait_for("the new deployment alone with all traffic", lambda: set(live(v2, "private-ep")) - {old}, 60)
@@ -245,16 +256,17 @@ def test_ready_means_the_model_answers_the_probe(v2: AzureV2) -> None:
 
 
 def test_quota_caps_replicas_and_says_so(v2: AzureV2) -> None:
-    # One NC24ads_A100_v4 holds ceil(1.2) x 24 = 48 vCPUs: a 48-vCPU family limit fits one instance.
-    v2.emu.v2.configure(family_limits={"standardNCADSA100v4Family": 48})
-    v2.apply("a100", "a100-ep", managed("Standard_NC24ads_A100_v4"), replicas=2)
-    obj = v2.wait_ready("a100")
+    # One NV36ads_A10_v5 holds ceil(1.2) x 36 = 72 vCPUs, two ceil(2.4) x 36 = 108: a 72-vCPU family limit fits one
+    # instance. (An A10 size keeps the 20% reserve; the A100 and H100 sizes of Azure's SKU list skip it.)
+    v2.emu.v2.configure(family_limits={"standardNVADSA10v5Family": 72})
+    v2.apply("a10", "a10-ep", managed("Standard_NV36ads_A10_v5"), replicas=2)
+    obj = v2.wait_ready("a10")
     assert obj["status"]["replicasSummary"] == "1/2" and obj["status"]["phase"] == "Degraded"
     assert obj["status"]["gpus"]["held"] == 1
-    ready = v2.condition("a100")
+    ready = v2.condition("a10")
     assert ready["reason"] == "ReplicasCapped"
-    assert "quota standardNCADSA100v4Family: 48 vCPUs" in v2.condition("a100", "ComputeReady")["message"]
-    assert v2.events("a100", "ReplicasCapped")[0]["type"] == "Warning"
+    assert "quota standardNVADSA10v5Family: 72 vCPUs" in v2.condition("a10", "ComputeReady")["message"]
+    assert v2.events("a10", "ReplicasCapped")[0]["type"] == "Warning"
 
     # A family with no quota at all (the H100 family's default limit is 0): nothing is deployed.
     v2.apply("h100", "h100-ep", managed("Standard_NC40ads_H100_v5"))
@@ -262,7 +274,7 @@ def test_quota_caps_replicas_and_says_so(v2: AzureV2) -> None:
     assert cond["status"] == "False"
     assert v2.endpoint("h100-ep") is None
     v2.delete("h100")
-    v2.delete("a100")
+    v2.delete("a10")
 
 
 def test_a_kubernetes_endpoint_is_capped_per_node(v2: AzureV2) -> None:
@@ -461,3 +473,40 @@ def test_throttling_outages_and_resets_converge_with_one_create_per_object(v2: A
     v2.emu.clear_faults()
     v2.delete("noisy")
     v2.wait_endpoint_gone("noisy-ep")
+
+
+def test_deleting_shows_ready_false_deleting_until_gone(v2: AzureV2) -> None:
+    """From the first deletion step to the last, `kubectl get gmd` says so: READY False and PHASE Deleting (the Ready
+    condition's reason Deleting, its message what is being removed), never Ready True again, then the resource is
+    gone. The endpoint's deletion is made slow enough to be seen."""
+    v2.emu.v2.configure(latencies={**LATENCIES, "endpoint_delete_s": 4.0})
+    try:
+        v2.apply("leaving", "leaving-ep", managed(), replicas=1)
+        v2.wait_ready("leaving")
+        v2.cp.kubectl("delete", "gmd", "leaving", "-n", v2.ns, "--wait=false")
+        rows: list[dict[str, str]] = []
+        reasons: list[tuple[str, str]] = []
+
+        def gone() -> bool:
+            shown = v2.cp.kubectl("get", "gmd", "leaving", "-n", v2.ns, check=False)
+            if shown.returncode != 0:
+                return True
+            header, *lines = shown.stdout.splitlines()
+            if lines:
+                rows.append(dict(zip(header.split(), lines[0].split(), strict=False)))
+            ready = v2.condition("leaving") if lines else {}
+            if ready:
+                reasons.append((ready["reason"], ready.get("message", "")))
+            return False
+
+        wait_for("the resource gone", gone, 60)
+    finally:
+        v2.emu.v2.configure(latencies=LATENCIES)
+    deleting = [i for i, row in enumerate(rows) if row.get("READY") == "False" and row.get("PHASE") == "Deleting"]
+    assert deleting, f"kubectl get gmd never showed READY False / Deleting: {rows}"
+    assert all(row.get("READY") != "True" for row in rows[deleting[0] :]), rows
+    assert ("Deleting", "deleting service leaving-ep") in reasons or (
+        "Deleting",
+        "waiting for service leaving-ep to be deleted",
+    ) in reasons, reasons
+    v2.wait_endpoint_gone("leaving-ep")

@@ -5,6 +5,7 @@ tests/integration/test_crd.py.)"""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -97,13 +98,24 @@ def test_unknown_reconcile_policy(deployment: Deployment) -> None:
     delete(deployment)
 
 
-@pytest.mark.parametrize("replicas", [5])
-def test_replicas_over_capacity_are_capped_not_failed(deployment: Deployment, replicas: int) -> None:
+@dataclass(frozen=True)
+class Capped:
+    replicas: int
+    #: The status's replicasSummary once Ready: what serves of what was asked.
+    summary: str
+
+
+CAPPED: dict[str, Capped] = {"five replicas on the two declared GPUs": Capped(5, "2/5")}
+
+
+@pytest.mark.parametrize("name", CAPPED)
+def test_replicas_over_capacity_are_capped_not_failed(deployment: Deployment, name: str) -> None:
+    case = CAPPED[name]
     docs = rendered(deployment)
-    gmd(docs)["spec"]["service"]["replicas"] = replicas
+    gmd(docs)["spec"]["service"]["replicas"] = case.replicas
     apply(deployment, docs)
     obj = deployment.wait_ready()
-    assert obj["status"]["replicasSummary"] == f"2/{replicas}"
+    assert obj["status"]["replicasSummary"] == case.summary
     assert deployment.events("ReplicasCapped")
     delete(deployment)
 

@@ -10,6 +10,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 
 import pytest
 
@@ -32,15 +33,31 @@ def shared_pair(azure: Azure, compute: str) -> None:
     azure.wait_ready("beta")
 
 
-@pytest.mark.parametrize("interleaving", ["together", "second-while-first-deletes-its-service", "with-a-bystander"])
-def test_the_last_user_out_deletes_a_shared_cluster(azure: Azure, interleaving: str) -> None:
-    compute = {
-        "together": "gpu-sh1",
-        "second-while-first-deletes-its-service": "gpu-sh2",
-        "with-a-bystander": "gpu-sh3",
-    }[interleaving]
+@dataclass(frozen=True)
+class Interleaving:
+    """How two users of one shared cluster are deleted."""
+
+    #: The shared cluster, one per case.
+    compute: str
+    #: The second is deleted only once the first's service DELETE is sent (else both at once).
+    staggered: bool = False
+    #: A third resource names the cluster but never used it.
+    bystander: bool = False
+
+
+INTERLEAVINGS: dict[str, Interleaving] = {
+    "together": Interleaving("gpu-sh1"),
+    "second-while-first-deletes-its-service": Interleaving("gpu-sh2", staggered=True),
+    "with-a-bystander": Interleaving("gpu-sh3", bystander=True),
+}
+
+
+@pytest.mark.parametrize("name", INTERLEAVINGS)
+def test_the_last_user_out_deletes_a_shared_cluster(azure: Azure, name: str) -> None:
+    case = INTERLEAVINGS[name]
+    compute = case.compute
     shared_pair(azure, compute)
-    if interleaving == "with-a-bystander":
+    if case.bystander:
         # A third resource names the cluster but never used it: its ConfigMap does not exist, so it never deployed.
         azure.apply(
             "bystander",
@@ -52,7 +69,7 @@ def test_the_last_user_out_deletes_a_shared_cluster(azure: Azure, interleaving: 
         azure.cp.kubectl("patch", "gmd", "bystander", "-n", azure.ns, "--type=merge", "-p", patch)
         azure.cp.kubectl("annotate", "gmd", "bystander", "-n", azure.ns, "gpumodel.io/reconcile-policy-")
         azure.wait_reason("bystander", "SourceNotFound")
-    if interleaving == "second-while-first-deletes-its-service":
+    if case.staggered:
         azure.cp.kubectl("delete", "gmd", "alpha", "-n", azure.ns, "--wait=false")
         wait_for("alpha's service DELETE", lambda: azure.calls(rf"/services/{compute}-alpha$", "DELETE"), 60)
         azure.cp.kubectl("delete", "gmd", "beta", "-n", azure.ns, "--wait=false")
@@ -63,7 +80,7 @@ def test_the_last_user_out_deletes_a_shared_cluster(azure: Azure, interleaving: 
     _, services = azure.cloud()
     assert f"{compute}-alpha" not in services and f"{compute}-beta" not in services
     assert len(azure.calls(rf"/computes/{compute}$", "DELETE")) >= 1
-    if interleaving == "with-a-bystander":
+    if case.bystander:
         azure.delete("bystander")
 
 
@@ -184,7 +201,7 @@ def test_a_cluster_of_unknown_size_can_still_be_deleted(azure: Azure) -> None:
     """An attached cluster of CPU nodes (a size with no GPU in the operator's table): deciding replicas is
     impossible, and said so; deleting the resource must still finish and detach it."""
     azure.emu.seed(
-        aks_clusters=[{"resource_group": "aks-rg", "name": "cpu-aks", "vm_size": "Standard_D4s_v3", "agent_count": 2}]
+        aks_clusters=[{"resource_group": "aks-rg", "name": "cpu-aks", "vm_size": "Standard_D4s_v3", "agent_count": 3}]
     )
     azure.apply("cpu", "cpu-svc", {"name": "cpu-att", "attach": {"resourceGroup": "aks-rg", "clusterName": "cpu-aks"}})
     cond = azure.wait_reason("cpu", "InvalidVmSize", 90)

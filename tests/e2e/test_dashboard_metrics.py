@@ -1,6 +1,7 @@
-"""The metrics a dashboard is built on, read from the operator's /metrics after real passes against the Azure ML
-emulator: the resource gauges say what kubectl says, errors are counted by reason, a deleted resource leaves no
-series behind, and every series the chart's Grafana dashboard queries exists."""
+"""The metrics a dashboard and the alerts are built on, read from the operator's /metrics after real passes against
+the Azure ML emulator: the resource gauges say what kubectl says, errors are counted by reason, passes are timed,
+deletions counted, a deleted resource leaves no series behind, and every series the chart's Grafana dashboard
+queries exists."""
 
 from __future__ import annotations
 
@@ -61,6 +62,15 @@ def test_the_resource_gauges_follow_the_resources_and_every_dashboard_series_exi
     assert (value(azure, "gpumodel_reconcile_errors_total", reason="QuotaExceeded") or 0) >= 1
     assert (value(azure, "gpumodel_backend_errors_total", backend="azureml", kind="permanent") or 0) >= 1
     assert value(azure, "gpumodel_leader") == 1
+    # What the alerts read: each resource's Ready and Stalled (a capped resource serves, and is stalled), and how
+    # long passes take.
+    condition = "gpumodel_deployment_condition"
+    assert value(azure, condition, namespace=ns, name="seen", type="Ready", status="True") == 1
+    assert value(azure, condition, namespace=ns, name="seen", type="Stalled", status="True") == 1
+    assert value(azure, condition, namespace=ns, name="quota", type="Ready", status="False") == 1
+    assert value(azure, condition, namespace=ns, name="quota", type="Stalled", status="True") == 1
+    assert value(azure, condition, namespace=ns, name="quota", type="Stalled", status="False") == 0
+    assert (value(azure, "gpumodel_reconcile_duration_seconds_count", handler="reconcile") or 0) >= 2
 
     present = {name for name, found in samples(azure).items() if found}
     assert queried_series() - present == set(), "a dashboard panel queries a series the operator does not export"
@@ -77,3 +87,5 @@ def test_the_resource_gauges_follow_the_resources_and_every_dashboard_series_exi
         30,
     )
     assert value(azure, "gpumodel_deployments", phase="Degraded") == 0
+    assert value(azure, "gpumodel_deletions_total", result="deleted") == 2, "neither left anything behind"
+    assert (value(azure, "gpumodel_reconcile_duration_seconds_count", handler="delete") or 0) >= 2

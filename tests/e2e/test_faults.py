@@ -67,7 +67,7 @@ def test_quota_exceeded_is_permanent_and_not_retried(azure: Azure) -> None:
 
 def test_vm_size_without_a_gpu_is_refused_before_anything_is_created(azure: Azure) -> None:
     azure.emu.clear_calls()
-    compute = {"name": "cpu-only", "provision": {"vmSize": "Standard_D4s_v3", "agentCount": 2}}
+    compute = {"name": "cpu-only", "provision": {"vmSize": "Standard_D4s_v3", "agentCount": 3}}
     azure.apply("cpu", "cpu-svc", compute)
     cond = azure.wait_reason("cpu", "InvalidVmSize")
     assert "Standard_D4s_v3" in cond["message"]

@@ -40,7 +40,6 @@ def slow_operations(emu: Emulator) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Point:
-    name: str
     stage: str  # "create" | "scale" | "redeploy" | "delete"
     reached: Callable[[Azure, str, str, str], bool]
 
@@ -62,19 +61,19 @@ def _phase(azure: Azure, name: str) -> str | None:
     return next(((i.get("status") or {}).get("phase") for i in items if i["metadata"]["name"] == name), None)
 
 
-POINTS = [
-    Point("create: before the first pass", "create", lambda a, n, c, s: True),
-    Point("create: compute PUT sent", "create", lambda a, n, c, s: _called(a, "PUT", rf"/computes/{c}$")),
-    Point("create: compute Creating", "create", lambda a, n, c, s: _compute_state(a, c) == "Creating"),
-    Point("create: service deploying", "create", lambda a, n, c, s: _service_state(a, s) == "Transitioning"),
-    Point("create: Ready", "create", lambda a, n, c, s: _phase(a, n) == "Ready"),
-    Point("scale: PATCH sent", "scale", lambda a, n, c, s: _called(a, "PATCH", rf"/services/{s}$")),
-    Point("redeploy: update in flight", "redeploy", lambda a, n, c, s: _service_state(a, s) == "Transitioning"),
-    Point("delete: requested", "delete", lambda a, n, c, s: True),
-    Point("delete: service deleting", "delete", lambda a, n, c, s: _called(a, "DELETE", rf"/services/{s}$")),
-    Point("delete: compute deleting", "delete", lambda a, n, c, s: _called(a, "DELETE", rf"/computes/{c}$")),
-    Point("delete: while the compute is still Creating", "delete-early", lambda a, n, c, s: True),
-]
+POINTS: dict[str, Point] = {
+    "create: before the first pass": Point("create", lambda a, n, c, s: True),
+    "create: compute PUT sent": Point("create", lambda a, n, c, s: _called(a, "PUT", rf"/computes/{c}$")),
+    "create: compute Creating": Point("create", lambda a, n, c, s: _compute_state(a, c) == "Creating"),
+    "create: service deploying": Point("create", lambda a, n, c, s: _service_state(a, s) == "Transitioning"),
+    "create: Ready": Point("create", lambda a, n, c, s: _phase(a, n) == "Ready"),
+    "scale: PATCH sent": Point("scale", lambda a, n, c, s: _called(a, "PATCH", rf"/services/{s}$")),
+    "redeploy: update in flight": Point("redeploy", lambda a, n, c, s: _service_state(a, s) == "Transitioning"),
+    "delete: requested": Point("delete", lambda a, n, c, s: True),
+    "delete: service deleting": Point("delete", lambda a, n, c, s: _called(a, "DELETE", rf"/services/{s}$")),
+    "delete: compute deleting": Point("delete", lambda a, n, c, s: _called(a, "DELETE", rf"/computes/{c}$")),
+    "delete: while the compute is still Creating": Point("delete-early", lambda a, n, c, s: True),
+}
 
 
 def _creates(azure: Azure, compute: str) -> tuple[int, int]:
@@ -89,45 +88,45 @@ def _gone(azure: Azure, name: str) -> bool:
     return azure.cp.kubectl("get", "gmd", name, "-n", azure.ns, check=False).returncode != 0
 
 
-@pytest.mark.parametrize("point", POINTS, ids=[p.name for p in POINTS])
-def test_killed_operator_resumes_without_duplicates_or_orphans(azure: Azure, point: Point) -> None:
-    index = POINTS.index(point)
-    name, compute, service = "kp", f"kp-gpu-{index}", f"kp-svc-{index}"
+@pytest.mark.parametrize("name", POINTS)
+def test_killed_operator_resumes_without_duplicates_or_orphans(azure: Azure, name: str) -> None:
+    point, index = POINTS[name], list(POINTS).index(name)
+    gmd, compute, service = "kp", f"kp-gpu-{index}", f"kp-svc-{index}"
     azure.emu.clear_calls()
 
     def kill_when_reached() -> None:
-        wait_for(f"kill point '{point.name}'", lambda: point.reached(azure, name, compute, service), 60, 0.1)
+        wait_for(f"kill point '{name}'", lambda: point.reached(azure, gmd, compute, service), 60, 0.1)
         azure.operator.kill()
         azure.operator.start()
 
-    azure.apply(name, service, provision(compute), replicas=1)
+    azure.apply(gmd, service, provision(compute), replicas=1)
     if point.stage == "delete-early":
         wait_for("the compute to be Creating", lambda: _compute_state(azure, compute) == "Creating", 60, 0.1)
-        azure.cp.kubectl("delete", "gmd", name, "-n", azure.ns, "--wait=false")
+        azure.cp.kubectl("delete", "gmd", gmd, "-n", azure.ns, "--wait=false")
         kill_when_reached()
     elif point.stage == "create":
         kill_when_reached()
     else:
-        azure.wait_ready(name)
+        azure.wait_ready(gmd)
         if point.stage == "scale":
-            azure.apply(name, service, provision(compute), replicas=2)
+            azure.apply(gmd, service, provision(compute), replicas=2)
         elif point.stage == "redeploy":
             patch = json.dumps({"spec": {"service": {"memoryGb": 3}}})  # resources change: a redeploy
-            azure.cp.kubectl("patch", "gmd", name, "-n", azure.ns, "--type=merge", "-p", patch)
+            azure.cp.kubectl("patch", "gmd", gmd, "-n", azure.ns, "--type=merge", "-p", patch)
         else:
-            azure.cp.kubectl("delete", "gmd", name, "-n", azure.ns, "--wait=false")
+            azure.cp.kubectl("delete", "gmd", gmd, "-n", azure.ns, "--wait=false")
         kill_when_reached()
 
     if point.stage in ("create", "scale", "redeploy"):
-        obj = azure.wait_ready(name, timeout=120)
+        obj = azure.wait_ready(gmd, timeout=120)
         assert obj["status"]["replicasSummary"] == ("2/2" if point.stage == "scale" else "1/1")
         assert obj["status"]["ownership"]["computeCreated"] and obj["status"]["ownership"]["serviceCreated"]
         assert _creates(azure, compute) == (1, 1), "one compute PUT and one service POST, whatever the kill"
-        azure.cp.kubectl("delete", "gmd", name, "-n", azure.ns, "--timeout=120s")
+        azure.cp.kubectl("delete", "gmd", gmd, "-n", azure.ns, "--timeout=120s")
     else:
-        wait_for("the resource to be gone", lambda: _gone(azure, name), 120)
+        wait_for("the resource to be gone", lambda: _gone(azure, gmd), 120)
 
     computes, services = azure.cloud()
     assert compute not in computes, "no cluster left billing"
     assert service not in services
-    assert azure.cp.kubectl("get", "secret", f"{name}-scoring-keys", "-n", azure.ns, check=False).returncode != 0
+    assert azure.cp.kubectl("get", "secret", f"{gmd}-scoring-keys", "-n", azure.ns, check=False).returncode != 0

@@ -244,8 +244,8 @@ def report(what: str, **figures: float) -> None:
 
 def test_a_standby_takes_over_a_provisioning_killed_with_its_leader(pair: Pair) -> None:
     a, b, azure = start_pair(pair)
-    azure.apply("ha", "ha-svc-1", provision("ha-gpu-1"))
-    wait_for("the compute PUT, still Creating", lambda: compute_state(azure, "ha-gpu-1") == "Creating", 60, 0.1)
+    azure.apply("ha", "ha-svc-1", provision("ha-gpu1"))
+    wait_for("the compute PUT, still Creating", lambda: compute_state(azure, "ha-gpu1") == "Creating", 60, 0.1)
     killed_at = time.time()
     a.op.kill()
     lease_s, first_call_s = takeover(pair, killed_at, b, azure)
@@ -257,31 +257,31 @@ def test_a_standby_takes_over_a_provisioning_killed_with_its_leader(pair: Pair) 
     assert pair.lease.spec().lease_transitions == 1
     a.start()  # back as a standby, as its Deployment would restart it
     azure.delete("ha")
-    assert creates(azure, "ha-gpu-1", "ha-svc-1") == dict.fromkeys(
+    assert creates(azure, "ha-gpu1", "ha-svc-1") == dict.fromkeys(
         ["compute PUT", "service POST", "service DELETE", "compute DELETE"], 1
     ), "one create and one delete of each, across the takeover"
     computes, services = azure.cloud()
-    assert "ha-gpu-1" not in computes and "ha-svc-1" not in services, "nothing left billing"
+    assert "ha-gpu1" not in computes and "ha-svc-1" not in services, "nothing left billing"
     assert b.returncode is None and b.holds(pair.lease.holder()), "the new leader kept the lease"
 
 
 def test_a_standby_finishes_a_deletion_killed_with_its_leader(pair: Pair) -> None:
     a, b, azure = start_pair(pair)
-    azure.apply("ha", "ha-svc-2", provision("ha-gpu-2"))
+    azure.apply("ha", "ha-svc-2", provision("ha-gpu2"))
     azure.wait_ready("ha")
     azure.cp.kubectl("delete", "gmd", "ha", "-n", azure.ns, "--wait=false")
-    wait_for("the service DELETE", lambda: creates(azure, "ha-gpu-2", "ha-svc-2")["service DELETE"], 60, 0.1)
+    wait_for("the service DELETE", lambda: creates(azure, "ha-gpu2", "ha-svc-2")["service DELETE"], 60, 0.1)
     killed_at = time.time()
     a.op.kill()
     lease_s, first_call_s = takeover(pair, killed_at, b, azure)
     report("killed while the service was being deleted", lease_taken=lease_s, first_cloud_call=first_call_s)
     assert first_call_s < TAKEOVER_BOUND_S
     wait_for("the resource to be gone", lambda: gone(azure, "ha"), 90)
-    assert creates(azure, "ha-gpu-2", "ha-svc-2") == dict.fromkeys(
+    assert creates(azure, "ha-gpu2", "ha-svc-2") == dict.fromkeys(
         ["compute PUT", "service POST", "service DELETE", "compute DELETE"], 1
     ), "one create and one delete of each, across the takeover"
     computes, services = azure.cloud()
-    assert "ha-gpu-2" not in computes and "ha-svc-2" not in services, "nothing left billing"
+    assert "ha-gpu2" not in computes and "ha-svc-2" not in services, "nothing left billing"
     assert azure.cp.kubectl("get", "secret", "ha-scoring-keys", "-n", azure.ns, check=False).returncode != 0
 
 
@@ -293,7 +293,7 @@ def test_a_partitioned_leader_stops_before_its_lease_can_be_taken(pair: Pair) ->
         proxied = pair.tmp / "through-proxy.kubeconfig"
         proxied.write_text(yaml.safe_dump(kubeconfig))
         a, b, azure = start_pair(pair, a_kubeconfig=proxied)
-        azure.apply("ha", "ha-svc-3", provision("ha-gpu-3"))
+        azure.apply("ha", "ha-svc-3", provision("ha-gpu3"))
         azure.wait_ready("ha")
         # Ready, and resynced every second: a calls Azure all the time, with or without the apiserver.
         since = time.time()
@@ -327,7 +327,7 @@ def test_a_partitioned_leader_stops_before_its_lease_can_be_taken(pair: Pair) ->
     azure.operator = b.op
     azure.wait_ready("ha")
     azure.delete("ha")
-    assert creates(azure, "ha-gpu-3", "ha-svc-3") == dict.fromkeys(
+    assert creates(azure, "ha-gpu3", "ha-svc-3") == dict.fromkeys(
         ["compute PUT", "service POST", "service DELETE", "compute DELETE"], 1
     )
 
@@ -355,13 +355,13 @@ def test_a_leader_stopped_during_a_write_hands_the_lease_over_only_once_the_writ
     PUT is answered later. The old leader keeps (and renews) the lease until that write has ended, and releases
     it then: the standby never acts while the old leader still writes."""
     a, b, azure = start_pair(pair)
-    azure.emu.add_fault(action="delay", method="PUT", path=r"/computes/ha-gpu-5$", delay_s=WRITE_HELD_S)
-    azure.apply("ha", "ha-svc-5", provision("ha-gpu-5"))
+    azure.emu.add_fault(action="delay", method="PUT", path=r"/computes/ha-gpu5$", delay_s=WRITE_HELD_S)
+    azure.apply("ha", "ha-svc-5", provision("ha-gpu5"))
     held = lambda: any(rule["hits"] for rule in azure.emu.request("GET", "/_emulator/faults")["rules"])  # noqa: E731
     wait_for("the compute PUT to be held at Azure", held, 60, 0.05)
     stopped_at = time.time()
     a.op.stop(timeout=WRITE_HELD_S + 20)
-    put = next(c for c in azure.emu.calls() if c["method"] == "PUT" and c["path"].endswith("/computes/ha-gpu-5"))
+    put = next(c for c in azure.emu.calls() if c["method"] == "PUT" and c["path"].endswith("/computes/ha-gpu5"))
     answered_at = put["t"] + WRITE_HELD_S
     assert a.returncode == 0 and "released lease" in a.op.log_path.read_text()
     spec = pair.lease.wait_holder(b, timeout=LEASE_DURATION)
@@ -371,7 +371,7 @@ def test_a_leader_stopped_during_a_write_hands_the_lease_over_only_once_the_writ
     # The lease was a's all along until the PUT was answered, and handed over promptly once it was.
     assert [h for t, h in pair.lease.history if stopped_at <= t < answered_at and not a.holds(h)] == []
     assert answered_at <= acquired_at < answered_at + LEASE_DURATION
-    assert creates(azure, "ha-gpu-5", "ha-svc-5")["compute PUT"] == 1
+    assert creates(azure, "ha-gpu5", "ha-svc-5")["compute PUT"] == 1
 
 
 def test_shards_with_leases_of_their_own_never_touch_each_others_resources(

@@ -42,7 +42,7 @@ def outcome(call: Any, area: str) -> dict[str, Any]:
     try:
         value = call()
     except Exception as exc:
-        error = classify(exc, "reading", area=area, secret="sp")
+        error = classify(exc, "reading", area=area, credential="the service principal in Secret sp")
         reason = getattr(error, "reason", None)
         return {
             "error": type(error).__name__,

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -236,9 +237,12 @@ def token(emu: Emulator) -> dict[str, str]:
 
 
 def ws_url(emu: Emulator, suffix: str = "") -> str:
+    """An ARM address of the workspace (or below it) with the api-version azureml-core sends for it: ARM refuses a
+    request without one (MissingApiVersionParameter)."""
+    version = "2020-02-02" if suffix.startswith("/computes") else "2022-05-01"
     return (
         f"{emu.base_url}/subscriptions/{SUB}/resourceGroups/{RG}/providers/"
-        f"Microsoft.MachineLearningServices/workspaces/{WS}{suffix}"
+        f"Microsoft.MachineLearningServices/workspaces/{WS}{suffix}?api-version={version}"
     )
 
 
@@ -282,7 +286,8 @@ def test_other_faults_and_bad_credentials(emulator: Emulator) -> None:
     status = requests.get(stuck.headers["Azure-AsyncOperation"], verify=ca, headers=auth, timeout=10).json()
     assert status["status"] == "InProgress"
     got = requests.get(
-        f"{emulator.base_url}/rp/workspaces" + ws_url(emulator, "/computes/stuck")[len(emulator.base_url) :],
+        f"{emulator.base_url}/rp/workspaces"
+        + ws_url(emulator, "/computes/stuck")[len(emulator.base_url) :].split("?")[0],
         verify=ca,
         headers=auth,
         params={"api-version": "2020-02-02"},
@@ -301,6 +306,70 @@ def test_other_faults_and_bad_credentials(emulator: Emulator) -> None:
     assert forged.status_code == 401
 
 
+@dataclass(frozen=True)
+class AksCase:
+    """A create (``cluster`` None) or an attach of a seeded cluster, and Azure ML's answer: the PUT's status, then
+    the operation's status or the refusal's text."""
+
+    purpose: str | None
+    vm_size: str
+    nodes: int
+    put_status: int
+    outcome: str
+    kubernetes_version: str | None = None
+
+
+AKS_CASES: dict[str, AksCase] = {
+    # Production clusters need 3 nodes whatever their size (azureml_emulator/aks.py has the sources).
+    "create: one A100 node is too small for FastProd": AksCase("FastProd", "Standard_NC24ads_A100_v4", 1, 400,
+                                                               "must have at least 3 nodes; it has 1"),
+    "create: one T4 node is a DevTest cluster": AksCase("DevTest", "Standard_NC4as_T4_v3", 1, 201, "Succeeded"),
+    "attach: two nodes without a purpose are a production cluster, too small": AksCase(
+        None, "Standard_NC4as_T4_v3", 2, 400, "'FastProd' must have at least 3 nodes"
+    ),
+    "attach: two nodes for DevTest": AksCase("DevTest", "Standard_NC4as_T4_v3", 2, 201, "Succeeded"),
+    "attach: a Kubernetes version AKS no longer supports": AksCase(
+        "DevTest", "Standard_NC4as_T4_v3", 2, 201, "UnsupportedKubernetesVersion", kubernetes_version="1.29.9"
+    ),
+    "attach: a supported Kubernetes version": AksCase(
+        None, "Standard_NC4as_T4_v3", 3, 201, "Succeeded", kubernetes_version="1.35.1"
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", AKS_CASES)
+def test_aks_create_and_attach_follow_the_legacy_rules(emulator: Emulator, case: str) -> None:
+    c = AKS_CASES[case]
+    auth, ca = token(emulator), str(emulator.ca_file)
+    emulator.configure(aks_supported_versions=["1.33", "1.34", "1.35"])
+    inner: dict[str, Any] = {"clusterPurpose": c.purpose} if c.purpose else {}
+    if case.startswith("attach"):
+        cluster = {"resource_group": RG, "name": "their-aks", "vm_size": c.vm_size, "agent_count": c.nodes,
+                   "kubernetes_version": c.kubernetes_version}  # fmt: skip
+        properties: dict[str, Any] = {"resourceId": emulator.seed(aks_clusters=[cluster])["aks_clusters"][0]}
+    else:
+        properties, inner = {}, {**inner, "agentCount": c.nodes, "agentVmSize": c.vm_size}
+    body: dict[str, Any] = {
+        "location": "eastus",
+        "properties": {"computeType": "AKS", **properties, "properties": inner},
+    }
+    answer = requests.put(ws_url(emulator, "/computes/aks-1a"), json=body, verify=ca, headers=auth, timeout=10)
+    assert answer.status_code == c.put_status, answer.text
+    if c.put_status == 400:
+        assert c.outcome in answer.json()["error"]["message"]
+        return
+    url = answer.headers["Azure-AsyncOperation"]
+
+    def ended() -> dict[str, Any] | None:
+        found: dict[str, Any] = requests.get(url, verify=ca, headers=auth, timeout=10).json()
+        return found if found["status"] != "InProgress" else None
+
+    status = wait_for("the compute operation to end", ended, timeout=10, every=0.05)
+    assert (status.get("error") or {}).get("code", status["status"]) == c.outcome
+    if c.outcome == "UnsupportedKubernetesVersion":
+        assert "Supported versions: 1.35, 1.34, 1.33" in status["error"]["message"]
+
+
 def deploy_over_http(emu: Emulator, auth: dict[str, str], name: str) -> requests.Response:
     """A minimal AKS service create, as MMS receives it, on a seeded 1-GPU compute and model."""
     emu.seed(computes=[{"name": "gpu1", "vm_size": "Standard_NC4as_T4_v3", "agent_count": 1}], models=[{"name": "m"}])
@@ -313,7 +382,7 @@ def deploy_over_http(emu: Emulator, auth: dict[str, str], name: str) -> requests
         "environmentImageRequest": {"modelIds": ["m:1"]},
     }
     return requests.post(
-        ws_url(emu, "/services").replace("/subscriptions/", "/modelmanagement/v1.0/subscriptions/"),
+        ws_url(emu, "/services").split("?")[0].replace("/subscriptions/", "/modelmanagement/v1.0/subscriptions/"),
         json=body,
         headers=auth,
         verify=str(emu.ca_file),

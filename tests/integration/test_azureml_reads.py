@@ -68,7 +68,7 @@ def test_the_same_objects_come_back(outcome: dict[str, Any]) -> None:
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to compare with")
 def test_subject_hashes_are_openssls(tmp_path: Path) -> None:
     """The hashed CA directory names each CA as ``openssl rehash`` would, for every root certifi ships."""
-    from gpu_model_operator.backends.tls import write_hashed_directory
+    from gpu_model_operator.backends.azure.tls import write_hashed_directory
 
     written = write_hashed_directory(Path(certifi.where()).read_bytes(), tmp_path)
     assert written > 100 and len(list(tmp_path.iterdir())) == written

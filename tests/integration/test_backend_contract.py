@@ -7,7 +7,9 @@ backend added later joins by adding a fixture to ``BACKENDS``.
 The contract: observing reads only; deleting what is gone is success; operations start work and return, and
 observation follows it to the end; a deployed service carries its owner and the fingerprint of its inputs; the
 listing of a compute counts the service's replicas and GPUs; keys are two and distinct where auth is on; the
-probe is a real request; errors are typed, permanent ones with a reason a user can act on.
+probe is a real request; errors are typed, permanent ones with a reason a user can act on. A backend that observes
+an online endpoint is driven as the controller drives it: the pure core decides each rollout step from the
+snapshot (:func:`gpu_model_operator.rollout.next_step`), and the backend takes it.
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ from typing import Any, Generic, TypeVar
 import pytest
 
 from gpu_model_operator import conditions as c
+from gpu_model_operator import rollout
 from gpu_model_operator.backends.base import (
     Backend,
     ComputeState,
     DeploymentInputs,
+    ObservedService,
     PermanentBackendError,
     ServiceState,
     SpecT,
 )
+from gpu_model_operator.backends.endpoint import StepKind
 from gpu_model_operator.models import AzureMLSpec, AzureMLV2Spec, LocalSpec, parse_spec
 from gpu_model_operator_dev.azureml_emulator import EmulatorConfig, Latencies, start_emulator
 from tests import polling
@@ -197,6 +202,30 @@ def until(loop: asyncio.AbstractEventLoop, what: str, check: Callable[[], Corout
     return polling.wait_for(what, lambda: run(loop, check()), timeout=300, every=0.3)
 
 
+async def converge(backend: Backend[SpecT], inputs: DeploymentInputs[SpecT], replicas: int) -> ObservedService:
+    """One step towards ``replicas`` healthy replicas of the inputs, as the controller takes it: a deploy or a scale;
+    on an online endpoint, the rollout step the core decides from the snapshot (the new deployment probed on its
+    own before the traffic moves). Returns what was observed before the step."""
+    seen = await backend.observe_service(inputs)
+    if backend.name != "azureml-v2":
+        mine = seen.fingerprint == inputs.fingerprint
+        if seen.state in (ServiceState.ABSENT, ServiceState.UNHEALTHY) or (
+            seen.state != ServiceState.TRANSITIONING and not mine
+        ):
+            await backend.deploy_service(inputs, replicas)
+        elif seen.state == ServiceState.HEALTHY and seen.replicas != replicas:
+            await backend.scale_service(inputs, replicas)
+        return seen
+    room = rollout.Room(replicas, replicas, "the contract's compute")
+    step = rollout.next_step(seen.endpoint, replicas, room, False, None)
+    if step.kind == StepKind.PROBE:
+        answers = (await backend.probe(inputs, seen, step.deployment)).ok
+        step = rollout.next_step(seen.endpoint, replicas, room, answers, None)
+    if step.kind.writes:
+        await backend.take_step(inputs, step)
+    return rollout.summarize(seen, inputs.fingerprint)
+
+
 def test_a_service_from_nothing_to_scored_to_gone(subject: Subject[Any], loop: asyncio.AbstractEventLoop) -> None:
     backend, inputs = subject.backend, subject.make("whole", "contract-whole")
     absent = run(loop, backend.observe_service(inputs))
@@ -213,13 +242,10 @@ def test_a_service_from_nothing_to_scored_to_gone(subject: Subject[Any], loop: a
     compute = run(loop, backend.observe_compute(inputs))
     assert compute.gpus_total >= 2 and all(n >= 1 for n in compute.node_gpus)
 
-    run(loop, backend.deploy_service(inputs, 1))
-
     async def healthy() -> Any:
-        seen = await backend.observe_service(inputs)
-        if seen.state == ServiceState.UNHEALTHY:  # a converger's next step is due (the local backend's start)
-            await backend.deploy_service(inputs, 1)
-        return seen if seen.state == ServiceState.HEALTHY else None
+        seen = await converge(backend, inputs, 1)
+        mine = seen.state == ServiceState.HEALTHY and seen.fingerprint == inputs.fingerprint
+        return seen if mine and seen.replicas == 1 else None
 
     seen = until(loop, "the service healthy", healthy)
     assert (seen.owner, seen.fingerprint, seen.replicas) == ("contract/whole/uid-whole", "fp-whole", 1)
@@ -227,7 +253,7 @@ def test_a_service_from_nothing_to_scored_to_gone(subject: Subject[Any], loop: a
     keys = run(loop, backend.get_keys(inputs))
     assert keys is not None and keys[0] != keys[1]
     assert run(loop, backend.get_keys(inputs, fresh=True)) == keys, "a fresh read of unchanged keys is the same"
-    probe = run(loop, backend.probe(inputs))
+    probe = run(loop, backend.probe(inputs, seen))
     assert probe.ok, probe.message
 
     listed = run(loop, backend.services_on_compute(inputs))
@@ -237,12 +263,8 @@ def test_a_service_from_nothing_to_scored_to_gone(subject: Subject[Any], loop: a
         ("contract-whole", 1, 1, False)
     ]
 
-    run(loop, backend.scale_service(inputs, 2))
-
     async def scaled() -> Any:
-        seen = await backend.observe_service(inputs)
-        if seen.state == ServiceState.UNHEALTHY:
-            await backend.scale_service(inputs, 2)
+        seen = await converge(backend, inputs, 2)
         return seen if seen.state == ServiceState.HEALTHY and seen.replicas == 2 else None
 
     until(loop, "two replicas", scaled)
@@ -285,7 +307,7 @@ def test_a_model_that_does_not_exist_is_a_permanent_error_naming_it(
 
         until(loop, "the compute", ready)
     with pytest.raises(PermanentBackendError) as raised:
-        run(loop, subject.backend.deploy_service(inputs, 1))
+        run(loop, converge(subject.backend, inputs, 1))
     assert raised.value.reason == c.MODEL_NOT_FOUND
     assert "no-such-model" in raised.value.message or "/no/such/model" in raised.value.message
     assert run(loop, subject.backend.observe_service(inputs)).state == ServiceState.ABSENT, "nothing half-made"

@@ -60,7 +60,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("zero-gpu-cores", with_("spec.service.gpuCores", 0), "should be greater than or equal to 1"),
     ("uppercase-service-name", with_("spec.service.name", "Digits_Svc"), "spec.service.name: Invalid value"),
     ("short-service-name", with_("spec.service.name", "ab"), "spec.service.name: Invalid value"),
-    ("long-compute-name", with_("spec.compute.name", "a-much-too-long-compute"), "may not be more than 16"),
+    # Azure ML's compute names: 3-24 characters, a letter first, a dash followed later by a letter.
+    ("long-compute-name", with_("spec.compute.name", "a-much-too-long-compute-x"), "may not be more than 24"),
+    ("short-compute-name", with_("spec.compute.name", "ab"), "should be at least 3"),
+    ("compute-name-ending-in-dash-digits", with_("spec.compute.name", "gpu-1"), "spec.compute.name: Invalid value"),
+    ("compute-name-ending-in-a-dash", with_("spec.compute.name", "gpu-"), "spec.compute.name: Invalid value"),
     ("bad-deletion-policy", with_("spec.compute.deletionPolicy", "Orphan"), 'Unsupported value: "Orphan"'),
     (
         "provision-and-attach",
@@ -106,6 +110,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "is a size Azure has retired",
     ),
     (
+        "retired-on-2026-09-30",
+        with_("spec.compute.provision", {"vmSize": "Standard_NV12s_v3"}),
+        "is a size Azure has retired",
+    ),
+    (
         "retired-vm-size-any-case",
         with_("spec.compute.provision", {"vmSize": "standard_nc6"}),
         "is a size Azure has retired",
@@ -114,6 +123,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "more-gpus-per-replica-than-a-node-has",
         with_("spec.service.gpuCores", 2),  # Standard_NC4as_T4_v3: one T4 per node
         "spec.service.gpuCores is more than one node of spec.compute.provision.vmSize has",
+    ),
+    (
+        "fastprod-below-3-nodes",
+        with_("spec.compute.provision", {"vmSize": "Standard_NC24ads_A100_v4", "agentCount": 1}),
+        "FastProd (production) needs at least 3",
     ),
     (
         "fastprod-below-12-vcpus",
@@ -138,8 +152,10 @@ def test_invalid_resource_is_rejected_with_its_message(
 NOT_THE_MODELS = {
     "retired-vm-size",
     "retired-vm-size-any-case",
+    "retired-on-2026-09-30",
     "more-gpus-per-replica-than-a-node-has",
     "fastprod-below-12-vcpus",
+    "fastprod-below-3-nodes",
     "secret-in-another-namespace",
     "name-over-63",  # metadata, not the spec
 }
@@ -276,9 +292,13 @@ def test_printer_columns(control_plane: Any, namespace: str) -> None:
     control_plane.kubectl(
         "patch", "gmd", "digits", "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(status)
     )
+    # The reason says at a glance why a resource is or is not Ready; the URL, long, waits for -o wide.
     out = control_plane.kubectl("get", "gmd", "-n", namespace).stdout.splitlines()
-    assert out[0].split() == ["NAME", "BACKEND", "READY", "REPLICAS", "GPUS", "PHASE", "URL", "AGE"]
-    assert out[1].split()[:7] == ["digits", "azureml", "True", "2/3", "2", "Ready", status["status"]["scoringUri"]]
+    assert out[0].split() == ["NAME", "BACKEND", "READY", "REASON", "REPLICAS", "GPUS", "PHASE", "AGE"]
+    assert out[1].split()[:7] == ["digits", "azureml", "True", "ProbeSucceeded", "2/3", "2", "Ready"]
+    wide = control_plane.kubectl("get", "gmd", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == ["NAME", "BACKEND", "READY", "REASON", "REPLICAS", "GPUS", "PHASE", "URL", "$/H", "AGE"]
+    assert wide[1].split()[7] == status["status"]["scoringUri"]
 
 
 def test_spec_change_bumps_generation_status_patch_does_not(control_plane: Any, namespace: str) -> None:

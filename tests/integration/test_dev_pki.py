@@ -7,6 +7,7 @@ control plane's files are read back as kube-apiserver reads them (SANs, the clie
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -51,17 +52,47 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ssl.SSLConte
     return ca.write_cert(tmp / "ca.pem"), context
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "account.blob.example.test"])
-def test_a_client_trusting_the_ca_accepts_each_name(served: tuple[Path, ssl.SSLContext], host: str) -> None:
-    ca, server = served
-    handshake(ssl.create_default_context(cafile=str(ca)), server, host)
+@dataclass(frozen=True)
+class Name:
+    host: str
 
 
-@pytest.mark.parametrize("host", ["example.test", "a.b.blob.example.test", "127.0.0.2"])
-def test_no_other_name(served: tuple[Path, ssl.SSLContext], host: str) -> None:
+NAMES: dict[str, Name] = {
+    "an address": Name("127.0.0.1"),
+    "a host": Name("localhost"),
+    "a name under the wildcard": Name("account.blob.example.test"),
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_client_trusting_the_ca_accepts_each_name(served: tuple[Path, ssl.SSLContext], name: str) -> None:
     ca, server = served
-    with pytest.raises(ssl.SSLCertVerificationError):
-        handshake(ssl.create_default_context(cafile=str(ca)), server, host)
+    handshake(ssl.create_default_context(cafile=str(ca)), server, NAMES[name].host)
+
+
+@dataclass(frozen=True)
+class Other:
+    host: str
+    #: What Python's verification says (OpenSSL's words).
+    refusal: str
+
+
+OTHERS: dict[str, Other] = {
+    "the wildcard's parent": Other("example.test", "Hostname mismatch, certificate is not valid for 'example.test'."),
+    "two levels under the wildcard": Other(
+        "a.b.blob.example.test", "Hostname mismatch, certificate is not valid for 'a.b.blob.example.test'."
+    ),
+    "another address": Other("127.0.0.2", "IP address mismatch, certificate is not valid for '127.0.0.2'."),
+}
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_no_other_name(served: tuple[Path, ssl.SSLContext], name: str) -> None:
+    case = OTHERS[name]
+    ca, server = served
+    with pytest.raises(ssl.SSLCertVerificationError) as raised:
+        handshake(ssl.create_default_context(cafile=str(ca)), server, case.host)
+    assert raised.value.verify_message == case.refusal
 
 
 def test_a_client_that_does_not_trust_the_ca_refuses(served: tuple[Path, ssl.SSLContext], tmp_path: Path) -> None:

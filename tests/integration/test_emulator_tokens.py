@@ -8,6 +8,7 @@ Pure functions, no server: the tokens are built here with PyJWT, as a kube-apise
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -33,23 +34,30 @@ RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 
 
-@pytest.mark.parametrize(
-    ("token", "problem"),
-    [
-        pytest.param(mint_token(KEY, LIVE), None, id="live"),
-        pytest.param(mint_token(KEY, {**LIVE, "exp": NOW - 1}), EXPIRED, id="expired"),
-        pytest.param(mint_token(KEY, {k: v for k, v in LIVE.items() if k != "exp"}), EXPIRED, id="no-expiry"),
-        pytest.param(mint_token(OTHER_KEY, LIVE), BAD_SIGNATURE, id="another-key"),
-        pytest.param(mint_token(OTHER_KEY, {**LIVE, "exp": NOW - 1}), BAD_SIGNATURE, id="signature-before-expiry"),
-        pytest.param(mint_token(KEY, LIVE)[:-4] + "AAAA", BAD_SIGNATURE, id="tampered-signature"),
-        pytest.param(jwt.encode(LIVE, RSA_KEY, algorithm="RS256"), BAD_SIGNATURE, id="another-algorithm"),
-        pytest.param("a.b.c", INVALID, id="garbage"),
-        pytest.param("abc.def", INVALID, id="two-segments"),
-        pytest.param("", INVALID, id="empty"),
-    ],
-)
-def test_bearer_tokens_are_answered_as_arm_does(token: str, problem: tuple[str, str] | None) -> None:
-    assert verify_token(KEY, token) == problem
+@dataclass(frozen=True)
+class Token:
+    token: str
+    problem: tuple[str, str] | None
+
+
+TOKENS: dict[str, Token] = {
+    "live": Token(mint_token(KEY, LIVE), None),
+    "expired": Token(mint_token(KEY, {**LIVE, "exp": NOW - 1}), EXPIRED),
+    "no-expiry": Token(mint_token(KEY, {k: v for k, v in LIVE.items() if k != "exp"}), EXPIRED),
+    "another-key": Token(mint_token(OTHER_KEY, LIVE), BAD_SIGNATURE),
+    "signature-before-expiry": Token(mint_token(OTHER_KEY, {**LIVE, "exp": NOW - 1}), BAD_SIGNATURE),
+    "tampered-signature": Token(mint_token(KEY, LIVE)[:-4] + "AAAA", BAD_SIGNATURE),
+    "another-algorithm": Token(jwt.encode(LIVE, RSA_KEY, algorithm="RS256"), BAD_SIGNATURE),
+    "garbage": Token("a.b.c", INVALID),
+    "two-segments": Token("abc.def", INVALID),
+    "empty": Token("", INVALID),
+}
+
+
+@pytest.mark.parametrize("name", TOKENS)
+def test_bearer_tokens_are_answered_as_arm_does(name: str) -> None:
+    case = TOKENS[name]
+    assert verify_token(KEY, case.token) == case.problem
 
 
 def test_a_minted_token_carries_its_claims() -> None:
@@ -79,18 +87,25 @@ def _assertion(key: Any = RSA_KEY, alg: str = "RS256", kid: str | None = "sa-key
     return jwt.encode(body, key, algorithm=alg, headers={"kid": kid} if kid else None)
 
 
-@pytest.mark.parametrize(
-    ("client_id", "assertion"),
-    [
-        pytest.param("app", _assertion(), id="rs256"),
-        pytest.param("app", _assertion(alg="RS384"), id="rs384-on-an-rs256-jwk"),
-        pytest.param("app", _assertion(EC_KEY, "ES256", "ec-key-1"), id="es256"),
-        pytest.param("app", _assertion(kid=None), id="no-kid-tries-every-key"),
-        pytest.param("app", _assertion(aud=EXCHANGE), id="audience-as-a-string"),
-    ],
-)
-def test_federated_assertions_entra_accepts(client_id: str, assertion: str) -> None:
-    assert verify_assertion([CREDENTIAL], client_id, assertion) is CREDENTIAL
+@dataclass(frozen=True)
+class Accept:
+    client_id: str
+    assertion: str
+
+
+ACCEPTS: dict[str, Accept] = {
+    "rs256": Accept("app", _assertion()),
+    "rs384-on-an-rs256-jwk": Accept("app", _assertion(alg="RS384")),
+    "es256": Accept("app", _assertion(EC_KEY, "ES256", "ec-key-1")),
+    "no-kid-tries-every-key": Accept("app", _assertion(kid=None)),
+    "audience-as-a-string": Accept("app", _assertion(aud=EXCHANGE)),
+}
+
+
+@pytest.mark.parametrize("name", ACCEPTS)
+def test_federated_assertions_entra_accepts(name: str) -> None:
+    case = ACCEPTS[name]
+    assert verify_assertion([CREDENTIAL], case.client_id, case.assertion) is CREDENTIAL
 
 
 def test_a_clock_skew_under_5_minutes_is_accepted() -> None:
@@ -98,58 +113,74 @@ def test_a_clock_skew_under_5_minutes_is_accepted() -> None:
     assert verify_assertion([CREDENTIAL], "app", _assertion(nbf=int(time.time()) + 120)) is CREDENTIAL
 
 
-@pytest.mark.parametrize(
-    ("client_id", "assertion", "status", "error", "code", "words"),
-    [
-        pytest.param("nobody", _assertion(), 400, "unauthorized_client", 700016, "'nobody' was not found", id="app"),
-        pytest.param("app", "not-a-jwt", 400, "invalid_request", 50027, "Token format not valid", id="format"),
-        pytest.param("app", "a.b.c", 400, "invalid_request", 50027, "Token format not valid", id="garbage"),
-        pytest.param(
-            "app", _assertion(aud=["api://other"]), 400, "invalid_request", 70021, "Audience: 'api://other'", id="aud"
-        ),
-        pytest.param(
-            "app", _assertion(iss="https://evil"), 400, "invalid_request", 70021, "Issuer: 'https://evil'", id="iss"
-        ),
-        pytest.param("app", _assertion(sub="system:x"), 400, "invalid_request", 70021, "Subject: 'system:x'", id="sub"),
-        pytest.param("app", _assertion(exp=NOW - 1), 400, "invalid_client", 700024, "valid time range", id="expired"),
-        pytest.param("app", _assertion(nbf=NOW + DAY), 400, "invalid_client", 700024, "valid time range", id="early"),
-        pytest.param(
-            "app",
-            _assertion(rsa.generate_private_key(public_exponent=65537, key_size=2048), exp=NOW - 1),
-            400,
-            "invalid_client",
-            700024,
-            "valid time range",
-            id="time-before-signature",
-        ),
-        pytest.param(
-            "app",
-            _assertion(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
-            401,
-            "invalid_client",
-            700027,
-            "invalid signature",
-            id="another-key",
-        ),
-        pytest.param("app", _assertion(kid="gone"), 401, "invalid_client", 700027, "invalid signature", id="kid"),
-        pytest.param(
-            "app", _assertion(EC_KEY, "ES256", "sa-key-1"), 401, "invalid_client", 700027, "invalid signature", id="kty"
-        ),
-        pytest.param(
-            "app", _assertion(b"s" * 32, "HS256"), 401, "invalid_client", 700027, "invalid signature", id="hs256"
-        ),
-        pytest.param(
-            "app", _assertion(None, "none"), 401, "invalid_client", 700027, "invalid signature", id="alg-none"
-        ),
-    ],
-)
-def test_federated_assertions_entra_refuses(
-    client_id: str, assertion: str, status: int, error: str, code: int, words: str
-) -> None:
+@dataclass(frozen=True)
+class Refusal:
+    """Entra's refusal as a client reads it: HTTP status, OAuth error, AADSTS number, description."""
+
+    status: int
+    error: str
+    code: int
+    description: str
+
+
+def not_found(client_id: str) -> Refusal:
+    description = f"Application with identifier '{client_id}' was not found in the directory."
+    return Refusal(400, "unauthorized_client", 700016, description)
+
+
+NOT_A_JWT = Refusal(400, "invalid_request", 50027, "Invalid JWT token. Token format not valid.")
+OUT_OF_TIME = Refusal(400, "invalid_client", 700024, "Client assertion is not within its valid time range.")
+BAD_ASSERTION_SIGNATURE = Refusal(401, "invalid_client", 700027, "Client assertion contains an invalid signature.")
+
+
+def no_match(iss: str = ISSUER, sub: str = SUBJECT, aud: str = EXCHANGE) -> Refusal:
+    description = (
+        "No matching federated identity record found for presented assertion. "
+        f"Assertion Issuer: '{iss}'. Assertion Subject: '{sub}'. Assertion Audience: '{aud}'."
+    )
+    return Refusal(400, "invalid_request", 70021, description)
+
+
+def _another_rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@dataclass(frozen=True)
+class Refuse:
+    client_id: str
+    assertion: str
+    want: Refusal
+
+
+REFUSALS: dict[str, Refuse] = {
+    "app": Refuse("nobody", _assertion(), not_found("nobody")),
+    "format": Refuse("app", "not-a-jwt", NOT_A_JWT),
+    "garbage": Refuse("app", "a.b.c", NOT_A_JWT),
+    "aud": Refuse("app", _assertion(aud=["api://other"]), no_match(aud="api://other")),
+    "iss": Refuse("app", _assertion(iss="https://evil"), no_match(iss="https://evil")),
+    "sub": Refuse("app", _assertion(sub="system:x"), no_match(sub="system:x")),
+    "expired": Refuse("app", _assertion(exp=NOW - 1), OUT_OF_TIME),
+    "early": Refuse("app", _assertion(nbf=NOW + DAY), OUT_OF_TIME),
+    "time-before-signature": Refuse("app", _assertion(_another_rsa_key(), exp=NOW - 1), OUT_OF_TIME),
+    "another-key": Refuse("app", _assertion(_another_rsa_key()), BAD_ASSERTION_SIGNATURE),
+    "kid": Refuse("app", _assertion(kid="gone"), BAD_ASSERTION_SIGNATURE),
+    "kty": Refuse("app", _assertion(EC_KEY, "ES256", "sa-key-1"), BAD_ASSERTION_SIGNATURE),
+    "hs256": Refuse("app", _assertion(b"s" * 32, "HS256"), BAD_ASSERTION_SIGNATURE),
+    "alg-none": Refuse("app", _assertion(None, "none"), BAD_ASSERTION_SIGNATURE),
+}
+
+
+@pytest.mark.parametrize("name", REFUSALS)
+def test_federated_assertions_entra_refuses(name: str) -> None:
+    case = REFUSALS[name]
     with pytest.raises(AssertionRejected) as refused:
-        verify_assertion([CREDENTIAL], client_id, assertion)
-    assert (refused.value.status, refused.value.error, refused.value.code) == (status, error, code)
-    assert words in refused.value.description
-    body = refused.value.body()
-    assert body["error"] == error and body["error_codes"] == [code]
-    assert body["error_description"] == f"AADSTS{code}: {refused.value.description}"
+        verify_assertion([CREDENTIAL], case.client_id, case.assertion)
+    got = refused.value
+    assert Refusal(got.status, got.error, got.code, got.description) == case.want
+    body = {k: v for k, v in got.body().items() if k in ("error", "error_description", "error_codes")}
+    code = case.want.code
+    assert body == {
+        "error": case.want.error,
+        "error_description": f"AADSTS{code}: {case.want.description}",
+        "error_codes": [code],
+    }

@@ -45,7 +45,20 @@ from tests.integration.test_rbac import (
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "gpu-model-operator"
-OVERLAYS = ("cluster-wide", "namespaced")
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """A kustomize overlay, named by its folder under manifests/overlays, and the chart's values for it."""
+
+    values: str
+
+
+OVERLAYS: dict[str, Overlay] = {
+    "cluster-wide": Overlay("cluster-wide-values.yaml"),
+    "namespaced": Overlay("namespaced-values.yaml"),
+}
+
 #: The labels Helm's chart conventions put on every object (the chart's `helmLabels`); kustomize has none.
 HELM_LABELS = {
     "helm.sh/chart",
@@ -53,8 +66,11 @@ HELM_LABELS = {
     "app.kubernetes.io/instance",
     "app.kubernetes.io/version",
 }
-#: Helm's annotation that keeps an object on `helm uninstall` (the chart's watched namespaces).
+#: Helm's annotation that keeps an object on `helm uninstall` (the chart's watched namespaces, the CRD).
 HELM_ANNOTATIONS = {"helm.sh/resource-policy"}
+#: The release's label, which the chart's selectors carry too (two releases in one namespace never select each
+#: other's pods); kustomize installs one operator per namespace and selects without it.
+INSTANCE = "app.kubernetes.io/instance"
 #: The kustomize base creates the operator's namespace; a chart does not render its release namespace (it is
 #: made before the release, by `kubectl create namespace` or `helm install --create-namespace`).
 RELEASE_NAMESPACE = ("Namespace", None, "gpu-model-operator")
@@ -84,7 +100,8 @@ class Helm:
         return result
 
     def template(self, *args: str | Path) -> list[dict[str, Any]]:
-        out = self("template", "gpu-model-operator", CHART, "-n", "gpu-model-operator", "--include-crds", *args)
+        """The release's objects, without `helm test`'s hook (test_helm_conventions.py renders that)."""
+        out = self("template", "gpu-model-operator", CHART, "-n", "gpu-model-operator", "--skip-tests", *args)
         return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
@@ -97,8 +114,17 @@ def key(doc: dict[str, Any]) -> Key:
     return doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"]
 
 
+def without_instance(node: Any) -> Any:
+    """The document without the release's label, wherever labels are (selectors, pod templates, anti-affinity)."""
+    if isinstance(node, dict):
+        return {k: without_instance(v) for k, v in node.items() if k != INSTANCE}
+    if isinstance(node, list):
+        return [without_instance(v) for v in node]
+    return node
+
+
 def without_helm_conventions(doc: dict[str, Any]) -> dict[str, Any]:
-    doc = json.loads(json.dumps(doc))
+    doc = without_instance(json.loads(json.dumps(doc)))
     meta = doc["metadata"]
     for field, conventional in (("labels", HELM_LABELS), ("annotations", HELM_ANNOTATIONS)):
         kept = {k: v for k, v in meta.get(field, {}).items() if k not in conventional}
@@ -119,59 +145,97 @@ def drift(kustomize: dict[Key, dict[str, Any]], chart: dict[Key, dict[str, Any]]
     return report
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_chart_renders_what_kustomize_renders(control_plane: ControlPlane, helm: Helm, overlay: str) -> None:
-    rendered = render(control_plane, ROOT / "manifests" / "overlays" / overlay)
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_chart_renders_what_kustomize_renders(control_plane: ControlPlane, helm: Helm, name: str) -> None:
+    rendered = render(control_plane, ROOT / "manifests" / "overlays" / name)
     for doc in rendered:
         if doc["kind"] in CLUSTER_SCOPED_UNKNOWN_TO_KUSTOMIZE:
             doc["metadata"].pop("namespace", None)
     kustomize = {key(d): d for d in rendered}
-    chart = {key(d): without_helm_conventions(d) for d in helm.template("-f", CHART / "ci" / f"{overlay}-values.yaml")}
+    chart = {key(d): without_helm_conventions(d) for d in helm.template("-f", CHART / "ci" / OVERLAYS[name].values)}
     assert RELEASE_NAMESPACE in kustomize and RELEASE_NAMESPACE not in chart
     del kustomize[RELEASE_NAMESPACE]
     assert (differences := drift(kustomize, chart)) == [], "\n\n".join(differences)
 
 
 def test_the_ci_values_are_the_overlays_and_the_defaults_are_cluster_wide(helm: Helm) -> None:
-    assert {p.stem.removesuffix("-values") for p in (CHART / "ci").glob("*-values.yaml")} == set(OVERLAYS)
+    assert {p.name for p in (CHART / "ci").glob("*-values.yaml")} == {o.values for o in OVERLAYS.values()}
     defaults, cluster_wide = helm.template(), helm.template("-f", CHART / "ci" / "cluster-wide-values.yaml")
     assert defaults == cluster_wide
 
 
-@pytest.mark.parametrize("values", [None, *(f"{o}-values.yaml" for o in OVERLAYS)])
-def test_helm_lint_passes_strict(helm: Helm, values: str | None) -> None:
+@dataclass(frozen=True)
+class Lint:
+    #: The values file under the chart's ci/, or none for the defaults.
+    values: str | None
+
+
+LINTS: dict[str, Lint] = {
+    "defaults": Lint(None),
+    **{o.values: Lint(o.values) for o in OVERLAYS.values()},
+}
+
+
+@pytest.mark.parametrize("name", LINTS)
+def test_helm_lint_passes_strict(helm: Helm, name: str) -> None:
+    values = LINTS[name].values
     args: list[str | Path] = ["-f", CHART / "ci" / values] if values else []
     result = helm("lint", "--strict", CHART, *args)
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("values", "refusal"),
-    [
-        (["watch.scope=everywhere"], "/watch/scope"),
-        (["watch.scope=namespaced"], "minItems"),
-        (["watch.namespaces={a}"], "maxItems"),  # a list of namespaces the cluster scope would ignore
-        (["watch.scope=namespaced", "watch.namespaces={Not_A_Name}"], "/watch/namespaces/0"),
-        (["log.level=debug"], "/log/level"),
-        (["extraEnv[0].name=PATH"], "/extraEnv/0/name"),
-        (["leaderElection.enabled=false"], "/replicas"),  # two replicas would both reconcile
-        (["replicas=0"], "/replicas"),
-        (["leaderElection.leaseDuration=1.5"], "/leaderElection/leaseDuration"),
-        (["leaderElection.renewDeadline=15"], "must be shorter than leaderElection.leaseDuration"),
-        (["leaderElection.retryPeriod=10"], "must be shorter than leaderElection.renewDeadline"),
-        (["podDisruptionBudget.maxUnavailable=0"], "/podDisruptionBudget/maxUnavailable"),
-        (["metrics.serviceMonitor.interval=often"], "/metrics/serviceMonitor/interval"),
-        (["backends={azureml,local}"], "/backends/1"),  # never local in a cluster (README, Trust)
-        (["backends={}"], "/backends"),
-        (["workloadIdentity.allowed.Team_A={app}"], "Team_A"),  # a namespace name or *
-        (["workloadIdentity.allowed.team-a={a=b}"], "/workloadIdentity/allowed/team-a/0"),
-        (["workloadIdentity.allowed.team-a=app"], "/workloadIdentity/allowed/team-a"),  # a list of client ids
-    ],
-)
-def test_the_schema_refuses_values_the_chart_cannot_honour(helm: Helm, values: list[str], refusal: str) -> None:
-    args = [arg for value in values for arg in ("--set", value)]
+@dataclass(frozen=True)
+class Refusal:
+    """Values set with ``--set``, and what the schema's refusal names (the value's path, or the rule)."""
+
+    values: list[str]
+    refusal: str
+
+
+REFUSALS: dict[str, Refusal] = {
+    "an unknown watch scope": Refusal(["watch.scope=everywhere"], "/watch/scope"),
+    "namespaced with no namespace": Refusal(["watch.scope=namespaced"], "minItems"),
+    "namespaces the cluster scope would ignore": Refusal(["watch.namespaces={a}"], "maxItems"),
+    "a namespace that is not a name": Refusal(
+        ["watch.scope=namespaced", "watch.namespaces={Not_A_Name}"], "/watch/namespaces/0"
+    ),
+    "an unknown log level": Refusal(["log.level=debug"], "/log/level"),
+    "an extra variable named PATH": Refusal(["extraEnv[0].name=PATH"], "/extraEnv/0/name"),
+    "no leader election: two replicas would both reconcile": Refusal(["leaderElection.enabled=false"], "/replicas"),
+    "no replicas": Refusal(["replicas=0"], "/replicas"),
+    "a lease duration in fractions of a second": Refusal(
+        ["leaderElection.leaseDuration=1.5"], "/leaderElection/leaseDuration"
+    ),
+    "a renew deadline as long as the lease": Refusal(
+        ["leaderElection.renewDeadline=15"], "must be shorter than leaderElection.leaseDuration"
+    ),
+    "a retry period as long as the renew deadline": Refusal(
+        ["leaderElection.retryPeriod=10"], "must be shorter than leaderElection.renewDeadline"
+    ),
+    "a disruption budget that lets nothing go": Refusal(
+        ["podDisruptionBudget.maxUnavailable=0"], "/podDisruptionBudget/maxUnavailable"
+    ),
+    "a scrape interval that is not a duration": Refusal(
+        ["metrics.serviceMonitor.interval=often"], "/metrics/serviceMonitor/interval"
+    ),
+    "the local backend: never in a cluster (README, Trust)": Refusal(["backends={azureml,local}"], "/backends/1"),
+    "no backend": Refusal(["backends={}"], "/backends"),
+    "an allow-list key neither a namespace name nor *": Refusal(["workloadIdentity.allowed.Team_A={app}"], "Team_A"),
+    "an allow-list entry that is not a client id": Refusal(
+        ["workloadIdentity.allowed.team-a={a=b}"], "/workloadIdentity/allowed/team-a/0"
+    ),
+    "an allow-list that is not a list of client ids": Refusal(
+        ["workloadIdentity.allowed.team-a=app"], "/workloadIdentity/allowed/team-a"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", REFUSALS)
+def test_the_schema_refuses_values_the_chart_cannot_honour(helm: Helm, name: str) -> None:
+    case = REFUSALS[name]
+    args = [arg for value in case.values for arg in ("--set", value)]
     result = helm("template", "x", CHART, *args, check=False)
-    assert result.returncode != 0 and refusal in result.stderr, result.stderr
+    assert result.returncode != 0 and case.refusal in result.stderr, result.stderr
 
 
 def test_the_schema_offers_the_operators_own_log_choices() -> None:
@@ -183,7 +247,10 @@ def test_the_schema_offers_the_operators_own_log_choices() -> None:
 
 def test_the_service_monitor_is_off_by_default_and_scrapes_the_metrics_service(helm: Helm) -> None:
     assert "ServiceMonitor" not in {d["kind"] for d in helm.template()}
-    docs = helm.template("--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.labels.a=b")
+    enabled = ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.labels.a=b"]
+    refused = helm("template", "x", CHART, *enabled, check=False)
+    assert refused.returncode != 0 and "needs metrics.bindAddress: 0.0.0.0" in refused.stderr, "loopback by default"
+    docs = helm.template(*enabled, "--set", "metrics.bindAddress=0.0.0.0")
     monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
     service = next(d for d in docs if d["kind"] == "Service")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1" and monitor["metadata"]["labels"]["a"] == "b"
@@ -191,6 +258,7 @@ def test_the_service_monitor_is_off_by_default_and_scrapes_the_metrics_service(h
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]} and endpoint["path"] == "/metrics"
+    assert endpoint["honorLabels"] is True, "a resource's namespace label is its own, not exported_namespace"
 
 
 def _deployment_env(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -357,6 +425,7 @@ def helm_install(cp: ControlPlane, helm: Helm, scope: str) -> Release:
     # Not the cluster-wide objects with fixed names (the user roles; the policy that refuses backend: local binds
     # to everyone, and the other tests' operators serve the local backend on this shared control plane).
     fixed = ["--set", "userRoles.create=false", "--set", "admissionPolicies.noLocalBackend=false"]
+    fixed += ["--set", "crds.install=false"]  # the control plane's CRD is the tests' (conftest), not a release's
     helm("install", name, CHART, "-n", namespace, *fixed, *values)
     return Release(name, Install(f"helm-{scope}", namespace, watched, manifest(helm, name, namespace), name))
 

@@ -261,7 +261,7 @@ def test_deploy_score_keys_pinning_scale_readopt_delete(
         assert post(uri, {"x": [1, 2]}, key) == (200, {"echo": {"x": [1, 2]}, "ready": "yes"})
     assert post(uri, {"x": 1}, None)[0] == 401
     assert post(uri, {"x": 1}, "wrong-key")[0] == 401
-    probe = run(backend.probe(inputs))
+    probe = run(backend.probe(inputs, obs))
     assert probe.ok, probe.message
     assert post(uri.replace("/echo-svc/", "/other-svc/"), {}, keys[0])[0] == 404, "its own service only"
 

@@ -1,6 +1,7 @@
-"""The image without Docker: the Dockerfile's build stage is read, not copied. The test copies what the build
-stage COPYs, runs its install step (the RUN that builds the wheel) with the stage's ENV, and then runs the
-installed console command; so the image installs exactly what is tested here. What that install holds is
+"""The image's install without a container: the Dockerfile's build stage is read, not copied. The test replays the
+stage in order, its COPYs and its RUNs (all but the one that installs uv, which this environment has) with the
+stage's ENV and ARG defaults, and then runs the installed console command; so the image installs exactly what is
+tested here (tests/e2e/test_image.py builds the image itself and runs it). What that install holds is
 listed too: the operator's own modules and the lock's pins, never a test, the dev package or a dev tool. It also
 checks that the Dockerfile agrees with the manifests (command, user) and with pyproject.toml (version, console
 script), that every dependency in requirements.lock is hash-pinned, and that hadolint finds nothing.
@@ -66,10 +67,25 @@ def build_stage() -> list[tuple[str, str]]:
     return next(stage for stage in stages() if stage[0][1].endswith(" AS build"))
 
 
-def install_step() -> str:
-    runs = [args for keyword, args in build_stage() if keyword == "RUN" and "uv build" in args]
-    assert len(runs) == 1, "the build stage has one install step"
-    return runs[0]
+def installs_uv(args: str) -> bool:
+    return "pip install" in args and "uv==" in args
+
+
+def install_steps() -> list[str]:
+    """The build stage's RUNs after the one that installs uv: the dependencies, then the wheel."""
+    runs = [args for keyword, args in build_stage() if keyword == "RUN" and not installs_uv(args)]
+    assert len(runs) == 2, "the build stage installs the dependencies, then the operator's wheel"
+    return runs
+
+
+def stage_args(stage: list[tuple[str, str]]) -> dict[str, str]:
+    """The stage's ARGs and their defaults: a RUN sees them as environment variables."""
+    found = {}
+    for keyword, args in stage:
+        if keyword == "ARG":
+            name, _, default = args.partition("=")
+            found[name] = default
+    return found
 
 
 def stage_env(stage: list[tuple[str, str]]) -> dict[str, str]:
@@ -95,11 +111,11 @@ def test_dockerfile_pins_its_base_and_installs_the_lock_with_hashes() -> None:
     assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+", args["PYTHON_IMAGE"]), "a pinned Python 3.11 slim tag"
     assert [a.split()[0] for s in stages() for k, a in s if k == "FROM"] == ["${PYTHON_IMAGE}"] * 2
     copies = [a for k, a in build_stage() if k == "COPY"]
-    assert any("requirements.lock" in a.split() for a in copies)
-    step = install_step()
-    assert "--require-hashes --no-deps --no-build -r requirements.lock" in step
-    assert "uv pip check" in step
-    pins = [a for k, a in build_stage() if k == "RUN" and "pip install" in a and "uv==" in a]
+    assert copies[0].split() == ["requirements.lock", "./"], "the lock alone first: the dependencies' layer is cached"
+    dependencies, wheel = install_steps()
+    assert "--require-hashes --no-deps --no-build -r requirements.lock" in dependencies
+    assert "uv build" in wheel and "uv pip check" in wheel
+    pins = [a for k, a in build_stage() if k == "RUN" and installs_uv(a)]
     assert pins and re.search(r"\buv==\d+\.\d+\.\d+\b", pins[0]), "the build tool is pinned"
 
 
@@ -171,33 +187,40 @@ class ImageInstall:
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageInstall]:
-    """The build stage replayed once for the module: its COPYs, then its install step with the stage's ENV."""
+    """The build stage replayed once for the module, in order: its COPYs, and its RUNs (but uv's install) with the
+    stage's ENV and ARG defaults."""
     tmp_path = tmp_path_factory.mktemp("image")
     stage = build_stage()
     workdir = tmp_path / "src"
     workdir.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist")
-    for keyword, args in stage:
-        if keyword == "COPY":
-            *sources, dest = args.split()
-            for source in sources:  # Docker's rules: a directory's contents, a file into a directory
-                if (ROOT / source).is_dir():
-                    shutil.copytree(ROOT / source, workdir / dest, ignore=ignore, dirs_exist_ok=True)
-                else:
-                    target = workdir / dest / Path(source).name if dest.endswith("/") else workdir / dest
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy(ROOT / source, target)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "uv").symlink_to(uv.find_uv_bin())
     venv = tmp_path / "venv"
-    env = {**os.environ, **stage_env(stage), "VIRTUAL_ENV": str(venv)}
+    env = {**os.environ, **stage_args(stage), **stage_env(stage), "VIRTUAL_ENV": str(venv)}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", install_step()], cwd=workdir, env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    for keyword, args in stage:
+        if keyword == "COPY":
+            copy_into(workdir, args)
+        elif keyword == "RUN" and not installs_uv(args):
+            # Without the build secret (BuildKit's and buildah's --mount flag is not the shell's).
+            step = ["bash", "-euo", "pipefail", "-c", re.sub(r"^--mount=\S+\s+", "", args)]
+            result = subprocess.run(step, cwd=workdir, env=env, capture_output=True, text=True)
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     yield ImageInstall(workdir=workdir, venv=venv)
+
+
+def copy_into(workdir: Path, args: str) -> None:
+    """A COPY, by Docker's rules: a directory's contents, a file into a directory (or to the name given)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist")
+    *sources, dest = args.split()
+    for source in sources:
+        if (ROOT / source).is_dir():
+            shutil.copytree(ROOT / source, workdir / dest, ignore=ignore, dirs_exist_ok=True)
+        else:
+            target = workdir / dest / Path(source).name if dest.endswith("/") else workdir / dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / source, target)
 
 
 @pytest.mark.timeout(300)

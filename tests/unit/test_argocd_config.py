@@ -1,8 +1,9 @@
-"""The Argo CD health check's files, without running it (tests/integration/test_argo_health.py runs it in
-Argo CD's own engine): its fixtures are resources the operator could have written and cover every health
-status and phase; it names only the operator's own reasons; every form an Argo CD install takes it in (Helm
-values, the operator's ArgoCD resource, an argocd-cm patch) carries health.lua byte for byte and is what
-hack/argocd_health_values.py generates from it; the sample Application syncs an example that exists.
+"""The Argo CD health check's and resource actions' files, without running them (tests/integration/
+test_argo_health.py and test_argo_actions.py run them in Argo CD's own engine): their fixtures are resources the
+operator could have written (the kstatus conditions included) and cover every health status and phase; the check
+names only the operator's own reasons; every form an Argo CD install takes them in (Helm values, the operator's
+ArgoCD resource, an argocd-cm patch) carries health.lua and each action's scripts byte for byte and is what
+hack/argocd_health_values.py generates from them; the sample Application syncs an example that exists.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 import yaml
 
 from gpu_model_operator import conditions
+from gpu_model_operator.kstatus import derive
 from gpu_model_operator.models import GpuModelDeploymentStatus, Phase, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +28,9 @@ ARGOCD = ROOT / "manifests" / "argocd"
 #: Argo CD's resource_customizations/<group>/<kind>/ layout, as it would be contributed upstream.
 HEALTH_DIR = ARGOCD / "resource_customizations" / "gpumodel.io" / "GpuModelDeployment"
 HEALTH_LUA = HEALTH_DIR / "health.lua"
+ACTIONS = HEALTH_DIR / "actions"
 CM_KEY = "resource.customizations.health.gpumodel.io_GpuModelDeployment"
+ACTIONS_KEY = "resource.customizations.actions.gpumodel.io_GpuModelDeployment"
 #: Argo CD's health codes a script may return (anything else becomes Unknown).
 HEALTH_CODES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing"}
 TESTS: list[dict[str, Any]] = yaml.safe_load((HEALTH_DIR / "health_test.yaml").read_text())["tests"]
@@ -50,6 +55,24 @@ def test_fixtures_are_real_resources() -> None:
         GpuModelDeploymentStatus.model_validate(obj.get("status", {}))
 
 
+def test_action_fixtures_are_real_resources_with_their_kstatus_conditions() -> None:
+    """The actions' fixtures too, written as a pass writes them now: Reconciling and Stalled as kstatus.py
+    derives them from the phase and Ready. Each is an input or an expected output of action_test.yaml."""
+    tests = yaml.safe_load((ACTIONS / "action_test.yaml").read_text())
+    used = {t["inputPath"] for t in tests["discoveryTests"] + tests["actionTests"]}
+    used |= {t["expectedOutputPath"] for t in tests["actionTests"]}
+    assert used == {f"testdata/{p.name}" for p in (ACTIONS / "testdata").iterdir()}
+    for path in sorted(used):
+        obj = yaml.safe_load((ACTIONS / path).read_text())
+        parse_spec(obj["spec"])
+        status = GpuModelDeploymentStatus.model_validate(obj.get("status", {}))
+        if "status" not in obj:
+            continue
+        written = {(c.type, c.status == "True", c.reason, c.message) for c in status.conditions}
+        derived = {(d.type, d.status, d.reason, d.message) for d in derive(status.phase, status.conditions)}
+        assert derived <= written, path
+
+
 def test_fixtures_cover_every_health_status_and_phase() -> None:
     assert len(TESTS) >= 8
     assert {t["healthStatus"]["status"] for t in TESTS} == HEALTH_CODES - {"Missing"}
@@ -65,28 +88,53 @@ def test_permanent_reasons_are_the_operators_reasons() -> None:
     assert named and named <= reasons, named - reasons
 
 
-def _helm_values(doc: dict[str, Any]) -> str:
-    return doc["configs"]["cm"][CM_KEY]  # type: ignore[no-any-return]
+def _helm_values(doc: dict[str, Any]) -> tuple[str, str]:
+    cm = doc["configs"]["cm"]
+    return cm[CM_KEY], cm[ACTIONS_KEY]
 
 
-def _argocd_operator(doc: dict[str, Any]) -> str:
+def _argocd_operator(doc: dict[str, Any]) -> tuple[str, str]:
     assert (doc["apiVersion"], doc["kind"]) == ("argoproj.io/v1beta1", "ArgoCD")
     (check,) = doc["spec"]["resourceHealthChecks"]
     assert (check["group"], check["kind"]) == ("gpumodel.io", "GpuModelDeployment")
-    return check["check"]  # type: ignore[no-any-return]
+    (action,) = doc["spec"]["resourceActions"]
+    assert (action["group"], action["kind"]) == ("gpumodel.io", "GpuModelDeployment")
+    return check["check"], action["action"]
 
 
-def _argocd_cm(doc: dict[str, Any]) -> str:
+def _argocd_cm(doc: dict[str, Any]) -> tuple[str, str]:
     assert (doc["kind"], doc["metadata"]["name"]) == ("ConfigMap", "argocd-cm")
-    return doc["data"][CM_KEY]  # type: ignore[no-any-return]
+    return doc["data"][CM_KEY], doc["data"][ACTIONS_KEY]
 
 
-@pytest.mark.parametrize(
-    ("name", "script_of"),
-    [("helm-values.yaml", _helm_values), ("argocd-operator.yaml", _argocd_operator), ("argocd-cm.yaml", _argocd_cm)],
-)
-def test_every_install_form_carries_health_lua_byte_for_byte(name: str, script_of: Callable[[Any], str]) -> None:
-    assert script_of(yaml.safe_load((ARGOCD / name).read_text())) == HEALTH_LUA.read_text()
+@dataclass(frozen=True)
+class InstallForm:
+    """One form an Argo CD install takes the scripts in, named by its file under manifests/argocd: where the
+    health script and the actions key sit in it."""
+
+    scripts_of: Callable[[Any], tuple[str, str]]
+
+
+INSTALL_FORMS: dict[str, InstallForm] = {
+    "helm-values.yaml": InstallForm(_helm_values),
+    "argocd-operator.yaml": InstallForm(_argocd_operator),
+    "argocd-cm.yaml": InstallForm(_argocd_cm),
+}
+
+
+@pytest.mark.parametrize("name", INSTALL_FORMS)
+def test_every_install_form_carries_the_scripts_byte_for_byte(name: str) -> None:
+    """health.lua as the health key; the actions key as Argo CD's ResourceActions: discovery.lua, and one definition
+    per action folder with its action.lua."""
+    case = INSTALL_FORMS[name]
+    health, actions = case.scripts_of(yaml.safe_load((ARGOCD / name).read_text()))
+    want = {
+        "discovery.lua": (ACTIONS / "discovery.lua").read_text(),
+        "definitions": [
+            {"name": p.parent.name, "action.lua": p.read_text()} for p in sorted(ACTIONS.glob("*/action.lua"))
+        ],
+    }
+    assert (health, yaml.safe_load(actions)) == (HEALTH_LUA.read_text(), want)
 
 
 def test_the_generated_files_are_up_to_date() -> None:

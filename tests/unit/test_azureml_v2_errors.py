@@ -1,5 +1,6 @@
-"""The azureml-v2 error table: azure-core's typed errors, as azure-ai-ml and azure-identity raise them, to the
-operator's reasons, transient or permanent, with messages that name what to fix and never a credential.
+"""The rules of the failure table that are the azureml-v2 backend's own: a deployment's validation problem (RFC 7807)
+naming the field refused, an endpoint name taken in the region, a model version missing, azure-ai-ml's own
+refusals. The shared rules are ``test_azure_failures.py``'s.
 
 The error bodies are ARM's shape and the texts Azure's (or the emulator's, where it models Azure: the quota and
 instance-type refusals come from error bodies users posted from real Azure, see the emulator's v2 README)."""
@@ -8,257 +9,126 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.ai.ml.exceptions import ValidationException
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from gpu_model_operator import conditions as c
-from gpu_model_operator.backends.azureml_v2.errors import classify, operation_error
-from gpu_model_operator.backends.base import PermanentBackendError, TransientBackendError
+from tests.unit.sdk_errors import Outcome, arm, classified
 
-CREDENTIAL = "the service principal in Secret sp (keys tenantId, clientId, clientSecret)"
 PROBLEM = (
-    'InferencingClient HttpRequest error, error detail: {"errors":{"VmSize":["%s"]},'
+    'InferencingClient HttpRequest error, error detail: {"errors":{"%s":["%s"]},'
     '"type":"https://tools.ietf.org/html/rfc7231#section-6.5.1","title":"One or more validation errors occurred.",'
     '"status":400}'
 )
 
 
-class Response:
-    """Just what azure-core reads of an HTTP response to build its exception."""
-
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        self.status_code, self.reason, self.headers = status, "reason", headers or {}
-        self.content_type, self.request, self._text = "application/json", None, json.dumps(body)
-
-    def text(self, encoding: str | None = None) -> str:
-        return self._text
-
-    def body(self) -> bytes:
-        return self._text.encode()
+def call_failed(message: str) -> list[dict[str, str]]:
+    """The management front end's detail of a refused endpoint (Azure/azure-sdk-for-python#35109)."""
+    return [{"code": "InferencingClientCallFailed", "message": message}]
 
 
-def arm(
-    status: int,
-    code: str,
-    message: str,
-    details: list[dict[str, str]] | None = None,
-    headers: dict[str, str] | None = None,
-    kind: type[HttpResponseError] = HttpResponseError,
-) -> HttpResponseError:
-    body = {"error": {"code": code, "message": message, "details": details or []}}
-    return kind(response=Response(status, body, headers))
-
-
-def problem(message: str) -> list[dict[str, str]]:
-    return [{"code": "InferencingClientCreateDeploymentFailed", "message": PROBLEM % message}]
+def problem(field: str, message: str) -> list[dict[str, str]]:
+    return [{"code": "InferencingClientCreateDeploymentFailed", "message": PROBLEM % (field, message)}]
 
 
 @dataclass(frozen=True)
 class Case:
     exc: BaseException
     area: str
-    transient: bool
-    reason: str
-    says: str  # a phrase the message must contain
-    retry_after: float | None = None
+    expected: Outcome
+    action: str = "doing it"
 
 
-QUOTA = (
-    "Not enough quota available for Standard_NC4as_T4_v3 in SubscriptionId sub. Current usage/limit: 16/24. "
-    "Additional needed: 16"
+def permanent(reason: str, message: str) -> Outcome:
+    return Outcome(False, reason, f"doing it failed: {message}")
+
+
+UNIQUE = (
+    "There is already an endpoint with this name, Endpoint name needs to be unique within a region. Try some other "
+    "name."
 )
+CLASH = json.dumps({"errors": {"": [UNIQUE]}, "title": "One or more validation errors occurred."})
+IN_CLUSTER = (
+    '{"errors":{"":["OnlineEndpoint e already exists in cluster, in workspace ws1 of resource group rg. Please '
+    'notice endpoint name must be unique per cluster."]},"title":"One or more validation errors occurred."}'
+)
+HELD = (
+    "Azure still holds the name, as it does for a while after an endpoint of that name was deleted; retried until it "
+    "lets it go (or choose another spec.service.name)"
+)
+QUOTA = "Not enough quota available for Standard_NC4as_T4_v3 in SubscriptionId sub. Current usage/limit: 16/24."
+REGISTER = "register the model version in the workspace or fix spec.model"
 CASES: dict[str, Case] = {
-    "throttled": Case(
-        arm(429, "TooManyRequests", "slow down", headers={"Retry-After": "7"}),
+    "endpoint name taken": Case(
+        arm(409, "EndpointAlreadyExists", "An endpoint named 'e' already exists.", kind=ResourceExistsError),
         "endpoint",
-        True,
-        c.BACKEND_UNAVAILABLE,
-        "retrying after 7s",
-        7.0,
+        permanent(c.SERVICE_CONFLICT, "An endpoint named 'e' already exists. Endpoint names are unique in their "
+                  "Azure region across every subscription; choose another spec.service.name"),
     ),
-    "unavailable": Case(arm(503, "ServiceUnavailable", "busy"), "endpoint", True, c.BACKEND_UNAVAILABLE, "unavailable"),
-    "server-error": Case(arm(500, "InternalServerError", "oops"), "deployment", True, c.BACKEND_UNAVAILABLE, "oops"),
-    "connection-reset": Case(
-        ServiceResponseError("Connection aborted: reset by peer"), "endpoint", True, c.BACKEND_UNAVAILABLE, "did not"
-    ),
-    "no-connection": Case(
-        ServiceRequestError("Name or service not known"), "endpoint", True, c.BACKEND_UNAVAILABLE, ""
-    ),
-    "operation-in-progress": Case(
-        arm(409, "Conflict", "Endpoint 'e' is in provisioning state 'Updating'", kind=ResourceExistsError),
-        "endpoint",
-        True,
-        c.BACKEND_UNAVAILABLE,
-        "another operation",
-    ),
-    "endpoint-name-taken": Case(
-        arm(
-            409,
-            "EndpointAlreadyExists",
-            "An endpoint named 'e' already exists in region 'eastus'.",
-            kind=ResourceExistsError,
-        ),
-        "endpoint",
-        False,
-        c.SERVICE_CONFLICT,
-        "choose another spec.service.name",
-    ),
-    "quota": Case(
-        arm(400, "BadRequest", "The request is invalid.", problem(QUOTA)),
+    "quota, though the problem names VmSize": Case(
+        arm(400, "BadRequest", "The request is invalid.", problem("VmSize", QUOTA)),
         "deployment",
-        False,
-        c.QUOTA_EXCEEDED,
-        "Current usage/limit: 16/24",
+        permanent(c.QUOTA_EXCEEDED, f"not enough quota (HTTP 400 InferencingClientCreateDeploymentFailed: {QUOTA}); "
+                  "ask for more vCPUs of the family or lower spec.service.replicas"),
     ),
-    "retired-instance-type": Case(
-        arm(
-            400, "BadRequest", "The request is invalid.", problem("The instance type Standard_NC6s_v3 has been retired")
-        ),
+    "retired instance type": Case(
+        arm(400, "BadRequest", "The request is invalid.", problem("VmSize", "Standard_NC6s_v3 has been retired")),
         "deployment",
-        False,
-        c.INVALID_VM_SIZE,
-        "Standard_NC6s_v3 has been retired",
+        permanent(c.INVALID_VM_SIZE, "the instance type cannot be used (Standard_NC6s_v3 has been retired)"),
     ),
-    "unknown-kubernetes-instance-type": Case(
-        arm(
-            400,
-            "BadRequest",
-            "The request is invalid.",
-            [
-                {
-                    "code": "InferencingClientCreateDeploymentFailed",
-                    "message": 'error detail: {"errors":{"InstanceType":["Instance type \'gpu9\' is not defined"]}}',
-                }
-            ],
-        ),
+    "unknown Kubernetes instance type": Case(
+        arm(400, "BadRequest", "The request is invalid.", problem("InstanceType", "Instance type gpu9 is not defined")),
         "deployment",
-        False,
-        c.INVALID_VM_SIZE,
-        "gpu9",
+        permanent(c.INVALID_VM_SIZE, "the instance type cannot be used (Instance type gpu9 is not defined)"),
     ),
-    "model-missing": Case(
-        arm(
-            404,
-            "ResourceNotFound",
-            "The Resource '.../models/digits/versions/9' was not found.",
-            kind=ResourceNotFoundError,
-        ),
+    "model version missing": Case(
+        arm(404, "ResourceNotFound", "The Resource '.../models/digits/versions/9' was not found.",
+            kind=ResourceNotFoundError),
         "model",
-        False,
-        c.MODEL_NOT_FOUND,
-        "register the model version",
+        permanent(c.MODEL_NOT_FOUND, f"The Resource '.../models/digits/versions/9' was not found.; {REGISTER}"),
     ),
-    "asset-missing-at-deploy": Case(
-        arm(
-            400,
-            "BadArgument",
-            "The asset '/subscriptions/s/.../models/digits/versions/9' referenced by the deployment was not found.",
-        ),
+    "model missing at the deployment's PUT": Case(
+        arm(400, "BadArgument", "The asset '/subscriptions/s/models/digits/versions/9' referenced by the deployment "
+            "was not found."),
         "deployment",
-        False,
-        c.MODEL_NOT_FOUND,
-        "fix spec.model",
+        permanent(c.MODEL_NOT_FOUND, "The asset '/subscriptions/s/models/digits/versions/9' referenced by the "
+                  f"deployment was not found.; {REGISTER}"),
     ),
-    "workspace-missing": Case(
-        arm(404, "ResourceNotFound", "workspace ws9 was not found", kind=ResourceNotFoundError),
-        "workspace",
-        False,
-        c.INVALID_SPEC,
-        "check spec.workspace",
+    "azure-ai-ml refused before sending": Case(
+        ValidationException(message="instance_count must be positive", no_personal_data_message="x"),
+        "deployment",
+        permanent(c.INVALID_SPEC, "instance_count must be positive"),
     ),
-    "no-role": Case(
-        arm(403, "AuthorizationFailed", "The client does not have authorization"),
+    "a managed endpoint's name held after its deletion: waited for": Case(
+        arm(404, "NotFound", "The specified resource was not found.",
+            [{"code": "InferencingClientCallFailed", "message": '{"title":"Not Found"}'}], kind=ResourceNotFoundError),
+        "deployment",
+        Outcome(True, c.NAME_HELD, f"creating endpoint e failed: HTTP 404 NotFound: {HELD}"),
+        action="creating endpoint e",
+    ),
+    "a Kubernetes endpoint's name the cluster still has: waited for": Case(
+        arm(400, "BadRequest", "The request is invalid.", call_failed(IN_CLUSTER)),
+        "deployment",
+        Outcome(True, c.NAME_HELD, f"creating endpoint e failed: HTTP 400 InferencingClientCallFailed: {HELD}"),
+        action="creating endpoint e",
+    ),
+    "a name another workspace's endpoint has in the region: a conflict": Case(
+        arm(400, "BadRequest", "The request is invalid.", call_failed(CLASH)),
+        "deployment",
+        permanent(c.SERVICE_CONFLICT, f"{UNIQUE} Endpoint names are unique in their Azure region across every "
+                  "subscription; choose another spec.service.name"),
+    ),
+    "another 404 is no model's": Case(
+        arm(404, "ResourceNotFound", "Endpoint e was not found.", kind=ResourceNotFoundError),
         "endpoint",
-        False,
-        c.CREDENTIALS_INVALID,
-        "grant it AzureML Data Scientist",
+        permanent(c.SERVICE_FAILED, "HTTP 404 ResourceNotFound: Endpoint e was not found."),
     ),
-    "token-refused": Case(
-        arm(401, "InvalidAuthenticationToken", "bad token", kind=ClientAuthenticationError),
-        "endpoint",
-        False,
-        c.CREDENTIALS_INVALID,
-        "refused the token",
-    ),
-    "wrong-secret": Case(
-        ClientAuthenticationError(
-            message="Authentication failed: AADSTS7000215: Invalid client secret provided. 'right-secret-value'"
-        ),
-        "workspace",
-        False,
-        c.CREDENTIALS_INVALID,
-        "the clientSecret is wrong",
-    ),
-    "federation-mismatch": Case(
-        ClientAuthenticationError(message="WorkloadIdentityCredential authentication failed: AADSTS70021: No match"),
-        "workspace",
-        False,
-        c.CREDENTIALS_INVALID,
-        "no federated credential",
-    ),
-    "unknown-application": Case(
-        arm(
-            400,
-            "unauthorized_client",
-            "AADSTS700016: Application with identifier 'stranger-app' was not found in the directory.",
-            kind=ClientAuthenticationError,
-        ),
-        "workspace",
-        False,
-        c.CREDENTIALS_INVALID,
-        "not an application in the tenant's directory (AADSTS700016)",
-    ),
-    "token-endpoint-down": Case(
-        ClientAuthenticationError(message="Authentication failed: connection timed out"),
-        "workspace",
-        True,
-        c.BACKEND_UNAVAILABLE,
-        "did not answer",
-    ),
-    "other-refusal": Case(
-        arm(400, "BadArgument", "Traffic for deployment 'x' must be an integer 0-100."),
-        "endpoint",
-        False,
-        c.SERVICE_FAILED,
-        "must be an integer",
-    ),
-    "compute-refusal": Case(arm(400, "BadArgument", "nope"), "compute", False, c.COMPUTE_FAILED, "nope"),
-}
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_each_failure_gets_its_reason(name: str) -> None:
+def test_the_backend_s_own_rules(name: str) -> None:
     case = CASES[name]
-    error = classify(case.exc, "doing it", area=case.area, credential=CREDENTIAL)
-    assert isinstance(error, TransientBackendError if case.transient else PermanentBackendError), error
-    assert error.reason == case.reason, error.message
-    assert error.message.startswith("doing it failed")
-    assert case.says in error.message
-    if case.transient:
-        assert isinstance(error, TransientBackendError) and error.retry_after == case.retry_after
-
-
-def test_no_credential_in_any_message() -> None:
-    """Entra's answers are explained in fixed words: what was sent (here a secret's value) never comes back."""
-    for case in CASES.values():
-        message = classify(case.exc, "doing it", area=case.area, credential=CREDENTIAL).message
-        assert "right-secret-value" not in message
-
-
-def test_a_failed_operation_s_error_document_reads_as_one_line() -> None:
-    error = {
-        "code": "DeploymentFailed",
-        "message": "Couldn't Schedule",
-        "details": [{"code": "PodUnschedulable", "message": "0/2 nodes are available"}],
-    }
-    assert operation_error(error) == "DeploymentFailed: Couldn't Schedule; PodUnschedulable: 0/2 nodes are available"
-    assert operation_error(None) == ""
+    assert classified("azureml-v2", case.exc, case.area, case.action) == case.expected

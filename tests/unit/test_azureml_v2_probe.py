@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from gpu_model_operator.backends.azureml_v2 import backend as v2backend
-from gpu_model_operator.backends.base import DeploymentInputs, ProbeResult
+from gpu_model_operator.backends.base import DeploymentInputs, ObservedService, ProbeResult, ServiceState
 from gpu_model_operator.models import AzureMLV2Spec
 
 V2Inputs = DeploymentInputs[AzureMLV2Spec]
@@ -64,32 +65,45 @@ class Session:
 def probe(answer: Answer, probe_request: str | None) -> ProbeResult:
     b: Any = v2backend.AzureMLV2Backend(workers=1)
     b._session = Session(answer)
-    return asyncio.run(b._score(inputs(probe_request), URI, "gmo-new"))  # type: ignore[no-any-return]
+    service = ObservedService("fraud-ep", ServiceState.HEALTHY, scoring_uri=URI)
+    return asyncio.run(b.probe(inputs(probe_request), service, "gmo-new"))  # type: ignore[no-any-return]
 
 
 MODEL_ERROR = {"ms-azureml-model-error-statuscode": "500", "ms-azureml-model-error-reason": "model_error"}
+BODY = '{"data": [[1, 2]]}'
+DEFAULT_BODY_HINT = (
+    "answered 424: the model's run() failed with 500 on the probe's default body {}; set spec.rollout.probeRequest "
+    'to a request the model answers {"message": "KeyError: data"}'
+)
 
 
-@pytest.mark.parametrize("probe_request", [None, '{"data": [[1, 2]]}'])
-def test_a_2xx_passes(probe_request: str | None) -> None:
-    result = probe(Answer(200, "[1]"), probe_request)
-    assert result == ProbeResult(True, f"POST {URI} (deployment gmo-new) answered 200")
+@dataclass(frozen=True)
+class Case:
+    answer: Answer
+    probe_request: str | None
+    want: ProbeResult
 
 
-def test_the_model_failing_on_the_default_body_is_not_ready_and_says_what_to_set() -> None:
-    result = probe(Answer(424, '{"message": "KeyError: data"}', MODEL_ERROR), None)
-    assert not result.ok
-    assert "answered 424: the model's run() failed with 500 on the probe's default body {}" in result.message
-    assert "set spec.rollout.probeRequest to a request the model answers" in result.message
+TO = f"POST {URI} (deployment gmo-new)"
+CASES: dict[str, Case] = {
+    "a 2xx passes": Case(Answer(200, "[1]"), None, ProbeResult(True, f"{TO} answered 200")),
+    "a 2xx to the probe request passes": Case(Answer(200, "[1]"), BODY, ProbeResult(True, f"{TO} answered 200")),
+    "the model failing on the default body is not ready, and says what to set": Case(
+        Answer(424, '{"message": "KeyError: data"}', MODEL_ERROR), None, ProbeResult(False, f"{TO} {DEFAULT_BODY_HINT}")
+    ),
+    "the model failing on the probe request is not ready": Case(
+        Answer(424, '{"message": "bad shape"}', MODEL_ERROR),
+        BODY,
+        ProbeResult(False, f'{TO} answered 424: the model\'s run() failed with 500 {{"message": "bad shape"}}'),
+    ),
+    "401": Case(Answer(401, "no"), None, ProbeResult(False, f"{TO} answered 401 no")),
+    "404": Case(Answer(404, "no"), None, ProbeResult(False, f"{TO} answered 404 no")),
+    "502": Case(Answer(502, "no"), None, ProbeResult(False, f"{TO} answered 502 no")),
+    "503": Case(Answer(503, "no"), None, ProbeResult(False, f"{TO} answered 503 no")),
+}
 
 
-def test_the_model_failing_on_the_probe_request_is_not_ready() -> None:
-    result = probe(Answer(424, '{"message": "bad shape"}', MODEL_ERROR), '{"data": [[1, 2]]}')
-    assert not result.ok and "answered 424: the model's run() failed with 500" in result.message
-    assert "probeRequest" not in result.message and "bad shape" in result.message
-
-
-@pytest.mark.parametrize("status", [401, 404, 502, 503])
-def test_other_answers_are_not_ready(status: int) -> None:
-    result = probe(Answer(status, "no"), None)
-    assert not result.ok and f"answered {status} no" in result.message
+@pytest.mark.parametrize("name", CASES)
+def test_only_a_2xx_passes(name: str) -> None:
+    case = CASES[name]
+    assert probe(case.answer, case.probe_request) == case.want

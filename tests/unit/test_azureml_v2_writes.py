@@ -1,34 +1,31 @@
-"""What the azureml-v2 backend writes, with a fake session in place of Azure: never to an endpoint that is not this
-resource's by its tags (the core may still ask, trusting its own record of having created it), and a traffic shift
-that sends the endpoint back whole, with what the operator does not manage left as it was."""
+"""What the azureml-v2 backend writes when it takes a rollout step, with a fake session in place of Azure: never to
+an endpoint that is not this resource's by its tags at the moment of the write (the core may still ask, trusting
+its own record of having created it), one write per step, and the bodies it sends in Azure's REST shape (a traffic
+shift sends the endpoint back whole, with what the operator does not manage left as it was)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from gpu_model_operator import conditions as c
-from gpu_model_operator.backends.azureml_v2 import arm, rollout
 from gpu_model_operator.backends.azureml_v2 import backend as v2backend
-from gpu_model_operator.backends.azureml_v2.rollout import DeploymentView, EndpointView, StepKind
-from gpu_model_operator.backends.base import (
-    ComputeState,
-    DeploymentInputs,
-    ObservedCompute,
-    TransientBackendError,
-)
-from gpu_model_operator.decision import Action, DeleteAction, Facts, Observation, Timing
-from gpu_model_operator.deletion import decide_deletion
-from gpu_model_operator.models import AzureMLV2Spec, GpuModelDeploymentStatus, Ownership
-from gpu_model_operator.reconcile import decide
+from gpu_model_operator.backends.azureml_v2 import bodies
+from gpu_model_operator.backends.azureml_v2.steps import Steps
+from gpu_model_operator.backends.base import DeploymentInputs, TransientBackendError
+from gpu_model_operator.backends.endpoint import FAILED_ROLLOUT_TAG, RolloutStep, StepKind
+from gpu_model_operator.models import AzureMLV2Spec
 
 V2Inputs = DeploymentInputs[AzureMLV2Spec]
 
 OWNER = "ml/fraud/uid-1"  # namespace/name/uid of the resource the inputs below are for
-OURS = {arm.MANAGED_BY: arm.MANAGER, arm.OWNER_TAG: OWNER}
+OURS = {bodies.MANAGED_BY: bodies.MANAGER, bodies.OWNER_TAG: OWNER}
+LEGACY = {bodies.MANAGED_BY: bodies.MANAGER, bodies.OWNER_TAG: "ml/fraud"}
+THEIRS = {bodies.MANAGED_BY: bodies.MANAGER, bodies.OWNER_TAG: "ml/other/uid-9"}
 
 
 def spec() -> AzureMLV2Spec:
@@ -58,7 +55,8 @@ class Workspace:
 
 
 class FakeSession:
-    """Runs reads (the endpoint as given) and records writes by what they were for, without running them."""
+    """Answers the reads (the endpoint as given, a registered model) and records each write by what it was for,
+    without sending it."""
 
     def __init__(self, endpoint: dict[str, Any] | None) -> None:
         self.endpoint = endpoint
@@ -73,122 +71,162 @@ class FakeSession:
     async def call(self, inputs: V2Inputs, action: str, area: str, fn: Callable[[], Any], t: float = 0) -> Any:
         if action.startswith("reading endpoint"):
             return self.endpoint
+        if action.startswith("reading model"):
+            return "/models/fraud/versions/1"
         self.writes.append(action)
-        return None
+        return "/assets/x"
 
 
-def backend_on(endpoint: dict[str, Any] | None, view: EndpointView | None) -> tuple[Any, FakeSession]:
-    b: Any = v2backend.AzureMLV2Backend(workers=1)
-    fake = FakeSession(endpoint)
-    b._session = fake
-
-    async def read(inputs: V2Inputs, ws: Any) -> tuple[EndpointView | None, dict[str, Any] | None]:
-        return view, (endpoint if view is not None else None)
-
-    b._read = read
-    return b, fake
+def take(endpoint: dict[str, Any] | None, step: RolloutStep, take_over: bool = False) -> list[str]:
+    session = FakeSession(endpoint)
+    steps: Any = Steps(session)  # type: ignore[arg-type]
+    asyncio.run(steps.take(inputs(take_over), Workspace(), step))
+    return session.writes
 
 
-FOREIGN = {"name": "fraud-ep", "tags": {"team": "other"}, "properties": {"traffic": {"blue": 100}}}
-#: An endpoint of that name made outside the operator after ours was deleted: untagged, "blue" live, "green" idle.
-FOREIGN_VIEW = EndpointView(
-    "fraud-ep",
-    "Succeeded",
-    None,
-    "https://fraud-ep/score",
-    {"blue": 100},
-    (DeploymentView("blue", "Succeeded", 1), DeploymentView("green", "Succeeded", 1)),
-)
+def endpoint(tags: dict[str, str]) -> dict[str, Any]:
+    return {"name": "fraud-ep", "tags": tags, "properties": {"traffic": {"gmo-old": 100}}}
 
 
-def managed_quota() -> ObservedCompute:
-    return ObservedCompute("Standard_NC4as_T4_v3", ComputeState.READY, (1, 1, 1, 1), surges_on_redeploy=False)
+@dataclass(frozen=True)
+class WriteCase:
+    tags: dict[str, str] | None  # None: no endpoint by that name
+    step: RolloutStep
+    writes: list[str]
+    take_over: bool = False
 
 
-def test_the_core_trusts_its_record_so_the_backend_must_check_the_tags() -> None:
-    """The status says serviceCreated, the endpoint carries no tag of ours: the core asks for a deploy (its record is
-    never overruled by a missing tag), and the rollout's next step would delete the foreign endpoint's idle
-    deployment."""
-    assert arm.owner_of(FOREIGN) is None
-    prev = GpuModelDeploymentStatus(ownership=Ownership(service_created=True))
-    observed = rollout.observe(FOREIGN_VIEW, "gmo-x", "fp", "fraud-ep")
-    obs = Observation(managed_quota(), observed, (), "fp", owner=OWNER, secret_name="fraud-scoring-keys")
-    decision = decide(Facts(2, prev, "2026-01-01T00:00:00Z", Timing(), spec=spec(), observation=obs))
-    assert decision.action == Action.DEPLOY
-    assert rollout.next_step(FOREIGN_VIEW, v2backend._desired(inputs()), 1).kind == StepKind.DELETE_DEPLOYMENT
-    step = decide_deletion(spec(), prev, observed, None, 0, OWNER)
-    assert step.action == DeleteAction.DELETE_SERVICE
+RECORD = "gmo-new: crash"
+WRITES: dict[str, WriteCase] = {
+    "create the endpoint": WriteCase(None, RolloutStep(StepKind.CREATE_ENDPOINT), ["creating endpoint fraud-ep"]),
+    "a failed endpoint is sent again": WriteCase(
+        OURS, RolloutStep(StepKind.REPAIR_ENDPOINT), ["updating endpoint fraud-ep"]
+    ),
+    "create the new deployment, after its environment and code": WriteCase(
+        OURS,
+        RolloutStep(StepKind.CREATE_DEPLOYMENT, "gmo-new", 2),
+        [
+            "creating environment fraud-ep-env",
+            "uploading the entry script of fraud-ep",
+            "creating deployment gmo-new of endpoint fraud-ep",
+        ],
+    ),
+    "make room": WriteCase(
+        OURS,
+        RolloutStep(StepKind.MAKE_ROOM, "gmo-old", 1),
+        ["scaling deployment gmo-old of endpoint fraud-ep to 1 instance(s)"],
+    ),
+    "give back, recording the failure": WriteCase(
+        OURS,
+        RolloutStep(StepKind.GIVE_BACK, "gmo-old", 2, RECORD, {FAILED_ROLLOUT_TAG: RECORD}),
+        [f"scaling deployment gmo-old of endpoint fraud-ep to 2 instance(s), recording: {RECORD}"],
+    ),
+    "clear a record": WriteCase(
+        OURS,
+        RolloutStep(StepKind.CLEAR_RECORD, "gmo-new", 2, "", {}),
+        ["scaling deployment gmo-new of endpoint fraud-ep to 2 instance(s), clearing its record"],
+    ),
+    "shift the traffic": WriteCase(
+        OURS,
+        RolloutStep(StepKind.SHIFT_TRAFFIC, "gmo-new"),
+        ["setting the traffic of endpoint fraud-ep: gmo-new 100%, mirrored: as it is"],
+    ),
+    "a canary step's share": WriteCase(
+        OURS,
+        RolloutStep(StepKind.SHIFT_TRAFFIC, "gmo-new", traffic={"gmo-old": 90, "gmo-new": 10}, mirror={}),
+        ["setting the traffic of endpoint fraud-ep: gmo-old 90%, gmo-new 10%, mirrored: none"],
+    ),
+    "mirror live requests to the new deployment": WriteCase(
+        OURS,
+        RolloutStep(StepKind.MIRROR_TRAFFIC, "gmo-new", mirror={"gmo-new": 20}),
+        ["setting the traffic of endpoint fraud-ep: as it is, mirrored: gmo-new 20%"],
+    ),
+    "roll back": WriteCase(
+        OURS,
+        RolloutStep(StepKind.ROLL_BACK, "gmo-new", traffic={"gmo-old": 100}, mirror={}),
+        ["setting the traffic of endpoint fraud-ep: gmo-old 100%, mirrored: none"],
+    ),
+    "delete a deployment": WriteCase(
+        OURS, RolloutStep(StepKind.DELETE_DEPLOYMENT, "gmo-old"), ["deleting deployment gmo-old of endpoint fraud-ep"]
+    ),
+    "an endpoint tagged before tags carried the uid is still ours": WriteCase(
+        LEGACY, RolloutStep(StepKind.DELETE_DEPLOYMENT, "gmo-old"), ["deleting deployment gmo-old of endpoint fraud-ep"]
+    ),
+    "an untagged endpoint taken over is written to": WriteCase(
+        {"team": "other"},
+        RolloutStep(StepKind.DELETE_DEPLOYMENT, "gmo-old"),
+        ["deleting deployment gmo-old of endpoint fraud-ep"],
+        take_over=True,
+    ),
+}
 
 
-@pytest.mark.parametrize(
-    ("tags", "reason"),
-    [
-        ({"team": "other"}, c.SERVICE_EXISTS),
-        ({arm.MANAGED_BY: arm.MANAGER, arm.OWNER_TAG: "ml/other"}, c.SERVICE_CONFLICT),
-    ],
-)
-def test_a_rollout_step_on_an_endpoint_not_tagged_as_ours_is_refused(tags: dict[str, str], reason: str) -> None:
-    raw = {**FOREIGN, "tags": tags}
-    b, fake = backend_on(raw, FOREIGN_VIEW)
+@pytest.mark.parametrize("name", WRITES)
+def test_each_step_is_one_write_to_our_endpoint(name: str) -> None:
+    case = WRITES[name]
+    found = None if case.tags is None else endpoint(case.tags)
+    assert take(found, case.step, case.take_over) == case.writes
+
+
+@dataclass(frozen=True)
+class RefusalCase:
+    tags: dict[str, str] | None
+    step: RolloutStep
+    reason: str
+    says: str
+    take_over: bool = False
+
+
+REFUSALS: dict[str, RefusalCase] = {
+    "an untagged endpoint (made again outside the operator) is never written to": RefusalCase(
+        {"team": "other"},
+        RolloutStep(StepKind.DELETE_DEPLOYMENT, "green"),
+        c.SERVICE_EXISTS,
+        "is not tagged as this resource's (gpumodel-owner: none), so nothing of it was changed",
+    ),
+    "another resource's endpoint is never written to": RefusalCase(
+        THEIRS, RolloutStep(StepKind.SHIFT_TRAFFIC, "gmo-new"), c.SERVICE_CONFLICT, "gpumodel-owner: ml/other/uid-9"
+    ),
+    "not even when told to take it over": RefusalCase(
+        THEIRS,
+        RolloutStep(StepKind.SCALE, "gmo-new", 3),
+        c.SERVICE_CONFLICT,
+        "gpumodel-owner: ml/other/uid-9",
+        take_over=True,
+    ),
+    "an endpoint that appeared since the observation is not replaced by a create": RefusalCase(
+        {"team": "other"}, RolloutStep(StepKind.CREATE_ENDPOINT), c.SERVICE_EXISTS, "appeared meanwhile"
+    ),
+    "an endpoint gone since the observation is not written to": RefusalCase(
+        None, RolloutStep(StepKind.SHIFT_TRAFFIC, "gmo-new"), c.BACKEND_UNAVAILABLE, "is gone"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", REFUSALS)
+def test_no_write_to_an_endpoint_that_is_not_ours_at_the_write(name: str) -> None:
+    case = REFUSALS[name]
+    session = FakeSession(None if case.tags is None else endpoint(case.tags))
+    steps: Any = Steps(session)  # type: ignore[arg-type]
     with pytest.raises(TransientBackendError) as refused:
-        asyncio.run(b.deploy_service(inputs(), 1))
-    assert refused.value.reason == reason and "nothing of it was changed" in refused.value.message
-    assert "gpumodel.io/take-over=true" in refused.value.message
-    with pytest.raises(TransientBackendError):
-        asyncio.run(b.scale_service(inputs(), 1))
-    assert fake.writes == []
+        asyncio.run(steps.take(inputs(case.take_over), Workspace(), case.step))
+    assert refused.value.reason == case.reason and case.says in refused.value.message
+    assert session.writes == []
 
 
 def test_deleting_an_endpoint_not_tagged_as_ours_never_happens() -> None:
-    b, fake = backend_on(FOREIGN, FOREIGN_VIEW)
-    with pytest.raises(TransientBackendError) as refused:
-        asyncio.run(b.delete_service(inputs()))
-    assert "not deleting endpoint fraud-ep" in refused.value.message and "detach-on-delete" in refused.value.message
-    # Not even when told to take it over, if another resource's tags are on it.
-    theirs = {**FOREIGN, "tags": {arm.MANAGED_BY: arm.MANAGER, arm.OWNER_TAG: "ml/other"}}
-    b, fake2 = backend_on(theirs, FOREIGN_VIEW)
-    with pytest.raises(TransientBackendError):
-        asyncio.run(b.delete_service(inputs(take_over=True)))
-    assert fake.writes == fake2.writes == []
-
-
-def test_our_endpoint_or_one_taken_over_is_written_to() -> None:
-    b, fake = backend_on({**FOREIGN, "tags": OURS}, FOREIGN_VIEW)
-    asyncio.run(b.deploy_service(inputs(), 1))
-    assert fake.writes == ["deleting deployment green of endpoint fraud-ep"]
-    b, fake = backend_on(FOREIGN, FOREIGN_VIEW)
-    asyncio.run(b.deploy_service(inputs(take_over=True), 1))
-    asyncio.run(b.delete_service(inputs(take_over=True)))
-    assert fake.writes == ["deleting deployment green of endpoint fraud-ep", "deleting endpoint fraud-ep"]
-    b, fake = backend_on({**FOREIGN, "tags": OURS}, FOREIGN_VIEW)
+    b: Any = v2backend.AzureMLV2Backend(workers=1)
+    for tags, take_over in (({"team": "other"}, False), (THEIRS, True)):
+        b._session = FakeSession(endpoint(tags))
+        with pytest.raises(TransientBackendError) as refused:
+            asyncio.run(b.delete_service(inputs(take_over)))
+        assert "not deleting endpoint fraud-ep" in refused.value.message
+        assert "detach-on-delete" in refused.value.message and b._session.writes == []
+    b._session = FakeSession(None)
+    asyncio.run(b.delete_service(inputs()))  # gone already: success
+    b._session = FakeSession(endpoint(OURS))
     asyncio.run(b.delete_service(inputs()))
-    assert fake.writes == ["deleting endpoint fraud-ep"]
-
-
-def test_our_endpoint_tagged_before_tags_carried_the_uid_is_still_ours() -> None:
-    """Endpoints made before the uid was added to the tag (``namespace/name``): the core decided from this
-    resource's own record, and the backend writes to them and deletes them as before."""
-    legacy = {arm.MANAGED_BY: arm.MANAGER, arm.OWNER_TAG: OWNER.rsplit("/", 1)[0]}
-    b, fake = backend_on({**FOREIGN, "tags": legacy}, FOREIGN_VIEW)
-    asyncio.run(b.deploy_service(inputs(), 1))
-    asyncio.run(b.delete_service(inputs()))
-    assert fake.writes == ["deleting deployment green of endpoint fraud-ep", "deleting endpoint fraud-ep"]
-
-
-def test_an_endpoint_that_appeared_since_the_observation_is_not_replaced() -> None:
-    """The observation found no endpoint (the core asks to create it); one of that name exists by the time of the
-    PUT, which would replace it whole."""
-    b, fake = backend_on(FOREIGN, None)
-    with pytest.raises(TransientBackendError) as refused:
-        asyncio.run(b.deploy_service(inputs(), 1))
-    assert "endpoint fraud-ep appeared meanwhile" in refused.value.message
-    assert fake.writes == []
-
-
-def test_deleting_an_endpoint_already_gone_is_success() -> None:
-    b, fake = backend_on(None, None)
-    asyncio.run(b.delete_service(inputs()))
-    assert fake.writes == []
+    assert b._session.writes == ["deleting endpoint fraud-ep"]
 
 
 #: Our endpoint as read, with what a security team set behind the operator's back: a private endpoint, a
@@ -223,10 +261,41 @@ HARDENED = {
 }
 
 
+def test_a_canary_step_sets_both_splits_and_keeps_the_rest() -> None:
+    """A canary step's PUT carries the core's split and mirrored traffic whole; the rest of the endpoint is kept."""
+    body = bodies.endpoint_update(HARDENED, OWNER, {"gmo-old": 90, "gmo-new": 10}, {"gmo-other": 10})
+    props = body["properties"]
+    assert (props["traffic"], props["mirrorTraffic"]) == ({"gmo-old": 90, "gmo-new": 10}, {"gmo-other": 10})
+    assert props["publicNetworkAccess"] == "Disabled" and body["tags"] == {**OURS, "cost-center": "42"}
+    stopped = bodies.endpoint_update(HARDENED, OWNER, None, {})
+    assert (stopped["properties"]["traffic"], stopped["properties"]["mirrorTraffic"]) == ({"gmo-old": 100}, {})
+
+
+def test_azure_monitor_s_answer_reads_as_requests_per_status_code() -> None:
+    """Azure Monitor's Metrics List answer (the specification's shape: value[].timeseries[].metadatavalues and
+    data[].average per minute), split by status code class and code: summed over the minutes, per code."""
+
+    def series(code: str, *minutes: float) -> dict[str, Any]:
+        dims = [{"name": {"value": "statuscodeclass", "localizedValue": "statusCodeClass"}, "value": code[0] + "xx"}]
+        dims += [{"name": {"value": "statusCode", "localizedValue": "statusCode"}, "value": code}]
+        data = [{"timeStamp": f"2026-01-01T00:0{i}:00Z", "average": n} for i, n in enumerate(minutes)]
+        return {"metadatavalues": dims, "data": data}
+
+    answer = {
+        "timespan": "2026-01-01T00:00:00Z/2026-01-01T00:03:00Z",
+        "value": [
+            {"name": {"value": "RequestsPerMinute"}, "timeseries": [series("200", 10, 20, 5), series("424", 0, 2)]}
+        ],
+    }
+    got = bodies.request_counts("gmo-new", answer)
+    assert (got.deployment, dict(got.by_status), got.total) == ("gmo-new", {"200": 35, "424": 2}, 37)
+    assert bodies.request_counts("gmo-new", {"timespan": "x", "value": []}).total == 0
+
+
 def test_a_traffic_shift_sends_the_endpoint_back_whole() -> None:
     """ARM's PUT replaces the endpoint: what the body leaves out goes back to Azure's default (a private endpoint
     turns public). Only the split and the operator's tags change; what the server owns is left out."""
-    body = arm.endpoint_update(HARDENED, OWNER, {"gmo-new": 100})
+    body = bodies.endpoint_update(HARDENED, OWNER, {"gmo-new": 100})
     props = body["properties"]
     assert props["traffic"] == {"gmo-new": 100}
     assert props["publicNetworkAccess"] == "Disabled" and props["mirrorTraffic"] == {"gmo-other": 10}
@@ -238,56 +307,59 @@ def test_a_traffic_shift_sends_the_endpoint_back_whole() -> None:
     assert not {"id", "name", "type", "systemData"} & set(body)
     assert not {"provisioningState", "scoringUri", "swaggerUri", "compute"} & set(props)  # nor nulls
     # A failed endpoint sent again keeps its live split; the operator's tags are put back if they were lost.
-    again = arm.endpoint_update({**HARDENED, "tags": {"cost-center": "42"}}, OWNER, None)
+    again = bodies.endpoint_update({**HARDENED, "tags": {"cost-center": "42"}}, OWNER, None)
     assert again["properties"]["traffic"] == {"gmo-old": 100} and again["tags"] == {**OURS, "cost-center": "42"}
 
 
-def test_the_backend_s_shift_puts_that_body() -> None:
-    sent: dict[str, Any] = {}
-
-    class Session(FakeSession):
-        async def call(self, inputs: V2Inputs, action: str, area: str, fn: Any, t: float = 0) -> Any:
-            return fn()
-
-    b: Any = v2backend.AzureMLV2Backend(workers=1)
-    b._session = Session(HARDENED)
-    original = arm.put_endpoint
-    arm.put_endpoint = lambda ws, name, body: sent.update(body)
-    try:
-        asyncio.run(b._put_endpoint(inputs(), Workspace(), HARDENED, {"gmo-new": 100}))
-    finally:
-        arm.put_endpoint = original
-    assert sent == arm.endpoint_update(HARDENED, OWNER, {"gmo-new": 100})
-
-
-def test_giving_back_a_failed_rollout_s_instances_records_the_failure_on_the_live_deployment() -> None:
-    sent: list[tuple[str, int, Any]] = []
-
-    class Session(FakeSession):
-        async def call(self, inputs: V2Inputs, action: str, area: str, fn: Any, t: float = 0) -> Any:
-            self.writes.append(action)
-            return fn()
-
-    new = v2backend._desired(inputs())
-    old = DeploymentView("gmo-old", "Succeeded", 1, tags={"team": "a"})
-    view = EndpointView(
-        "fraud-ep", "Succeeded", OWNER, "https://x/score", {"gmo-old": 100}, (old, DeploymentView(new, "Failed", 1))
-    )
-    b: Any = v2backend.AzureMLV2Backend(workers=1)
-    b._session = Session({**FOREIGN, "tags": OURS})
-
-    async def read(inputs: V2Inputs, ws: Any) -> tuple[EndpointView | None, dict[str, Any] | None]:
-        return view, {**FOREIGN, "tags": OURS}
-
-    b._read = read
-    original = arm.scale_deployment
-    arm.scale_deployment = lambda ws, e, name, n, tags=None: sent.append((name, n, tags))  # type: ignore[assignment]
-    try:
-        asyncio.run(b.scale_service(inputs(), 2))
-    finally:
-        arm.scale_deployment = original
-    mark = f"{new}: Azure gave no reason"
-    assert sent == [("gmo-old", 2, {"team": "a", rollout.FAILED_ROLLOUT_TAG: mark})]
-    assert b._session.writes == [
-        f"scaling deployment gmo-old of endpoint fraud-ep to 2 instance(s), recording the failed rollout of {new}"
+def test_the_snapshot_reads_azure_s_answer() -> None:
+    """The endpoint and its deployments as the contract's snapshot, with the deployment the inputs map to, and the
+    record of a failed rollout read back from a deployment's tags."""
+    listed = [
+        {"name": "gmo-old", "sku": {"capacity": 2}, "tags": {FAILED_ROLLOUT_TAG: "gmo-new: crash: exit 1"}},
+        {"name": "gmo-new", "properties": {"provisioningState": "Failed", "error": {"code": "E", "message": "m"}}},
     ]
+    snap = bodies.snapshot(HARDENED, listed, bodies.deployment_name(inputs()))
+    assert snap.owner == OWNER and snap.traffic == {"gmo-old": 100, "gmo-other": 0}
+    assert snap.scoring_uri == "https://fraud-ep.eastus.inference.ml.azure.com/score"
+    old, new = snap.deployments
+    assert (old.instance_count, old.failed_beside("gmo-new"), old.failed_beside("gmo-old")) == (
+        2,
+        "crash: exit 1",
+        None,
+    )
+    assert (new.state, new.error, new.failed) == ("Failed", "E: m", True)
+    assert snap.desired.startswith("gmo-") and 3 <= len(snap.desired) <= 32 and snap.desired[0].isalpha()
+
+
+def test_the_deployment_name_follows_what_it_runs_not_its_replicas() -> None:
+    one = inputs()
+    more = DeploymentInputs(
+        one.namespace,
+        one.name,
+        one.uid,
+        2,
+        spec().model_copy(update={"service": spec().service.model_copy(update={"replicas": 5})}),
+        one.entry_script,
+        one.conda_spec,
+    )
+    changed = DeploymentInputs(one.namespace, one.name, one.uid, 3, spec(), "def run(x): return 2 * x", one.conda_spec)
+    assert bodies.deployment_name(one) == bodies.deployment_name(more) != bodies.deployment_name(changed)
+
+
+@dataclass(frozen=True)
+class GpuCase:
+    instance_type: dict[str, object]
+    gpus: int
+
+
+INSTANCE_TYPES: dict[str, GpuCase] = {
+    "from requests": GpuCase({"resources": {"requests": {"nvidia.com/gpu": 2}}}, 2),
+    "else from limits": GpuCase({"resources": {"limits": {"nvidia.com/gpu": "1"}}}, 1),
+    "none asked": GpuCase({"resources": {"requests": {"cpu": "1"}}}, 0),
+}
+
+
+@pytest.mark.parametrize("name", INSTANCE_TYPES)
+def test_instance_type_gpus(name: str) -> None:
+    case = INSTANCE_TYPES[name]
+    assert bodies.instance_type_gpus(case.instance_type) == case.gpus

@@ -1,6 +1,8 @@
-"""The deletion core as named cases: what the backend shows and what the status records in, the whole step out
-(its action, message and events). Pure: no Kubernetes, no backend; but for the last tests, the controller's
-deletion of a spec it cannot parse (a fake for the keys Secret, no backend)."""
+"""The deletion core as named cases: everything a deletion step could learn in (the annotation, the backend, the
+spec, a problem loading the inputs, what the backend shows, what the status records), the whole step out: its
+action, message and events, and the status it writes (Ready False, reason Deleting, or what blocks it). Pure: no
+Kubernetes, no backend; but for the last test, the controller's deletion of a spec it cannot parse (a fake for the
+keys Secret, no backend)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ import pytest
 from gpu_model_operator import conditions as c
 from gpu_model_operator.backends.base import ComputeState, ObservedCompute, ObservedService, ServiceState
 from gpu_model_operator.controller import Controller
-from gpu_model_operator.decision import DeleteAction, normal
-from gpu_model_operator.deletion import DeletionDecision, created_nothing, decide_deletion
-from gpu_model_operator.inputs import InputError, Resource
+from gpu_model_operator.decision import DeleteAction, Event, Problem, normal, warning
+from gpu_model_operator.deletion import DeletionDecision, DeletionFacts, created_nothing, decide_deletion
+from gpu_model_operator.inputs import Resource
 from gpu_model_operator.kube import KubeClient
 from gpu_model_operator.models import (
     AzureMLSpec,
@@ -51,15 +53,74 @@ def v2_spec(policy: str = "Delete") -> GpuModelDeploymentSpec:
 
 @dataclass(frozen=True)
 class Case:
-    svc: ObservedService
+    """What the backend shows (``svc`` None: not observed, ``problem`` says why), what the status records, and the
+    step wanted (its ``status`` left out: :class:`Step` compares what it says)."""
+
+    svc: ObservedService | None
     comp: ObservedCompute | None
     ownership: Ownership
     want: DeletionDecision
     others: int = 0
-    spec: GpuModelDeploymentSpec = field(default_factory=spec)
+    spec: GpuModelDeploymentSpec | None = field(default_factory=spec)
+    policy: str = "manage"
+    backend_enabled: bool = True
+    problem: Problem | None = None
+    status: GpuModelDeploymentStatus | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """A deletion step as the user reads it: the action, message and events, and the status's Ready reason and
+    phase while it is not done."""
+
+    action: DeleteAction
+    message: str
+    events: tuple[Event, ...]
+    ready: str | None
+    phase: Phase | None
+    error_reason: str | None
+
+
+def step_of(decision: DeletionDecision) -> Step:
+    status = decision.status
+    ready = next((cond for cond in status.conditions if cond.type == c.READY), None) if status else None
+    phase = status.phase if status else None
+    return Step(
+        decision.action,
+        decision.message,
+        decision.events,
+        ready.reason if ready else None,
+        phase,
+        decision.error_reason,
+    )
+
+
+def expected(case: Case) -> Step:
+    """Not done: Ready False with reason Deleting (or what blocks it) and phase Deleting; done: no status."""
+    want = case.want
+    done = want.action == DeleteAction.DONE
+    return Step(
+        want.action,
+        want.message,
+        want.events,
+        None if done else (want.error_reason or c.DELETING),
+        None if done else Phase.DELETING,
+        want.error_reason,
+    )
 
 
 LEAVE_THEIRS = "leaving service digits-svc: the operator did not create it for this resource"
+DETACHED = "gpumodel.io/reconcile-policy: detach-on-delete; the service and compute are left running"
+SKIPPED = "gpumodel.io/reconcile-policy: skip; the service and compute are left running"
+UNSERVED = (
+    "cannot finish deletion: backend azureml is not enabled in this operator, and it made service digits-svc for "
+    "this resource: enable the backend (--backend) to delete them, or annotate "
+    "gpumodel.io/reconcile-policy=detach-on-delete to leave them running"
+)
+NOTHING_UNSERVED = "backend azureml is not enabled in this operator: nothing of it was touched"
+INVALID = "the spec is invalid: spec.model.path: Field required"
+NO_SECRET = "Secret sp not found in namespace team-a; create it with keys tenantId, clientId, clientSecret"
+THROTTLED = "reading service digits-svc: throttled by Azure (HTTP 429)"
 RETAIN_ENDPOINT = "retaining endpoint digits-svc (deletionPolicy: Retain); it still bills until you delete it"
 DELETE_COMPUTE = "deleting compute gpu-cluster (deletionPolicy: Delete)"
 CASES: dict[str, Case] = {
@@ -195,14 +256,94 @@ CASES: dict[str, Case] = {
         DeletionDecision(DeleteAction.DONE, "nothing left to delete"),
         spec=local_spec(allow_cpu=False),
     ),
+    # ---- every branch before the backend is decided here too ----------------------------------------------
+    "detach-on-delete-leaves-everything-running": Case(
+        None, None, Ownership(service_created=True, compute_created=True),
+        DeletionDecision(DeleteAction.DONE, DETACHED, (normal(c.DETACHED, DETACHED),)),
+        policy="detach-on-delete",
+    ),
+    "skip-leaves-everything-running": Case(
+        None, None, Ownership(service_created=True),
+        DeletionDecision(DeleteAction.DONE, SKIPPED, (normal(c.DETACHED, SKIPPED),)),
+        policy="skip",
+    ),
+    "a-backend-not-enabled-that-made-something-holds-the-finalizer": Case(
+        None, None, Ownership(service_created=True),
+        DeletionDecision(DeleteAction.WAIT, UNSERVED, (warning(c.BACKEND_NOT_ENABLED, UNSERVED),),
+                         error_reason=c.BACKEND_NOT_ENABLED),
+        backend_enabled=False, status=GpuModelDeploymentStatus(service_name="digits-svc",
+                                                                ownership=Ownership(service_created=True)),
+    ),
+    "a-backend-not-enabled-that-made-nothing-lets-go": Case(
+        None, None, Ownership(),
+        DeletionDecision(DeleteAction.DONE, NOTHING_UNSERVED, (warning(c.BACKEND_NOT_ENABLED, NOTHING_UNSERVED),)),
+        backend_enabled=False,
+    ),
+    "an-invalid-spec-that-made-something-waits-for-a-fix": Case(
+        None, None, Ownership(service_created=True),
+        DeletionDecision(DeleteAction.WAIT, f"cannot finish deletion: {INVALID}",
+                         (warning(c.INVALID_SPEC, f"cannot finish deletion: {INVALID}"),), error_reason=c.INVALID_SPEC),
+        spec=None, problem=Problem(c.INVALID_SPEC, INVALID, transient=False),
+    ),
+    "credentials-gone-while-something-exists-waits-and-says-so": Case(
+        None, None, Ownership(service_created=True),
+        DeletionDecision(DeleteAction.WAIT, f"cannot finish deletion: {NO_SECRET}",
+                         (warning(c.CREDENTIALS_INVALID, f"cannot finish deletion: {NO_SECRET}"),),
+                         error_reason=c.CREDENTIALS_INVALID),
+        problem=Problem(c.CREDENTIALS_INVALID, NO_SECRET, transient=False),
+    ),
+    "credentials-never-there-and-nothing-made-lets-go": Case(
+        None, None, Ownership(),
+        DeletionDecision(DeleteAction.DONE, f"nothing to delete: nothing was created for this resource ({NO_SECRET})"),
+        problem=Problem(c.CREDENTIALS_INVALID, NO_SECRET, transient=False),
+    ),
+    "azure-throttling-waits-it-out": Case(
+        None, None, Ownership(service_created=True),
+        DeletionDecision(DeleteAction.WAIT, f"cannot finish deletion: {THROTTLED}",
+                         (warning(c.BACKEND_UNAVAILABLE, f"cannot finish deletion: {THROTTLED}"),),
+                         error_reason=c.BACKEND_UNAVAILABLE),
+        problem=Problem(c.BACKEND_UNAVAILABLE, THROTTLED, transient=True, retry_after=5),
+    ),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_case(name: str) -> None:
     case = CASES[name]
-    status = GpuModelDeploymentStatus(ownership=case.ownership)
-    assert decide_deletion(case.spec, status, case.svc, case.comp, case.others, OWNER) == case.want
+    status = case.status or GpuModelDeploymentStatus(ownership=case.ownership)
+    facts = DeletionFacts(
+        status,
+        3,
+        "2026-01-01T00:00:00Z",
+        OWNER,
+        case.policy,
+        "azureml",
+        case.backend_enabled,
+        case.spec,
+        case.problem,
+        case.svc,
+        case.comp,
+        case.others,
+    )
+    assert step_of(decide_deletion(facts)) == expected(case)
+
+
+def test_the_status_says_what_is_being_removed() -> None:
+    facts = DeletionFacts(
+        GpuModelDeploymentStatus(ownership=Ownership(service_created=True)),
+        3,
+        "2026-01-01T00:00:00Z",
+        OWNER,
+        spec=spec(),
+        service=service(),
+        compute=compute(),
+    )
+    status = decide_deletion(facts).status
+    assert status is not None
+    ready = next(cond for cond in status.conditions if cond.type == c.READY)
+    served = next(cond for cond in status.conditions if cond.type == c.SERVICE_READY)
+    assert (ready.status, ready.reason, ready.message) == ("False", c.DELETING, "deleting service digits-svc")
+    assert (served.status, served.reason) == ("False", c.DELETING)
 
 
 # ---- a spec the CRD would refuse (an old CRD): deleting it -----------------------------------------------------
@@ -236,33 +377,39 @@ def delete_invalid(status: GpuModelDeploymentStatus) -> tuple[DeletionDecision, 
 
 
 def test_an_invalid_spec_that_never_got_anything_made_is_deleted_at_once() -> None:
-    """InvalidSpec from the first pass: nothing exists that needs the spec's fields, so no finalizer is stuck."""
+    """InvalidSpec from the first pass: nothing exists that needs the spec's fields, so no finalizer is stuck; the
+    keys Secret, if any, goes."""
     status = GpuModelDeploymentStatus(phase=Phase.FAILED, last_error="the spec is invalid: spec.model.path: ...")
     assert created_nothing(status)
     decision, deleted = delete_invalid(status)
-    assert decision == DeletionDecision(
-        DeleteAction.DONE, "nothing to delete: the spec is invalid and nothing was created for it"
+    assert (decision.action, decision.message) == (
+        DeleteAction.DONE,
+        "nothing to delete: nothing was created for this resource (the spec is invalid: spec.model.path: Field "
+        "required)",
     )
     assert deleted == ["digits-scoring-keys"]
 
 
-@pytest.mark.parametrize(
-    "status",
-    [
-        GpuModelDeploymentStatus(service_name="digits-svc"),
-        GpuModelDeploymentStatus(ownership=Ownership(service_created=True)),
-        GpuModelDeploymentStatus(ownership=Ownership(compute_adopted=True)),
+@dataclass(frozen=True)
+class MadeCase:
+    status: GpuModelDeploymentStatus
+    nothing: bool
+
+
+MADE: dict[str, MadeCase] = {
+    "a status that never observed anything": MadeCase(GpuModelDeploymentStatus(phase=Phase.FAILED), True),
+    "a service observed": MadeCase(GpuModelDeploymentStatus(service_name="digits-svc"), False),
+    "a service created": MadeCase(GpuModelDeploymentStatus(ownership=Ownership(service_created=True)), False),
+    "a compute adopted": MadeCase(GpuModelDeploymentStatus(ownership=Ownership(compute_adopted=True)), False),
+    "an operation in flight": MadeCase(
         GpuModelDeploymentStatus(operation=Operation(kind="deploy", target="digits-svc", started_at="2026-01-01")),
-    ],
-    ids=["observed", "service-created", "compute-adopted", "operation-in-flight"],
-)
-def test_an_invalid_spec_of_a_resource_that_had_something_waits_for_a_fix(status: GpuModelDeploymentStatus) -> None:
-    """The operator does not guess what to delete from a spec it cannot read: InvalidSpec names the field, and the
-    deletion finishes once the spec is fixed."""
-    assert not created_nothing(status)
-    with pytest.raises(InputError) as raised:
-        delete_invalid(status)
-    assert (raised.value.reason, raised.value.message) == (
-        c.INVALID_SPEC,
-        "the spec is invalid: spec.model.path: Field required",
-    )
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", MADE)
+def test_what_holds_a_deletion(name: str) -> None:
+    """Whatever stops a deletion lets the resource go only when its status shows nothing made or started."""
+    case = MADE[name]
+    assert created_nothing(case.status) == case.nothing

@@ -12,6 +12,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -28,9 +29,11 @@ from tests.unit.test_leader import FakeLease
 TIMING = LeaderElectionSettings(enabled=True, lease_duration=15, renew_deadline=10, retry_period=2)
 WORKSPACE = {"subscriptionId": "sub", "resourceGroup": "rg", "name": "ws1"}
 SOURCE = {"configMapRef": {"name": "src"}, "condaFile": "env.yml"}
+#: A backend, the inputs of one resource, and the call its writes to Azure go through.
+Made = tuple[Backend[Any], DeploymentInputs[Any], Callable[..., Awaitable[Any]]]
 
 
-def v1() -> tuple[Backend[Any], DeploymentInputs[Any], Callable[..., Awaitable[Any]]]:
+def v1() -> Made:
     spec = AzureMLSpec.model_validate(
         {
             "backend": "azureml",
@@ -46,7 +49,7 @@ def v1() -> tuple[Backend[Any], DeploymentInputs[Any], Callable[..., Awaitable[A
     return backend, DeploymentInputs("ml", "fraud", "u", 1, spec, "", "", creds), backend._call
 
 
-def v2() -> tuple[Backend[Any], DeploymentInputs[Any], Callable[..., Awaitable[Any]]]:
+def v2() -> Made:
     spec = AzureMLV2Spec.model_validate(
         {
             "backend": "azureml-v2",
@@ -60,6 +63,16 @@ def v2() -> tuple[Backend[Any], DeploymentInputs[Any], Callable[..., Awaitable[A
     backend = AzureMLV2Backend(workers=2)
     inputs = DeploymentInputs("ml", "fraud", "u", 1, spec, "", "", {"tenantId": "t", "clientId": "c"})
     return backend, inputs, backend._session.call
+
+
+@dataclass(frozen=True)
+class Azure:
+    """One Azure backend, by how it is built."""
+
+    make: Callable[[], Made]
+
+
+BACKENDS: dict[str, Azure] = {"azureml": Azure(v1), "azureml-v2": Azure(v2)}
 
 
 class Write:
@@ -93,9 +106,9 @@ def leading_elector() -> tuple[LeaderElector, FakeLease]:
     return elector, lease
 
 
-@pytest.mark.parametrize("make", [v1, v2], ids=["azureml", "azureml-v2"])
-def test_the_lease_is_released_only_after_the_write_in_flight_has_ended(make: Any) -> None:
-    backend, inputs, call = make()
+@pytest.mark.parametrize("name", BACKENDS)
+def test_the_lease_is_released_only_after_the_write_in_flight_has_ended(name: str) -> None:
+    backend, inputs, call = BACKENDS[name].make()
     elector, lease = leading_elector()
     write = Write()
 
@@ -116,11 +129,11 @@ def test_the_lease_is_released_only_after_the_write_in_flight_has_ended(make: An
     assert lease.record is not None and lease.record.holder is None
 
 
-@pytest.mark.parametrize("make", [v1, v2], ids=["azureml", "azureml-v2"])
-def test_a_write_outlasting_the_deadline_keeps_the_lease(make: Any) -> None:
+@pytest.mark.parametrize("name", BACKENDS)
+def test_a_write_outlasting_the_deadline_keeps_the_lease(name: str) -> None:
     """Past the drain deadline the lease is not released: the process exits (the write's thread with it) and a
     standby waits for the lease to expire."""
-    backend, inputs, call = make()
+    backend, inputs, call = BACKENDS[name].make()
     write = Write()
 
     async def graceful_stop() -> bool:

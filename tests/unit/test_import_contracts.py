@@ -41,6 +41,8 @@ BREAKS = [
     ("backends", f"{G}.backends.local.logs", "from ..azureml import errors", f"{G}.backends.azureml.errors"),
     ("backends", f"{G}.backends.azureml_v2", "from ..local import logs", f"{G}.backends.local.logs"),
     ("backends", f"{G}.backends.vm_sizes", "from .azureml import errors", f"{G}.backends.azureml.errors"),
+    ("backends", f"{G}.backends.azure.calls", "from ..azureml_v2 import errors", f"{G}.backends.azureml_v2.errors"),
+    ("azure-plumbing", f"{G}.backends.azure.failures", "import azureml.core", "azureml"),
     ("backends-not-kube", f"{G}.backends.azureml.backend", "from ... import controller", f"{G}.controller"),
     ("backends-not-kube", f"{G}.backends.local.gpus", "import kubernetes", "kubernetes"),
     ("product-not-dev", f"{G}.settings", "import tests.polling", "tests"),

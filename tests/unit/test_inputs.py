@@ -174,14 +174,14 @@ def test_a_backend_not_enabled_is_refused_by_name() -> None:
 MANAGED: dict[str, Any] = {**AZUREML_V2, "compute": {"managed": {"instanceType": "Standard_NC4as_T4_v3"}}}
 ATTACHED: dict[str, Any] = {
     **AZUREML,
-    "compute": {"name": "Att-1", "attach": {"resourceGroup": "rg", "clusterName": "aks"}},
+    "compute": {"name": "Att-A", "attach": {"resourceGroup": "rg", "clusterName": "aks"}},
 }
 #: The compute each kind of spec is on: its key (shared GPUs, lower case), its name in status, whether deletion
 #: may delete it.
 COMPUTES: dict[str, tuple[dict[str, Any], str, str, bool]] = {
     "local": (LOCAL, "local", "local", False),
     "azureml-provisioned": (AZUREML, "azureml/sub/rg/ws1/gpu-cluster", "GPU-Cluster", True),
-    "azureml-attached": (ATTACHED, "azureml/sub/rg/ws1/att-1", "Att-1", True),
+    "azureml-attached": (ATTACHED, "azureml/sub/rg/ws1/att-a", "Att-A", True),
     "azureml-v2-kubernetes": (AZUREML_V2, "azureml-v2/sub/rg/ws1/k8s-a", "K8s-A", False),
     "azureml-v2-managed": (MANAGED, "azureml-v2/sub/rg/ws1/managed/digits-svc", "Standard_NC4as_T4_v3", False),
 }

@@ -85,21 +85,28 @@ def elector(store: FakeLease, clock: Clock, identity: str) -> LeaderElector:
 # ---- the rules -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("observed", "now", "free"),
-    [
-        (None, 0.0, True),  # no lease seen yet: create it
-        (Observation(LeaseRecord(None, 1, T0, T0, 3), 100.0), 100.0, True),  # released
-        (Observation(LeaseRecord("me_1", 15, T0, T0, 3), 100.0), 100.0, True),  # ours: renew
-        (Observation(HELD, 100.0), 114.9, False),  # held, changed 14.9 s ago by our clock
-        (Observation(HELD, 100.0), 115.0, True),  # unchanged for its duration: expired
-        (Observation(LeaseRecord("a_1", 40, T0, T0, 3), 100.0), 130.0, False),  # the holder's duration counts
-        (Observation(LeaseRecord("a_1", None, T0, T0, 3), 100.0), 115.0, True),  # none declared: ours
-    ],
-    ids=["absent", "released", "ours", "held", "expired", "holder-duration", "no-duration"],
-)
-def test_who_may_take_the_lease(observed: Observation | None, now: float, free: bool) -> None:
-    assert is_free(observed, "me_1", now, TIMING) is free
+@dataclass(frozen=True)
+class Take:
+    observed: Observation | None
+    now: float
+    free: bool
+
+
+TAKES: dict[str, Take] = {
+    "absent": Take(None, 0.0, True),  # no lease seen yet: create it
+    "released": Take(Observation(LeaseRecord(None, 1, T0, T0, 3), 100.0), 100.0, True),
+    "ours": Take(Observation(LeaseRecord("me_1", 15, T0, T0, 3), 100.0), 100.0, True),  # renew
+    "held": Take(Observation(HELD, 100.0), 114.9, False),  # changed 14.9 s ago by our clock
+    "expired": Take(Observation(HELD, 100.0), 115.0, True),  # unchanged for its duration
+    "holder-duration": Take(Observation(LeaseRecord("a_1", 40, T0, T0, 3), 100.0), 130.0, False),  # the holder's counts
+    "no-duration": Take(Observation(LeaseRecord("a_1", None, T0, T0, 3), 100.0), 115.0, True),  # none declared: ours
+}
+
+
+@pytest.mark.parametrize("name", TAKES)
+def test_who_may_take_the_lease(name: str) -> None:
+    case = TAKES[name]
+    assert is_free(case.observed, "me_1", case.now, TIMING) is case.free
 
 
 def test_expiry_is_judged_by_our_clock_from_when_we_saw_the_record_never_by_its_renew_time() -> None:
@@ -113,45 +120,94 @@ def test_expiry_is_judged_by_our_clock_from_when_we_saw_the_record_never_by_its_
     assert observe(seen, None, now=600.0) == seen, "a deleted lease keeps the last observation"
 
 
-@pytest.mark.parametrize(
-    ("before", "after"),
-    [
-        (None, LeaseRecord("me_1", 15, T0, T0, 0)),  # created
-        (LeaseRecord("me_1", 15, T0 - timedelta(minutes=5), T0 - timedelta(seconds=2), 4),
-         LeaseRecord("me_1", 15, T0 - timedelta(minutes=5), T0, 4)),  # renewed: acquired when it was
-        (HELD, LeaseRecord("me_1", 15, T0, T0, 4)),  # taken over: one transition more
-        (LeaseRecord(None, 1, T0, T0, 4), LeaseRecord("me_1", 15, T0, T0, 5)),  # after a release
-    ],
-    ids=["create", "renew", "take-over", "after-release"],
-)  # fmt: skip
-def test_what_a_claim_writes(before: LeaseRecord | None, after: LeaseRecord) -> None:
-    assert claim(before, "me_1", T0, TIMING) == after
+@dataclass(frozen=True)
+class Claim:
+    before: LeaseRecord | None
+    after: LeaseRecord
+
+
+CLAIMS: dict[str, Claim] = {
+    "create": Claim(None, LeaseRecord("me_1", 15, T0, T0, 0)),
+    # renewed: acquired when it was
+    "renew": Claim(
+        LeaseRecord("me_1", 15, T0 - timedelta(minutes=5), T0 - timedelta(seconds=2), 4),
+        LeaseRecord("me_1", 15, T0 - timedelta(minutes=5), T0, 4),
+    ),
+    "take-over": Claim(HELD, LeaseRecord("me_1", 15, T0, T0, 4)),  # one transition more
+    "after-release": Claim(LeaseRecord(None, 1, T0, T0, 4), LeaseRecord("me_1", 15, T0, T0, 5)),
+}
+
+
+@pytest.mark.parametrize("name", CLAIMS)
+def test_what_a_claim_writes(name: str) -> None:
+    case = CLAIMS[name]
+    assert claim(case.before, "me_1", T0, TIMING) == case.after
 
 
 def test_a_release_leaves_no_holder_and_keeps_the_count() -> None:
     assert released(HELD, T0) == LeaseRecord(None, 1, T0, T0, 3)
 
 
-@pytest.mark.parametrize(("since", "give_up"), [(0.0, False), (9.99, False), (10.0, True), (60.0, True)])
-def test_when_the_leader_must_give_up(since: float, give_up: bool) -> None:
-    assert must_give_up(100.0, 100.0 + since, TIMING) is give_up
+@dataclass(frozen=True)
+class GiveUp:
+    #: Seconds since the last renewal.
+    since: float
+    give_up: bool
 
 
-@pytest.mark.parametrize(
-    ("duration", "deadline", "retry", "refusal"),
-    [
-        (15, 15, 2, "must be shorter than the lease duration"),
-        (15, 20, 2, "must be shorter than the lease duration"),
-        (15, 10, 10, "must be shorter than the renew deadline"),
-        (0, 10, 2, "must be positive"),
-        (15, 10, 0, "must be positive"),
-    ],
-)
-def test_timings_that_would_allow_two_leaders_are_refused(
-    duration: int, deadline: float, retry: float, refusal: str
-) -> None:
-    with pytest.raises(ValueError, match=refusal):
-        LeaderElectionSettings(enabled=True, lease_duration=duration, renew_deadline=deadline, retry_period=retry)
+GIVE_UPS: dict[str, GiveUp] = {
+    "just renewed": GiveUp(0.0, False),
+    "just before the renew deadline": GiveUp(9.99, False),
+    "at the renew deadline": GiveUp(10.0, True),
+    "long after": GiveUp(60.0, True),
+}
+
+
+@pytest.mark.parametrize("name", GIVE_UPS)
+def test_when_the_leader_must_give_up(name: str) -> None:
+    case = GIVE_UPS[name]
+    assert must_give_up(100.0, 100.0 + case.since, TIMING) is case.give_up
+
+
+SHORTER_THAN_THE_LEASE = "a leader that cannot renew must stop before a standby may take over"
+POSITIVE = "the lease duration, renew deadline and retry period must be positive"
+
+
+@dataclass(frozen=True)
+class Timing:
+    duration: int
+    deadline: float
+    retry: float
+    refusal: str
+
+
+TIMINGS: dict[str, Timing] = {
+    "a renew deadline equal to the lease duration": Timing(
+        15, 15, 2, f"the renew deadline (15s) must be shorter than the lease duration (15s): {SHORTER_THAN_THE_LEASE}"
+    ),
+    "a renew deadline above the lease duration": Timing(
+        15, 20, 2, f"the renew deadline (20s) must be shorter than the lease duration (15s): {SHORTER_THAN_THE_LEASE}"
+    ),
+    "a retry period equal to the renew deadline": Timing(
+        15,
+        10,
+        10,
+        "the retry period (10s) must be shorter than the renew deadline (10s): the leader must get more than one try "
+        "to renew",
+    ),
+    "no lease duration": Timing(0, 10, 2, POSITIVE),
+    "no retry period": Timing(15, 10, 0, POSITIVE),
+}
+
+
+@pytest.mark.parametrize("name", TIMINGS)
+def test_timings_that_would_allow_two_leaders_are_refused(name: str) -> None:
+    case = TIMINGS[name]
+    with pytest.raises(ValueError) as raised:
+        LeaderElectionSettings(
+            enabled=True, lease_duration=case.duration, renew_deadline=case.deadline, retry_period=case.retry
+        )
+    assert str(raised.value) == case.refusal
 
 
 # ---- two electors on one lease ---------------------------------------------------------------------------

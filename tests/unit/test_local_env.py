@@ -4,6 +4,8 @@ gets installed and with nothing else."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from gpu_model_operator.backends.local.environments import (
@@ -49,28 +51,41 @@ def test_another_python_is_a_warning() -> None:
     assert any("python 3.11" in w and "3.12" in w for w in env.warnings)
 
 
-@pytest.mark.parametrize(
-    ("spec", "running", "warns"),
-    [
-        ("python=3.11", "3.11", False),
-        ("python=3.11.5", "3.11", False),
-        ("python==3.11", "3.11", False),
-        ("python=3.11.*", "3.11", False),
-        ("python=3.11.5=h955ad1f_0", "3.11", False),
-        ("python 3.11.* *_cpython", "3.11", False),
-        ("python>=3.9,<3.12", "3.11", False),
-        ("python>=3.9", "3.12", False),
-        ("python=3", "3.11", False),
-        ("conda-forge::python=3.10", "3.11", True),
-        ("python=3.10", "3.11", True),
-        ("python<3.11", "3.11", True),
-        ("python>=3.12", "3.11", True),
-        ("python", "3.11", False),
-    ],
-)
-def test_python_versions_are_compared_on_major_minor(spec: str, running: str, warns: bool) -> None:
-    env = parse_conda(f"dependencies:\n  - {spec}\n", running_python=running)
-    assert bool(env.warnings) == warns, env.warnings
+def asks(python: str, running: str = "3.11") -> tuple[str]:
+    """The one warning a conda file's python that the running one does not satisfy gives."""
+    return (f"the conda file asks for python {python}; the local backend serves with python {running}",)
+
+
+@dataclass(frozen=True)
+class PythonCase:
+    spec: str
+    running: str
+    warnings: tuple[str, ...] = ()
+
+
+PYTHONS: dict[str, PythonCase] = {
+    "the same minor": PythonCase("python=3.11", "3.11"),
+    "a patch release": PythonCase("python=3.11.5", "3.11"),
+    "pip's equals": PythonCase("python==3.11", "3.11"),
+    "a minor wildcard": PythonCase("python=3.11.*", "3.11"),
+    "a patch release with a build string": PythonCase("python=3.11.5=h955ad1f_0", "3.11"),
+    "conda's match spec with a build glob": PythonCase("python 3.11.* *_cpython", "3.11"),
+    "a range that holds it": PythonCase("python>=3.9,<3.12", "3.11"),
+    "a lower bound below it": PythonCase("python>=3.9", "3.12"),
+    "a major only": PythonCase("python=3", "3.11"),
+    "another minor from a channel": PythonCase("conda-forge::python=3.10", "3.11", asks("3.10")),
+    "another minor": PythonCase("python=3.10", "3.11", asks("3.10")),
+    "an upper bound below it": PythonCase("python<3.11", "3.11", asks("<3.11")),
+    "a lower bound above it": PythonCase("python>=3.12", "3.11", asks(">=3.12")),
+    "no version": PythonCase("python", "3.11"),
+}
+
+
+@pytest.mark.parametrize("name", PYTHONS)
+def test_python_versions_are_compared_on_major_minor(name: str) -> None:
+    case = PYTHONS[name]
+    env = parse_conda(f"dependencies:\n  - {case.spec}\n", running_python=case.running)
+    assert env.warnings == case.warnings
 
 
 def test_requirements_are_normalised() -> None:
@@ -101,12 +116,31 @@ def test_conda_only_files_and_empty_pip_lists_are_fine() -> None:
     assert parse_conda("name: x\n").pip == ()
 
 
-@pytest.mark.parametrize(
-    "text", ["dependencies: [", "- just a list", "dependencies: 3", "dependencies:\n  - pip: numpy\n"]
-)
-def test_a_broken_conda_file_is_a_clear_error(text: str) -> None:
-    with pytest.raises(ValueError, match="conda file"):
-        parse_conda(text)
+@dataclass(frozen=True)
+class BrokenCase:
+    text: str
+    #: The error's first line (YAML's own report follows it on the next lines).
+    error: str
+
+
+BROKEN: dict[str, BrokenCase] = {
+    "not YAML": BrokenCase("dependencies: [", "the conda file is not valid YAML: while parsing a flow node"),
+    "a list, not a mapping": BrokenCase("- just a list", "the conda file must be a mapping with a 'dependencies' list"),
+    "dependencies not a list": BrokenCase(
+        "dependencies: 3", "the conda file must be a mapping with a 'dependencies' list"
+    ),
+    "pip not a list": BrokenCase(
+        "dependencies:\n  - pip: numpy\n", "the conda file's dependency {'pip': 'numpy'} is not a 'pip:' list"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_a_broken_conda_file_is_a_clear_error(name: str) -> None:
+    case = BROKEN[name]
+    with pytest.raises(ValueError) as raised:
+        parse_conda(case.text)
+    assert str(raised.value).splitlines()[0] == case.error
 
 
 def test_declared_gpus_replace_discovery_and_say_so() -> None:

@@ -8,6 +8,7 @@ import ast
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,28 +43,55 @@ def access_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    ("path", "key", "status", "forwarded"),
-    [
-        ("/api/v1/service/digits-svc/score", "primary-key", "200 OK", "/score"),
-        ("/api/v1/service/digits-svc/score", "secondary-key", "200 OK", "/score"),
-        ("/api/v1/service/digits-svc/", "primary-key", "200 OK", "/"),
-        ("/api/v1/service/digits-svc", "primary-key", "200 OK", "/"),
-        ("/api/v1/service/digits-svc/score", None, "401 Unauthorized", None),
-        ("/api/v1/service/digits-svc/score", "wrong", "401 Unauthorized", None),
-        ("/api/v1/service/digits-svc/score", "primary-key ", "200 OK", "/score"),
-        ("/api/v1/service/digits-svc/", None, "401 Unauthorized", None),
-        ("/api/v1/service/other-svc/score", "primary-key", "404 Not Found", None),
-        ("/score", "primary-key", "404 Not Found", None),
-        ("/", None, "404 Not Found", None),
-        ("/api/v1/service/digits-svc/swagger.json", "primary-key", "404 Not Found", None),
-    ],
-)
-def test_routes_and_keys(path: str, key: str | None, status: str, forwarded: str | None, access_file: Path) -> None:
-    got, body = call(gate.KeyGate(app, str(access_file)), path, key)
-    assert got == status
-    if forwarded is not None:
-        assert body == {"path": forwarded, "authorization": None}, "the user's code never sees the key"
+SCORE, ROOT = "/api/v1/service/digits-svc/score", "/api/v1/service/digits-svc/"
+NO_KEY = "missing or invalid key: send 'Authorization: Bearer <primary or secondary key>'"
+
+
+def served(path: str) -> tuple[str, Any]:
+    """Forwarded to the app as ``path``; the user's code never sees the key."""
+    return "200 OK", {"path": path, "authorization": None}
+
+
+def refused() -> tuple[str, Any]:
+    return "401 Unauthorized", {"message": NO_KEY}
+
+
+def no_route(path: str) -> tuple[str, Any]:
+    return "404 Not Found", {"message": f"no route '{path}' here"}
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    key: str | None
+    #: The status and the body the caller gets.
+    want: tuple[str, Any]
+
+
+ROUTES: dict[str, Route] = {
+    "the primary key scores": Route(SCORE, "primary-key", served("/score")),
+    "the secondary key scores": Route(SCORE, "secondary-key", served("/score")),
+    "the service's root": Route(ROOT, "primary-key", served("/")),
+    "the service's root without the slash": Route(ROOT.rstrip("/"), "primary-key", served("/")),
+    "no key": Route(SCORE, None, refused()),
+    "a wrong key": Route(SCORE, "wrong", refused()),
+    "a key with a trailing space": Route(SCORE, "primary-key ", served("/score")),
+    "the service's root without a key": Route(ROOT, None, refused()),
+    "another service": Route(
+        "/api/v1/service/other-svc/score", "primary-key", no_route("/api/v1/service/other-svc/score")
+    ),
+    "the server's own route": Route("/score", "primary-key", no_route("/score")),
+    "the server's root": Route("/", None, no_route("/")),
+    "the server's swagger document": Route(
+        f"{ROOT}swagger.json", "primary-key", no_route("/api/v1/service/digits-svc/swagger.json")
+    ),
+}
+
+
+@pytest.mark.parametrize("name", ROUTES)
+def test_routes_and_keys(name: str, access_file: Path) -> None:
+    case = ROUTES[name]
+    assert call(gate.KeyGate(app, str(access_file)), case.path, case.key) == case.want
 
 
 def test_a_bearer_scheme_in_any_case_and_nothing_else() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from gpu_model_operator import conditions as c
 from gpu_model_operator.backends.base import ComputeState, ObservedCompute, ObservedService, ProbeResult, ServiceState
-from gpu_model_operator.capacity import capped_replicas
+from gpu_model_operator.capacity import Capacity, capped_replicas
 from gpu_model_operator.decision import (
     Action,
     Decision,
@@ -21,6 +21,7 @@ from gpu_model_operator.decision import (
     Problem,
     PublishedSecret,
     Timing,
+    derive_kstatus,
     normal,
     warning,
 )
@@ -37,7 +38,7 @@ from gpu_model_operator.models import (
     Retry,
     parse_spec,
 )
-from gpu_model_operator.reconcile import decide, may_observe, settled, still_settled
+from gpu_model_operator.reconcile import decide, may_observe, record_cost, settled, still_settled
 
 NOW = "2026-01-01T00:00:00Z"
 OWNER = "team-a/digits/uid-1"  # namespace/name/uid, as owner tags say
@@ -934,10 +935,26 @@ CASES: dict[str, Case] = {
 }
 
 
+def with_kstatus(decision: Decision) -> Decision:
+    """The case's decision with the Reconciling and Stalled conditions every pass derives from its phase and Ready
+    (tests/unit/test_kstatus.py holds that derivation to its own table)."""
+    status = decision.status.model_copy(deep=True)
+    derive_kstatus(status, 3, NOW)
+    return replace(decision, status=status)
+
+
+def with_cost(facts: Facts, decision: Decision) -> Decision:
+    """The case's decision with the cost estimate every pass that observed records (tests/unit/test_costs.py holds
+    the estimate to its own table)."""
+    status = decision.status.model_copy(deep=True)
+    record_cost(facts, status)
+    return replace(decision, status=status)
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_case(name: str) -> None:
     case = CASES[name]
-    assert decide(case.facts) == case.want
+    assert decide(case.facts) == with_cost(case.facts, with_kstatus(case.want))
 
 
 # ---- rules over several passes ------------------------------------------------------------------------
@@ -1012,37 +1029,58 @@ def test_the_cap_warning_is_not_repeated_for_the_same_cap() -> None:
     assert again.events == ()
 
 
-@pytest.mark.parametrize(
-    ("requested", "gpu_cores", "nodes", "others", "expected"),
-    [
-        (3, 1, (1, 1), (), 2),
-        (1, 1, (1, 1), (), 1),
-        (4, 2, (4, 4), (1, 1), 2),  # others spread one per node: 3 + 3 free, one 2-GPU replica fits on each
-        (2, 2, (2, 1), (), 1),
-        (5, 1, (2, 2), (1, 1, 1, 1), 0),
-        (1, 1, (), (), 0),
-        (1, 2, (1, 1, 1), (), 0),  # 3 GPUs free, none two on one node
-        (1, 2, (2, 2), (1, 1), 0),  # fragmentation: 2 free, one on each node
-        (2, 1, (2, 2), (2,), 2),
-    ],
-    ids=[
-        "capped",
-        "fits",
-        "two-per-replica",
-        "one-big-node",
-        "all-held",
-        "no-gpu",
-        "never-spans-nodes",
-        "fragmented-by-others",
-        "others-fill-one-node",
-    ],
-)
-def test_cap_arithmetic(
-    requested: int, gpu_cores: int, nodes: tuple[int, ...], others: tuple[int, ...], expected: int
-) -> None:
-    cap = capped_replicas(requested, gpu_cores, nodes, others, cpu_only=False, allow_cpu=False)
-    assert cap.effective == expected
-    assert bool(cap.message) == (expected < requested)
+def short(requested: int, gpus: str, replica_gpus: int, fits: int) -> Capacity:
+    """Fewer replicas fit than were requested: the cap and why."""
+    message = (
+        f"{requested} replicas requested but the compute has {gpus}; replicas of {replica_gpus} GPU(s), each on one "
+        f"node, allow {fits}"
+    )
+    return Capacity(fits, False, message)
+
+
+def too_big(replica_gpus: int, largest: int) -> Capacity:
+    """One replica needs more GPUs than any node has."""
+    message = f"each replica needs {replica_gpus} GPUs on one node, and no node of the compute has more than {largest}"
+    return Capacity(0, False, message)
+
+
+@dataclass(frozen=True)
+class Cap:
+    requested: int
+    gpu_cores: int
+    #: GPUs of each node, and of each other service's replica.
+    nodes: tuple[int, ...]
+    others: tuple[int, ...]
+    want: Capacity
+
+
+CAPS: dict[str, Cap] = {
+    "capped": Cap(3, 1, (1, 1), (), short(3, "2 GPUs (2 node(s) of 1 GPU(s))", 1, 2)),
+    "fits": Cap(1, 1, (1, 1), (), Capacity(1, False, "")),
+    # others spread one per node: 3 + 3 free, one 2-GPU replica fits on each
+    "two-per-replica": Cap(
+        4, 2, (4, 4), (1, 1), short(4, "8 GPUs (2 node(s) of 4 GPU(s), 2 held by other services)", 2, 2)
+    ),
+    "one-big-node": Cap(2, 2, (2, 1), (), short(2, "3 GPUs (2 node(s) of 1/2 GPUs)", 2, 1)),
+    "all-held": Cap(
+        5, 1, (2, 2), (1, 1, 1, 1), short(5, "4 GPUs (2 node(s) of 2 GPU(s), 4 held by other services)", 1, 0)
+    ),
+    "no-gpu": Cap(1, 1, (), (), too_big(1, 0)),
+    # 3 GPUs free, none two on one node
+    "never-spans-nodes": Cap(1, 2, (1, 1, 1), (), too_big(2, 1)),
+    # fragmentation: 2 free, one on each node
+    "fragmented-by-others": Cap(
+        1, 2, (2, 2), (1, 1), short(1, "4 GPUs (2 node(s) of 2 GPU(s), 2 held by other services)", 2, 0)
+    ),
+    "others-fill-one-node": Cap(2, 1, (2, 2), (2,), Capacity(2, False, "")),
+}
+
+
+@pytest.mark.parametrize("name", CAPS)
+def test_cap_arithmetic(name: str) -> None:
+    case = CAPS[name]
+    cap = capped_replicas(case.requested, case.gpu_cores, case.nodes, case.others, cpu_only=False, allow_cpu=False)
+    assert cap == case.want
 
 
 def test_cpu_only_machine_needs_opt_in() -> None:
@@ -1063,16 +1101,30 @@ def local_spec(allow_cpu: bool) -> GpuModelDeploymentSpec:
     )
 
 
-@pytest.mark.parametrize(
-    ("spec_", "fallback"),
-    [(local_spec(allow_cpu=True), True), (local_spec(allow_cpu=False), False), (spec(), False)],
-    ids=["local-opted-in", "local-not-opted-in", "azureml-has-no-such-option"],
-)
-def test_only_a_local_spec_that_opts_in_serves_on_cpu(spec_: GpuModelDeploymentSpec, fallback: bool) -> None:
+@dataclass(frozen=True)
+class CpuCase:
+    """A CPU-only machine: whether the spec serves on it, as the status, the action and the replicas say."""
+
+    spec: GpuModelDeploymentSpec
+    cpu_fallback: bool
+    action: Action
+    replicas: int
+
+
+CPU_FALLBACK: dict[str, CpuCase] = {
+    "local-opted-in": CpuCase(local_spec(allow_cpu=True), True, Action.DEPLOY, 2),
+    "local-not-opted-in": CpuCase(local_spec(allow_cpu=False), False, Action.NONE, 0),
+    "azureml-has-no-such-option": CpuCase(spec(), False, Action.NONE, 0),
+}
+
+
+@pytest.mark.parametrize("name", CPU_FALLBACK)
+def test_only_a_local_spec_that_opts_in_serves_on_cpu(name: str) -> None:
+    case = CPU_FALLBACK[name]
     cpu_only = ObservedCompute("local", ComputeState.READY, (), cpu_only=True, created_by_operator=True)
-    decision = decide(facts(observe(cpu_only, ABSENT), spec=spec_))
-    assert decision.status.cpu_fallback is fallback
-    assert (decision.action, decision.replicas) == ((Action.DEPLOY, 2) if fallback else (Action.NONE, 0))
+    decision = decide(facts(observe(cpu_only, ABSENT), spec=case.spec))
+    said = (decision.status.cpu_fallback, decision.action, decision.replicas)
+    assert said == (case.cpu_fallback, case.action, case.replicas)
 
 
 def test_an_absent_attached_cluster_is_attached_not_created() -> None:
@@ -1097,55 +1149,66 @@ def test_a_ready_uncapped_generation_is_settled_for_the_short_resync() -> None:
     assert not settled(ready_status().model_copy(update={"last_error": "x"}), 3, requested=2)
 
 
-@pytest.mark.parametrize(
-    ("svc", "probe", "keys", "secret", "expected"),
-    [
-        (service(), ProbeResult(True), KEYS, OURS, True),
-        (service(), ProbeResult(False, "503"), KEYS, OURS, False),
-        (service(), None, KEYS, OURS, False),
-        (service(replicas=1), ProbeResult(True), KEYS, OURS, False),  # a replica died
-        (service(fingerprint="fp-old"), ProbeResult(True), KEYS, OURS, False),  # redeployed behind our back
-        (service(ServiceState.UNHEALTHY), ProbeResult(True), KEYS, OURS, False),
-        (ABSENT, None, None, OURS, False),  # deleted out of band
-        (service(), ProbeResult(True), ("k9", "k2"), OURS, False),  # a key regenerated at Azure
-        (service(), ProbeResult(True), KEYS, None, False),  # the Secret deleted
-    ],
-    ids=[
-        "settled",
-        "probe-fails",
-        "no-probe",
-        "replica-died",
-        "redeployed",
-        "unhealthy",
-        "deleted",
-        "key-regenerated",
-        "secret-deleted",
-    ],
-)
-def test_drift_seen_by_the_short_resync(
-    svc: ObservedService, probe: ProbeResult | None, keys: tuple[str, str] | None, secret: PublishedSecret | None,
-    expected: bool,
-) -> None:  # fmt: skip
-    assert still_settled(ready_status(), observe(compute(), svc, probe=probe, keys=keys, secret=secret)) is expected
+@dataclass(frozen=True)
+class Drift:
+    """A settled resource's next observation, and whether it is still settled."""
+
+    svc: ObservedService
+    probe: ProbeResult | None
+    keys: tuple[str, str] | None
+    secret: PublishedSecret | None
+    settled: bool
+
+
+DRIFT: dict[str, Drift] = {
+    "settled": Drift(service(), ProbeResult(True), KEYS, OURS, True),
+    "probe-fails": Drift(service(), ProbeResult(False, "503"), KEYS, OURS, False),
+    "no-probe": Drift(service(), None, KEYS, OURS, False),
+    "replica-died": Drift(service(replicas=1), ProbeResult(True), KEYS, OURS, False),
+    # redeployed behind our back
+    "redeployed": Drift(service(fingerprint="fp-old"), ProbeResult(True), KEYS, OURS, False),
+    "unhealthy": Drift(service(ServiceState.UNHEALTHY), ProbeResult(True), KEYS, OURS, False),
+    # deleted out of band
+    "deleted": Drift(ABSENT, None, None, OURS, False),
+    # a key regenerated at Azure
+    "key-regenerated": Drift(service(), ProbeResult(True), ("k9", "k2"), OURS, False),
+    # the Secret deleted
+    "secret-deleted": Drift(service(), ProbeResult(True), KEYS, None, False),
+}
+
+
+@pytest.mark.parametrize("name", DRIFT)
+def test_drift_seen_by_the_short_resync(name: str) -> None:
+    case = DRIFT[name]
+    seen = observe(compute(), case.svc, probe=case.probe, keys=case.keys, secret=case.secret)
+    assert still_settled(ready_status(), seen) is case.settled
 
 
 def test_events_are_typed() -> None:
     assert normal("R", "m") == Event("Normal", "R", "m") and warning("R", "m") == Event("Warning", "R", "m")
 
 
-@pytest.mark.parametrize(
-    ("policy", "budget_wait", "observes"),
-    [
-        ("manage", 0.0, True),
-        ("detach-on-delete", 0.0, True),  # it changes only what deletion does
-        ("skip", 0.0, False),
-        ("sometimes", 0.0, False),  # an unknown policy is reported, never acted on
-        ("manage", 3.0, False),  # over the call budget
-        ("detach-on-delete", 3.0, False),
-    ],
-)
-def test_which_passes_call_the_backend(policy: str, budget_wait: float, observes: bool) -> None:
-    assert may_observe(policy, budget_wait) is observes
+@dataclass(frozen=True)
+class Observes:
+    policy: str
+    budget_wait: float
+    observes: bool
+
+
+OBSERVES: dict[str, Observes] = {
+    "manage": Observes("manage", 0.0, True),
+    "detach-on-delete: it changes only what deletion does": Observes("detach-on-delete", 0.0, True),
+    "skip": Observes("skip", 0.0, False),
+    "an unknown policy is reported, never acted on": Observes("sometimes", 0.0, False),
+    "manage over the call budget": Observes("manage", 3.0, False),
+    "detach-on-delete over the call budget": Observes("detach-on-delete", 3.0, False),
+}
+
+
+@pytest.mark.parametrize("name", OBSERVES)
+def test_which_passes_call_the_backend(name: str) -> None:
+    case = OBSERVES[name]
+    assert may_observe(case.policy, case.budget_wait) is case.observes
 
 
 def test_taking_over_an_earlier_resources_service_redeploys_it_under_this_ones_tag() -> None:

@@ -34,17 +34,37 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- end }}
 
-{{/* What the operator's pod is selected by (the Deployment, the metrics Service, the ServiceMonitor). */}}
+{{/*
+What the operator's pod is selected by (the Deployment, the metrics Service, the ServiceMonitor, the disruption
+budget, the anti-affinity): the release too, so that two releases in one namespace never select each other's pods.
+Chart 0.2.0 added the instance: a Deployment's selector is immutable, so an upgrade from 0.1.x deletes the
+Deployment first (README, Install on a cluster).
+*/}}
 {{- define "gpu-model-operator.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "gpu-model-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
-{{/* The operator's own objects: ServiceAccount, Deployment, metrics Service. */}}
+{{/* The operator's image: by digest when image.digest is set (it wins over the tag), else by tag. */}}
+{{- define "gpu-model-operator.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+{{- end }}
+
+{{/* Whether /metrics listens beyond the pod's loopback (metrics.bindAddress), so Prometheus can scrape it. */}}
+{{- define "gpu-model-operator.metricsExposed" -}}
+{{- if not (has .Values.metrics.bindAddress (list "127.0.0.1" "::1" "localhost")) }}true{{ end }}
+{{- end }}
+
+{{/* The operator's own objects: ServiceAccount, Deployment, metrics Service (the instance label once). */}}
 {{- define "gpu-model-operator.labels" -}}
-{{ include "gpu-model-operator.selectorLabels" . }}
-app.kubernetes.io/part-of: gpu-model-operator
-{{ include "gpu-model-operator.helmLabels" . }}
+{{- $own := include "gpu-model-operator.selectorLabels" . | fromYaml }}
+{{- $helm := include "gpu-model-operator.helmLabels" . | fromYaml }}
+{{- toYaml (merge $own (dict "app.kubernetes.io/part-of" "gpu-model-operator") $helm) }}
 {{- end }}
 
 {{/*
@@ -52,10 +72,11 @@ Exactly what the operator uses, the same rules in the ClusterRole and in each Ro
 overlays/cluster-wide/clusterrole.yaml and overlays/namespaced/role.yaml; test_rbac.py explains each).
 */}}
 {{- define "gpu-model-operator.rules" -}}
-# kopf lists and watches the resources it serves, and patches them: its finalizer and progress annotations.
+# kopf lists and watches the resources it serves, and patches them: its finalizer and progress annotations; the
+# operator gets one again before creating anything for it (a pass may run on a body older than its deletion).
 - apiGroups: ["gpumodel.io"]
   resources: ["gpumodeldeployments"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 # The status is written through the status subresource.
 - apiGroups: ["gpumodel.io"]
   resources: ["gpumodeldeployments/status"]
@@ -76,4 +97,12 @@ overlays/cluster-wide/clusterrole.yaml and overlays/namespaced/role.yaml; test_r
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create", "patch", "delete"]
+{{- end }}
+
+{{/*
+The ConfigMap holding the installation's price table: prices.configMap, else the chart's own of prices.table, else
+none (the operator's shipped table).
+*/}}
+{{- define "gpu-model-operator.pricesConfigMap" -}}
+{{- if .Values.prices.configMap }}{{ .Values.prices.configMap }}{{- else if .Values.prices.table }}{{ include "gpu-model-operator.fullname" . }}-prices{{- end }}
 {{- end }}

@@ -41,7 +41,37 @@ from .server import EmulatorServer
 from .state import EmulatorState
 from .v2.admin import V2AdminClient
 
-__all__ = ["Emulator", "EmulatorClient", "EmulatorConfig", "Latencies", "start_emulator"]
+__all__ = [
+    "Emulator",
+    "EmulatorClient",
+    "EmulatorConfig",
+    "Latencies",
+    "live_emulators",
+    "start_emulator",
+    "take_violations",
+]
+
+#: The emulators running in this process (``start_emulator``), for audits across a test session.
+_LIVE: list[Emulator] = []
+#: What stopped emulators recorded outside Azure's contract and nobody took (see :func:`take_violations`).
+_LEFT: list[dict[str, Any]] = []
+
+
+def live_emulators() -> list[Emulator]:
+    """The emulators this process runs now."""
+    return list(_LIVE)
+
+
+def take_violations() -> list[dict[str, Any]]:
+    """Every exchange outside Azure's contract that the emulators of this process recorded (conformance mode), since
+    the last call, including those of emulators that have stopped since: what a test session's audit reads."""
+    found, _LEFT[:] = list(_LEFT), []
+    for emulator in _LIVE:
+        assert emulator.state is not None
+        with emulator.state.lock:
+            found += emulator.state.violations
+            emulator.state.violations.clear()
+    return found
 
 
 @dataclass
@@ -99,6 +129,19 @@ class EmulatorClient:
 
     def summary(self) -> dict[str, Any]:
         return dict(self.request("GET", "/_emulator/state"))
+
+    def throttling(self) -> dict[str, Any]:
+        """ARM's throttling: ``config``, the call counts (``calls``: surface, kind, bucket, calls, throttled) and the
+        ``buckets`` with their tokens (see :mod:`gpu_model_operator_dev.azureml_emulator.throttling`)."""
+        return dict(self.request("GET", "/_emulator/throttling"))
+
+    def configure_throttling(self, **settings: Any) -> dict[str, Any]:
+        """``enabled``, ``limits`` (``{"reads": {"size": 5, "refill_per_s": 1}}``, or ``"published"``),
+        ``global_factor``, ``region``; the buckets start full."""
+        return dict(self.request("POST", "/_emulator/throttling", settings))
+
+    def clear_throttling_calls(self) -> None:
+        self.request("DELETE", "/_emulator/throttling/calls")
 
     @property
     def v2(self) -> V2AdminClient:
@@ -168,16 +211,21 @@ def start_emulator(
         if failure or not started.is_set():
             raise RuntimeError("the Azure ML emulator did not start") from (failure[0] if failure else None)
         assert server.certs is not None
+        emulator = Emulator(
+            base_url=state.base_url,
+            ca_file=server.certs.ca_bundle,
+            proxy_url=f"http://{host}:{server.proxy_port}",
+            state_dir=state_dir,
+            env=server.client_env(),
+            state=state,
+            env_v2=server.client_env_v2(),
+        )
+        _LIVE.append(emulator)
         try:
-            yield Emulator(
-                base_url=state.base_url,
-                ca_file=server.certs.ca_bundle,
-                proxy_url=f"http://{host}:{server.proxy_port}",
-                state_dir=state_dir,
-                env=server.client_env(),
-                state=state,
-                env_v2=server.client_env_v2(),
-            )
+            yield emulator
         finally:
+            _LIVE.remove(emulator)
+            with state.lock:
+                _LEFT.extend(state.violations)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)

@@ -70,7 +70,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also refuse GPU over-subscription in /services/validate/resource",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed for probabilistic faults")
+    p.add_argument(
+        "--arm-throttling",
+        action="store_true",
+        help="throttle ARM's calls with its token buckets (reads 250 at 25/s, writes and deletes 200 at 10/s)",
+    )
+    p.add_argument(
+        "--arm-limit",
+        action="append",
+        default=[],
+        metavar="KIND=SIZE/REFILL",
+        help="a bucket's size and refill per second, e.g. reads=250/25 (kinds: reads, writes, deletes)",
+    )
+    p.add_argument("--arm-global-factor", type=float, default=None, help="the global bucket per principal's (15)")
     return p.parse_args(argv)
+
+
+def throttling_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The ``POST /_emulator/throttling`` body the command line asks for."""
+    limits: dict[str, dict[str, float]] = {}
+    for kind, value in _pairs(args.arm_limit, "arm-limit").items():
+        size, sep, refill = value.partition("/")
+        if not sep:
+            raise SystemExit(f"--arm-limit expects KIND=SIZE/REFILL, got {kind}={value}")
+        limits[kind] = {"size": float(size), "refill_per_s": float(refill)}
+    body: dict[str, object] = {"enabled": bool(args.arm_throttling), "limits": limits}
+    if args.arm_global_factor is not None:
+        body["global_factor"] = args.arm_global_factor
+    return body
 
 
 async def serve(args: argparse.Namespace, state_dir: Path) -> None:
@@ -85,6 +112,10 @@ async def serve(args: argparse.Namespace, state_dir: Path) -> None:
     )
     state = EmulatorState(config, FaultInjector(args.seed))
     apply_config(state, {"latencies": {k: float(v) for k, v in _pairs(args.latency, "latency").items()}})
+    try:
+        state.throttling.configure(throttling_settings(args))
+    except (KeyError, ValueError) as exc:
+        raise SystemExit(f"--arm-limit: {exc}") from exc
     server = EmulatorServer(state, state_dir, args.host, args.port, args.proxy_port)
     await server.start()
     assert server.certs is not None

@@ -9,9 +9,11 @@ Admin calls are not recorded in the call log.
 - ``POST /_emulator/faults`` (a rule or a list, see :mod:`.faults`), ``GET``, ``DELETE`` (all, or ``/{id}``)
 - ``POST /_emulator/reset``: forget resources, calls and faults (workspaces stay)
 - ``POST /_emulator/config``: ``latencies`` (seconds per operation), ``validate_capacity``, ``credentials``,
-  ``token_lifetime_s``, ``default_scoring_backend``
+  ``token_lifetime_s``, ``default_scoring_backend``, ``aks_supported_versions`` (Kubernetes minors an attach
+  accepts; empty: any)
 - ``POST /_emulator/seed``: ``workspaces``, ``models``, ``computes`` (ready at once), ``services`` (Healthy at
-  once; MMS create bodies), ``aks_clusters``
+  once; MMS create bodies), ``aks_clusters`` (``resource_group``, ``name``, ``vm_size``, ``agent_count``,
+  optional ``kubernetes_version``)
 - ``POST /_emulator/services/{name}/scoring``: ``backend_url`` to forward ``/score`` to, or a ``response``
 - ``GET /_emulator/state``: computes and services with their states, replicas and GPUs
 """
@@ -46,6 +48,8 @@ def apply_config(state: EmulatorState, body: dict[str, Any]) -> None:
                 setattr(state.config, name, type(getattr(state.config, name))(body[name]))
         if "credentials" in body:
             state.config.credentials = dict(body["credentials"] or {})
+        if "aks_supported_versions" in body:
+            state.config.aks_supported_versions = [str(v) for v in body["aks_supported_versions"] or []]
         if "default_scoring_backend" in body:
             state.default_scoring_backend = body["default_scoring_backend"]
 
@@ -90,7 +94,12 @@ def apply_seed(state: EmulatorState, body: dict[str, Any]) -> dict[str, Any]:
     for a in body.get("aks_clusters") or []:
         created["aks_clusters"].append(
             state.compute_store.seed_aks_cluster(
-                a["resource_group"], a["name"], a["vm_size"], int(a["agent_count"]), a.get("subscription_id")
+                a["resource_group"],
+                a["name"],
+                a["vm_size"],
+                int(a["agent_count"]),
+                a.get("subscription_id"),
+                a.get("kubernetes_version"),
             )
         )
     return created

@@ -12,8 +12,10 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .gpu import gpus_per_vm, provisioning_refusal
+from .aks import AksCluster, provisioning_refusal, size_refusal, version_refusal
+from .gpu import gpus_per_vm
 from .resources import Compute, ErrorBody, Operation, WsKey
+from .v2.rules import name_problem
 
 if TYPE_CHECKING:
     from .faults import FaultRule
@@ -60,7 +62,13 @@ class ComputeStore:
         self._s = state
 
     def seed_aks_cluster(
-        self, resource_group: str, name: str, vm_size: str, agent_count: int, subscription_id: str | None = None
+        self,
+        resource_group: str,
+        name: str,
+        vm_size: str,
+        agent_count: int,
+        subscription_id: str | None = None,
+        kubernetes_version: str | None = None,
     ) -> str:
         """Declare an existing AKS cluster that ``ComputeTarget.attach`` may attach; returns its resource id."""
         sub = subscription_id or self._s.config.subscription_id
@@ -69,7 +77,7 @@ class ComputeStore:
             f"Microsoft.ContainerService/managedClusters/{name}"
         )
         with self._s.lock:
-            self._s.aks_clusters[resource_id.lower()] = (vm_size, agent_count)
+            self._s.aks_clusters[resource_id.lower()] = AksCluster(vm_size, agent_count, kubernetes_version)
         return resource_id
 
     def get(self, ws: WsKey, name: str) -> Compute | None:
@@ -99,6 +107,11 @@ class ComputeStore:
             existing = self.get(ws, name)
             if existing is not None:
                 return self._update(ws, existing, props)
+            problem = name_problem("compute", name)
+            if problem is not None:
+                # Azure ML's compute name rules (see v2/rules.py for the sources); the answer's code and wording
+                # are the emulator's, the documentation gives neither.
+                return 400, arm_error("BadRequest", problem), None
             if props.get("resourceId"):
                 return self._attach(ws, name, body, props)
             return self._create(ws, name, body, props)
@@ -168,7 +181,11 @@ class ComputeStore:
                 "message": f"The Resource '{compute.resource_id}' was not found.",
             }
         else:
-            compute.vm_size, compute.agent_count = known
+            compute.vm_size, compute.agent_count = known.vm_size, known.agent_count
+            refusal = size_refusal(known.vm_size, known.agent_count, compute.cluster_purpose)
+            if refusal is not None:  # see .aks: created or attached, the same minimum; the answer is the emulator's
+                return 400, arm_error("BadRequest", refusal), None
+            error = version_refusal(known.kubernetes_version, self._s.config.aks_supported_versions)
         rule = self._s.faults.match_resource({"operation_failed"}, "compute", name)
         if rule is not None:
             error = _rule_error(rule, "AttachFailed", "Injected fault: attaching the AKS cluster failed.")

@@ -8,6 +8,7 @@ fragmentation (2-GPU replicas on nodes that other services' 1-GPU replicas half 
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,25 +42,32 @@ VM_SIZES: dict[str, tuple[int, int]] = {
     "standard_nd6s": (1, 6),
     "standard_nd12s": (2, 12),
     "standard_nd24s": (4, 24),
+    "standard_nd24rs": (4, 24),
     "standard_nd40rs_v2": (8, 40),
     "standard_nd96asr_v4": (8, 96),
     "standard_nd96amsr_a100_v4": (8, 96),
+    "standard_nd96is_h100_v5": (8, 96),
     "standard_nd96isr_h100_v5": (8, 96),
     "standard_nd96isr_h200_v5": (8, 96),
     "standard_nv6": (1, 6),
     "standard_nv12": (2, 12),
     "standard_nv24": (4, 24),
     "standard_nv12s_v3": (1, 12),
+    "standard_nv24s_v3": (2, 24),
+    "standard_nv48s_v3": (4, 48),
     "standard_nv36ads_a10_v5": (1, 36),
+    "standard_nv36adms_a10_v5": (1, 36),
     "standard_nv72ads_a10_v5": (2, 72),
     "standard_d3_v2": (0, 4),
     "standard_d4_v2": (0, 8),
 }
 #: GPUs per VM (kept for readers of the old name).
 GPUS_PER_VM_SIZE: dict[str, int] = {name: gpus for name, (gpus, _) in VM_SIZES.items()}
-#: Sizes Azure has retired, with the date: no new VM of them can be created. From Azure's migration guides: the
-#: NC, NCv2, ND and NV series on 2023-09-06 ("NV series retirement", "Migrate your NC/NCv2/ND series"), the NCv3
-#: sizes NC6s/NC12s/NC24s_v3 on 2025-09-30 ("NCv3 and NC6s NC12s NC24s retirement") and NC24rs_v3 on 2025-03-31.
+#: Sizes Azure retires, with the date: from that date on no new VM of them can be created. From Azure's retired
+#: sizes list (MicrosoftDocs/azure-compute-docs, articles/virtual-machines/sizes/retirement/retired-sizes-list.md,
+#: commit 0bdc5d34816015bdd15b875af50762d68a532ff1) and the series' migration guides: the NC, NCv2, ND and NV series
+#: on 2023-09-06, the NCv3 sizes NC6s/NC12s/NC24s_v3 on 2025-09-30, NC24rs_v3 on 2025-03-31 (its migration guide),
+#: NVv3 on 2026-09-30 ("announced 04/15/26, planned retirement 09/30/26").
 RETIRED: dict[str, str] = {
     **dict.fromkeys(
         (
@@ -71,34 +79,26 @@ RETIRED: dict[str, str] = {
     ),
     **dict.fromkeys(("standard_nc6s_v3", "standard_nc12s_v3", "standard_nc24s_v3"), "2025-09-30"),
     "standard_nc24rs_v3": "2025-03-31",
+    **dict.fromkeys(("standard_nv12s_v3", "standard_nv24s_v3", "standard_nv48s_v3"), "2026-09-30"),
 }  # fmt: skip
-#: The vCPUs an AKS cluster for Azure ML inference needs over all its nodes, by cluster purpose. From "Create and
-#: attach an Azure Kubernetes Service cluster" (v1): production clusters need at least 12 virtual CPUs, dev/test
-#: clusters at least 2; ARM refuses the compute PUT otherwise.
+
+
+def retired_on(vm_size: str) -> str | None:
+    """The retirement date of ``vm_size`` if it has passed (UTC today), else None: an announced retirement takes
+    effect on its date, not before."""
+    date = RETIRED.get(vm_size.lower())
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    return date if date is not None and datetime.date.fromisoformat(date) <= today else None
+
+
+#: The vCPUs an AKS cluster for Azure ML inference needs over all its nodes, by cluster purpose: production at least
+#: 12, dev/test at least 2 (see :mod:`.aks` for the source and the nodes each purpose needs).
 MIN_VCPUS = {"fastprod": 12, "devtest": 2}
 
 
 def vcpus_per_vm(vm_size: str | None) -> int | None:
     entry = VM_SIZES.get((vm_size or "").lower())
     return entry[1] if entry else None
-
-
-def provisioning_refusal(vm_size: str, agent_count: int, cluster_purpose: str | None) -> str | None:
-    """Why ARM refuses to create this AKS compute, or None: a retired size, or too few vCPUs for the purpose."""
-    retired = RETIRED.get(vm_size.lower())
-    if retired:
-        return (
-            f"The VM size '{vm_size}' is not available: it was retired on {retired}. "
-            "Choose a different VM size for the agent pool."
-        )
-    vcpus = vcpus_per_vm(vm_size)
-    need = MIN_VCPUS.get((cluster_purpose or "FastProd").lower(), 0)
-    if vcpus is not None and vcpus * agent_count < need:
-        return (
-            f"An AKS cluster with cluster purpose '{cluster_purpose or 'FastProd'}' must have at least {need} "
-            f"virtual CPUs in total; {agent_count} x {vm_size} provide {vcpus * agent_count}."
-        )
-    return None
 
 
 def gpus_per_vm(vm_size: str | None) -> int:

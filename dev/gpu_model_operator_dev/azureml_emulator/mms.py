@@ -44,7 +44,7 @@ def _dumps(body: Any) -> str:
 
 
 async def _body(request: web.Request) -> Any:
-    if not request.can_read_body:
+    if not request.body_exists:
         return {}
     try:
         return await request.json()

@@ -50,6 +50,9 @@ class EmulatorConfig:
     validate_capacity: bool = False
     #: client id -> secret accepted by the token endpoint; empty accepts any service principal.
     credentials: dict[str, str] = field(default_factory=dict)
+    #: The Kubernetes minor versions AKS supports today ("N-2"): an attach of a cluster outside them fails. Empty:
+    #: any version attaches (the documentation names the policy, not today's versions; see :mod:`.aks`).
+    aks_supported_versions: list[str] = field(default_factory=list)
 
 
 @dataclass

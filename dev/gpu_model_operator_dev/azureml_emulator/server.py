@@ -3,7 +3,10 @@
 Why one app: after discovery every Azure ML service host is the emulator's own address, so routing is by path;
 only the storage account is told apart by its Host header (an aiohttp domain sub-app), because blob paths are
 free-form. Middlewares, outermost first: the call log with fault injection (what tests count; an injected
-answer carries ``"fault": <action>``, a reset connection is logged with status 0), then bearer-token checks.
+answer carries ``"fault": <action>``, a reset connection is logged with status 0), then ARM's throttling (it counts
+every call and, when on, answers 429 before the request goes further; see :mod:`.throttling`), then bearer-token
+checks, then Azure's contract (``api-version``, each answer in its version's shape, and in conformance mode the
+schema checks), then the v2 overlay.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from typing import Any
 
 from aiohttp import web
 
-from . import arm, auth, data_plane, mms, v2
+from . import arm, auth, data_plane, mms, throttling, v2
 from .admin import admin_routes
 from .certs import CertFiles, write_certificates
+from .contract import conformance
 from .faults import FaultRule
 from .proxy import ConnectProxy
 from .state import EmulatorState
@@ -120,10 +124,13 @@ def build_app(state: EmulatorState) -> web.Application:
                 return refused
         return await handler(request)
 
-    app = web.Application(middlewares=[calls_and_faults, bearer, v2.middleware(state)], client_max_size=1024**3)
+    arm_throttling = throttling.middleware(state, v2.INFERENCE_SUFFIX)
+    middlewares = [calls_and_faults, arm_throttling, bearer, conformance.middleware(state), v2.middleware(state)]
+    app = web.Application(middlewares=middlewares, client_max_size=1024**3)
     app.add_domain(f"*.blob.{state.config.storage_suffix}", data_plane.blob_app(state))
     v2.install(app, state)
     app.add_routes(admin_routes(state))
+    app.add_routes(throttling.admin_routes(state))
     app.add_routes(auth.routes(state))
     app.add_routes(arm.routes(state))
     app.add_routes(mms.routes(state))

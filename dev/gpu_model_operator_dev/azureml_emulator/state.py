@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import Any
 
+from .aks import AksCluster
 from .compute_store import ComputeStore
 from .faults import FaultInjector
 from .gpu import Cluster, rollout_surge, unschedulable_error
@@ -34,6 +35,7 @@ from .resources import (
     ws_key,
 )
 from .service_store import ServiceStore
+from .throttling import Throttling
 from .v2.model import V2Config
 from .v2.store import V2Store
 
@@ -51,13 +53,18 @@ class EmulatorState:
         self.workspaces: dict[WsKey, Workspace] = {}
         # -- v2 (azure-ai-ml) surface: its configuration survives reset, like ``config`` --
         self.v2_config = V2Config()
+        #: ARM's token buckets and the call counts (see throttling.py); its configuration survives reset too.
+        self.throttling = Throttling()
+        #: Exchanges outside Azure's contract, recorded in conformance mode (see ``contract.conformance``); kept
+        #: across ``reset`` so that an audit sees everything a run did.
+        self.violations: list[dict[str, Any]] = []
         self._init_collections()
         c = self.config
         self.add_workspace(c.subscription_id, c.resource_group, c.workspace_name, c.location)
 
     def _init_collections(self) -> None:
         self.computes: dict[WsKey, dict[str, Compute]] = {}
-        self.aks_clusters: dict[str, tuple[str, int]] = {}
+        self.aks_clusters: dict[str, AksCluster] = {}
         self.models: dict[WsKey, dict[str, dict[str, Any]]] = {}
         self.assets: dict[str, dict[str, Any]] = {}
         self.blobs: dict[str, Blob] = {}
@@ -75,6 +82,7 @@ class EmulatorState:
         """Forget every resource, call and fault; keep the configuration and the workspaces (and their ids)."""
         with self.lock:
             self.faults.clear()
+            self.throttling.reset()
             self.default_scoring_backend = None
             self._init_collections()
 

@@ -11,19 +11,17 @@ The contract is generic in the spec a backend takes: ``AzureMLBackend`` is a ``B
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import enum
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
+from .. import conditions as c
+from ..keys import ScoringToken
 from ..models import GpuModelDeploymentSpec
+from .endpoint import EndpointSnapshot, QuotaReading, RequestCounts, RolloutStep
 
 #: The spec of one backend (``LocalSpec``, ``AzureMLSpec``, ``AzureMLV2Spec``), or the union where any will do.
 SpecT = TypeVar("SpecT", bound=GpuModelDeploymentSpec)
-T = TypeVar("T")
 
 
 class ComputeState(str, enum.Enum):
@@ -62,6 +60,9 @@ class ObservedCompute:
     #: RollingUpdate defaults on AKS), so it needs GPUs beside the running replicas; False where old replicas are
     #: stopped first (the local backend).
     surges_on_redeploy: bool = False
+    #: A managed online endpoint's "compute": the quota its instances are charged to. The core works the cap out
+    #: from it and the endpoint's own share (``node_gpus`` is left empty by the backend).
+    quota: QuotaReading | None = None
 
     @property
     def gpus_total(self) -> int:
@@ -79,6 +80,8 @@ class ServiceOnCompute:
     owner: str | None = None
     #: Being deleted: it is no reason to keep its compute (its GPUs are still counted until it is gone).
     deleting: bool = False
+    #: The compute it runs on (lower case), where a backend's listing covers more than one compute ("": this one).
+    compute: str = ""
 
     @property
     def gpus(self) -> int:
@@ -97,6 +100,9 @@ class ObservedService:
     message: str = ""
     #: The compute it runs on, where the backend says (deletion must know whether it keeps our compute busy).
     compute_name: str | None = None
+    #: An online endpoint's snapshot (azureml-v2): ``state`` is then the endpoint's own, and the core reads the
+    #: deployments (:func:`~gpu_model_operator.rollout.summarize`).
+    endpoint: EndpointSnapshot | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,9 @@ class DeploymentInputs(Generic[SpecT]):
     #: The user's opt-in to take over a service or compute that existed before; without it a backend never
     #: changes a service whose owner tag is not this resource's.
     take_over: bool = False
+    #: The operation in flight as the status records it: what it acts on and the id the backend gave it.
+    operation_target: str = ""
+    operation_id: str = ""
 
     @property
     def owner(self) -> str:
@@ -160,14 +169,14 @@ def is_legacy_tag_of(tag: str | None, owner: str) -> bool:
 class BackendError(Exception):
     """A backend failure with a message a user can act on (never containing a secret)."""
 
-    def __init__(self, message: str, *, reason: str = "BackendFailed") -> None:
+    def __init__(self, message: str, *, reason: str = c.BACKEND_FAILED) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
 
 
 class TransientBackendError(BackendError):
-    def __init__(self, message: str, *, reason: str = "BackendUnavailable", retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, reason: str = c.BACKEND_UNAVAILABLE, retry_after: float | None = None) -> None:
         super().__init__(message, reason=reason)
         self.retry_after = retry_after
 
@@ -188,12 +197,10 @@ class Backend(Protocol[SpecT]):
     async def delete_compute(self, inputs: DeploymentInputs[SpecT]) -> None:
         """Delete (provisioned) or detach (attached) the compute; gone already is success."""
 
-    async def services_on_compute(
-        self, inputs: DeploymentInputs[SpecT], max_age: float = 0.0
-    ) -> list[ServiceOnCompute]:
-        """Every service on the compute. ``max_age`` > 0 lets a backend answer from a listing at most that many
-        seconds old (for the GPU cap, where the operator's own deployments are counted from its own records);
-        deciding to delete a compute always asks for a fresh one."""
+    async def services_on_compute(self, inputs: DeploymentInputs[SpecT]) -> list[ServiceOnCompute]:
+        """Every service on the compute, read now; a backend whose one listing covers more (azureml: the whole
+        workspace) returns all of it with each service's ``compute``, and the controller keeps the services on this
+        one. The controller shares a listing between the resources of one scope (:func:`~..inputs.listing_scope`)."""
 
     async def observe_service(self, inputs: DeploymentInputs[SpecT]) -> ObservedService: ...
 
@@ -208,41 +215,32 @@ class Backend(Protocol[SpecT]):
         """Primary and secondary scoring keys, or None when auth is disabled. A backend may answer from what it
         read before, unless ``fresh``: then it asks again (keys can be regenerated behind the operator's back)."""
 
-    async def probe(self, inputs: DeploymentInputs[SpecT]) -> ProbeResult:
-        """A real request to the service's health endpoint through its scoring URL."""
+    async def get_token(self, inputs: DeploymentInputs[SpecT]) -> ScoringToken | None:
+        """The Azure ML token a client scores with, where the service takes tokens (an online endpoint with
+        ``authMode: AMLToken``); None elsewhere (keys, or no auth), which is every backend that does not say
+        otherwise. A backend may answer with a token it read before until Azure's refresh time for it has come."""
+        return None
+
+    async def probe(
+        self, inputs: DeploymentInputs[SpecT], service: ObservedService, deployment: str | None = None
+    ) -> ProbeResult:
+        """A real request to the service as observed in this pass (its scoring URL), as a client sends it; with
+        ``deployment`` (online endpoints), to that deployment alone."""
+
+    async def request_metrics(
+        self, inputs: DeploymentInputs[SpecT], deployment: str, start: str, end: str
+    ) -> RequestCounts | None:
+        """An online endpoint's deployment's requests from ``start`` to ``end`` (ISO 8601, UTC), by status code, as the
+        cloud's monitoring counts them; None where it publishes none. Only a backend that observes endpoints is ever
+        asked (a canary step's check, :func:`~gpu_model_operator.canary.metrics_window`)."""
+
+    async def take_step(self, inputs: DeploymentInputs[SpecT], step: RolloutStep) -> str | None:
+        """Carry out one rollout step the core decided on an online endpoint, checking at the write that the
+        endpoint is still this resource's. Only a backend that observes endpoints is ever given one. Returns the id
+        of the operation Azure started, where it gave one: the status keeps it (``status.operation.id``), and the
+        inputs of later passes carry it back, so its outcome can be read (a restarted operator too)."""
 
     async def close(self, timeout: float = 0.0) -> bool:
         """Take no more calls, and wait up to ``timeout`` seconds for the calls already running to end (a thread
         cannot be cancelled: a write sent keeps going after its pass was cancelled). True when none is left
         running: only then may another replica start writing (the lease is released only then)."""
-
-
-class DrainablePool(concurrent.futures.ThreadPoolExecutor):
-    """The thread pool a backend runs its blocking SDK calls in, which knows the calls still running: a graceful
-    stop waits for them (:meth:`drain`) before the lease is handed to another replica."""
-
-    def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
-        super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
-        self._lock = threading.Lock()
-        self._running: set[concurrent.futures.Future[Any]] = set()
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
-        future = super().submit(fn, *args, **kwargs)
-        with self._lock:
-            self._running.add(future)
-        future.add_done_callback(self._forget)
-        return future
-
-    def _forget(self, future: concurrent.futures.Future[Any]) -> None:
-        with self._lock:
-            self._running.discard(future)
-
-    async def drain(self, timeout: float) -> bool:
-        """Refuse new calls, drop the queued ones, and wait up to ``timeout`` seconds for the running ones to
-        end; True when none is left."""
-        self.shutdown(wait=False, cancel_futures=True)
-        with self._lock:
-            running = [future for future in self._running if not future.done()]
-        if running and timeout > 0:
-            await asyncio.wait([asyncio.wrap_future(future) for future in running], timeout=timeout)
-        return all(future.done() for future in running)

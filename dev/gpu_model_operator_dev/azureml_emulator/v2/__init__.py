@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import admin, overlay, routes, scoring
+from . import admin, monitor, overlay, routes, scoring
 from .payloads import INFERENCE_SUFFIX
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ def install(app: web.Application, state: EmulatorState) -> None:
     app.add_domain(f"*.{INFERENCE_SUFFIX}", scoring.managed_app(state))
     app.add_routes(admin.admin_routes(state))
     app.add_routes(routes.routes(state))
+    app.add_routes(monitor.routes(state))
     app.add_routes(scoring.kube_routes(state))
 
 

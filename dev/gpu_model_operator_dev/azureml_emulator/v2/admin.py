@@ -1,17 +1,25 @@
 """The v2 part of the admin API, under ``/_emulator/v2/`` (not logged), and its client.
 
 - ``POST config``: ``latencies`` (:class:`.model.V2Latencies` names), ``retry_after_s``, ``family_limits``
-  (quota family -> vCPUs), ``quota_reserve``, ``traffic_seed``, ``record_trace``, ``federated_credentials``
-  (``[{client_id, issuer, subject, jwks, audiences?}]``, replaces the list)
+  (quota family -> vCPUs), ``quota_reserve``, ``workspace_limits`` (``{"sub/rg/ws": {family: vCPUs}}``, replaces),
+  ``compute_usages`` (``[{workspace: "sub/rg/ws", compute, family, vcpus}]``: compute clusters holding quota),
+  ``endpoint_name_hold_s`` (how long a deleted endpoint's name stays held), ``max_instances``, ``traffic_seed``,
+  ``aml_token_lifetime_s`` (an Azure ML token's life), ``container_clock`` (a container's seconds per real second),
+  ``record_trace``, ``conformance``, ``federated_credentials`` (``[{client_id, issuer, subject, jwks,
+  audiences?}]``, replaces the list)
 - ``POST seed``: ``kubernetes_clusters`` (``[{resource_group, name, nodes: [{name, gpus, labels}],
   instance_types, default_instance_type, subscription_id?}]``, returns their resource ids),
   ``kubernetes_computes`` (the same plus ``compute`` and ``workspace``: attached and ready at once),
-  ``models`` (``[{name, version, path?, workspace?}]``)
-- ``POST faults``: a deployment start failure ``{deployment, endpoint, code, message, times}`` (regexes);
-  ``DELETE faults`` clears them
-- ``POST endpoints/{e}/deployments/{d}/scoring``: ``backend_url`` or ``response`` for that deployment
+  ``models`` (``[{name, version, path?, workspace?, load_seconds?}]``: ``load_seconds`` is how long the model
+  takes to load in a deployment's container, while its probes fail, see :mod:`.startup`)
+- ``POST faults``: a deployment start failure ``{deployment, endpoint, code, message, times, logs}`` (regexes;
+  ``code`` one of :data:`.rules.REASONS`: ImageBuildFailure, OutOfQuota, OutOfCapacity, ResourceNotReady (the
+  default, a crash whose console is ``logs``), OperationCanceled (transient)); ``DELETE faults`` clears them
+- ``POST endpoints/{e}/deployments/{d}/scoring``: ``backend_url`` or ``response`` for that deployment, or
+  ``model_status`` (its model answers every request with that status: Azure's 424; null: answers again)
 - ``GET state``: endpoints, deployments, Kubernetes computes with free GPUs per node, usages
 - ``GET trace`` / ``DELETE trace``: the requests recorded while ``record_trace`` is on
+- ``GET violations`` / ``DELETE violations``: the exchanges outside Azure's contract (conformance mode)
 """
 
 from __future__ import annotations
@@ -46,11 +54,32 @@ def apply_config(state: EmulatorState, body: dict[str, Any]) -> None:
             config.quota_reserve = float(body["quota_reserve"])
         if "family_limits" in body:
             config.family_limits.update({str(k): int(v) for k, v in dict(body["family_limits"]).items()})
+        if "workspace_limits" in body:
+            config.workspace_limits = {
+                str(ws).lower(): {str(f): int(v) for k_v in [limits] for f, v in dict(k_v).items()}
+                for ws, limits in dict(body["workspace_limits"]).items()
+            }
+        if "compute_usages" in body:
+            config.compute_usages = [
+                {"workspace": str(u["workspace"]).lower(), "compute": str(u["compute"]), "family": str(u["family"]),
+                 "vcpus": int(u["vcpus"])}
+                for u in body["compute_usages"] or []
+            ]  # fmt: skip
+        if "endpoint_name_hold_s" in body:
+            config.endpoint_name_hold_s = float(body["endpoint_name_hold_s"])
+        if "max_instances" in body:
+            config.max_instances = int(body["max_instances"])
         if "traffic_seed" in body:
             config.traffic_seed = int(body["traffic_seed"])
             state.v2.rng.seed(config.traffic_seed)
+        if "aml_token_lifetime_s" in body:
+            config.aml_token_lifetime_s = float(body["aml_token_lifetime_s"])
+        if "container_clock" in body:
+            config.container_clock = float(body["container_clock"])
         if "record_trace" in body:
             config.record_trace = bool(body["record_trace"])
+        if "conformance" in body:
+            config.conformance = bool(body["conformance"])
         if "federated_credentials" in body:
             config.federated_credentials = [
                 FederatedCredential(
@@ -114,6 +143,9 @@ def apply_seed(state: EmulatorState, body: dict[str, Any]) -> dict[str, Any]:
         version = str(item.get("version", "1"))
         uri = item.get("path") or f"azureml://datastores/workspaceblobstore/paths/models/{item['name']}/{version}/"
         store.put_asset(ws, "models", str(item["name"]), version, {"modelUri": uri, "modelType": "custom_model"})
+        if item.get("load_seconds"):
+            with state.lock:
+                store.load_seconds[(ws, str(item["name"]).lower(), version.lower())] = float(item["load_seconds"])
         created["models"].append(f"{item['name']}:{version}")
     return created
 
@@ -131,6 +163,7 @@ def summary(state: EmulatorState) -> dict[str, Any]:
                     "name": e.name,
                     "state": e.state,
                     "traffic": e.traffic,
+                    "mirror_traffic": dict(e.props.get("mirrorTraffic") or {}),
                     "compute": e.compute,
                 }
                 for ws, es in store.endpoints.items()
@@ -180,7 +213,7 @@ def admin_routes(state: EmulatorState) -> list[web.RouteDef]:
     async def add_fault(request: web.Request) -> web.Response:
         body = await request.json()
         rules = body if isinstance(body, list) else [body]
-        unknown = {k for r in rules for k in r} - {"deployment", "endpoint", "code", "message", "times"}
+        unknown = {k for r in rules for k in r} - {"deployment", "endpoint", "code", "message", "times", "logs"}
         if unknown:
             return _bad(f"unknown start-failure field(s): {sorted(unknown)}")
         with state.lock:
@@ -210,10 +243,21 @@ def admin_routes(state: EmulatorState) -> list[web.RouteDef]:
                     d.scoring.backend_url = body["backend_url"]
                 if "response" in body:
                     d.scoring.response = body["response"]
+                if "model_status" in body:
+                    d.scoring.model_status = int(body["model_status"]) if body["model_status"] else None
             return web.json_response(dataclasses.asdict(found[0].scoring))
 
     async def get_state(request: web.Request) -> web.Response:
         return web.json_response(summary(state))
+
+    async def get_violations(request: web.Request) -> web.Response:
+        with state.lock:
+            return web.json_response({"violations": list(state.violations)})
+
+    async def clear_violations(request: web.Request) -> web.Response:
+        with state.lock:
+            state.violations.clear()
+        return web.json_response({"violations": []})
 
     async def get_trace(request: web.Request) -> web.Response:
         with state.lock:
@@ -232,6 +276,8 @@ def admin_routes(state: EmulatorState) -> list[web.RouteDef]:
         web.post("/_emulator/v2/endpoints/{e}/deployments/{d}/scoring", scoring),
         web.get("/_emulator/v2/state", get_state),
         web.get("/_emulator/v2/trace", get_trace),
+        web.get("/_emulator/v2/violations", get_violations),
+        web.delete("/_emulator/v2/violations", clear_violations),
         web.delete("/_emulator/v2/trace", clear_trace),
     ]
 
@@ -249,7 +295,8 @@ class V2AdminClient:
         return dict(self._client.request("POST", "/_emulator/v2/seed", items))
 
     def fail_start(self, deployment: str = ".*", endpoint: str = ".*", **rule: Any) -> None:
-        """Make matching deployments fail to start (``code``/``message``; ``times`` limits how many)."""
+        """Make matching deployments fail to start (``code``: a documented reason, see :mod:`.rules`; ``message``,
+        ``logs``; ``times`` limits how many)."""
         self._client.request("POST", "/_emulator/v2/faults", {"deployment": deployment, "endpoint": endpoint, **rule})
 
     def clear_faults(self) -> None:
@@ -261,6 +308,12 @@ class V2AdminClient:
             body["response"] = response
         self._client.request("POST", f"/_emulator/v2/endpoints/{endpoint}/deployments/{deployment}/scoring", body)
 
+    def fail_model(self, endpoint: str, deployment: str, status: int | None = 500) -> None:
+        """Make the deployment's model answer every request with ``status`` (Azure then answers 424, the model's
+        status in ``ms-azureml-model-error-statuscode``); None: answer again."""
+        path = f"/_emulator/v2/endpoints/{endpoint}/deployments/{deployment}/scoring"
+        self._client.request("POST", path, {"model_status": status})
+
     def summary(self) -> dict[str, Any]:
         return dict(self._client.request("GET", "/_emulator/v2/state"))
 
@@ -269,3 +322,10 @@ class V2AdminClient:
 
     def clear_trace(self) -> None:
         self._client.request("DELETE", "/_emulator/v2/trace")
+
+    def violations(self) -> list[dict[str, Any]]:
+        """The exchanges recorded outside Azure's contract (conformance mode, see ``contract.conformance``)."""
+        return list(self._client.request("GET", "/_emulator/v2/violations")["violations"])
+
+    def clear_violations(self) -> None:
+        self._client.request("DELETE", "/_emulator/v2/violations")

@@ -7,6 +7,7 @@ edited separately; the v2 store, routes and renderers share these without import
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -64,13 +65,29 @@ class V2Config:
     family_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_FAMILY_LIMITS))
     #: Azure ML holds back 20% extra capacity for upgrades on managed deployments: 10 instances need quota for 12
     #: (learn.microsoft.com/azure/machine-learning/how-to-manage-quotas, "Azure Machine Learning online endpoints
-    #: and batch endpoints").
+    #: and batch endpoints"), except on the SKU list's "Skip 20% Reservation" sizes (see :mod:`.quota`).
     quota_reserve: float = 0.2
+    #: Workspace-level quota: ``"sub/rg/ws"`` (lower case) -> family -> vCPUs, never above the subscription's.
+    workspace_limits: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Compute clusters holding vCPUs of a family: ``[{workspace: "sub/rg/ws", compute, family, vcpus}]``.
+    compute_usages: list[dict[str, Any]] = field(default_factory=list)
+    #: How long Azure keeps a deleted endpoint's name (seconds); the documentation does not say, so tests choose.
+    endpoint_name_hold_s: float = 0.0
+    #: Instances per managed deployment ("Number of instances per deployment: 50"; an increase raises it).
+    max_instances: int = 50
     federated_credentials: list[FederatedCredential] = field(default_factory=list)
     #: Seed of the traffic split's random choice, so a run's split repeats.
     traffic_seed: int = 0
+    #: Seconds an Azure ML token of an AMLToken endpoint lives (Azure does not document it); refresh after half.
+    aml_token_lifetime_s: float = 3600.0
+    #: Seconds of a container's start (a model's load, its probes' delays and periods) per real second: 60 makes a
+    #: model that loads in ten minutes Ready in ten real seconds, with its probes timed on the same clock.
+    container_clock: float = 1.0
     #: Keep a trace of every request with its JSON body (secrets redacted) for ``GET /_emulator/v2/trace``.
     record_trace: bool = False
+    #: Validate every ARM exchange against Azure's published contract and record what does not conform
+    #: (``contract.conformance``); on by default where ``AZUREML_EMULATOR_CONFORMANCE=1``, as in the test suites.
+    conformance: bool = field(default_factory=lambda: os.environ.get("AZUREML_EMULATOR_CONFORMANCE") == "1")
 
 
 @dataclass
@@ -79,6 +96,10 @@ class ScoringBehaviour:
 
     backend_url: str | None = None
     response: Any = None
+    #: The model's server answers every request with this status (a ``run()`` that raises answers 500), which Azure
+    #: turns into its 424 (how-to-troubleshoot-online-endpoints, "HTTP status codes": "If your model container returns
+    #: a non-200 response, Azure returns a 424"). None: it answers.
+    model_status: int | None = None
 
 
 @dataclass
@@ -124,6 +145,10 @@ class OnlineDeployment:
     error: dict[str, Any] | None = None
     #: Kubernetes deployments: the node each instance runs on.
     placement: list[str] = field(default_factory=list)
+    #: Its container ran (so ``getLogs`` has a console): False until it starts, and for failures before start.
+    started: bool = False
+    #: The console of a container that crashed (``getLogs``), from the failure rule.
+    console: list[str] = field(default_factory=list)
     scoring: ScoringBehaviour = field(default_factory=ScoringBehaviour)
     created: float = field(default_factory=time.time)
     modified: float = field(default_factory=time.time)

@@ -32,7 +32,7 @@ from aiohttp.typedefs import Middleware
 from ..auth import mint_token
 from . import payloads
 from .identity import JWT_BEARER, AssertionRejected, verify_assertion
-from .store import ArmError
+from .store_errors import ArmError
 
 if TYPE_CHECKING:
     from ..state import EmulatorState

@@ -16,7 +16,7 @@ from ..model_store import iso
 from ..resources import Operation, WsKey
 from .model import AssetVersion, KubernetesCompute, OnlineDeployment, OnlineEndpoint
 from .skus import SKUS
-from .store import PROVIDER
+from .store_errors import PROVIDER
 
 if TYPE_CHECKING:
     from ..state import EmulatorState
@@ -68,43 +68,71 @@ def endpoint(state: EmulatorState, e: OnlineEndpoint) -> dict[str, Any]:
         "publicNetworkAccess": e.props.get("publicNetworkAccess") or "Enabled",
         "compute": e.compute,
     }
-    return {
+    found = {
         "id": f"{workspace_id(state, e.ws)}/onlineEndpoints/{e.name}",
         "name": e.name,
         "type": f"{PROVIDER}/workspaces/onlineEndpoints",
         "location": e.location,
         "tags": e.tags,
-        "kind": e.kind,
         "identity": e.identity,
         "properties": props,
         "systemData": system_data(e.created, e.modified),
     }
+    if e.kind:  # a string when present (the specification's ``kind`` is not nullable)
+        found["kind"] = e.kind
+    return found
 
 
 def deployment(state: EmulatorState, d: OnlineDeployment) -> dict[str, Any]:
     props = {**d.props, "provisioningState": d.state}
     props.setdefault("properties", {})
-    return {
+    found = {
         "id": f"{workspace_id(state, d.ws)}/onlineEndpoints/{d.endpoint}/deployments/{d.name}",
         "name": d.name,
         "type": f"{PROVIDER}/workspaces/onlineEndpoints/deployments",
         "location": d.location,
         "tags": d.tags,
-        "kind": d.kind,
-        "sku": {"name": d.sku.get("name") or "Default", "tier": d.sku.get("tier"), "capacity": d.instance_count},
+        "sku": _sku(d),
         "properties": props,
         "systemData": system_data(d.created, d.modified),
     }
+    if d.kind:
+        found["kind"] = d.kind
+    return found
+
+
+def _sku(d: OnlineDeployment) -> dict[str, Any]:
+    """The deployment's ``sku`` (common types' Sku: ``name`` required, ``tier`` one of its enum when given)."""
+    found: dict[str, Any] = {"name": d.sku.get("name") or "Default", "capacity": d.instance_count}
+    if d.sku.get("tier"):
+        found["tier"] = d.sku["tier"]
+    return found
+
+
+def quantities(instance_types: dict[str, Any]) -> dict[str, Any]:
+    """Instance types as the compute answers them: requests and limits are Kubernetes quantities written as strings
+    (InstanceResourceSchema's values are strings), whatever number a cluster's definition used."""
+    found = {}
+    for name, spec in instance_types.items():
+        resources = dict((spec or {}).get("resources") or {})
+        found[name] = {
+            **dict(spec or {}),
+            "resources": {
+                part: {k: str(v) for k, v in dict(values or {}).items()} for part, values in resources.items()
+            },
+        }
+    return found
 
 
 def kube_compute(state: EmulatorState, c: KubernetesCompute, instance_types: dict[str, Any]) -> dict[str, Any]:
-    """A ``Kubernetes`` compute; the extension's connection strings are secrets and never returned on GET."""
-    return {
+    """A ``Kubernetes`` compute; the extension's connection strings are secrets and never returned on GET. What the
+    emulator does not know (the identity of an attach that gave none, the virtual cluster) is left out rather than
+    null: the specification does not let those fields be null."""
+    found: dict[str, Any] = {
         "id": f"{workspace_id(state, c.ws)}/computes/{c.name}",
         "name": c.name,
         "type": f"{PROVIDER}/workspaces/computes",
         "location": c.location,
-        "identity": c.identity,
         "tags": None,
         "properties": {
             "computeType": "Kubernetes",
@@ -120,15 +148,17 @@ def kube_compute(state: EmulatorState, c: KubernetesCompute, instance_types: dic
             "properties": {
                 "namespace": c.namespace,
                 "defaultInstanceType": c.default_instance_type,
-                "instanceTypes": instance_types,
+                "instanceTypes": quantities(instance_types),
                 "extensionInstanceReleaseTrain": "stable",
-                "vcName": None,
                 "relayConnectionString": None,
                 "serviceBusConnectionString": None,
                 "extensionPrincipalId": None,
             },
         },
     }
+    if c.identity:
+        found["identity"] = c.identity
+    return found
 
 
 def asset_version(state: EmulatorState, ws: WsKey, a: AssetVersion) -> dict[str, Any]:
@@ -220,32 +250,11 @@ def operation_status(op: Operation) -> dict[str, Any]:
     return body
 
 
-def usages(subscription: str, location: str, rows: list[tuple[str, int, int]]) -> dict[str, Any]:
-    def label(family: str) -> str:
-        if family == "TotalCores":
-            return "Total Cluster Dedicated Regional vCPUs"
-        core = family.removeprefix("standard").removesuffix("Family")
-        return f"Standard {core} Family Cluster Dedicated vCPUs"
-
-    return {
-        "value": [
-            {
-                "id": f"/subscriptions/{subscription}/providers/{PROVIDER}/locations/{location}/usages/{family}",
-                "amlWorkspaceLocation": location,
-                "type": f"{PROVIDER}/{'totalCores' if family == 'TotalCores' else 'vmFamily'}/usages",
-                "unit": "Count",
-                "currentValue": used,
-                "limit": limit,
-                "name": {"value": family, "localizedValue": label(family)},
-            }
-            for family, used, limit in rows
-        ],
-        "nextLink": None,
-    }
-
-
 def vm_sizes() -> dict[str, Any]:
-    """Current (not retired) sizes; ``supportedComputeTypes`` lets ``list_sizes(compute_type=...)`` filter."""
+    """Current (not retired) sizes; ``supportedComputeTypes`` lets ``list_sizes(compute_type=...)`` filter. "MIR" is
+    how the specification's example names managed online endpoints (preview/2023-08-01-preview/examples/
+    VirtualMachineSize/list.json, commit b2f7419737799f321a271e9327d0b18417eed538); only the sizes the managed SKU
+    list names carry it."""
     return {
         "value": [
             {
@@ -258,8 +267,7 @@ def vm_sizes() -> dict[str, Any]:
                 "memoryGB": s.memory_gb,
                 "lowPriorityCapable": True,
                 "premiumIO": True,
-                "estimatedVMPrices": None,
-                "supportedComputeTypes": ["AmlCompute", "ComputeInstance", "ManagedOnlineEndpoint"],
+                "supportedComputeTypes": ["AmlCompute", "ComputeInstance"] + (["MIR"] if s.managed_online else []),
             }
             for s in SKUS.values()
             if not s.retired

@@ -1,6 +1,9 @@
 """ARM routes of the v2 surface: online endpoints and deployments (with ARM's long-running-operation protocol),
 keys and tokens, logs, versioned assets, datastores, usages and VM sizes.
 
+A list answers ``{"value": [...]}`` and names ``nextLink`` only when there is a next page: the specification's
+paginated results type ``nextLink`` as a string (not nullable), and the emulator never pages.
+
 Why these routes and status codes: they are the calls ``azure-ai-ml`` 1.35 makes (see the reference trace in
 ``reference/``) with the answers its generated client accepts (``_restclient/arm_ml_service/operations``):
 endpoint PUT 200/201 (201 carries ``Azure-AsyncOperation``), PATCH 200/202, DELETE 200/202/204, regenerateKeys
@@ -21,7 +24,7 @@ from aiohttp import web
 
 from ..resources import Operation, WsKey, ws_key
 from . import payloads
-from .store import PROVIDER, ArmError, not_found
+from .store_errors import PROVIDER, ArmError, not_found
 
 if TYPE_CHECKING:
     from ..state import EmulatorState
@@ -57,7 +60,7 @@ def workspace_key(state: EmulatorState, request: web.Request) -> WsKey:
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
+    if not request.body_exists:
         return {}
     try:
         body = await request.json()
@@ -99,9 +102,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
     @arm_errors
     async def list_endpoints(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
-        return web.json_response(
-            {"value": [payloads.endpoint(state, e) for e in state.v2.list_endpoints(ws)], "nextLink": None}
-        )
+        return web.json_response({"value": [payloads.endpoint(state, e) for e in state.v2.list_endpoints(ws)]})
 
     @arm_errors
     async def get_endpoint(request: web.Request) -> web.Response:
@@ -111,7 +112,8 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
     @arm_errors
     async def put_endpoint(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
-        status, e, op = state.v2.put_endpoint(ws, request.match_info["e"], await json_body(request))
+        version = request.query.get("api-version", DEFAULT_API_VERSION)
+        status, e, op = state.v2.put_endpoint(ws, request.match_info["e"], await json_body(request), version)
         return web.json_response(
             payloads.endpoint(state, e), status=status, headers=lro_headers(state, ws, op, request, False)
         )
@@ -155,7 +157,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
     async def list_deployments(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
         found = state.v2.list_deployments(ws, request.match_info["e"])
-        return web.json_response({"value": [payloads.deployment(state, d) for d in found], "nextLink": None})
+        return web.json_response({"value": [payloads.deployment(state, d) for d in found]})
 
     @arm_errors
     async def get_deployment(request: web.Request) -> web.Response:
@@ -214,7 +216,6 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
                         "capacity": {"minimum": 1, "maximum": 20, "default": d.instance_count, "scaleType": "Manual"},
                     }
                 ],
-                "nextLink": None,
             }
         )
 
@@ -256,7 +257,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
                 versions = state.v2.asset_versions(ws, kind, name)
                 latest = max((v.version for v in versions), key=_version_key) if versions else None
                 value.append(payloads.asset_container(state, ws, kind, name, latest))
-            return web.json_response({"value": value, "nextLink": None})
+            return web.json_response({"value": value})
 
         @arm_errors
         async def get_container(request: web.Request) -> web.Response:
@@ -292,9 +293,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
                 versions = [v for v in versions if v.version == query["version"]]
             if "$top" in query:
                 versions = versions[: int(query["$top"])]
-            return web.json_response(
-                {"value": [payloads.asset_version(state, ws, v) for v in versions], "nextLink": None}
-            )
+            return web.json_response({"value": [payloads.asset_version(state, ws, v) for v in versions]})
 
         @arm_errors
         async def get_version(request: web.Request) -> web.Response:
@@ -361,7 +360,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
     @arm_errors
     async def list_datastores(request: web.Request) -> web.Response:
         ws = workspace_key(state, request)
-        return web.json_response({"value": [payloads.datastore(state, ws)], "nextLink": None})
+        return web.json_response({"value": [payloads.datastore(state, ws)]})
 
     @arm_errors
     async def get_datastore(request: web.Request) -> web.Response:
@@ -384,7 +383,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
     @arm_errors
     async def list_usages(request: web.Request) -> web.Response:
         m = request.match_info
-        return web.json_response(payloads.usages(m["sub"], m["loc"], state.v2.usages(m["sub"], m["loc"])))
+        return web.json_response({"value": state.v2.usage_rows(m["sub"], m["loc"])})
 
     @arm_errors
     async def list_vm_sizes(request: web.Request) -> web.Response:

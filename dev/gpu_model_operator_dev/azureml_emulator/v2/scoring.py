@@ -4,19 +4,32 @@ here by the proxy), Kubernetes ones at ``/api/v1/endpoint/<endpoint>/score`` on 
 Azure's behaviour, from how-to-troubleshoot-online-endpoints ("HTTP status codes") and
 how-to-safely-rollout-online-endpoints:
 
-- auth by endpoint key (``Bearer <primary|secondary>``), AML token (``POST .../token``) or Entra token
-  (audience ``https://ml.azure.com``); 401 otherwise;
+- auth by the endpoint's ``authMode`` alone (how-to-authenticate-online-endpoint, "Get the key or token for data
+  plane operations": the key of a ``key`` endpoint, the token of ``POST .../token`` for an ``aml_token`` one, an
+  Entra token of audience ``https://ml.azure.com`` for an ``aad_token`` one): a key endpoint takes its primary or
+  secondary key (``Bearer <key>``) and no token; an AMLToken endpoint a token Azure issued for it, never a key
+  (the REST reference's authMode: "'Key' doesn't expire but 'AMLToken' does"), and not once it has expired;
+  401 otherwise ("your token is expired or in the wrong format", the status codes table below);
 - the ``azureml-model-deployment`` request header sends the request to that deployment whatever the traffic
   split; otherwise a deployment is drawn by the ``traffic`` percentages; the answer names the deployment in its
   own ``azureml-model-deployment`` header;
 - 404 when no deployment has positive weight ("The endpoint doesn't have any valid deployment with positive
   weight") or the header names none; 503 when the chosen deployment has no running instances (still creating,
   or failed to start); 424 when the model's server answers non-2xx, with ``ms-azureml-model-error-statuscode``
-  and ``ms-azureml-model-error-reason``.
+  and ``ms-azureml-model-error-reason``;
+- mirrored traffic (``mirrorTraffic``): that percentage of the requests sent to the endpoint without the header is
+  copied to the mirrored deployment, whose answer is discarded; the client gets the live deployment's answer only
+  (how-to-safely-rollout-online-endpoints, "Test the deployment with mirrored traffic": "Mirroring traffic doesn't
+  change results returned to clients"; "Mirror traffic is routed from traffic sent to endpoint without specifying
+  the deployment").
+
+Every answer of a deployment, mirrored copies included, is counted in Azure Monitor's ``RequestsPerMinute``
+(:mod:`.monitor`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import uuid
 from typing import TYPE_CHECKING
@@ -25,7 +38,7 @@ import aiohttp
 from aiohttp import web
 
 from ..auth import TokenRejected, token_claims
-from .model import OnlineEndpoint
+from .model import OnlineDeployment, OnlineEndpoint
 
 if TYPE_CHECKING:
     from ..state import EmulatorState
@@ -62,20 +75,73 @@ async def score(state: EmulatorState, endpoint: OnlineEndpoint | None, request: 
         return _text(404, "Endpoint not found.", base_headers)
     if not _authorized(state, endpoint, request.headers.get("Authorization", "")):
         return _text(401, "Unauthorized: the key or token is missing, invalid or expired.", base_headers)
-    deployment, reason = state.v2.route(endpoint, request.headers.get("azureml-model-deployment"))
+    named = request.headers.get("azureml-model-deployment")
+    deployment, reason = state.v2.route(endpoint, named)
     if deployment is None:
         return _text(404, reason or "Not found.", base_headers)
+    body, content_type = await request.read(), request.headers.get("Content-Type", "application/json")
+    if not named:
+        mirrored = _mirror_target(state, endpoint)
+        if mirrored is not None:
+            copy = asyncio.ensure_future(_answer(state, endpoint, mirrored, body, content_type, dict(base_headers)))
+            _MIRRORED.add(copy)
+            copy.add_done_callback(_MIRRORED.discard)  # the answer is discarded; it is counted where it is made
+    return await _answer(state, endpoint, deployment, body, content_type, base_headers)
+
+
+#: Mirrored copies in flight (kept referenced until they end, as asyncio asks of fire-and-forget tasks).
+_MIRRORED: set[asyncio.Future[web.Response]] = set()
+
+
+def _mirror_target(state: EmulatorState, endpoint: OnlineEndpoint) -> OnlineDeployment | None:
+    """The deployment this request is copied to, drawn by its mirrored percentage (None: no copy)."""
+    mirror = {str(k): int(v) for k, v in (endpoint.props.get("mirrorTraffic") or {}).items() if int(v) > 0}
+    for name, percent in mirror.items():
+        found = state.v2.deployment(endpoint.ws, endpoint.name, name)
+        with state.lock:
+            drawn = state.v2.rng.uniform(0, 100) < percent
+        if found is not None and drawn:
+            return found
+    return None
+
+
+async def _answer(
+    state: EmulatorState,
+    endpoint: OnlineEndpoint,
+    deployment: OnlineDeployment,
+    body: bytes,
+    content_type: str,
+    base_headers: dict[str, str],
+) -> web.Response:
+    """The deployment's answer to one request, counted in the endpoint's metrics under that deployment."""
     headers = {**base_headers, "azureml-model-deployment": deployment.name}
-    if not deployment.serving:
-        return _text(503, f"Deployment '{deployment.name}' is {deployment.state}: no instance is ready.", headers)
-    body = await request.read()
     behaviour = deployment.scoring
     backend = behaviour.backend_url or state.default_scoring_backend
-    if backend:
-        return await _forward(backend, body, request.headers.get("Content-Type", "application/json"), headers)
-    if behaviour.response is not None:
-        return web.json_response(behaviour.response, headers=headers)
-    return web.Response(status=200, body=body, content_type=request.content_type or "application/json", headers=headers)
+    if not deployment.serving:
+        answer = _text(503, f"Deployment '{deployment.name}' is {deployment.state}: no instance is ready.", headers)
+    elif behaviour.model_status is not None:
+        answer = _model_error(behaviour.model_status, headers)
+    elif backend:
+        answer = await _forward(backend, body, content_type, headers)
+    elif behaviour.response is not None:
+        answer = web.json_response(behaviour.response, headers=headers)
+    else:
+        answer = web.Response(status=200, body=body, content_type=content_type.split(";")[0], headers=headers)
+    model = answer.headers.get("ms-azureml-model-error-statuscode")
+    state.v2.request_log.record(
+        endpoint.ws, endpoint.name, deployment.name, answer.status, int(model) if model else None
+    )
+    return answer
+
+
+def _model_error(status: int, headers: dict[str, str]) -> web.Response:
+    """The model's server answered ``status``: Azure's 424 with the model's status and reason."""
+    model = {"ms-azureml-model-error-statuscode": str(status), "ms-azureml-model-error-reason": "model_error"}
+    return web.json_response(
+        {"message": f"An unexpected error occurred in scoring script (status {status})."},
+        status=424,
+        headers={**headers, **model},
+    )
 
 
 async def _forward(url: str, body: bytes, content_type: str, headers: dict[str, str]) -> web.Response:

@@ -11,15 +11,16 @@ code and message in its text.
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
 import secrets
 import time
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..resources import ErrorBody, Operation, WsKey
+from . import quota, rules, startup
 from .model import (
     AssetVersion,
     KubeNode,
@@ -28,7 +29,8 @@ from .model import (
     OnlineEndpoint,
     V2Config,
 )
-from .skus import FAMILIES, VmSku, sku
+from .monitor import RequestLog
+from .store_errors import PROVIDER, ArmError, conflict, inferencing_client_error, not_found
 
 if TYPE_CHECKING:
     from ..state import EmulatorState
@@ -36,7 +38,12 @@ if TYPE_CHECKING:
 BUSY = ("Creating", "Updating", "Deleting")
 #: An endpoint's properties the server sets, whatever a PUT sends.
 SERVER_OWNED = ("provisioningState", "scoringUri", "swaggerUri")
-PROVIDER = "Microsoft.MachineLearningServices"
+#: Endpoint properties an api-version's model does not have (its specification file's OnlineEndpoint): a PUT at that
+#: version cannot express them, so the emulator keeps their current values rather than resetting them. Whether Azure
+#: does is not documented (the ARM contract says a PUT replaces the resource, and says nothing of properties the
+#: request's version does not know); resetting a private endpoint to public because an older client updated its
+#: traffic would be a security change no client asked for.
+UNKNOWN_TO_VERSION: dict[str, tuple[str, ...]] = {"2022-02-01-preview": ("publicNetworkAccess",)}
 
 #: The default instance type the Azure ML extension creates when a cluster defines none: requests 100m CPU and
 #: 2Gi, limits 2 CPUs and 2Gi, no GPU
@@ -80,53 +87,6 @@ def with_defaults(props: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-class ArmError(Exception):
-    """An ARM error answer: HTTP status, code, message and optional details."""
-
-    def __init__(self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.code, self.message, self.details = status, code, message, details or []
-
-    def body(self) -> ErrorBody:
-        return {"error": {"code": self.code, "message": self.message, "details": self.details, "additionalInfo": []}}
-
-
-def not_found(kind: str, name: str, parent: str) -> ArmError:
-    """ARM's answer for a missing child resource of the workspace."""
-    return ArmError(404, "ResourceNotFound", f"The Resource '{PROVIDER}/{kind}/{name}' under {parent} was not found.")
-
-
-def conflict(what: str, state: str) -> ArmError:
-    """A write while an operation on the same resource runs: ARM refuses it with 409 Conflict."""
-    return ArmError(
-        409,
-        "Conflict",
-        f"{what} is in provisioning state '{state}'; retry when the running operation has finished.",
-    )
-
-
-def inferencing_client_error(field_name: str, message: str) -> ArmError:
-    """A deployment PUT refused by validation, in the exact shape real Azure answers it (posted verbatim in
-    github.com/MicrosoftLearning/mslearn-azure-ml/issues/30 and Azure-Samples/rag-data-openai-python-promptflow#4):
-    400 ``BadRequest`` "The request is invalid." with an ``InferencingClientCreateDeploymentFailed`` detail whose
-    message carries an RFC 7807 validation problem naming the field.
-    """
-    problem = {
-        "errors": {field_name: [message]},
-        "type": "https://tools.ietf.org/html/rfc7231#section-6.5.1",
-        "title": "One or more validation errors occurred.",
-        "status": 400,
-        "traceId": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01",
-    }
-    detail = f"InferencingClient HttpRequest error, error detail: {json.dumps(problem, separators=(',', ':'))}"
-    return ArmError(
-        400,
-        "BadRequest",
-        "The request is invalid.",
-        [{"code": "InferencingClientCreateDeploymentFailed", "message": detail}],
-    )
-
-
 def parse_quantity(value: Any) -> float:
     """A Kubernetes quantity (``"100m"``, ``"2"``, ``"2Gi"``) as a number (CPUs, or bytes for memory)."""
     text = str(value or "0").strip()
@@ -147,6 +107,16 @@ def instance_gpus(instance_type: dict[str, Any]) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class Failure:
+    """How a deployment's start failed: the operation's error, its documented reason, and the container's console
+    (for a crash after start)."""
+
+    error: ErrorBody
+    reason: rules.FailureReason
+    console: list[str]
+
+
 class V2Store:
     """Every v2 resource of the emulated cloud; all methods take the state's lock and settle due operations."""
 
@@ -165,6 +135,15 @@ class V2Store:
         #: Requests with their JSON bodies, when ``V2Config.record_trace`` is on (see :mod:`.overlay`).
         self.trace: list[dict[str, Any]] = []
         self.rng = random.Random(self.config.traffic_seed)
+        self.quota = quota.Quota(self)
+        #: Names Azure holds after an endpoint's deletion, until a time: managed ones by (region, name), Kubernetes
+        #: ones by (cluster resource id, name); see :mod:`.rules`.
+        self.held_names: dict[tuple[str, str], float] = {}
+        #: What scoring answered, per deployment, status and minute: Azure Monitor's ``RequestsPerMinute``.
+        self.request_log = RequestLog()
+        #: Seconds a registered model takes to load in a deployment's container, by (workspace, name, version) in
+        #: lower case, as seeded: the probes fail meanwhile (:mod:`.startup`).
+        self.load_seconds: dict[tuple[WsKey, str, str], float] = {}
 
     @property
     def config(self) -> V2Config:
@@ -175,6 +154,25 @@ class V2Store:
     def _workspace_location(self, ws: WsKey) -> str:
         found = self._s.workspaces.get(ws)
         return found.location if found is not None else self._s.config.location
+
+    workspace_location = _workspace_location
+
+    def workspaces(self) -> list[WsKey]:
+        return list(self._s.workspaces)
+
+    def workspace_arm_id(self, ws: WsKey) -> str:
+        found = self._s.workspaces.get(ws)
+        sub, rg, name = (found.subscription_id, found.resource_group, found.name) if found else ws
+        return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{PROVIDER}/workspaces/{name}"
+
+    def subscription_name(self, ws: WsKey) -> str:
+        found = self._s.workspaces.get(ws)
+        return found.subscription_id if found is not None else ws[0]
+
+    def usage_rows(self, subscription: str, location: str) -> list[dict[str, Any]]:
+        self._s.advance()
+        with self._s.lock:
+            return self.quota.rows(subscription, location)
 
     def _start(
         self,
@@ -246,30 +244,59 @@ class V2Store:
             )
         return values
 
-    def _check_name_unique_in_region(self, ws: WsKey, name: str) -> None:
-        """Endpoint names are unique per Azure region, across subscriptions, because they form the scoring host
-        ``<name>.<region>.inference.ml.azure.com`` (how-to-deploy-online-endpoints: "The endpoint name must be
-        unique in the Azure region").
-        """
+    def _check_new_endpoint_name(self, ws: WsKey, name: str, compute: str | None) -> None:
+        """Whether a new endpoint may take ``name`` (see :mod:`.rules` for each answer's source): a valid name; not
+        held after a deletion; unique in the region for a managed endpoint, whose name is its scoring host
+        ``<name>.<region>.inference.ml.azure.com`` ("The endpoint name must be unique in the Azure region",
+        how-to-deploy-online-endpoints); unique on its cluster for a Kubernetes one ("endpoint name must be unique per
+        cluster", whatever workspace attached it)."""
+        problem = rules.name_problem("endpoint", name)
+        if problem is not None:  # the answer's wording is the emulator's (the SDK checks the same rule itself)
+            raise rules.validation_problem("name", problem)
+        now = time.time()
+        self.held_names = {k: until for k, until in self.held_names.items() if until > now}
+        if compute:
+            cluster = self._require_kube_compute_by_id(ws, compute).resource_id.lower()
+            for other_ws, endpoints in self.endpoints.items():
+                found = endpoints.get(name.lower())
+                if found is not None and found.compute and self._cluster_of(found) == cluster:
+                    raise rules.exists_in_cluster(name, other_ws[2], other_ws[1])
+            if (cluster, name.lower()) in self.held_names:
+                raise rules.exists_in_cluster(name, ws[2], ws[1])
+            return
         region = self._workspace_location(ws).lower()
+        if (region, name.lower()) in self.held_names:
+            raise rules.held_after_deletion(name)
         for other_ws, endpoints in self.endpoints.items():
-            if name.lower() in endpoints and self._workspace_location(other_ws).lower() == region:
-                raise ArmError(
-                    409,
-                    "EndpointAlreadyExists",
-                    f"An endpoint named '{name}' already exists in region '{region}'. Endpoint names must be "
-                    "unique within an Azure region.",
-                )
+            found = endpoints.get(name.lower())
+            if found is not None and not found.compute and self._workspace_location(other_ws).lower() == region:
+                raise rules.region_clash(name)
 
-    def put_endpoint(self, ws: WsKey, name: str, body: dict[str, Any]) -> tuple[int, OnlineEndpoint, Operation]:
+    def _cluster_of(self, endpoint: OnlineEndpoint) -> str:
+        """The resource id (lower case) of the cluster a Kubernetes endpoint's compute attached."""
+        name = str(endpoint.compute or "").rstrip("/").rsplit("/", 1)[-1].lower()
+        compute = self.kube_computes.get(endpoint.ws, {}).get(name)
+        return compute.resource_id.lower() if compute is not None else ""
+
+    def hold_name(self, endpoint: OnlineEndpoint, seconds: float) -> None:
+        """Hold a deleted endpoint's name: in its region (managed) or on its cluster (Kubernetes)."""
+        scope = self._cluster_of(endpoint) if endpoint.compute else endpoint.location.lower()
+        if seconds > 0 and scope:
+            self.held_names[(scope, endpoint.name.lower())] = time.time() + seconds
+
+    def put_endpoint(
+        self, ws: WsKey, name: str, body: dict[str, Any], api_version: str = ""
+    ) -> tuple[int, OnlineEndpoint, Operation]:
         """Create (201) or update (200) an endpoint; both are long-running operations."""
         self._s.advance()
         props = dict(body.get("properties") or {})
         with self._s.lock:
             existing = self.endpoints.get(ws, {}).get(name.lower())
             if existing is not None:
-                return self._update_endpoint(ws, existing, props, body, replace=True)
-            self._check_name_unique_in_region(ws, name)
+                unknown = UNKNOWN_TO_VERSION.get(api_version, ())
+                kept = {k: existing.props[k] for k in unknown if k in existing.props and k not in props}
+                return self._update_endpoint(ws, existing, {**props, **kept}, body, replace=True)
+            self._check_new_endpoint_name(ws, name, str(props["compute"]) if props.get("compute") else None)
             auth_mode = str(props.get("authMode") or "")
             if auth_mode.lower() not in ("key", "amltoken", "aadtoken"):
                 raise ArmError(
@@ -333,6 +360,15 @@ class V2Store:
             if "mirrorTraffic" in props
             else None
         )
+        after = (
+            (traffic or {}, mirror or {})
+            if replace
+            else (
+                traffic if traffic is not None else endpoint.traffic,
+                mirror if mirror is not None else dict(endpoint.props.get("mirrorTraffic") or {}),
+            )
+        )
+        rules.check_mirror(endpoint.name, endpoint.compute, *after)
         identity = self._replaced_identity(endpoint.identity, body.get("identity")) if replace else None
         endpoint.state = "Updating"
         op = self._start("Update", endpoint.name, ws, self.config.latencies.endpoint_update_s)
@@ -398,6 +434,7 @@ class V2Store:
             op = self._start("Delete", endpoint.name, ws, self.config.latencies.endpoint_delete_s)
 
             def gone() -> None:
+                self.hold_name(endpoint, self.config.endpoint_name_hold_s)
                 self.endpoints.get(ws, {}).pop(name.lower(), None)
                 self.deployments.pop((ws, name.lower()), None)
 
@@ -441,20 +478,23 @@ class V2Store:
             return op
 
     def aml_token(self, ws: WsKey, name: str) -> dict[str, Any]:
-        """``POST .../token`` for ``authMode: AMLToken`` endpoints: a bearer token valid for an hour, to be
-        refreshed after half of it (EndpointAuthToken: accessToken, expiryTimeUtc, refreshAfterTimeUtc, tokenType).
-        """
+        """``POST .../token`` for ``authMode: AMLToken`` endpoints (EndpointAuthToken: accessToken, expiryTimeUtc,
+        refreshAfterTimeUtc, tokenType; the times in seconds since the epoch, as the REST specification's int64 and
+        azure-ai-ml's ``AccessToken`` read them). The REST reference says only that "'Key' doesn't expire but
+        'AMLToken' does", and how-to-authenticate-online-endpoint that the answer carries its expiry and refresh times:
+        the lifetime is the emulator's (``V2Config.aml_token_lifetime_s``, an hour by default), the refresh time half
+        of it."""
         from ..auth import mint_token
 
         endpoint = self.require_endpoint(ws, name)
         if str(endpoint.props.get("authMode")).lower() != "amltoken":
             raise ArmError(400, "BadArgument", f"Endpoint '{endpoint.name}' does not use AML token authentication.")
-        now = int(time.time())
-        claims = {"aud": self.endpoint_audience(endpoint), "iat": now, "nbf": now, "exp": now + 3600}
+        now, lifetime = int(time.time()), int(self.config.aml_token_lifetime_s)
+        claims = {"aud": self.endpoint_audience(endpoint), "iat": now, "nbf": now, "exp": now + lifetime}
         return {
             "accessToken": mint_token(self._s.signing_key, claims),
-            "expiryTimeUtc": now + 3600,
-            "refreshAfterTimeUtc": now + 1800,
+            "expiryTimeUtc": now + lifetime,
+            "refreshAfterTimeUtc": now + lifetime // 2,
             "tokenType": "Bearer",
         }
 
@@ -501,14 +541,34 @@ class V2Store:
             existing = self._deployments_of(ws, endpoint.name).get(name.lower())
             if existing is not None and existing.state in BUSY:
                 raise conflict(f"Deployment '{existing.name}'", existing.state)
+            if existing is None:
+                self._check_deployment_name(endpoint, name)
             if compute_type.lower() == "managed":
-                self._check_managed_sku(ws, props, int(capacity), existing)
+                if int(capacity) > self.config.max_instances:
+                    # "Number of instances per deployment: 50" (how-to-manage-quotas); the refusal's wording is
+                    # the emulator's, Azure's is not documented.
+                    raise inferencing_client_error(
+                        "InstanceCount",
+                        f"The instance count {capacity} exceeds the limit of {self.config.max_instances} instances "
+                        "per deployment of a managed online endpoint; request a limit increase from Azure support.",
+                    )
+                self.quota.check(ws, props, int(capacity), existing)
             else:
                 self._check_kube_instance_type(ws, endpoint, props)
                 self._kube_resources(ws, endpoint, props)
             if existing is None:
                 return self._create_deployment(ws, endpoint, name, props, sku_body, body)
             return self._update_deployment(ws, endpoint, existing, props, sku_body, body)
+
+    def _check_deployment_name(self, endpoint: OnlineEndpoint, name: str) -> None:
+        """A deployment's name follows the endpoint's rule, and on Kubernetes "the endpoint name plus deployment
+        name must be 6-62 characters in total length" (how-to-manage-quotas); the wording is the emulator's."""
+        problem = rules.name_problem("deployment", name)
+        low, high = rules.KUBERNETES_NAMES_LENGTH
+        if problem is None and endpoint.compute and not low <= len(endpoint.name) + len(name) <= high:
+            problem = f"The endpoint name plus the deployment name must be {low} to {high} characters in total length."
+        if problem is not None:
+            raise rules.validation_problem("name", problem, "InferencingClientCreateDeploymentFailed")
 
     def _check_compute_type(self, endpoint: OnlineEndpoint, compute_type: str) -> None:
         """Managed deployments go on managed endpoints, Kubernetes ones on endpoints with a compute
@@ -540,60 +600,6 @@ class V2Store:
             if match is None or self.asset(ws, kind, match.group(1), match.group(2)) is None:
                 raise ArmError(400, "BadArgument", f"The asset '{ref}' referenced by the deployment was not found.")
 
-    def quota_charge(self, deployment_sku: VmSku, instances: int) -> int:
-        """vCPUs a managed deployment holds: instances plus the 20% upgrade reserve, rounded up, x vCPUs.
-        A single Standard_DS3_v2 (4 vCPUs) therefore needs 8 ("Additional needed: 8" in the issues cited in
-        :func:`inferencing_client_error`), ten need quota for twelve (how-to-manage-quotas)."""
-        return math.ceil(instances * (1 + self.config.quota_reserve) - 1e-9) * deployment_sku.vcpus
-
-    def family_usage(self, subscription: str, location: str, family: str, exclude: OnlineDeployment | None) -> int:
-        """vCPUs of ``family`` held by the subscription's managed deployments in ``location``."""
-        used = 0
-        for (ws, _), deployments in self.deployments.items():
-            if ws[0] != subscription.lower() or self._workspace_location(ws).lower() != location.lower():
-                continue
-            for d in deployments.values():
-                size = sku(d.instance_type)
-                if d is exclude or d.compute_type.lower() != "managed" or size is None or size.family != family:
-                    continue
-                if d.serving or d.state in ("Creating", "Updating"):
-                    used += self.quota_charge(size, d.instance_count)
-        return used
-
-    def _check_managed_sku(
-        self, ws: WsKey, props: dict[str, Any], instances: int, existing: OnlineDeployment | None
-    ) -> None:
-        """The instance type must be on the managed online SKU list and not retired, and the subscription's
-        quota for its family in the region must cover the deployment (see :mod:`.skus` for the sources)."""
-        name = str(props.get("instanceType") or "")
-        size = sku(name)
-        if not name:
-            raise inferencing_client_error("InstanceType", "The instance type of a managed deployment is required.")
-        if size is None or not size.managed_online:
-            raise inferencing_client_error(
-                "VmSize",
-                f"The instance type {name} is not supported for managed online endpoints. See the supported SKU "
-                "list: https://learn.microsoft.com/azure/machine-learning/reference-managed-online-endpoints-vm-sku-list",
-            )
-        if size.retired:
-            raise inferencing_client_error(
-                "VmSize",
-                f"The instance type {size.name} has been retired and can no longer be deployed. Choose a current "
-                "size from https://learn.microsoft.com/azure/machine-learning/reference-managed-online-endpoints-vm-sku-list",
-            )
-        location = self._workspace_location(ws)
-        limit = int(self.config.family_limits.get(size.family, 0))
-        used = self.family_usage(ws[0], location, size.family, existing)
-        needed = self.quota_charge(size, instances)
-        if used + needed > limit:
-            subscription = self._s.workspaces[ws].subscription_id if ws in self._s.workspaces else ws[0]
-            raise inferencing_client_error(
-                "VmSize",
-                f"Not enough quota available for {size.name} in SubscriptionId {subscription}. Current usage/limit: "
-                f"{used}/{limit}. Additional needed: {needed} Please see troubleshooting guide, available here: "
-                "https://aka.ms/oe-tsg#error-outofquota",
-            )
-
     def _check_kube_instance_type(self, ws: WsKey, endpoint: OnlineEndpoint, props: dict[str, Any]) -> None:
         """A Kubernetes deployment's instance type must be one the compute defines (instance types are custom
         resources in the cluster; how-to-manage-kubernetes-instance-types: an unknown name fails validation)."""
@@ -616,8 +622,10 @@ class V2Store:
         resources = dict(types.get(props["instanceType"].lower(), {}).get("resources") or {})
 
         def settings(part: str) -> dict[str, Any]:
+            """ContainerResourceSettings: cpu, memory and gpu as strings (Kubernetes quantities), or null."""
             given = dict(resources.get(part) or {})
-            return {"cpu": given.get("cpu"), "memory": given.get("memory"), "gpu": given.get("nvidia.com/gpu")}
+            found = {"cpu": given.get("cpu"), "memory": given.get("memory"), "gpu": given.get("nvidia.com/gpu")}
+            return {k: None if v is None else str(v) for k, v in found.items()}
 
         if not props.get("containerResourceRequirements"):
             props["containerResourceRequirements"] = {
@@ -625,9 +633,9 @@ class V2Store:
                 "containerResourceLimits": settings("limits"),
             }
 
-    def _new_error(self, deployment: OnlineDeployment, endpoint: OnlineEndpoint) -> ErrorBody | None:
-        """The error the start of ``deployment`` ends with, or None: an injected start failure, else (Kubernetes)
-        instances that no node can schedule."""
+    def _start_outcome(self, deployment: OnlineDeployment, endpoint: OnlineEndpoint) -> Failure | None:
+        """How the start of ``deployment`` fails, or None: an injected failure (``fail_start``: its documented code,
+        :mod:`.rules`), else (Kubernetes) instances that no node can schedule."""
         for rule in self.start_failures:
             if rule.get("times") is not None and int(rule["times"]) <= 0:
                 continue
@@ -637,19 +645,56 @@ class V2Store:
                 continue
             if rule.get("times") is not None:
                 rule["times"] = int(rule["times"]) - 1
-            # "ERROR: ResourceNotReady ... User container has crashed or terminated" is the documented failure of a
-            # container that cannot start (how-to-troubleshoot-online-endpoints#error-resourcenotready).
-            return {
-                "code": str(rule.get("code") or "ResourceNotReady"),
-                "message": str(
-                    rule.get("message")
-                    or "User container has crashed or terminated. Please see troubleshooting guide, available here: "
-                    "https://aka.ms/oe-tsg#error-resourcenotready"
-                ),
-            }
+            reason = rules.reason(rule.get("code"))
+            error: ErrorBody = {"code": reason.code, "message": str(rule.get("message") or reason.message)}
+            console = rules.console_lines(rule) if reason.container_started else []
+            return Failure(error, reason, console)
         if deployment.compute_type.lower() == "kubernetes":
-            return self._schedule(deployment, endpoint)
+            unschedulable = self._schedule(deployment, endpoint)
+            if unschedulable is not None:
+                return Failure(unschedulable, rules.reason("OutOfQuota"), [])
+        started = self._startup(deployment)
+        if started is not None and started.failure is not None:
+            # The container ran (its console shows the model loading) and a probe gave up: ResourceNotReady.
+            reason = rules.reason("ResourceNotReady")
+            console = ["Azure ML Inferencing HTTP server v1.3.0", "Initializing logger", "Loading the model: init()"]
+            return Failure({"code": reason.code, "message": started.failure}, reason, console)
         return None
+
+    def model_load_seconds(self, ws: WsKey, model: Any) -> float:
+        """How long the model a deployment names (by ARM id) takes to load, as seeded (0: at once)."""
+        match = re.search(r"/models/([^/]+)/versions/([^/]+)$", str(model or ""), re.IGNORECASE)
+        if match is None:
+            return 0.0
+        return self.load_seconds.get((ws, match.group(1).lower(), match.group(2).lower()), 0.0)
+
+    def _startup(self, deployment: OnlineDeployment) -> startup.Startup | None:
+        """How the deployment's container starts its model against its probes (:mod:`.startup`); None for a model
+        that loads at once."""
+        load = self.model_load_seconds(deployment.ws, deployment.props.get("model"))
+        return startup.startup(load, deployment.props) if load > 0 else None
+
+    def _startup_delay(self, deployment: OnlineDeployment) -> float:
+        """Real seconds the container's start adds to the deployment's operation: until Ready or given up, on the
+        emulator's clock of containers (``V2Config.container_clock`` of their seconds per real second)."""
+        started = self._startup(deployment)
+        return started.seconds / max(self.config.container_clock, 1e-9) if started is not None else 0.0
+
+    def _settle(self, deployment: OnlineDeployment, op: Operation, failure: Failure | None) -> None:
+        """The end of a deployment's operation: its state, what runs, and the operation's status. A failure's reason
+        is in the operation's status only (``Azure-AsyncOperation``), never in the deployment's own document, which
+        says Failed (or Canceled) and no more (how-to-troubleshoot-online-endpoints: "Deployment operation status
+        can report the following common deployment errors")."""
+        deployment.modified = time.time()
+        if failure is None:
+            deployment.state, deployment.serving, deployment.error, deployment.started = "Succeeded", True, None, True
+            deployment.console = []
+            return
+        deployment.state, deployment.error = failure.reason.status, failure.error
+        deployment.started = failure.reason.container_started
+        deployment.console = failure.console
+        op.error = failure.error
+        op.state = "Cancelled" if failure.reason.status == "Canceled" else "Failed"
 
     def _create_deployment(
         self,
@@ -671,16 +716,14 @@ class V2Store:
             tags=dict(body.get("tags") or {}),
         )
         self._deployments_of(ws, endpoint.name)[name.lower()] = deployment
-        op = self._start("Create", f"{endpoint.name}/{name}", ws, self.config.latencies.deployment_create_s)
+        latency = self.config.latencies.deployment_create_s + self._startup_delay(deployment)
+        op = self._start("Create", f"{endpoint.name}/{name}", ws, latency)
 
         def settle() -> None:
-            error = self._new_error(deployment, endpoint)
-            deployment.modified = time.time()
-            if error is None:
-                deployment.state, deployment.serving, deployment.error = "Succeeded", True, None
-            else:
-                deployment.state, deployment.error, deployment.placement = "Failed", error, []
-                op.error, op.state = error, "Failed"
+            failure = self._start_outcome(deployment, endpoint)
+            self._settle(deployment, op, failure)
+            if failure is not None:
+                deployment.placement = []
 
         op.on_success = settle
         return 201, deployment, op
@@ -701,18 +744,17 @@ class V2Store:
         if "tags" in body:
             deployment.tags = dict(body.get("tags") or {})
         deployment.state = "Updating"
-        op = self._start("Update", f"{endpoint.name}/{deployment.name}", ws, self.config.latencies.deployment_update_s)
+        latency = self.config.latencies.deployment_update_s + self._startup_delay(deployment)
+        op = self._start("Update", f"{endpoint.name}/{deployment.name}", ws, latency)
 
         def settle() -> None:
-            error = self._new_error(deployment, endpoint)
-            deployment.modified = time.time()
-            if error is None:
-                deployment.state, deployment.serving, deployment.error = "Succeeded", True, None
-                return
-            # A failed update leaves the old instances serving with the old settings; the deployment says Failed.
-            deployment.props, deployment.sku, deployment.placement, deployment.serving = previous
-            deployment.state, deployment.error = "Failed", error
-            op.error, op.state = error, "Failed"
+            failure = self._start_outcome(deployment, endpoint)
+            serving = deployment.serving
+            self._settle(deployment, op, failure)
+            if failure is not None:
+                # A failed update leaves the old instances serving with the old settings; the deployment says so.
+                deployment.props, deployment.sku, deployment.placement, deployment.serving = previous
+                deployment.started = deployment.started or serving
 
         op.on_success = settle
         return 200, deployment, op
@@ -764,7 +806,11 @@ class V2Store:
             return op
 
     def logs(self, ws: WsKey, endpoint_name: str, name: str, container: str | None, tail: int | None) -> str:
-        """``getLogs``: the inference server's or the storage initializer's console, as far as there is one."""
+        """``getLogs``: a container's console once it runs; before it starts (or for a deployment that failed
+        before it started: an image build, quota, capacity, a canceled operation, unschedulable instances) only "a
+        message to try again later" (how-to-troubleshoot-online-endpoints, "Get container logs": "If the specified
+        container is up and running, you see its console output. Otherwise, you get a message to try again
+        later."). A container that crashed shows what it printed, never the operation's error."""
         d = self.require_deployment(ws, endpoint_name, name)
         if container and container.lower() == "storageinitializer":
             lines = [
@@ -773,6 +819,10 @@ class V2Store:
                 f"Downloading code {(d.props.get('codeConfiguration') or {}).get('codeId')}",
                 "Storage initializer finished",
             ]
+        elif not d.started:
+            return rules.NOT_STARTED.format(deployment=d.name)
+        elif d.console:
+            lines = list(d.console)
         else:
             script = (d.props.get("codeConfiguration") or {}).get("scoringScript", "score.py")
             lines = [
@@ -782,9 +832,7 @@ class V2Store:
             ]
             if d.placement:
                 lines.append(f"Scheduled on nodes: {', '.join(d.placement)}")
-            if d.error:
-                lines.append(f"Error: {d.error.get('code')}: {d.error.get('message')}")
-            elif d.serving:
+            if d.serving:
                 lines.append("Listening on 0.0.0.0:5001; Booting worker; init() done")
         if tail:
             lines = lines[-int(tail) :]
@@ -895,6 +943,9 @@ class V2Store:
             existing = self.kube_computes.get(ws, {}).get(name.lower())
             if existing is not None and existing.state in BUSY:
                 raise conflict(f"Compute '{existing.name}'", existing.state)
+            problem = rules.name_problem("compute", name) if existing is None else None
+            if problem is not None:  # the rules' sources in .rules; the answer's code and wording are the emulator's
+                raise ArmError(400, "BadRequest", problem)
             resource_id = str(props.get("resourceId") or (existing.resource_id if existing else ""))
             cluster = self.kube_clusters.get(resource_id.lower())
             compute = existing or KubernetesCompute(
@@ -991,11 +1042,13 @@ class V2Store:
         if short:
             reasons.append(f"{short} Insufficient nvidia.com/gpu")
         scheduler = f"0/{total} nodes are available: {', '.join(reasons) or 'no nodes'}."
+        # how-to-troubleshoot-online-endpoints, "Kubernetes quota": "The error message typically indicates the resource
+        # insufficiency in the cluster, for example OutOfQuota: Kubernetes unschedulable. Details:0/1 nodes are
+        # available: 1 Too many pods..."; the counts after it are the emulator's.
         return {
-            "code": "DeploymentFailed",
+            "code": "OutOfQuota",
             "message": (
-                "Couldn't Schedule because the kubernetes cluster didn't have available resources after trying for "
-                f"00:05:00. {scheduler} Requested {deployment.instance_count} instance(s) of "
+                f"Kubernetes unschedulable. Details:{scheduler} Requested {deployment.instance_count} instance(s) of "
                 f"'{deployment.instance_type}' with {need} GPU each; {len(placement)} could be placed; "
                 f"free GPUs per node: {json.dumps(free)}."
             ),
@@ -1037,6 +1090,10 @@ class V2Store:
                 existing.props.update({k: props[k] for k in ("description", "tags", "properties") if k in props})
                 existing.modified = time.time()
                 return 200, existing
+            # The property dictionary holds strings (ResourceBase.properties in the specification); azure-ai-ml sends
+            # a code version's "hash_version" as a number (see contract.conformance.TOLERATED), kept as its text.
+            if isinstance(props.get("properties"), dict):
+                props["properties"] = {k: None if v is None else str(v) for k, v in props["properties"].items()}
             created = AssetVersion(kind=kind.lower(), name=name, version=version, props=props)
             versions[version.lower()] = created
             return 201, created
@@ -1044,20 +1101,3 @@ class V2Store:
     def delete_asset(self, ws: WsKey, kind: str, name: str, version: str) -> bool:
         with self._s.lock:
             return self.assets.get((ws, kind.lower()), {}).get(name.lower(), {}).pop(version.lower(), None) is not None
-
-    # -- quota ----------------------------------------------------------------------------------------------
-
-    def usages(self, subscription: str, location: str) -> list[tuple[str, int, int]]:
-        """(family, vCPUs used, limit) for every emulated family, plus the regional total first."""
-        self._s.advance()
-        with self._s.lock:
-            rows = [
-                (
-                    family,
-                    self.family_usage(subscription, location, family, None),
-                    self.config.family_limits.get(family, 0),
-                )
-                for family in FAMILIES
-            ]
-        total = ("TotalCores", sum(r[1] for r in rows), sum(r[2] for r in rows))
-        return [total, *rows]

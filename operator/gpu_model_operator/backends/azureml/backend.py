@@ -9,28 +9,24 @@ What calls what (each row one call to Azure, run in a bounded thread pool, never
 - observe_service: a GET of the service (``reads``, ``AksWebservice.deserialize``); deploy_service:
   ``Model.deploy(..., overwrite=True)`` or, when the service exists, ``service.update(models=...,
   inference_config=..., ...)``; scale_service: ``service.update(num_replicas=n)``; services_on_compute: the
-  listing of ``AksWebservice.list(ws, compute_type="AKS")``, one per workspace shared by every resource for up
-  to ``max_age`` seconds; get_keys: the ``listkeys`` of ``service.get_keys()``; probe: a GET of the health route.
+  listing of ``AksWebservice.list(ws, compute_type="AKS")`` (the whole workspace's, which the controller shares
+  between resources); get_keys: the ``listkeys`` of ``service.get_keys()``; probe: a GET of the health route.
 
 The reads go over one long-lived session (``reads``: azureml-core would open a new TLS connection for each),
-the writes through the SDK (``writes``), whose own fresh connections no longer parse the CA bundle each time
-(``tls.use_hashed_ca_directory``). The SDK blocks, so every call runs in a ``ThreadPoolExecutor(max_workers=
-workers)`` and the event loop only awaits it. It must not retry on its own (``sdk.SDK_SETTINGS``), and failures
-are classified by ``errors.classify``. A 429's Retry-After also closes the workspace to every call of this
-backend until it has passed, so a periodic resync cannot call Azure early either.
+the writes through the SDK's public calls (``writes``), whose own fresh connections no longer parse the CA bundle
+each time (``azure.tls.use_hashed_ca_directory``), and a compute's PUT through the shared ARM client. The SDK
+blocks and must not retry on its own (``sdk.SDK_SETTINGS``): every call passes the Azure plumbing's one door
+(``azure.calls``: a bounded pool, the timeouts, the Retry-After gate that a 429 closes on the workspace), and its
+failure is classified by the shared table with this backend's dialect (``errors``).
 
-Per resource the backend keeps only plain values (a scoring URI, keys, a time): no SDK object outlives the
-call that read it, but for a compute observed just before its deploy (dropped after seconds).
+Per resource the backend keeps only its keys and the registered models it read (which Azure never changes): no
+SDK object outlives the call that read it, and no read is handed from one call to the next.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import math
-import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,22 +34,26 @@ from typing import Any, TypeAlias, TypeVar
 
 import requests
 
+from ... import __version__
 from ... import conditions as c
 from ...models import AttachedCompute, AzureMLSpec
+from ..azure.arm import Arm
+from ..azure.calls import READ_TIMEOUT, WRITE_TIMEOUT, CallKind, Calls, Scope
+from ..azure.connections import Connections
+from ..azure.scoring import ScoringKeys
+from ..azure.tls import use_hashed_ca_directory
 from ..base import (
     Backend,
     ComputeState,
     DeploymentInputs,
-    DrainablePool,
     ObservedCompute,
     ObservedService,
     PermanentBackendError,
     ProbeResult,
     ServiceOnCompute,
     ServiceState,
-    TransientBackendError,
 )
-from ..tls import use_hashed_ca_directory
+from ..endpoint import RequestCounts, RolloutStep
 from ..vm_sizes import check_provisionable
 from . import writes
 from .errors import classify, none_if_not_found
@@ -65,9 +65,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CREDENTIAL_KEYS = ("tenantId", "clientId", "clientSecret")
-#: Seconds one call may take before the pass gives up on it (its thread finishes in the background).
-READ_TIMEOUT, WRITE_TIMEOUT = 60.0, 300.0
-WsKey = tuple[str, str, str, str]  # subscription, resource group, workspace, hash of the credentials
+USER_AGENT = f"gpu-model-operator/{__version__} (azureml backend)"
+WsKey = Scope
 
 
 #: The inputs of this backend: its spec has the workspace with its Secret, and the compute with its name.
@@ -82,24 +81,23 @@ def _secret_name(inputs: Inputs) -> str:
     return inputs.spec.workspace.credentials_secret_ref.name
 
 
+def _credential(inputs: Inputs) -> str:
+    """Where the sign-in comes from, for messages (never a credential)."""
+    return f"the service principal in Secret {_secret_name(inputs)} (keys {', '.join(CREDENTIAL_KEYS)})"
+
+
 def _health_url(scoring_uri: str) -> str:
     return scoring_uri[: -len("score")] if scoring_uri.endswith("/score") else scoring_uri.rstrip("/") + "/"
 
 
 @dataclass(frozen=True)
 class _Connection:
-    """One workspace signed in: the SDK's Workspace and the auth object whose token every call carries."""
+    """One workspace signed in: the SDK's Workspace, the auth object whose token every call carries, and an ARM
+    client with the same sign-in (the SDK's auth objects are azure-core token credentials, ``get_token``)."""
 
     ws: Any
     auth: Any
-
-
-@dataclass(frozen=True)
-class _Seen:
-    """What the probe needs of a service as last observed."""
-
-    scoring_uri: str | None
-    auth_enabled: bool
+    arm: Arm
 
 
 class AzureMLBackend(Backend[AzureMLSpec]):
@@ -107,27 +105,13 @@ class AzureMLBackend(Backend[AzureMLSpec]):
 
     def __init__(self, workers: int = 8) -> None:
         use_hashed_ca_directory()
-        self._pool = DrainablePool(max_workers=workers, thread_name_prefix="azureml-sdk")
+        self._calls = Calls(workers, "azureml-sdk")
         self._reads = Reads(workers, READ_TIMEOUT)
-        #: One slot per pool thread. Calls wait here, on the event loop, for a free thread, so a call's timeout
-        #: counts from when it runs: with a thousand resources polling, calls queued inside the executor timed
-        #: out before they started, ran anyway afterwards (a thread cannot be cancelled), and the queue grew.
-        self._slots = asyncio.Semaphore(workers)
-        self._connections: dict[WsKey, _Connection] = {}
-        self._connecting = asyncio.Lock()
-        #: Per workspace: no Azure call before this monotonic time (a 429's Retry-After).
-        self._not_before: dict[tuple[str, str, str], float] = {}
-        #: What the probe needs of each service last observed, and its keys, per (workspace key, service name).
-        self._services: dict[tuple[WsKey, str], _Seen] = {}
-        self._keys: dict[tuple[WsKey, str], tuple[str, str]] = {}
+        self._connections: Connections[_Connection] = Connections(lambda conn: conn.arm.close())
+        #: Each service's keys, per (workspace key, service name): read once, again after a refusal or when fresh.
+        self._keys = ScoringKeys()
         #: Registered model versions, which Azure ML never changes: read once, not at every deployment.
         self._models: dict[tuple[WsKey, str, int], Any] = {}
-        #: The compute object observe_compute read last (monotonic time, object), for the deploy of the same pass.
-        self._computes: dict[tuple[WsKey, str], tuple[float, Any]] = {}
-        #: The last listing of the workspace's AKS services (monotonic time, services), and the lock that makes
-        #: resources polling together share one listing instead of each making their own.
-        self._listings: dict[WsKey, tuple[float, list[ServiceOnCompute], dict[str, str]]] = {}
-        self._listing_locks: defaultdict[WsKey, asyncio.Lock] = defaultdict(asyncio.Lock)
         if SDK_IMPORTED_EARLY:
             log.warning("azureml was imported before %s: the SDK keeps its own long retries on 429", __name__)
 
@@ -138,79 +122,46 @@ class AzureMLBackend(Backend[AzureMLSpec]):
         if missing:
             message = f"Secret {_secret_name(inputs)} has no key {', '.join(missing)}"
             raise PermanentBackendError(message, reason=c.CREDENTIALS_INVALID)
-        digest = hashlib.sha256("\0".join(inputs.credentials[k] for k in CREDENTIAL_KEYS).encode()).hexdigest()
-        return ws.subscription_id.lower(), ws.resource_group.lower(), ws.name.lower(), digest
+        credentials = {k: inputs.credentials[k] for k in CREDENTIAL_KEYS}
+        return Scope.of(ws.subscription_id, ws.resource_group, ws.name, credentials)
 
     async def _call(
         self, inputs: Inputs, action: str, area: str, fn: Callable[[], T], timeout: float = READ_TIMEOUT
     ) -> T:
-        """Run one blocking call in the pool; its failure comes back as a Transient/PermanentBackendError."""
-        where = self._key(inputs)[:3]
-        wait = self._not_before.get(where, 0.0) - time.monotonic()
-        if wait > 0:
-            raise TransientBackendError(
-                f"{action}: Azure asked to wait (HTTP 429, Retry-After); {wait:.1f}s left", retry_after=wait
-            )
-        loop = asyncio.get_running_loop()
-        try:
-            async with self._slots:
-                return await asyncio.wait_for(loop.run_in_executor(self._pool, fn), timeout)
-        except asyncio.TimeoutError:
-            raise TransientBackendError(f"{action} failed: no answer from Azure in {timeout:.0f}s") from None
-        except Exception as exc:
-            secret = _secret_name(inputs)
-            error = classify(exc, action, area=area, secret=secret)
-            if isinstance(error, TransientBackendError) and error.retry_after:
-                self._not_before[where] = time.monotonic() + error.retry_after
-            if error is exc:
-                raise
-            raise error from exc
+        """Run one blocking call to Azure in the pool; its failure comes back as a Transient/PermanentBackendError."""
+        credential = _credential(inputs)
+        explain = lambda exc: classify(exc, action, area=area, credential=credential)  # noqa: E731
+        return await self._calls.call(self._key(inputs), CallKind.given(timeout), action, fn, explain, timeout)
 
     async def _connect(self, inputs: Inputs) -> tuple[WsKey, _Connection]:
-        """One signed-in workspace per workspace and set of credentials, for the process's life; a changed
-        Secret signs in again."""
+        """The workspace signed in, once per workspace and set of credentials (see ``Connections``)."""
         key = self._key(inputs)
-        if key in self._connections:
-            return key, self._connections[key]
-        async with self._connecting:
-            if key not in self._connections:
-                ws_spec, creds = inputs.spec.workspace, dict(inputs.credentials)
+        ws_spec, creds = inputs.spec.workspace, dict(inputs.credentials)
 
-                def connect() -> _Connection:
-                    tenant, client, secret = (creds[k] for k in CREDENTIAL_KEYS)
-                    auth = ServicePrincipalAuthentication(tenant, client, secret)
-                    sub, group = ws_spec.subscription_id, ws_spec.resource_group
-                    ws = Workspace.get(ws_spec.name, auth=auth, subscription_id=sub, resource_group=group)
-                    self._reads.endpoints(ws)  # the discovery document, read once here rather than in a poll
-                    return _Connection(ws, auth)
+        def connect() -> _Connection:
+            tenant, client, secret = (creds[k] for k in CREDENTIAL_KEYS)
+            auth = ServicePrincipalAuthentication(tenant, client, secret)
+            sub, group = ws_spec.subscription_id, ws_spec.resource_group
+            ws = Workspace.get(ws_spec.name, auth=auth, subscription_id=sub, resource_group=group)
+            self._reads.endpoints(ws)  # the discovery document, read once here rather than in a poll
+            return _Connection(ws, auth, Arm(auth, USER_AGENT))
 
-                connection = await self._call(inputs, f"connecting to workspace {ws_spec.name}", "workspace", connect)
-                for old in [k for k in self._connections if k[:3] == key[:3]][:-3]:  # keep a few credential sets
-                    del self._connections[old]
-                self._connections[key] = connection
-        return key, self._connections[key]
+        async def sign_in() -> _Connection:
+            return await self._call(inputs, f"connecting to workspace {ws_spec.name}", "workspace", connect)
+
+        return key, await self._connections.get(key, sign_in)
 
     # ---- compute ----------------------------------------------------------------------------------
 
     async def observe_compute(self, inputs: Inputs) -> ObservedCompute:
-        key, conn = await self._connect(inputs)
+        _, conn = await self._connect(inputs)
         name = _compute_name(inputs)
         found = await self._call(
             inputs, f"reading compute {name}", "compute", lambda: self._reads.compute(conn.ws, conn.auth, name)
         )
         if found is None:
-            self._computes.pop((key, name), None)
             return ObservedCompute(name, ComputeState.ABSENT)
-        now = time.monotonic()
-        if len(self._computes) > 64:  # those no deploy followed (the usual case): tens of kB each, dropped
-            self._computes = {k: v for k, v in self._computes.items() if now - v[0] <= 10.0}
-        self._computes[(key, name)] = (now, found)
         return observed_compute(name, found, isinstance(found, AksCompute))
-
-    def _recent_compute(self, key: WsKey, name: str, max_age: float = 10.0) -> Any:
-        """The compute object observed in this pass (a deploy follows its observation at once), or None."""
-        taken, found = self._computes.pop((key, name), (-math.inf, None))
-        return found if time.monotonic() - taken <= max_age else None
 
     def _model(self, key: WsKey, ws: Any, name: str, version: int | None) -> Any:
         """``Model(ws, name, version)``; a pinned version is cached (immutable), the latest is read every time.
@@ -229,13 +180,13 @@ class AzureMLBackend(Backend[AzureMLSpec]):
         if isinstance(compute, AttachedCompute):
             attach = compute.attach
             rg, cluster = attach.resource_group, attach.cluster_name
-            start = lambda: writes.attach_compute(conn.ws, name, rg, cluster, owner)  # noqa: E731
+            start = lambda: writes.attach_compute(conn.arm, conn.ws, name, rg, cluster, owner)  # noqa: E731
             verb = f"attaching AKS cluster {attach.cluster_name} as compute {name}"
         else:
             provision = compute.provision
             # What Azure would refuse (a retired or unknown size, too few vCPUs) is refused before anything is sent.
             check_provisionable(provision.vm_size, provision.agent_count, provision.cluster_purpose.value)
-            start = lambda: writes.provision_compute(conn.ws, name, provision, owner)  # noqa: E731
+            start = lambda: writes.provision_compute(conn.arm, conn.ws, name, provision, owner)  # noqa: E731
             verb = f"creating compute {name}"
         await self._call(inputs, verb, "compute", start, WRITE_TIMEOUT)
 
@@ -246,24 +197,15 @@ class AzureMLBackend(Backend[AzureMLSpec]):
         start = none_if_not_found(lambda: writes.delete_compute(self._reads, conn.ws, conn.auth, name))
         await self._call(inputs, f"deleting compute {name}", "compute", start, WRITE_TIMEOUT)
 
-    async def services_on_compute(self, inputs: Inputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
-        """Every AKS service on this compute with the GPUs it holds (a failed one holds none).
-
-        One listing covers the whole workspace, so with ``max_age`` the resources polling within that time
-        share it: N deployments converging together cost one listing per poll, not N listings of N services.
-        """
-        key, conn = await self._connect(inputs)
-        compute = _compute_name(inputs)
-        async with self._listing_locks[key]:
-            taken, services, computes = self._listings.get(key, (-math.inf, [], {}))
-            if time.monotonic() - taken > max_age:
-                taken = time.monotonic()
-                listed = await self._call(
-                    inputs, "listing services", "service", lambda: self._reads.aks_services(conn.ws, conn.auth)
-                )
-                services, computes = gpu_holders(listed)
-                self._listings[key] = (taken, services, computes)
-        return [s for s in services if computes.get(s.name) == compute.lower()]
+    async def services_on_compute(self, inputs: Inputs) -> list[ServiceOnCompute]:
+        """Every AKS service of the workspace, with the compute it is on and the GPUs it holds (a failed one holds
+        none): one listing covers the whole workspace, and the controller shares it between the resources polling
+        together (:class:`~gpu_model_operator.ledger.GpuLedger`)."""
+        _, conn = await self._connect(inputs)
+        listed = await self._call(
+            inputs, "listing services", "service", lambda: self._reads.aks_services(conn.ws, conn.auth)
+        )
+        return gpu_holders(listed)
 
     # ---- service ----------------------------------------------------------------------------------
 
@@ -274,10 +216,8 @@ class AzureMLBackend(Backend[AzureMLSpec]):
             inputs, f"reading service {name}", "service", lambda: self._reads.service(conn.ws, conn.auth, name)
         )
         if service is None:
-            self._services.pop((key, name), None)
-            self._keys.pop((key, name), None)
+            self._keys.forget((key, name))
             return ObservedService(name, ServiceState.ABSENT)
-        self._services[(key, name)] = _Seen(service.scoring_uri, bool(service.auth_enabled))
         return observed_service(name, service)
 
     async def deploy_service(self, inputs: Inputs, replicas: int) -> list[str]:
@@ -302,17 +242,16 @@ class AzureMLBackend(Backend[AzureMLSpec]):
             take_over=inputs.take_over,
         )
         warnings: list[str] = []
-        recent_compute = self._recent_compute(key, compute_name)
 
         def deploy() -> None:
             model = self._model(key, conn.ws, model_name, model_ref.version)
             if model_ref.version is None:
                 warnings.append(f"spec.model.version is not set: deployed the latest version, {model.id}")
-            writes.deploy(self._reads, conn.ws, conn.auth, deployment, model, recent_compute)
+            writes.deploy(self._reads, conn.ws, conn.auth, deployment, model)
 
         action = f"deploying service {svc.name}"
         await self._call(inputs, action, "service", writes.appeared_is_transient(deploy), WRITE_TIMEOUT)
-        self._keys.pop((key, svc.name), None)
+        self._keys.forget((key, svc.name))
         return warnings
 
     async def scale_service(self, inputs: Inputs, replicas: int) -> None:
@@ -329,8 +268,7 @@ class AzureMLBackend(Backend[AzureMLSpec]):
         name = inputs.spec.service.name
         delete = lambda: writes.delete_service(self._reads, conn.ws, conn.auth, name, READ_TIMEOUT)  # noqa: E731
         await self._call(inputs, f"deleting service {name}", "service", delete, WRITE_TIMEOUT)
-        self._services.pop((key, name), None)
-        self._keys.pop((key, name), None)
+        self._keys.forget((key, name))
 
     async def get_keys(self, inputs: Inputs, *, fresh: bool = False) -> tuple[str, str] | None:
         """The service's keys, read once and kept until a deploy, a refused probe or ``fresh`` (the resync: keys
@@ -339,46 +277,42 @@ class AzureMLBackend(Backend[AzureMLSpec]):
             return None
         key, conn = await self._connect(inputs)
         name = inputs.spec.service.name
-        if fresh:
-            self._keys.pop((key, name), None)
-        if (key, name) not in self._keys:
-            read = lambda: self._reads.keys(conn.ws, conn.auth, name)  # noqa: E731
-            self._keys[(key, name)] = await self._call(inputs, f"reading the keys of service {name}", "service", read)
-        return self._keys[(key, name)]
+        read = lambda: self._reads.keys(conn.ws, conn.auth, name)  # noqa: E731
+        action = f"reading the keys of service {name}"
+        return await self._keys.get((key, name), lambda: self._call(inputs, action, "service", read), fresh=fresh)
 
-    async def probe(self, inputs: Inputs) -> ProbeResult:
-        """A real GET of the service's health route (the scoring URI without ``score``) with the primary key."""
-        key, conn = await self._connect(inputs)
+    async def probe(self, inputs: Inputs, service: ObservedService, deployment: str | None = None) -> ProbeResult:
+        """A real GET of the health route of the service observed in this pass (the scoring URI without ``score``),
+        with the primary key where the service takes keys."""
         name = inputs.spec.service.name
-        service = self._services.get((key, name))
-        if service is None:
-            read = lambda: self._reads.service(conn.ws, conn.auth, name)  # noqa: E731
-            found = await self._call(inputs, f"reading service {name}", "service", read)
-            if found is None:
-                return ProbeResult(False, f"service {name} does not exist")
-            service = self._services[(key, name)] = _Seen(found.scoring_uri, bool(found.auth_enabled))
         if not service.scoring_uri:
             return ProbeResult(False, f"service {name} has no scoring URI yet")
         url = _health_url(service.scoring_uri)
-        keys = await self.get_keys(inputs) if service.auth_enabled else None
+        keys = await self.get_keys(inputs)
         headers = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
-        loop = asyncio.get_running_loop()
         try:
-            async with self._slots:
-                get = loop.run_in_executor(self._pool, self._reads.probe, url, headers, 10.0)
-                response = await asyncio.wait_for(get, 15)
+            response = await self._calls.run(lambda: self._reads.probe(url, headers, 10.0), 15)
         except (requests.RequestException, asyncio.TimeoutError) as exc:
             return ProbeResult(False, f"GET {url} failed: {type(exc).__name__}")
-        if response.status_code in (401, 403):
-            self._keys.pop((key, name), None)  # regenerated behind our back: fetch them again next time
+        self._keys.answered((self._key(inputs), name), response.status_code)  # refused: regenerated, read again
         if response.status_code != 200:
             return ProbeResult(False, f"GET {url} answered {response.status_code} {response.text[:200].strip()}")
         return ProbeResult(True, f"GET {url} answered 200")
+
+    async def request_metrics(self, inputs: Inputs, deployment: str, start: str, end: str) -> RequestCounts | None:
+        """None: an AKS web service has no online endpoint's request metrics (asked only of endpoints)."""
+        return None
+
+    async def take_step(self, inputs: Inputs, step: RolloutStep) -> str | None:
+        """Never called: an AKS web service has no online endpoint's rollout steps (the core sends them only for
+        what observe_service reports as an endpoint)."""
+        raise PermanentBackendError(f"azureml has no rollout step {step.kind.value}", reason=c.SERVICE_FAILED)
 
     async def close(self, timeout: float = 0.0) -> bool:
         """Stop taking calls, and wait up to ``timeout`` seconds for the calls in flight: a thread cannot be
         cancelled, so a Model.deploy or DELETE sent keeps running after its pass was cancelled. True when none is
         left."""
-        drained = await self._pool.drain(timeout)
+        drained = await self._calls.drain(timeout)
         self._reads.close()
+        self._connections.close()
         return drained

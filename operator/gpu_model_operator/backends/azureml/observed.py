@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..azure.failures import error_line
 from ..base import ComputeState, ObservedCompute, ObservedService, PermanentBackendError, ServiceOnCompute, ServiceState
 from ..vm_sizes import gpus_per_vm
-from .errors import provisioning_errors
 from .writes import FINGERPRINT_TAG, OWNER_TAG, owned
 
 #: Azure ML's provisioningState of a compute, and state of a service (their names are ours), lower-cased.
@@ -32,7 +32,7 @@ def observed_compute(name: str, found: Any, is_aks: bool) -> ObservedCompute:
     state = COMPUTE_STATES.get(raw.lower(), ComputeState.CREATING)
     size = f"{found.agent_count} x {found.agent_vm_size}"
     if state == ComputeState.FAILED:
-        message = provisioning_errors(found.provisioning_errors) or f"provisioning state {raw}"
+        message = error_line(found.provisioning_errors) or f"provisioning state {raw}"
         return ObservedCompute(name, state, created_by_operator=is_ours, attached=attached, message=message)
     nodes: tuple[int, ...] = ()
     unknown = ""
@@ -62,17 +62,17 @@ def observed_service(name: str, service: Any) -> ObservedService:
     if state in (ServiceState.FAILED, ServiceState.HEALTHY) and service.error:
         # A failed update leaves the service Healthy on its old version with the update's error kept: what
         # tells a refused scale (ScaleFailed) from one still to make.
-        message = provisioning_errors([service.error]) or message
+        message = error_line([service.error]) or message
     tags, replicas = service.tags or {}, int(getattr(service, "num_replicas", 0) or 0)
     fingerprint, owner = tags.get(FINGERPRINT_TAG), tags.get(OWNER_TAG)
     compute = getattr(service, "compute_name", None)
     return ObservedService(name, state, replicas, service.scoring_uri, fingerprint, owner, message, compute)
 
 
-def gpu_holders(listed: list[Any]) -> tuple[list[ServiceOnCompute], dict[str, str]]:
-    """The listed AKS services with the GPUs each holds, and the compute each is on (lower-cased: ARM names
-    ignore case). A failed service still counts: its pods may hold their GPUs (a crashing container does)."""
-    services, computes = [], {}
+def gpu_holders(listed: list[Any]) -> list[ServiceOnCompute]:
+    """The listed AKS services with the GPUs each holds and the compute each is on (lower-cased: ARM names ignore
+    case). A failed service still counts: its pods may hold their GPUs (a crashing container does)."""
+    services = []
     for s in listed:
         scaler = getattr(s, "autoscaler", None)
         replicas = scaler.max_replicas if scaler and scaler.autoscale_enabled else s.num_replicas
@@ -80,6 +80,6 @@ def gpu_holders(listed: list[Any]) -> tuple[list[ServiceOnCompute], dict[str, st
         gpu = int(getattr(resources, "gpu", 0) or 0)
         deleting = str(s.state).lower() == "deleting"
         owner = (s.tags or {}).get(OWNER_TAG)
-        services.append(ServiceOnCompute(s.name, int(replicas or 0), gpu, owner, deleting=deleting))
-        computes[s.name] = str(getattr(s, "compute_name", None)).lower()
-    return services, computes
+        compute = str(getattr(s, "compute_name", None)).lower()
+        services.append(ServiceOnCompute(s.name, int(replicas or 0), gpu, owner, deleting=deleting, compute=compute))
+    return services

@@ -27,7 +27,7 @@ import requests
 from urllib3.util.retry import Retry
 
 from ... import __version__
-from ..tls import SharedContextAdapter
+from ..azure.tls import SharedContextAdapter
 from .sdk import AksCompute, AksWebservice, ComputeTarget, ComputeTargetException, Webservice, WebserviceException
 
 ARM_PATH = "subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}"

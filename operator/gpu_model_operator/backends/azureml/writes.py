@@ -1,15 +1,17 @@
 """The backend's writes: each function is one blocking call to Azure, run in a pool thread by ``backend``.
 
-They stay on azureml-core (only the reads they start with go through ``reads``). Ownership is recorded at Azure:
-computes carry tags and a description naming the GpuModelDeployment (the SDK's provisioning configuration has
-neither, so its own payload builders are used and the two fields added before the same PUT), services carry
-``gpumodel.io/owner`` and ``gpumodel.io/fingerprint`` tags.
+Services stay on azureml-core's public calls (only the reads they start with go through ``reads``). Ownership is
+recorded at Azure: computes carry tags and a description naming the GpuModelDeployment, which the SDK's
+provisioning and attach configurations cannot carry (and its payload builders are private), so a compute's PUT is
+sent through the ARM client (:class:`..azure.arm.Arm`) with the body azureml-core 1.61 builds and the two fields
+added; services carry ``gpumodel.io/owner`` and ``gpumodel.io/fingerprint`` tags.
 """
 
 from __future__ import annotations
 
 import tempfile
 import threading
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,18 +19,11 @@ from typing import Any
 
 import requests
 
+from ...models import Provision
+from ..azure.arm import Arm
 from ..base import TransientBackendError, is_legacy_tag_of
-from .reads import Reads
-from .sdk import (
-    AksCompute,
-    AksWebservice,
-    ComputeTarget,
-    ComputeTargetException,
-    Environment,
-    InferenceConfig,
-    Model,
-    WebserviceException,
-)
+from .reads import COMPUTE_API_VERSION, Reads
+from .sdk import AksWebservice, ComputeTargetException, Environment, InferenceConfig, Model, WebserviceException
 
 MANAGER = "gpu-model-operator"
 #: ARM tag names may not contain "/", so the compute's tags differ from the services' (MMS allows it).
@@ -51,21 +46,37 @@ def _mark(payload: dict[str, Any], owner: str) -> dict[str, Any]:
     return payload
 
 
-def attach_compute(ws: Any, name: str, resource_group: str, cluster: str, owner: str) -> None:
-    config = AksCompute.attach_configuration(resource_group=resource_group, cluster_name=cluster)
-    resource_id = AksCompute._build_resource_id(ws.subscription_id, resource_group, cluster)
-    ComputeTarget._attach(ws, name, _mark(AksCompute._build_attach_payload(config, resource_id), owner), AksCompute)
+def _compute_path(ws: Any, name: str) -> str:
+    """The compute's ARM id, each segment quoted."""
+    parts = ["subscriptions", ws.subscription_id, "resourceGroups", ws.resource_group, "providers"]
+    parts += ["Microsoft.MachineLearningServices", "workspaces", ws.name, "computes", name]
+    return "/" + "/".join(urllib.parse.quote(str(part), safe="") for part in parts)
 
 
-def provision_compute(ws: Any, name: str, provision: Any, owner: str) -> None:
-    config = AksCompute.provisioning_configuration(
-        agent_count=provision.agent_count,
-        vm_size=provision.vm_size,
-        location=provision.location,
-        cluster_purpose=provision.cluster_purpose.value,
+def attach_compute(arm: Arm, ws: Any, name: str, resource_group: str, cluster: str, owner: str) -> None:
+    """The PUT of ``ComputeTarget.attach(ws, name, AksCompute.attach_configuration(resource_group, cluster))``,
+    with the same body azureml-core 1.61 builds (its AKS template with what an attach leaves out dropped)."""
+    resource_id = (
+        f"/subscriptions/{ws.subscription_id}/resourcegroups/{resource_group}"
+        f"/providers/Microsoft.ContainerService/managedClusters/{cluster}"
     )
-    payload = _mark(AksCompute._build_create_payload(config, ws.location, ws.subscription_id), owner)
-    ComputeTarget._create_compute_target(ws, name, payload, AksCompute)
+    properties = {"loadBalancerType": "PublicIp", "loadBalancerSubnet": None}
+    body = {"location": ws.location, "properties": {"computeType": "AKS", "resourceId": resource_id}}
+    body["properties"]["properties"] = properties
+    arm.send("PUT", _compute_path(ws, name), COMPUTE_API_VERSION, _mark(body, owner), ok=(200, 201, 202))
+
+
+def provision_compute(arm: Arm, ws: Any, name: str, provision: Provision, owner: str) -> None:
+    """The PUT of ``ComputeTarget.create(ws, name, AksCompute.provisioning_configuration(...))`` for an agent
+    count, VM size, location and cluster purpose, with the same body azureml-core 1.61 builds."""
+    properties: dict[str, Any] = {"agentCount": provision.agent_count, "agentVmSize": provision.vm_size}
+    if provision.cluster_purpose.value:
+        properties["clusterPurpose"] = provision.cluster_purpose.value
+    compute: dict[str, Any] = {"computeType": "AKS", "properties": properties}
+    if provision.location:
+        compute["computeLocation"] = provision.location
+    body = {"location": ws.location, "properties": compute}
+    arm.send("PUT", _compute_path(ws, name), COMPUTE_API_VERSION, _mark(body, owner), ok=(200, 201, 202))
 
 
 def delete_compute(reads: Reads, ws: Any, auth: Any, name: str) -> None:
@@ -113,9 +124,9 @@ class Deployment:
     take_over: bool
 
 
-def deploy(reads: Reads, ws: Any, auth: Any, d: Deployment, model: Any, recent_compute: Any) -> None:
+def deploy(reads: Reads, ws: Any, auth: Any, d: Deployment, model: Any) -> None:
     """Create (``Model.deploy``) or redeploy in place (``service.update``); returns once Azure accepted it."""
-    compute = recent_compute or reads.compute(ws, auth, d.compute)
+    compute = reads.compute(ws, auth, d.compute)
     if compute is None:
         raise ComputeTargetException(
             f"ComputeTargetNotFound: Compute Target with name {d.compute} not found in provided workspace"

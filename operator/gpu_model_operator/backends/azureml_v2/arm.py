@@ -1,79 +1,103 @@
-"""The azure-ai-ml calls the backend makes, each a blocking function for the session's pool, and Azure's answers
-turned into :mod:`.rollout`'s views.
+"""The calls to Azure the backend makes, each a blocking function for the session's pool (what the bodies hold, and
+how Azure's answers read, is :mod:`.bodies`).
 
-Reads and writes go through the SDK's generated ARM operations (``OnlineEndpoints``, ``OnlineDeployments``,
-``Compute``) with plain JSON bodies in Azure's REST shape, so what is sent is what the REST reference documents
-(and what ``azure-ai-ml`` itself sends, see the emulator's reference trace); writes pass ``polling=False`` (see
-:mod:`.session`). A missing resource reads as None, never as an error. Assets use the public operations
-(``environments``, ``models``) and the workspace's code operations (``MLClient._code``, which uploads the entry
-script to the workspace's datastore as the SDK's own deployments do).
+Endpoints, deployments, keys and computes are plain ARM requests (:class:`..azure.arm.Arm`) with JSON bodies in
+Azure's REST shape, to the paths and with the api-versions azure-ai-ml 1.35's own operations use (its
+``MLClient.online_endpoints`` on 2022-02-01-preview, ``online_deployments`` on 2023-04-01-preview, ``compute`` on
+2023-08-01-preview; see the emulator's reference trace), so what is sent is what the REST reference documents.
+Writes return once Azure accepted them: the state is read back later with a GET (what a restarted operator does
+anyway), where the SDK's ``begin_*`` would poll on a thread of its own until the operation ends. A missing
+resource reads as None, never as an error.
+
+Assets use azure-ai-ml's public operations where it has them (``models``, ``environments``, a deployment's
+``get_logs``, the region's ``list_sizes`` and ``list_usage``). A code version has none (``MLClient`` keeps its code
+operations private): it is made as the REST reference describes it, a pending upload (``startPendingUpload``)
+whose blob container takes the entry script through azure-storage-blob, then the version's PUT naming it.
 """
 
 from __future__ import annotations
 
 import tempfile
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import ContainerClient
 
-from .errors import operation_error
-from .rollout import DeploymentView, EndpointView
+from ...keys import ScoringToken
+from ..azure.failures import error_line
 from .session import Workspace
 
-#: ARM tag names may not contain "/" (learn.microsoft.com/azure/azure-resource-manager/management/tag-resources,
-#: "Limitations"), so these differ from the v1 services' tags.
-MANAGED_BY, MANAGER = "managed-by", "gpu-model-operator"
-OWNER_TAG, FINGERPRINT_TAG = "gpumodel-owner", "gpumodel-fingerprint"
+#: The api-versions azure-ai-ml 1.35 sends for each kind of resource (its ``MLClient`` operations).
+ENDPOINTS_API, DEPLOYMENTS_API, COMPUTE_API, CODES_API = (
+    "2022-02-01-preview",
+    "2023-04-01-preview",
+    "2023-08-01-preview",
+    "2023-04-01",
+)
+#: Azure Monitor's Metrics List (``{resourceUri}/providers/Microsoft.Insights/metrics``), the stable version of its
+#: REST specification (specification/monitor/resource-manager/Microsoft.Insights/stable/2023-10-01/metrics_API.json).
+METRICS_API = "2023-10-01"
+#: The online endpoint's metric of requests, and its namespace (supported-metrics,
+#: microsoft-machinelearningservices-workspaces-onlineendpoints-metrics: ``RequestsPerMinute``, Count, aggregation
+#: Average, dimensions ``deployment``, ``statusCode``, ``statusCodeClass``, ``modelStatusCode``, grain PT1M).
+REQUESTS_METRIC, ENDPOINT_METRICS = "RequestsPerMinute", "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
+#: Where the entry script goes in a code version's blob container (the code's root, which ``scoringScript`` is
+#: relative to).
+CODE_FOLDER = "code"
 
 
-def _ops(ws: Workspace) -> tuple[Any, Any]:
-    """The generated endpoint and deployment operations, and their client's keyword arguments."""
-    endpoints = ws.client.online_endpoints
-    return endpoints._online_operation, ws.client.online_deployments._online_deployment
-
-
-def _kwargs(ws: Workspace) -> dict[str, Any]:
-    return {**ws.scope(), **ws.client.online_endpoints._init_kwargs}
-
-
-def _dkwargs(ws: Workspace) -> dict[str, Any]:
-    return {**ws.scope(), **ws.client.online_deployments._init_kwargs}
+def _path(ws: Workspace, *segments: str) -> str:
+    """A resource id under the workspace, each segment quoted as the SDKs' generated operations quote it."""
+    parts = ["subscriptions", ws.subscription_id, "resourceGroups", ws.resource_group, "providers"]
+    parts += ["Microsoft.MachineLearningServices", "workspaces", ws.name, *segments]
+    return "/" + "/".join(urllib.parse.quote(part, safe="") for part in parts)
 
 
 def get_endpoint(ws: Workspace, name: str) -> dict[str, Any] | None:
-    try:
-        return dict(_ops(ws)[0].get(endpoint_name=name, **_kwargs(ws)).as_dict())
-    except ResourceNotFoundError:
-        return None
+    return ws.arm.get(_path(ws, "onlineEndpoints", name), ENDPOINTS_API)
 
 
 def list_endpoints(ws: Workspace) -> list[dict[str, Any]]:
-    return [dict(e.as_dict()) for e in _ops(ws)[0].list(**_kwargs(ws))]
+    return ws.arm.list(_path(ws, "onlineEndpoints"), ENDPOINTS_API)
 
 
 def list_deployments(ws: Workspace, endpoint: str) -> list[dict[str, Any]]:
     try:
-        return [dict(d.as_dict()) for d in _ops(ws)[1].list(endpoint_name=endpoint, **_dkwargs(ws))]
+        return ws.arm.list(_path(ws, "onlineEndpoints", endpoint, "deployments"), DEPLOYMENTS_API)
     except ResourceNotFoundError:
         return []
 
 
 def put_endpoint(ws: Workspace, name: str, body: dict[str, Any]) -> None:
-    _ops(ws)[0].begin_create_or_update(endpoint_name=name, body=body, polling=False, **_kwargs(ws))
+    ws.arm.send("PUT", _path(ws, "onlineEndpoints", name), ENDPOINTS_API, body, ok=(200, 201))
 
 
 def delete_endpoint(ws: Workspace, name: str) -> None:
     try:
-        _ops(ws)[0].begin_delete(endpoint_name=name, polling=False, **_kwargs(ws))
+        ws.arm.send("DELETE", _path(ws, "onlineEndpoints", name), ENDPOINTS_API, ok=(200, 202, 204))
     except ResourceNotFoundError:
         return
 
 
-def put_deployment(ws: Workspace, endpoint: str, name: str, body: dict[str, Any]) -> None:
-    ops = _ops(ws)[1]
-    ops.begin_create_or_update(endpoint_name=endpoint, deployment_name=name, body=body, polling=False, **_dkwargs(ws))
+def put_deployment(ws: Workspace, endpoint: str, name: str, body: dict[str, Any]) -> str | None:
+    """The deployment's PUT; the URL of its operation's status, where Azure's failure reason will be."""
+    path = _path(ws, "onlineEndpoints", endpoint, "deployments", name)
+    return ws.arm.start("PUT", path, DEPLOYMENTS_API, body, ok=(200, 201))
+
+
+def operation_error(ws: Workspace, url: str) -> str | None:
+    """Why an operation failed, from its status (``error``: Azure reports a deployment's ImageBuildFailure,
+    OutOfQuota, OutOfCapacity or ResourceNotReady there, never in the deployment's own document:
+    how-to-troubleshoot-online-endpoints, "Deployment operation status can report the following common deployment
+    errors"); None while it runs, once it succeeded, or when Azure no longer has it."""
+    status = ws.arm.operation(url)
+    if status is None or str(status.get("status", "")).lower() in ("inprogress", "running", "succeeded"):
+        return None
+    error = status.get("error")
+    return error_line(error) if error else f"the operation ended {status.get('status')}"
 
 
 def scale_deployment(
@@ -84,19 +108,50 @@ def scale_deployment(
     body: dict[str, Any] = {"sku": {"capacity": instances}}
     if tags is not None:
         body["tags"] = dict(tags)
-    _ops(ws)[1].begin_update(endpoint_name=endpoint, deployment_name=name, body=body, polling=False, **_dkwargs(ws))
+    path = _path(ws, "onlineEndpoints", endpoint, "deployments", name)
+    ws.arm.send("PATCH", path, DEPLOYMENTS_API, body, ok=(200, 202))
 
 
 def delete_deployment(ws: Workspace, endpoint: str, name: str) -> None:
+    path = _path(ws, "onlineEndpoints", endpoint, "deployments", name)
     try:
-        _ops(ws)[1].begin_delete(endpoint_name=endpoint, deployment_name=name, polling=False, **_dkwargs(ws))
+        ws.arm.send("DELETE", path, DEPLOYMENTS_API, ok=(200, 202, 204))
     except ResourceNotFoundError:
         return
 
 
+def request_metrics(ws: Workspace, endpoint: str, deployment: str, start: str, end: str) -> dict[str, Any]:
+    """The deployment's requests per minute from ``start`` to ``end``, one series per status code class and status
+    code: ``$filter`` picks the deployment and splits by the other two ("A eq 'a1' and B eq '*'", the specification's
+    FilterParameter); ``top`` is the number of series (10 by default, fewer than the status codes a deployment can
+    answer); ``interval`` the metric's one-minute grain."""
+    path = _path(ws, "onlineEndpoints", endpoint) + "/providers/Microsoft.Insights/metrics"
+    params = {
+        "metricnames": REQUESTS_METRIC,
+        "metricnamespace": ENDPOINT_METRICS,
+        "timespan": f"{start}/{end}",
+        "interval": "PT1M",
+        "aggregation": "Average",
+        "$filter": f"deployment eq '{deployment}' and statusCodeClass eq '*' and statusCode eq '*'",
+        "top": "100",
+    }
+    return dict(ws.arm.send("GET", path, METRICS_API, params=params) or {})
+
+
 def list_keys(ws: Workspace, endpoint: str) -> tuple[str, str]:
-    keys = _ops(ws)[0].list_keys(endpoint_name=endpoint, **_kwargs(ws)).as_dict()
+    keys = ws.arm.send("POST", _path(ws, "onlineEndpoints", endpoint, "listKeys"), ENDPOINTS_API) or {}
     return str(keys.get("primaryKey") or ""), str(keys.get("secondaryKey") or "")
+
+
+def get_token(ws: Workspace, endpoint: str) -> ScoringToken:
+    """An Azure ML token of an ``AMLToken`` endpoint (Online Endpoints - Get Token: ``POST .../token``, answered
+    with EndpointAuthToken, whose times are seconds since the epoch)."""
+    answer = ws.arm.send("POST", _path(ws, "onlineEndpoints", endpoint, "token"), ENDPOINTS_API) or {}
+    return ScoringToken.from_azure(
+        str(answer.get("accessToken") or ""),
+        float(answer.get("expiryTimeUtc") or 0),
+        float(answer.get("refreshAfterTimeUtc") or 0),
+    )
 
 
 def failure_logs(ws: Workspace, endpoint: str, deployment: str, lines: int = 40) -> str:
@@ -109,11 +164,7 @@ def failure_logs(ws: Workspace, endpoint: str, deployment: str, lines: int = 40)
 
 
 def get_compute(ws: Workspace, name: str) -> dict[str, Any] | None:
-    ops = ws.client.compute
-    try:
-        return dict(ops._operation.get(ws.resource_group, ws.name, name, **ops._init_kwargs).as_dict())
-    except ResourceNotFoundError:
-        return None
+    return ws.arm.get(_path(ws, "computes", name), COMPUTE_API)
 
 
 def vm_families(ws: Workspace) -> dict[str, tuple[str, int]]:
@@ -123,13 +174,24 @@ def vm_families(ws: Workspace) -> dict[str, tuple[str, int]]:
 
 
 def family_usage(ws: Workspace, family: str) -> tuple[int, int]:
-    """(vCPUs used, limit) of a quota family in the workspace's region; (0, 0) where Azure lists none.
-    The usage entities copy the REST model's dict: the wire names are their attributes."""
-    for usage in ws.client.compute.list_usage(location=ws.location):
-        fields = vars(usage)
-        if str((fields.get("name") or {}).get("value", "")).lower() == family.lower():
-            return int(fields.get("currentValue") or 0), int(fields.get("limit") or 0)
-    return 0, 0
+    """(vCPUs used, limit) of a quota family in the workspace's region, at the scope that binds; (0, 0) where Azure
+    lists none. The usage entities copy the REST model's dict: the wire names are their attributes.
+
+    Azure lists a family's usage once per scope under the same name, told apart by ``id`` and ``type``: the
+    subscription's row, each workspace's and each compute's (the REST specification's example for Usages_List,
+    2023-08-01-preview; Azure/azure-rest-api-specs#6055). A workspace may have a limit below the subscription's
+    (how-to-manage-quotas, "Workspace-level quotas"): what a deployment may use is the smaller room of the
+    subscription's row and this workspace's. A listing without scopes (one row) is that row."""
+    rows = [vars(u) for u in ws.client.compute.list_usage(location=ws.location)]
+    named = [r for r in rows if str((r.get("name") or {}).get("value", "")).lower() == family.lower()]
+    if not named:
+        return 0, 0
+    workspace = f"{ws.arm_id}/usages/".lower()
+    scoped = [r for r in named if str(r.get("id") or "").lower().startswith(workspace)]
+    subscription = [r for r in named if "/workspaces/" not in str(r.get("id") or "").lower()]
+    candidates = (subscription[:1] + scoped[:1]) or named[:1]
+    binding = min(candidates, key=lambda r: int(r.get("limit") or 0) - int(r.get("currentValue") or 0))
+    return int(binding.get("currentValue") or 0), int(binding.get("limit") or 0)
 
 
 def model_id(ws: Workspace, name: str, version: int) -> str | None:
@@ -154,90 +216,17 @@ def ensure_environment(ws: Workspace, name: str, version: str, image: str, conda
 
 def ensure_code(ws: Workspace, name: str, version: str, filename: str, script: str) -> str:
     """The code version holding the entry script, uploaded once: a version's content never changes (Azure
-    refuses another upload under the same version), and its name carries the script's fingerprint."""
-    from azure.ai.ml.entities._assets import Code
-
-    codes = ws.client._code
-    try:
-        return str(codes.get(name, version).id)
-    except ResourceNotFoundError:
-        pass
-    with tempfile.TemporaryDirectory(prefix="gmo-code-") as tmp:
-        (Path(tmp) / filename).write_text(script)
-        return str(codes.create_or_update(Code(name=name, version=version, path=tmp)).id)
-
-
-# ---- Azure's answers as views ---------------------------------------------------------------------------------
-
-
-def _props(resource: Mapping[str, Any]) -> Mapping[str, Any]:
-    return resource.get("properties") or {}
-
-
-def owner_of(endpoint: Mapping[str, Any]) -> str | None:
-    """ "namespace/name" of the GpuModelDeployment the endpoint's tags name, or None (not the operator's)."""
-    tags = endpoint.get("tags") or {}
-    owner = tags.get(OWNER_TAG) if tags.get(MANAGED_BY) == MANAGER else None
-    return str(owner) if owner else None
-
-
-def endpoint_view(endpoint: Mapping[str, Any], deployments: list[dict[str, Any]]) -> EndpointView:
-    props = _props(endpoint)
-    return EndpointView(
-        name=str(endpoint.get("name")),
-        state=str(props.get("provisioningState") or "Succeeded"),
-        owner=owner_of(endpoint),
-        scoring_uri=props.get("scoringUri"),
-        traffic={str(k): int(v) for k, v in (props.get("traffic") or {}).items()},
-        deployments=tuple(deployment_view(d) for d in deployments),
-        error=operation_error(props.get("error")) if props.get("error") else "",
-    )
-
-
-def deployment_view(deployment: Mapping[str, Any]) -> DeploymentView:
-    props, sku = _props(deployment), deployment.get("sku") or {}
-    error = props.get("error") or props.get("provisioningErrors")
-    return DeploymentView(
-        name=str(deployment.get("name")),
-        state=str(props.get("provisioningState") or "Succeeded"),
-        instance_count=int(sku.get("capacity") or 1),
-        instance_type=props.get("instanceType"),
-        error=operation_error(error) if error else "",
-        tags={str(k): str(v) for k, v in (deployment.get("tags") or {}).items()},
-    )
-
-
-def compute_of(endpoint: Mapping[str, Any]) -> str:
-    """The compute (ARM id, lower case) a Kubernetes endpoint runs on; "" for a managed one."""
-    return str(_props(endpoint).get("compute") or "").lower()
-
-
-#: What Azure sets on an endpoint and ignores or refuses in a PUT: the ARM envelope and the server's properties.
-READ_ONLY = ("id", "name", "type", "systemData", "etag")
-READ_ONLY_PROPERTIES = ("provisioningState", "scoringUri", "swaggerUri")
-
-
-def endpoint_update(endpoint: Mapping[str, Any], owner: str, traffic: Mapping[str, int] | None) -> dict[str, Any]:
-    """The PUT body that changes an endpoint's traffic split (or sends a failed endpoint again): the endpoint
-    as read, whole, with the split and the operator's tags. ARM's PUT replaces the resource, so anything left
-    out goes back to Azure's default: a private endpoint (``publicNetworkAccess: Disabled``) would turn public,
-    mirrored traffic stop, a user-assigned identity be dropped. The SDK's models keep the properties they do not
-    know (they are mappings of the wire's JSON), so what another tool set comes back as it was read. Only what
-    the server owns is left out (the identity's principal and tenant among it)."""
-    body = {k: v for k, v in endpoint.items() if k not in READ_ONLY and v is not None}
-    props = {k: v for k, v in _props(endpoint).items() if k not in READ_ONLY_PROPERTIES and v is not None}
-    current = {str(k): int(v) for k, v in (props.get("traffic") or {}).items() if int(v)}
-    props["traffic"] = dict(traffic) if traffic is not None else current
-    body["properties"] = props
-    body["tags"] = tags(owner, endpoint.get("tags"))
-    identity = dict(endpoint.get("identity") or {})
-    if identity:
-        identity = {k: v for k, v in identity.items() if k not in ("principalId", "tenantId")}
-        if identity.get("userAssignedIdentities"):
-            identity["userAssignedIdentities"] = {key: {} for key in identity["userAssignedIdentities"]}
-        body["identity"] = identity
-    return body
-
-
-def tags(owner: str, existing: Mapping[str, str] | None = None) -> dict[str, str]:
-    return {**dict(existing or {}), MANAGED_BY: MANAGER, OWNER_TAG: owner}
+    refuses another upload under the same version), and its name carries the script's fingerprint. Made as the
+    REST reference describes (Code Versions: Create Or Get Start Pending Upload, then Create Or Update)."""
+    path = _path(ws, "codes", name, "versions", version)
+    found = ws.arm.get(path, CODES_API)
+    if found is not None:
+        return str(found["id"])
+    upload = {"pendingUploadType": "TemporaryBlobReference"}
+    pending = ws.arm.send("POST", f"{path}/startPendingUpload", CODES_API, upload)
+    blob = pending["blobReferenceForConsumption"]
+    # The SAS names the container; no retry of the storage client's own (its default sleeps and retries ten times).
+    with ContainerClient.from_container_url(blob["credential"]["sasUri"], retry_total=0) as container:
+        container.upload_blob(f"{CODE_FOLDER}/{filename}", script.encode(), overwrite=True)
+    body = {"properties": {"codeUri": f"{str(blob['blobUri']).rstrip('/')}/{CODE_FOLDER}", "isAnonymous": False}}
+    return str(ws.arm.send("PUT", path, CODES_API, body, ok=(200, 201))["id"])

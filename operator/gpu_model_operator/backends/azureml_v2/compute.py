@@ -1,32 +1,32 @@
-"""What an online endpoint's replicas are capped at: a managed endpoint's quota, an attached Kubernetes compute's
-GPUs per node.
+"""What an online endpoint's replicas are limited by, as Azure shows it: a managed endpoint's quota, an attached
+Kubernetes compute's GPUs per node. Reads only; the core works the caps and the rollout's room out
+(:mod:`gpu_model_operator.quota`, :mod:`gpu_model_operator.rollout`).
 
 Managed: the "compute" is the subscription's vCPU quota for the instance type's family in the workspace's region
-(``list_sizes`` gives the family and vCPUs, ``list_usage`` the family's use and limit). Azure's usage counts this
-resource's own deployments too, so their share is taken out before the cap is worked out. Kubernetes: the compute
+(``list_sizes`` gives the family and vCPUs, ``list_usage`` the family's use and limit). Kubernetes: the compute
 the user attached, its instance types (Azure ML reports them with their ``nvidia.com/gpu`` requests), and the
 nodes' GPUs the spec declares, since Azure ML does not report an attached cluster's nodes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import time
-from collections import defaultdict
-from collections.abc import Awaitable, Callable
 
 from ... import conditions as c
 from ...models import AzureMLV2Spec, KubernetesCompute, KubernetesEndpointCompute
 from ..base import ComputeState, ObservedCompute, PermanentBackendError, ServiceOnCompute
+from ..endpoint import QuotaReading
 from ..vm_sizes import vm_size
-from . import arm, rollout
-from .rollout import EndpointView
+from . import arm, bodies
 from .session import Inputs, Session, Workspace, WsKey
 
 #: Azure's most for an online deployment's request timeout (reference-yaml-deployment-managed-online:
 #: request_timeout_ms "the maximum value allowed is 180000 milliseconds").
 MAX_REQUEST_TIMEOUT_MS = 180_000
+#: Azure ML holds back 20% more quota than a managed deployment's instances use, for upgrades
+#: (learn.microsoft.com/azure/machine-learning/how-to-manage-quotas, "Azure Machine Learning online endpoints and
+#: batch endpoints"), but for the sizes its managed SKU list marks "Skip 20% Reservation" (``VmSize.skip_reserve``).
+QUOTA_RESERVE = 0.2
 COMPUTE_STATES = {
     "succeeded": ComputeState.READY,
     "creating": ComputeState.CREATING,
@@ -43,18 +43,13 @@ class Computes:
         self._sizes: dict[tuple[str, str], dict[str, tuple[str, int]]] = {}
         #: GPUs per instance of each Kubernetes compute's instance types, as observe last read them.
         self._instance_gpus: dict[tuple[WsKey, str], dict[str, int]] = {}
-        self._listings: dict[tuple[WsKey, str], tuple[float, list[ServiceOnCompute]]] = {}
-        self._listing_locks: defaultdict[tuple[WsKey, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    async def observe(
-        self, inputs: Inputs, ws: Workspace, endpoint: Callable[[], Awaitable[EndpointView | None]]
-    ) -> ObservedCompute:
-        """``endpoint`` reads the resource's endpoint (for its own share of a managed quota)."""
+    async def observe(self, inputs: Inputs, ws: Workspace) -> ObservedCompute:
         compute = inputs.spec.compute
         _check_timeout(inputs.spec)
         if isinstance(compute, KubernetesEndpointCompute):
             return await self._observe_kubernetes(inputs, ws, compute.kubernetes)
-        return await self._observe_quota(inputs, ws, compute.managed.instance_type, endpoint)
+        return await self._observe_quota(inputs, ws, compute.managed.instance_type)
 
     async def _sizes_of(self, inputs: Inputs, ws: Workspace) -> dict[str, tuple[str, int]]:
         where = (ws.subscription_id.lower(), ws.location.lower())
@@ -64,13 +59,7 @@ class Computes:
             )
         return self._sizes[where]
 
-    async def _observe_quota(
-        self,
-        inputs: Inputs,
-        ws: Workspace,
-        instance_type: str,
-        endpoint: Callable[[], Awaitable[EndpointView | None]],
-    ) -> ObservedCompute:
+    async def _observe_quota(self, inputs: Inputs, ws: Workspace, instance_type: str) -> ObservedCompute:
         """A managed endpoint's "compute" is the subscription's quota for the instance type's family."""
         size = vm_size(instance_type)  # only whole-GPU sizes; raises InvalidVmSize for others
         if size.retired:
@@ -85,37 +74,9 @@ class Computes:
         used, limit = await self._session.call(
             inputs, f"reading the quota of {family}", "workspace", lambda: arm.family_usage(ws, family)
         )
-        view = await endpoint()
-        own = rollout.own_charge(view, lambda name: sizes.get(str(name).lower(), ("", 0))[0] == family, vcpus)
-        cap = rollout.managed_cap(family, limit, used, own, vcpus, size.name)
-        # Each instance is a VM of its own: the quota's instances are the "nodes" a replica's GPUs sit on.
-        return ObservedCompute(
-            size.name, ComputeState.READY, (size.gpus,) * cap.instances, created_by_operator=True, message=cap.message
-        )
-
-    async def room(self, inputs: Inputs, ws: Workspace) -> tuple[int, str]:
-        """Instances a new deployment can start with beside what runs now (the live deployment included), and
-        what limits them, in words. Managed: the family's quota left; Kubernetes: the usable GPUs (whole instances
-        per node) less every deployment's on the compute."""
-        compute = inputs.spec.compute
-        if not isinstance(compute, KubernetesEndpointCompute):
-            size = compute.managed.instance_type
-            family, vcpus = (await self._sizes_of(inputs, ws)).get(size.lower(), ("", 0))
-            used, limit = await self._session.call(
-                inputs, f"reading the quota of {family}", "workspace", lambda: arm.family_usage(ws, family)
-            )
-            room = rollout.instances_within(limit - used, vcpus)
-            return (
-                room,
-                f"{family} quota: {used} of {limit} vCPUs in use, {rollout.quota_charge(1, vcpus)} per instance",
-            )
-        kube = compute.kubernetes
-        key = (self._session.key(inputs), kube.compute_name.lower())
-        per = self._instance_gpus.get(key, {}).get(kube.instance_type.lower(), 0)
-        held = sum(s.gpus for s in await self.services_on(inputs, ws, 0.0))
-        usable = rollout.kubernetes_gpus(kube.node_gpus, per)
-        room = max(0, usable - held) // per if per else 0
-        return room, f"compute {kube.compute_name}: {held} of {usable} usable GPUs held, {per} per instance"
+        reserve = 0.0 if size.skip_reserve else QUOTA_RESERVE
+        reading = QuotaReading(family, size.name, vcpus, size.gpus, limit, used, reserve)
+        return ObservedCompute(size.name, ComputeState.READY, created_by_operator=True, quota=reading)
 
     async def _observe_kubernetes(self, inputs: Inputs, ws: Workspace, kube: KubernetesCompute) -> ObservedCompute:
         name = kube.compute_name
@@ -136,7 +97,7 @@ class Computes:
             return ObservedCompute(name, state, attached=True, message=f"provisioning state {raw_state}")
         inner = props.get("properties") or {}
         types = {str(k).lower(): v for k, v in (inner.get("instanceTypes") or {}).items()}
-        gpus = {k: rollout.instance_type_gpus(v) for k, v in types.items()}
+        gpus = {k: bodies.instance_type_gpus(v) for k, v in types.items()}
         self._instance_gpus[(self._session.key(inputs), name.lower())] = gpus
         wanted = kube.instance_type.lower()
         if wanted not in types:
@@ -151,30 +112,20 @@ class Computes:
         message = f"{kube.instance_type}: {per_instance} GPU(s) per instance; nodes with {kube.node_gpus} GPUs"
         return ObservedCompute(name, ComputeState.READY, tuple(kube.node_gpus), attached=True, message=message)
 
-    async def services_on(self, inputs: Inputs, ws: Workspace, max_age: float) -> list[ServiceOnCompute]:
-        """Deployments on the same Kubernetes compute, with the GPUs they hold, from a listing at most ``max_age``
-        seconds old; none for managed endpoints."""
+    async def services_on(self, inputs: Inputs, ws: Workspace) -> list[ServiceOnCompute]:
+        """Deployments on the same Kubernetes compute, with the GPUs they hold; none for managed endpoints (the
+        quota's usage already counts everyone's)."""
         compute = inputs.spec.compute
         if not isinstance(compute, KubernetesEndpointCompute):
             return []
         kube = compute.kubernetes
-        key = (self._session.key(inputs), kube.compute_name.lower())
+        gpus = self._instance_gpus.get((self._session.key(inputs), kube.compute_name.lower()), {})
         compute_id = f"{ws.arm_id}/computes/{kube.compute_name}".lower()
-        async with self._listing_locks[key]:
-            taken, found = self._listings.get(key, (-float("inf"), []))
-            if time.monotonic() - taken > max_age:
-                found = await self._list_on_compute(inputs, ws, compute_id, self._instance_gpus.get(key, {}))
-                self._listings[key] = (time.monotonic(), found)
-        return list(found)
-
-    async def _list_on_compute(
-        self, inputs: Inputs, ws: Workspace, compute_id: str, gpus: dict[str, int]
-    ) -> list[ServiceOnCompute]:
         endpoints = await self._session.call(
             inputs, "listing the workspace's online endpoints", "endpoint", lambda: arm.list_endpoints(ws)
         )
         found: list[ServiceOnCompute] = []
-        for raw in (e for e in endpoints if arm.compute_of(e) == compute_id):
+        for raw in (e for e in endpoints if bodies.compute_of(e) == compute_id):
             name = str(raw.get("name"))
             listed = await self._session.call(
                 inputs,
@@ -182,12 +133,12 @@ class Computes:
                 "endpoint",
                 functools.partial(arm.list_deployments, ws, name),
             )
-            view = arm.endpoint_view(raw, listed)
-            for d in view.deployments:
-                if d.state.lower() == "deleting" or (d.failed and view.share(d.name) == 0):
+            ep = bodies.snapshot(raw, listed, "")
+            for d in ep.deployments:
+                if d.state.lower() == "deleting" or (d.failed and ep.share(d.name) == 0):
                     continue
                 per = gpus.get(str(d.instance_type).lower(), 0)
-                found.append(ServiceOnCompute(f"{name}/{d.name}", d.instance_count, per, owner=view.owner))
+                found.append(ServiceOnCompute(f"{name}/{d.name}", d.instance_count, per, owner=ep.owner))
         return found
 
 

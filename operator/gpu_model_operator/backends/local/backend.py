@@ -47,6 +47,7 @@ from ..base import (
     ServiceState,
     TransientBackendError,
 )
+from ..endpoint import RequestCounts, RolloutStep
 from . import logs as local_logs
 from . import processes as procs
 from . import replicas as replica
@@ -146,7 +147,7 @@ class LocalBackend(Backend[LocalSpec]):
     async def delete_compute(self, inputs: Inputs) -> None:
         """This machine is never deleted."""
 
-    async def services_on_compute(self, inputs: Inputs, max_age: float = 0.0) -> list[ServiceOnCompute]:
+    async def services_on_compute(self, inputs: Inputs) -> list[ServiceOnCompute]:
         """Every local service with the GPUs it holds or is about to hold (its desired replicas)."""
         found = []
         on_gpu = (await asyncio.to_thread(lambda: self.inventory)).count > 0
@@ -362,8 +363,9 @@ class LocalBackend(Backend[LocalSpec]):
             return None
         return record.keys.primary, record.keys.secondary
 
-    async def probe(self, inputs: Inputs) -> ProbeResult:
-        """A real GET of the health route at the scoring URI's port, with the primary key."""
+    async def probe(self, inputs: Inputs, service: ObservedService, deployment: str | None = None) -> ProbeResult:
+        """A real GET of the health route at the scoring URI's port, with the primary key (the state file has both:
+        it is read again rather than trusted from the observation, as the processes may have moved since)."""
         record = await asyncio.to_thread(self._load, inputs)
         if record is None:
             return ProbeResult(False, "the service does not exist")
@@ -371,6 +373,14 @@ class LocalBackend(Backend[LocalSpec]):
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
             error = await _answers(session, url, _auth(record))
         return ProbeResult(error is None, f"GET {url} " + ("answered 200" if error is None else f"failed: {error}"))
+
+    async def request_metrics(self, inputs: Inputs, deployment: str, start: str, end: str) -> RequestCounts | None:
+        """None: local services have none of an online endpoint's request metrics (the core asks only for endpoints)."""
+        return None
+
+    async def take_step(self, inputs: Inputs, step: RolloutStep) -> str | None:
+        """Never called: local services have no online endpoint's rollout steps."""
+        raise PermanentBackendError(f"local has no rollout step {step.kind.value}", reason=c.SERVICE_FAILED)
 
     async def close(self, timeout: float = 0.0) -> bool:
         """Serving outlives the operator on purpose: nothing to stop here (and no cloud to write to)."""

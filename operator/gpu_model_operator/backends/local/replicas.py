@@ -18,8 +18,6 @@ SERVER = "azmlinfsrv"
 REPLICA = (SERVER, "gunicorn")
 #: An earlier operator's router (services it started are re-adopted, and moved off the router).
 LEGACY_ROUTER = "gpu_model_operator.backends.local.router"
-#: What any process of a local service shows in its command line.
-SERVING_PROCESSES = (*REPLICA, LEGACY_ROUTER)
 #: What the inference server logs once the user's init() returned.
 INIT_DONE = "init has completed successfully"
 GUNICORN_CONF = "gunicorn.conf.py"

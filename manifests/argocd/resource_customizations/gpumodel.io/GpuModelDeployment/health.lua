@@ -2,7 +2,9 @@
 -- Healthy: the Ready condition is True for the current generation and the phase is not Degraded.
 -- Degraded: phase Failed or Degraded (e.g. replicas capped at the GPUs available), or a Ready reason that
 -- only a change by the user can clear. Suspended: the reconcile-policy annotation says skip.
--- Progressing: everything else, including a status the operator has not written yet for this generation.
+-- Progressing: everything else, including a status the operator has not written yet for this generation, and an
+-- online endpoint's canary in progress (Ready's reason CanaryInProgress). A canary that failed its check or was
+-- aborted (CanaryFailed, phase Degraded, while the traffic goes back) is Degraded, as is the failed service after.
 -- It calls nothing beyond Lua's base and table libraries, so it gives the same answers as a built-in check
 -- (standard libraries open) and as an argocd-cm customization (standard libraries closed).
 local hs = {}
@@ -22,6 +24,7 @@ local permanentReasons = {
   BackendNotEnabled = true,
   EnvironmentFailed = true,
   InsufficientGPUs = true,
+  CanaryFailed = true,
 }
 
 local function findCondition(status, conditionType)
