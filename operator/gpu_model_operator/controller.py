@@ -285,7 +285,15 @@ class Controller:
         named = res.spec.get("backend")  # before the spec is parsed: an invalid spec of a backend not here too
         enabled = named not in {kind.value for kind in BackendKind} or BackendKind(named) in self.backends
         facts = DeletionFacts(
-            status, res.generation, utcnow(), res.owner, res.policy, named, enabled, poll=self.settings.poll_seconds
+            status,
+            res.generation,
+            utcnow(),
+            res.owner,
+            res.policy,
+            named,
+            enabled,
+            poll=self.settings.poll_seconds,
+            take_over=res.take_over,
         )
         if res.policy in (POLICY_SKIP, POLICY_DETACH) or not enabled:
             return facts, None
