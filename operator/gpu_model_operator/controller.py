@@ -124,6 +124,7 @@ class Controller:
             key = compute_key(spec)
             async with self._compute_locks[key]:
                 decision: Decision | None = None
+                observation: Observation | None = None
                 try:
                     quiet = resync and settled(previous, res.generation, spec.service.replicas)
                     glanced = await self._glance(backend, inputs, res) if quiet else None
@@ -136,7 +137,10 @@ class Controller:
                     decision = await self._act(backend, inputs, decision)
                 except (BackendError, SecretConflict) as exc:
                     step = decision.step if decision is not None else None
-                    return self._decide_problem(res, replace(facts, failed_step=step), _problem(exc))
+                    # A refused rollout step is decided on what this pass observed: the status says what serves now.
+                    seen = observation if step is not None else None
+                    failed = replace(facts, failed_step=step, observation=seen)
+                    return self._decide_problem(res, failed, _problem(exc))
             self._transient_streak.pop(res.uid, None)
             return decision
 
