@@ -197,7 +197,7 @@ class Histories(RuleBasedStateMachine):
         name=st.sampled_from(NAMES),
         kind=st.sampled_from(["azureml", "azureml-v2"]),
         retain=st.booleans(),
-        replicas=st.integers(1, 3),
+        replicas=st.integers(1, 5),
     )
     def create(self, ns: str, name: str, kind: str, retain: bool, replicas: int) -> None:
         if (ns, name) in self.cluster.resources or ns in self.cluster.terminating:
@@ -213,6 +213,14 @@ class Histories(RuleBasedStateMachine):
             if gmd is None:
                 return
             self._pass(gmd)
+
+    @rule(times=st.integers(1, 6))
+    def passes(self, times: int) -> None:
+        """Every resource's passes, in turn: the operator at work while the world holds still."""
+        for _ in range(times):
+            for gmd in list(self.cluster.resources.values()):
+                if (gmd.namespace, gmd.name) in self.cluster.resources:
+                    self._pass(gmd)
 
     def _pass(self, gmd: Gmd) -> None:
         self.azure.tick()
@@ -245,7 +253,7 @@ class Histories(RuleBasedStateMachine):
         gmd.generation += 1
         self._disturb(gmd.owner)
 
-    @rule(ns=st.sampled_from(NAMESPACES), name=st.sampled_from(NAMES), replicas=st.integers(1, 3))
+    @rule(ns=st.sampled_from(NAMESPACES), name=st.sampled_from(NAMES), replicas=st.integers(1, 5))
     def scale(self, ns: str, name: str, replicas: int) -> None:
         gmd = self.cluster.resources.get((ns, name))
         if gmd is None or gmd.deleting:
@@ -304,7 +312,7 @@ class Histories(RuleBasedStateMachine):
         self.azure.stuck = stuck
         self._disturb()
 
-    @rule(vcpus=st.sampled_from([4, 8, 12]))
+    @rule(vcpus=st.sampled_from([4, 8, 12, 16, 24]))
     def others_take_quota(self, vcpus: int) -> None:
         """Another party's deployments take free quota of the family."""
         self.azure.quota_others += max(0, min(vcpus, self.azure.quota_limit - self.azure.used()))
