@@ -148,9 +148,11 @@ class Azure:
             owner = tags.get("gpumodel-owner") or tags.get("gpumodel.io/owner")
         self.writes.append(Write(kind, target, inputs.owner, owner, tags is not None, inputs.take_over))
 
-    def serving(self, endpoint: str) -> int:
+    def serving(self, endpoint: str, owner: str) -> int:
+        """Instances of the endpoint's live deployments, where the endpoint is tagged as ``owner``'s (another
+        resource's endpoint of the same name serves none of this one's requests)."""
         ep = self.endpoints.get(endpoint)
-        if ep is None:
+        if ep is None or ep.tags.get("gpumodel-owner") != owner:
             return 0
         return sum(d.count for n, d in ep.deployments.items() if ep.traffic.get(n, 0) > 0)
 

@@ -126,7 +126,7 @@ def capacity(gmd: Gmd, azure: Azure, before: int, quiet: int) -> None:
         return
     fits = instances_within(azure.quota_limit - azure.quota_others, VCPUS, RESERVE)
     floor = min(before, gmd.spec["service"]["replicas"], fits)
-    serving = azure.serving(gmd.spec["service"]["name"])
+    serving = azure.serving(gmd.spec["service"]["name"], gmd.owner)
     assert serving >= floor, (
         f"{gmd.owner} serves {serving}, below {floor} (before {before}): {gmd.status.get('rollout')}"
     )
@@ -143,7 +143,7 @@ def status_tells_the_truth(gmd: Gmd, azure: Azure, serving_seen: int) -> None:
     assert effective == serving_seen, f"{gmd.owner}: status says {effective} serving, {serving_seen} served"
     ready = next((x for x in gmd.status.get("conditions") or [] if x["type"] == "Ready"), None)
     if ready is not None and ready["status"] == "True":
-        assert azure.serving(gmd.spec["service"]["name"]) > 0, f"{gmd.owner} Ready with nothing serving"
+        assert azure.serving(gmd.spec["service"]["name"], gmd.owner) > 0, f"{gmd.owner} Ready with nothing serving"
 
 
 # ---- the histories -----------------------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ class Histories(RuleBasedStateMachine):
     def _pass(self, gmd: Gmd) -> None:
         self.azure.tick()
         endpoint = gmd.spec["service"]["name"]
-        seen = self.azure.serving(endpoint)
+        seen = self.azure.serving(endpoint, gmd.owner)
         res = gmd.resource()
         if gmd.deleting:
             deleted = self.loop.run_until_complete(self.controller.delete(res, self._holdings(gmd)))
@@ -248,7 +248,7 @@ class Histories(RuleBasedStateMachine):
         gmd = self.cluster.resources.get((ns, name))
         if gmd is None or gmd.deleting:
             return
-        self.before[gmd.owner] = self.azure.serving(gmd.spec["service"]["name"])
+        self.before[gmd.owner] = self.azure.serving(gmd.spec["service"]["name"], gmd.owner)
         gmd.spec["model"]["version"] += 1
         gmd.generation += 1
         self._disturb(gmd.owner)
@@ -258,7 +258,7 @@ class Histories(RuleBasedStateMachine):
         gmd = self.cluster.resources.get((ns, name))
         if gmd is None or gmd.deleting:
             return
-        self.before[gmd.owner] = self.azure.serving(gmd.spec["service"]["name"])
+        self.before[gmd.owner] = self.azure.serving(gmd.spec["service"]["name"], gmd.owner)
         gmd.spec["service"]["replicas"] = replicas
         gmd.generation += 1
         self._disturb(gmd.owner)
