@@ -100,6 +100,18 @@ CASES: dict[str, Case] = {
             passes(4),
         )
     ),
+    # Found by the soak: another namespace's resource of the same name holds the endpoint, and the quota is full; the
+    # pass ended on the quota before the ownership verdict and counted the other resource's instances as serving.
+    "soak: an endpoint of the same name tagged for another resource is not counted as serving": Case(
+        (
+            create("team-b", "m1", "azureml-v2", replicas=1),
+            lambda m: m.others_take_quota(vcpus=24),
+            passes(3),
+            lambda m: m.others_take_quota(vcpus=16),
+            create("team-a", "m1", "azureml-v2", replicas=1),
+            lambda m: m.reconcile(ns="team-a", name="m1", times=1),
+        )
+    ),
 }
 
 
