@@ -180,6 +180,39 @@ def test_a_failed_rollout_gives_production_its_instances_back(v2: AzureV2) -> No
         v2.wait_endpoint_gone("halved-ep")
 
 
+def test_a_rollout_refused_at_the_call_gives_production_its_instances_back_and_says_so(v2: AzureV2) -> None:
+    """Quota for two T4 instances and their reserve, as above: the rollout halves the live deployment to make room,
+    then Azure refuses the new deployment at the call (400: the model version it names is not registered), before
+    any operation starts. The refusal is the rollout's end as much as a later failure is: the live deployment is
+    back at 2 instances with all the traffic, and the status says 2 run and why the change was not made (issue 20:
+    it stayed halved while ``status.replicas`` reported the spec's count)."""
+    family = "standardNCASv3_T4Family"
+    v2.emu.v2.configure(family_limits={family: 16})
+    v2.apply("refused", "refused-ep", managed(), replicas=2)
+    try:
+        v2.wait_ready("refused")
+        old = next(iter(live(v2, "refused-ep")))
+        v2.apply("refused", "refused-ep", managed(), replicas=2, version=3)  # digits:3 is not registered
+
+        def given_back() -> dict[str, Any] | None:
+            obj = v2.get("refused")
+            cond = next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+            found = deployments(v2, "refused-ep")
+            back = set(found) == {old} and found[old]["instance_count"] == 2 and live(v2, "refused-ep") == {old: 100}
+            told = cond.get("status") == "False" and cond.get("observedGeneration") == obj["metadata"]["generation"]
+            return obj if back and told else None
+
+        obj = wait_for("production given back and the refusal said", given_back, 90)
+        cond = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+        assert obj["status"]["replicas"]["effective"] == 2, obj["status"]["replicas"]
+        assert "digits" in cond["message"] and f"{old} keeps serving 100%" in cond["message"], cond
+        assert v2.score("refused").status_code == 200
+    finally:
+        v2.emu.v2.configure(family_limits={family: 24})
+        v2.delete("refused")
+        v2.wait_endpoint_gone("refused-ep")
+
+
 def test_a_rollout_keeps_what_the_operator_does_not_manage_on_the_endpoint(v2: AzureV2) -> None:
     """A security team makes the operator's endpoint private and tags it, as ``az ml online-endpoint update`` does
     (a GET, the change, a PUT of the whole endpoint). The rollout's traffic shift is a PUT too, which replaces the
