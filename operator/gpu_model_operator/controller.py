@@ -38,13 +38,14 @@ from .backends.base import (
 from .backends.endpoint import StepKind
 from .budget import CallBudget
 from .decision import Action, Decision, DeleteAction, Event, Facts, Observation, Problem, Timing, normal, warning
-from .deletion import DeletionDecision, DeletionFacts, decide_deletion
+from .deletion import DeletionDecision, DeletionFacts, created_nothing, decide_deletion
 from .inputs import (
     Holding,
     InputError,
     Resource,
     compute_key,
     compute_name,
+    credentials_secret,
     listing_scope,
     load_inputs,
     owns_compute,
@@ -53,7 +54,7 @@ from .inputs import (
 )
 from .instrumented import InstrumentedBackend
 from .keys import keys_secret_name
-from .kube import KubeClient, SecretConflict, keys_secret_body
+from .kube import KubeClient, SecretConflict, credentials_hold, keys_secret_body
 from .ledger import GpuLedger, users
 from .models import BackendKind, GpuModelDeploymentStatus, uses_token
 from .price_file import PriceFile
@@ -124,6 +125,7 @@ class Controller:
             key = compute_key(spec)
             async with self._compute_locks[key]:
                 decision: Decision | None = None
+                observation: Observation | None = None
                 try:
                     quiet = resync and settled(previous, res.generation, spec.service.replicas)
                     glanced = await self._glance(backend, inputs, res) if quiet else None
@@ -136,7 +138,10 @@ class Controller:
                     decision = await self._act(backend, inputs, decision)
                 except (BackendError, SecretConflict) as exc:
                     step = decision.step if decision is not None else None
-                    return self._decide_problem(res, replace(facts, failed_step=step), _problem(exc))
+                    # A refused rollout step is decided on what this pass observed: the status says what serves now.
+                    seen = observation if step is not None else None
+                    failed = replace(facts, failed_step=step, observation=seen)
+                    return self._decide_problem(res, failed, _problem(exc))
             self._transient_streak.pop(res.uid, None)
             return decision
 
@@ -235,6 +240,8 @@ class Controller:
                 "was deleted since this pass began",
                 reason=c.DELETING,
             )
+        if creates or not created_nothing(decision.status):
+            await self._hold_credentials(inputs)
         if decision.step is not None:
             operation = await backend.take_step(inputs, decision.step)
             if operation is not None and decision.status.operation is not None:
@@ -254,6 +261,14 @@ class Controller:
             body = keys_secret_body(inputs.namespace, inputs.name, inputs.uid, decision.publish)
             await self.kube.publish_secret(body, inputs.name)
         return replace(decision, events=(*decision.events, *events)) if events else decision
+
+    async def _hold_credentials(self, inputs: DeploymentInputs[Any]) -> None:
+        """Hold the credentials Secret with this resource's finalizer before anything is made in Azure, and for as
+        long as anything may exist there: deleting the namespace deletes its Secrets before its resources, and the
+        deletion signs in with it. Released once the deletion has finished (:meth:`_finish_deletion`)."""
+        secret = credentials_secret(inputs.spec)
+        if secret is not None:
+            await self.kube.hold_secret(inputs.namespace, secret, credentials_hold(inputs.uid))
 
     # ---- deletion ---------------------------------------------------------------------------------
 
@@ -285,7 +300,15 @@ class Controller:
         named = res.spec.get("backend")  # before the spec is parsed: an invalid spec of a backend not here too
         enabled = named not in {kind.value for kind in BackendKind} or BackendKind(named) in self.backends
         facts = DeletionFacts(
-            status, res.generation, utcnow(), res.owner, res.policy, named, enabled, poll=self.settings.poll_seconds
+            status,
+            res.generation,
+            utcnow(),
+            res.owner,
+            res.policy,
+            named,
+            enabled,
+            poll=self.settings.poll_seconds,
+            take_over=res.take_over,
         )
         if res.policy in (POLICY_SKIP, POLICY_DETACH) or not enabled:
             return facts, None
@@ -308,13 +331,24 @@ class Controller:
         return replace(facts, service=service, compute=compute, other_users_of_compute=len(others)), inputs
 
     async def _finish_deletion(self, res: Resource, decision: DeletionDecision) -> DeletionDecision:
-        """The keys Secret goes if it is ours (someone else's of that name is left, and said so)."""
+        """The keys Secret goes if it is ours (someone else's of that name is left, and said so); the credentials
+        Secret is no longer held (nothing of the resource's is left in Azure, or the user said to leave it)."""
         self.budget.forget(res.owner)
+        secret = _named_secret(res.spec)
+        if secret is not None:
+            await self.kube.release_secret(res.namespace, secret, credentials_hold(res.uid))
         name = keys_secret_name(res.name)
         if await self.kube.delete_owned_secret(res.namespace, name, res.name):
             return decision
         left = normal(c.SECRET_CONFLICT, f"left Secret {name}: it is not the operator's")
         return replace(decision, events=(*decision.events, left))
+
+
+def _named_secret(spec: Mapping[str, Any]) -> str | None:
+    """The credentials Secret the spec names, read from the spec as written (a deletion releases it whether or not
+    the spec still parses)."""
+    ref = ((spec.get("workspace") or {}).get("credentialsSecretRef") or {}).get("name")
+    return str(ref) if ref else None
 
 
 def _problem(exc: BackendError | SecretConflict) -> Problem:

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 from . import conditions as c
 from .annotations import POLICY_DETACH, POLICY_SKIP, RECONCILE_POLICY
-from .backends.base import ComputeState, ObservedCompute, ObservedService, ServiceState, is_legacy_tag_of
+from .backends.base import (
+    ComputeState,
+    ObservedCompute,
+    ObservedService,
+    ServiceState,
+    compute_is_ours,
+    is_legacy_tag_of,
+)
 from .decision import DeleteAction, Event, Outcome, Problem, Verdict, bind, normal, warning
 from .models import (
     AzureMLSpec,
@@ -52,6 +59,8 @@ class DeletionFacts:
     other_users_of_compute: int = 0
     #: Seconds between deletion passes.
     poll: float = 10.0
+    #: The gpumodel.io/take-over annotation: a compute taken over is deleted as the resource's own.
+    take_over: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,10 +196,10 @@ def _remote(facts: DeletionFacts) -> DeletionDecision:
         # The service we leave keeps our compute busy if it runs there (or where the backend does not say).
         on_ours = compute is None or (service.compute_name or compute.name).lower() == compute.name.lower()
         events = (normal(c.RETAINED_SERVICE, message),)
-        return _compute_step(spec, status, compute, facts.other_users_of_compute + int(on_ours), events)
+        return _compute_step(facts, compute, facts.other_users_of_compute + int(on_ours), events)
     if service.state == ServiceState.DELETING:
         return DeletionDecision(DeleteAction.WAIT, f"waiting for service {service.name} to be deleted")
-    return _compute_step(spec, status, compute, facts.other_users_of_compute, ())
+    return _compute_step(facts, compute, facts.other_users_of_compute, ())
 
 
 def _retains_service(spec: GpuModelDeploymentSpec) -> bool:
@@ -199,19 +208,25 @@ def _retains_service(spec: GpuModelDeploymentSpec) -> bool:
 
 
 def _compute_step(
-    spec: GpuModelDeploymentSpec,
-    status: GpuModelDeploymentStatus,
+    facts: DeletionFacts,
     compute: ObservedCompute | None,
     others: int,
     events: tuple[Event, ...],
 ) -> DeletionDecision:
+    spec, status = facts.spec, facts.status
+    assert spec is not None, "observed without a problem"
     # Only azureml's cluster can be the operator's to delete (local's is this machine, azureml-v2's Azure's or the
     # user's): the controller observes no other compute for deletion.
     if compute is None or compute.state == ComputeState.ABSENT or not isinstance(spec, AzureMLSpec):
         return DeletionDecision(DeleteAction.DONE, "nothing left to delete", events)
     if compute.state == ComputeState.DELETING:
         return DeletionDecision(DeleteAction.WAIT, f"waiting for compute {compute.name} to be deleted", events)
-    created = compute.created_by_operator or status.ownership.compute_created
+    # By the owner tag with the uid as observed now; the status's record stands only for an untagged or pre-uid
+    # compute (a compute since tagged for another resource is never deleted with this one).
+    recorded = status.ownership.compute_created
+    created = compute_is_ours(compute, facts.owner, take_over=facts.take_over, recorded=recorded) or (
+        compute.owner is None and recorded
+    )
     name = compute.name
     if not created or status.ownership.compute_adopted:
         return _done(f"leaving compute {name}: the operator did not create it", c.RETAINED_COMPUTE, events)

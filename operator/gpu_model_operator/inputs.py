@@ -251,6 +251,13 @@ def compute_name(spec: GpuModelDeploymentSpec) -> str:
     return compute.managed.instance_type
 
 
+def credentials_secret(spec: GpuModelDeploymentSpec) -> str | None:
+    """The Secret the resource signs in to Azure with, where it names one (not local, not workload identity)."""
+    if isinstance(spec, LocalSpec) or not isinstance(spec.workspace, SecretWorkspace):
+        return None
+    return spec.workspace.credentials_secret_ref.name
+
+
 def owns_compute(spec: GpuModelDeploymentSpec) -> bool:
     """Whether deleting the resource may delete its compute: only azureml's cluster. azureml-v2's managed compute
     is Azure's and its Kubernetes compute the user's, so deletion stops at the endpoint; local's is this machine."""

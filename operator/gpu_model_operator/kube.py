@@ -24,6 +24,14 @@ from .decision import PublishedSecret
 from .keys import keys_secret_name
 
 MANAGED_BY = ("app.kubernetes.io/managed-by", "gpu-model-operator")
+#: The finalizer with which a resource holds the credentials Secret it signs in with, one per resource (its uid): a
+#: namespace's Secrets are deleted before its resources, and deletion must still sign in to delete what they made.
+CREDENTIALS_HOLD = "gpumodel.io/credentials-in-use-"
+
+
+def credentials_hold(uid: str) -> str:
+    """The finalizer of the resource ``uid`` on its credentials Secret (a qualified name: 19 + 36 characters)."""
+    return f"{CREDENTIALS_HOLD}{uid}"
 
 
 def keys_secret_body(namespace: str, name: str, uid: str, data: dict[str, str]) -> dict[str, Any]:
@@ -145,6 +153,41 @@ class KubeClient:
             {"op": "replace", "path": "/metadata/ownerReferences", "value": body["metadata"]["ownerReferences"]},
         ]
         await asyncio.to_thread(self._core.patch_namespaced_secret, name, namespace, patch)
+
+    async def hold_secret(self, namespace: str, name: str, finalizer: str) -> None:
+        """Add ``finalizer`` to the Secret (the credentials a resource signs in with) if it is not there; a Secret that
+        is gone is nothing to hold (signing in fails and says so). Only the finalizers change, tested against the
+        Secret just read (the admission policy allows the operator nothing else on a Secret it did not publish)."""
+        await self._finalizers(namespace, name, finalizer, add=True)
+
+    async def release_secret(self, namespace: str, name: str, finalizer: str) -> None:
+        """Remove ``finalizer`` from the Secret, if it is there (the resource's deletion has finished)."""
+        await self._finalizers(namespace, name, finalizer, add=False)
+
+    async def _finalizers(self, namespace: str, name: str, finalizer: str, *, add: bool) -> None:
+        for _ in range(5):  # the Secret changed between the read and the patch: read it again
+            secret = await self._read_secret(namespace, name)
+            if secret is None:
+                return
+            held = list(secret.metadata.finalizers or [])
+            if (finalizer in held) == add:
+                return
+            patch: list[dict[str, Any]] = [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": secret.metadata.resource_version}
+            ]
+            if add:
+                patch.append({"op": "add", "path": "/metadata/finalizers", "value": [*held, finalizer]})
+            else:
+                patch.append({"op": "remove", "path": f"/metadata/finalizers/{held.index(finalizer)}"})
+            try:
+                await asyncio.to_thread(self._core.patch_namespaced_secret, name, namespace, patch)
+                return
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                if exc.status not in (409, 422):
+                    raise
+        raise RuntimeError(f"Secret {name} in namespace {namespace} kept changing while its finalizers were set")
 
     async def delete_owned_secret(self, namespace: str, name: str, resource_name: str) -> bool:
         """Delete the Secret if it is the operator's; True when none of ours is left, False when one of someone

@@ -15,7 +15,7 @@ from dataclasses import replace
 from . import conditions as c
 from . import costs, rollout, rollout_outcome
 from .annotations import MANAGING, POLICIES, POLICY_SKIP, RECONCILE_POLICY
-from .backends.base import ComputeState, ServiceState
+from .backends.base import ComputeState, ServiceState, compute_is_ours
 from .capacity import Capacity, capped_replicas
 from .decision import (
     Action,
@@ -190,7 +190,7 @@ def _observed(
         obs = rollout.interpret(obs, rollout_outcome.abandoned(facts.previous.rollout, obs))
     status.compute_name = obs.compute.name
     status.service_name = spec.service.name
-    _record_compute_ownership(obs, status)
+    _record_compute_ownership(obs, facts.previous, status)
     outcome = _compute(spec, facts, obs)
     if outcome is not None:
         _record_replicas(spec, status, obs, 0)
@@ -234,12 +234,18 @@ def _observed(
     else:
         _record_replicas(spec, status, obs, effective)
     cap_events = _cap_events(facts.previous, facts.generation, cap, spec.service.replicas)
-    return replace(outcome, compute=outcome.compute or _compute_ready(obs), events=(*cap_events, *outcome.events))
+    return replace(
+        outcome, compute=outcome.compute or _compute_ready(obs, facts.previous), events=(*cap_events, *outcome.events)
+    )
 
 
-def _compute_ready(obs: Observation) -> Verdict:
+def _ours(obs: Observation, previous: GpuModelDeploymentStatus) -> bool:
+    return compute_is_ours(obs.compute, obs.owner, take_over=obs.take_over, recorded=previous.ownership.compute_created)
+
+
+def _compute_ready(obs: Observation, previous: GpuModelDeploymentStatus) -> Verdict:
     compute = obs.compute
-    ours = compute.created_by_operator or obs.take_over
+    ours = _ours(obs, previous)
     kind = "attached cluster" if compute.attached else "compute"
     gpus = "no GPU (CPU only)" if compute.cpu_only else f"{compute.gpus_total} GPU(s)"
     message = f"{kind} {compute.name} is ready with {gpus}" + (f" ({compute.message})" if compute.message else "")
@@ -252,11 +258,14 @@ def _reason(outcome: Outcome) -> str | None:
     return outcome.ready.reason if outcome.ready is not None else None
 
 
-def _record_compute_ownership(obs: Observation, status: GpuModelDeploymentStatus) -> None:
-    """Ours to delete only if the operator's tag is on it (created here) or the user said take it over; the tag is
-    read each pass, never remembered, so a compute someone else made in the meantime stays theirs."""
+def _record_compute_ownership(
+    obs: Observation, previous: GpuModelDeploymentStatus, status: GpuModelDeploymentStatus
+) -> None:
+    """Ours to delete only if the operator's owner tag with this resource's uid is on it (created here) or the user
+    said take it over; the tag is read each pass, never remembered, so a compute someone else made in the meantime
+    (another resource of this name included) stays theirs."""
     if obs.compute.state == ComputeState.READY:
-        ours = obs.compute.created_by_operator or obs.take_over
+        ours = _ours(obs, previous)
         status.ownership.compute_created, status.ownership.compute_adopted = ours, not ours
 
 
@@ -326,7 +335,7 @@ def _compute(spec: GpuModelDeploymentSpec, facts: Facts, obs: Observation) -> Ou
             requeue_after=poll,
         )
     message = f"compute {name} failed: {compute.message or 'the backend gave no reason'}"
-    if _retry_asked(facts.previous, obs) and (compute.created_by_operator or obs.take_over):
+    if _retry_asked(facts.previous, obs) and _ours(obs, facts.previous):
         retrying = f"{message}; deleting it to create it again (gpumodel.io/retry-now)"
         return Outcome(
             phase=Phase.PROVISIONING,

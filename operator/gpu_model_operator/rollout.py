@@ -234,6 +234,14 @@ def _create(ep: EndpointSnapshot, replicas: int, room: Room) -> RolloutStep:
         mark, tags = ("", old.tags_with("")) if old.failed_rollout is not None else (None, None)
         half = math.ceil(old.instance_count / 2)
         return RolloutStep(StepKind.MAKE_ROOM, old.name, half, mark, tags, f"no room for {ep.desired} ({room.why})")
+    if len(live) == 1 and live[0].instance_count < replicas:
+        # Halved to make room that is not there now (the quota shrank, or someone else took what the halving
+        # freed): the rollout cannot go on, so production gets its instances back before it is blocked.
+        # Recorded on it as a failed rollout, so it is retried after the back-off rather than halved again at once.
+        old = live[0]
+        why = f"no room for {ep.desired} ({room.why}): {old.name} gets its instances back"
+        mark = f"{ep.desired}: no room ({room.why})"[:TAG_VALUE_LIMIT]
+        return RolloutStep(StepKind.GIVE_BACK, old.name, replicas, mark, old.tags_with(mark), why)
     return RolloutStep(StepKind.BLOCKED, ep.desired, replicas, why=room.why)
 
 

@@ -14,8 +14,15 @@ from . import conditions as c
 from .backends.base import ServiceState
 from .backends.endpoint import RolloutStep, StepKind
 from .decision import Action, Facts, Observation, Outcome, Verdict, normal, warning
-from .models import AzureMLV2Spec, GpuModelDeploymentStatus, KubernetesEndpointCompute, Phase, RolloutStatus
-from .rollout import next_step, room_for
+from .models import (
+    AzureMLV2Spec,
+    GpuModelDeploymentStatus,
+    KubernetesEndpointCompute,
+    Phase,
+    ReplicaStatus,
+    RolloutStatus,
+)
+from .rollout import next_step, room_for, served
 
 #: Steps whose refusal by Azure gives up the new deployment (and gives back what the rollout borrowed).
 REFUSABLE = frozenset({StepKind.CREATE_DEPLOYMENT, StepKind.MIRROR_TRAFFIC, StepKind.SHIFT_TRAFFIC})
@@ -38,6 +45,7 @@ def refused(facts: Facts, status: GpuModelDeploymentStatus) -> Outcome | None:
         since=since,
         abandoned=f"Azure refused it: {problem.message}",
     )
+    _record_served(facts, status)
     message = f"Azure refused {step.kind.value} {step.deployment}: {problem.message}; the live deployment keeps serving"
     return Outcome(
         phase=Phase.DEPLOYING,
@@ -47,6 +55,19 @@ def refused(facts: Facts, status: GpuModelDeploymentStatus) -> Outcome | None:
         requeue_after=facts.timing.poll,
         error=message,
     )
+
+
+def _record_served(facts: Facts, status: GpuModelDeploymentStatus) -> None:
+    """What serves and what holds GPUs as the refused pass observed them (issue 20): the status kept from the pass
+    before the write would say what ran before a make-room step halved production."""
+    obs, spec = facts.observation, facts.spec
+    if obs is None or spec is None or obs.service.endpoint is None:
+        return
+    serving, holding = served(obs)
+    requested = spec.service.replicas
+    status.replicas = ReplicaStatus(requested=requested, effective=serving)
+    status.replicas_summary = f"{serving}/{requested}"
+    status.gpus = status.gpus.model_copy(update={"held": holding * spec.service.gpu_cores})
 
 
 def abandoned(previous: RolloutStatus | None, obs: Observation) -> str | None:

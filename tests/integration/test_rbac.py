@@ -505,11 +505,21 @@ def converge(cp: ControlPlane, ns: str, op: OperatorProcess, timeout: float) -> 
     assert set(keys["data"]) == {"scoringUri", "primaryKey", "secondaryKey"}  # get/create on secrets
     events = json.loads(cp.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
     assert "KeysPublished" in {e["reason"] for e in events}  # create on events
+    # The credentials Secret is held while the resource made something in Azure (issue 20: a namespace's Secrets
+    # go before its resources); a patch of its finalizers alone, which the admission policy allows.
+    hold = f"gpumodel.io/credentials-in-use-{obj['metadata']['uid']}"
+    assert hold in credentials_finalizers(cp, ns)
 
     cp.kubectl("delete", "gmd", "digits", "-n", ns, "--timeout=60s")  # the finalizer removed with a patch
     assert cp.kubectl("get", "secret", "digits-scoring-keys", "-n", ns, check=False).returncode != 0
+    assert hold not in credentials_finalizers(cp, ns), "released once the deletion finished"
     assert op.proc is not None and op.proc.poll() is None, op.log_tail()
     assert refusals(op) == [], "the operator was refused something it needs"
+
+
+def credentials_finalizers(cp: ControlPlane, ns: str) -> list[str]:
+    secret = json.loads(cp.kubectl("get", "secret", SECRET, "-n", ns, "-o", "json").stdout)
+    return list(secret["metadata"].get("finalizers") or [])
 
 
 def someone_elses_secret_is_out_of_reach(cp: ControlPlane, inst: Install, ns: str, tmp_path: Path) -> None:
@@ -523,6 +533,13 @@ def someone_elses_secret_is_out_of_reach(cp: ControlPlane, inst: Install, ns: st
         "delete": ["delete", "secret", "team-db-password"],
         "label and take": ["label", "secret", "team-db-password", "app.kubernetes.io/managed-by=gpu-model-operator"],
         "create unlabelled": ["create", "secret", "generic", "planted", "--from-literal=a=b"],
+        "change it under a credentials hold": [
+            "patch",
+            "secret",
+            "team-db-password",
+            "-p",
+            '{"metadata":{"finalizers":["gpumodel.io/credentials-in-use-x"]},"stringData":{"password":"stolen"}}',
+        ],
     }
     for what, args in attempts.items():
         result = cp.kubectl(*args, *as_operator, check=False)

@@ -87,3 +87,46 @@ def test_the_put_is_azureml_core_s_with_the_operator_s_ownership(name: str) -> N
     case.write(arm, Workspace())
     assert arm.sent == [("PUT", PATH.format(case.name), "2020-02-02", case.reference, (200, 201, 202))]
     assert case.reference["tags"] == {"managed-by": "gpu-model-operator", "gpumodel-owner": OWNER}
+
+
+# ---- whose compute it is: the owner tag with the uid, read at the observation --------------------------------
+
+
+@dataclass(frozen=True)
+class OwnerCase:
+    """A compute's tags and description as ARM returns them, and whether it is the resource ``OWNER``'s."""
+
+    tags: dict[str, str] | None
+    description: str | None
+    owner: str | None
+    ours: bool
+
+
+OWNERS: dict[str, OwnerCase] = {
+    "tagged for this resource": OwnerCase(
+        {"managed-by": "gpu-model-operator", "gpumodel-owner": OWNER}, None, OWNER, ours=True
+    ),
+    # Issue 20, defect 3: managed-by alone was taken for ownership; a cluster kept by an earlier resource of this
+    # name (deletionPolicy Retain) is ComputeAdopted, never deleted with this one.
+    "issue 20: tagged for an earlier resource of the same name (kept by Retain)": OwnerCase(
+        {"managed-by": "gpu-model-operator", "gpumodel-owner": "ml/fraud/uid-0"}, None, "ml/fraud/uid-0", ours=False
+    ),
+    "issue 20: tagged for a resource of another namespace or cluster": OwnerCase(
+        {"managed-by": "gpu-model-operator", "gpumodel-owner": "other/fraud/uid-9"},
+        None,
+        "other/fraud/uid-9",
+        ours=False,
+    ),
+    "the description where ARM kept no tags": OwnerCase(
+        None, f"managed-by gpu-model-operator owner={OWNER}", OWNER, True
+    ),
+    "managed-by without an owner proves nothing": OwnerCase({"managed-by": "gpu-model-operator"}, None, None, False),
+    "someone else's cluster": OwnerCase({"team": "ml"}, "our training cluster", None, ours=False),
+}
+
+
+@pytest.mark.parametrize("name", OWNERS, ids=list(OWNERS))
+def test_a_compute_is_ours_only_by_its_owner_tag_with_the_uid(name: str) -> None:
+    case = OWNERS[name]
+    found = writes.compute_owner(case.tags, case.description)
+    assert (found, writes.owns(found, OWNER)) == (case.owner, case.ours)

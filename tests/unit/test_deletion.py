@@ -164,6 +164,16 @@ CASES: dict[str, Case] = {
             (normal(c.RETAINED_COMPUTE, "leaving compute gpu-cluster: the operator did not create it"),),
         ),
     ),
+    # Issue 20, defect 3: a compute tagged for another resource of this name (an earlier one kept by Retain, or
+    # another cluster's) is never deleted with this one, whatever a status written before the fix recorded.
+    "issue-20-a-compute-tagged-for-an-earlier-resource-of-this-name-is-left": Case(
+        ABSENT, compute(created_by_operator=False, owner="team-a/digits/uid-0"), Ownership(compute_created=True),
+        DeletionDecision(
+            DeleteAction.DONE,
+            "leaving compute gpu-cluster: the operator did not create it",
+            (normal(c.RETAINED_COMPUTE, "leaving compute gpu-cluster: the operator did not create it"),),
+        ),
+    ),
     "waits-for-the-compute": Case(
         ABSENT, compute(ComputeState.DELETING), Ownership(compute_created=True),
         DeletionDecision(DeleteAction.WAIT, "waiting for compute gpu-cluster to be deleted"),

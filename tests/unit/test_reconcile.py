@@ -1017,6 +1017,19 @@ def test_a_compute_is_ours_only_by_its_tag_or_a_take_over() -> None:
     assert taken.ownership.compute_created and not taken.ownership.compute_adopted
 
 
+def test_a_compute_tagged_for_an_earlier_resource_of_the_name_is_adopted() -> None:
+    """Issue 20, defect 3: the owner tag with the uid decides, not managed-by; a pre-uid tag of this name is ours
+    only where our own record says we created it."""
+    kept = compute(created_by_operator=False, owner="team-a/digits/uid-0")  # an earlier one's, kept by Retain
+    fresh = decide(facts(observe(kept, ABSENT))).status
+    assert (fresh.ownership.compute_adopted, fresh.ownership.compute_created) == (True, False)
+    assert next(x for x in fresh.conditions if x.type == c.COMPUTE_READY).reason == c.COMPUTE_ADOPTED
+    legacy = compute(created_by_operator=False, owner=LEGACY_OWNER)
+    recorded = GpuModelDeploymentStatus(ownership=Ownership(compute_created=True))
+    assert decide(replace(facts(observe(legacy, ABSENT)), previous=recorded)).status.ownership.compute_created
+    assert decide(facts(observe(legacy, ABSENT))).status.ownership.compute_adopted
+
+
 def test_the_cap_warning_is_not_repeated_for_the_same_cap() -> None:
     capped = decide(facts(observe(compute(), ABSENT), spec=spec(replicas=3)))
     again = decide(

@@ -217,7 +217,27 @@ STEPS: dict[str, StepCase] = {
         room=HALVING_FREES_TOO_LITTLE,
     ),
     "a single live instance cannot make room without downtime: blocked": StepCase(
-        ep(d(OLD, count=1), traffic={OLD: 100}), RolloutStep(StepKind.BLOCKED, NEW, 2, why=NO_ROOM.why), room=NO_ROOM
+        # The cap (what the quota lets this resource run, its own share included) is the one instance it runs.
+        ep(d(OLD, count=1), traffic={OLD: 100}),
+        RolloutStep(StepKind.BLOCKED, NEW, 1, why=NO_ROOM.why),
+        replicas=1,
+        room=NO_ROOM,
+    ),
+    # Issue 20, defect 2: halved to make room that is then not there (the quota shrank, someone else took what the
+    # halving freed, or it freed less than one new instance needs): production gets its instances back, as many as
+    # the cap allows, before the rollout is blocked; it used to stay halved for good.
+    "issue 20: halved, and the room is gone: production gets its instances back before it is blocked": StepCase(
+        ep(d(OLD, count=2), traffic={OLD: 100}),
+        RolloutStep(
+            StepKind.GIVE_BACK,
+            OLD,
+            4,
+            f"{NEW}: no room ({HALVING_FREES_TOO_LITTLE.why})",
+            {FAILED_ROLLOUT_TAG: f"{NEW}: no room ({HALVING_FREES_TOO_LITTLE.why})"},
+            f"no room for {NEW} ({HALVING_FREES_TOO_LITTLE.why}): {OLD} gets its instances back",
+        ),
+        replicas=4,
+        room=HALVING_FREES_TOO_LITTLE,
     ),
     "the new deployment is up: it is probed before any traffic": StepCase(
         ep(d(OLD), d(NEW), traffic={OLD: 100}),
@@ -530,14 +550,17 @@ PASSES: dict[str, PassCase] = {
             held=2,
         ),
     ),
-    "the write of the new deployment refused before Azure marked it Failed: recorded, and retried soon": PassCase(
+    # Issue 20, defect 2: the status says what serves as the refused pass observed it (it kept the count from before
+    # a make-room step halved production).
+    "issue 20: the write of the new deployment refused before Azure marked it Failed: recorded, the status says "
+    "what serves": PassCase(
         v2_facts(
             ep(d(OLD, count=1), traffic={OLD: 100}),
             used=8,
             failed_step=RolloutStep(StepKind.CREATE_DEPLOYMENT, NEW, 1, why="beside the live deployment"),
             problem=Problem(c.MODEL_NOT_FOUND, REFUSED.removeprefix("Azure refused it: "), transient=False),
         ),
-        Pass(Action.NONE, None, REFUSED_RECORD, Phase.DEPLOYING, c.MODEL_NOT_FOUND, effective=0, held=0),
+        Pass(Action.NONE, None, REFUSED_RECORD, Phase.DEPLOYING, c.MODEL_NOT_FOUND, effective=1, held=1),
     ),
     "...the next pass gives production its instances back, the refusal recorded on it": PassCase(
         v2_facts(

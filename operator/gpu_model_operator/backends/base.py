@@ -49,8 +49,11 @@ class ObservedCompute:
     node_gpus: tuple[int, ...] = ()
     #: The machine has no GPU at all (local backend); replicas may run on CPU only if the spec opts in.
     cpu_only: bool = False
-    #: True when this operator created it (recorded at the backend, e.g. as a tag), so it may delete it.
+    #: True when this operator created it for this resource: the owner tag at the backend names the resource with
+    #: its uid (``managed-by`` alone proves nothing), so it may delete it.
     created_by_operator: bool = False
+    #: The owner the compute's tag names (``namespace/name/uid``, or a pre-uid ``namespace/name``), None untagged.
+    owner: str | None = None
     attached: bool = False
     message: str = ""
     #: Why its GPUs cannot be counted (an attached or adopted cluster of a VM size not in the table); deciding
@@ -164,6 +167,15 @@ def is_legacy_tag_of(tag: str | None, owner: str) -> bool:
     """A tag of this namespace and name written before owner tags carried the uid: the resource's own record
     of creating the service (status) says whether it is this one's."""
     return tag is not None and tag.count("/") == 1 and same_name(tag, owner)
+
+
+def compute_is_ours(compute: ObservedCompute, owner: str, *, take_over: bool, recorded: bool) -> bool:
+    """Whether the compute is this resource's to change or delete, judged by its owner tag with the uid as observed
+    now: tagged for this resource, or taken over; a pre-uid tag of this namespace and name only where the resource's
+    own record (``recorded``: status.ownership.computeCreated) says it created it. A compute tagged for another
+    resource (an earlier one of this name kept by deletionPolicy Retain, another cluster's) is never ours."""
+    legacy = is_legacy_tag_of(compute.owner, owner) and recorded
+    return compute.created_by_operator or take_over or legacy
 
 
 class BackendError(Exception):

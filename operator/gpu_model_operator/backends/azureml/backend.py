@@ -161,7 +161,7 @@ class AzureMLBackend(Backend[AzureMLSpec]):
         )
         if found is None:
             return ObservedCompute(name, ComputeState.ABSENT)
-        return observed_compute(name, found, isinstance(found, AksCompute))
+        return observed_compute(name, found, isinstance(found, AksCompute), inputs.owner)
 
     def _model(self, key: WsKey, ws: Any, name: str, version: int | None) -> Any:
         """``Model(ws, name, version)``; a pinned version is cached (immutable), the latest is read every time.
@@ -194,7 +194,10 @@ class AzureMLBackend(Backend[AzureMLSpec]):
         """Start deleting a provisioned cluster, or detach an attached one; gone already is success."""
         _, conn = await self._connect(inputs)
         name = _compute_name(inputs)
-        start = none_if_not_found(lambda: writes.delete_compute(self._reads, conn.ws, conn.auth, name))
+        owner, take_over = inputs.owner, inputs.take_over
+        start = none_if_not_found(
+            lambda: writes.delete_compute(self._reads, conn.ws, conn.auth, name, owner, take_over)
+        )
         await self._call(inputs, f"deleting compute {name}", "compute", start, WRITE_TIMEOUT)
 
     async def services_on_compute(self, inputs: Inputs) -> list[ServiceOnCompute]:

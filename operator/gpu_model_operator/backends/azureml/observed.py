@@ -11,7 +11,7 @@ from typing import Any
 from ..azure.failures import error_line
 from ..base import ComputeState, ObservedCompute, ObservedService, PermanentBackendError, ServiceOnCompute, ServiceState
 from ..vm_sizes import gpus_per_vm
-from .writes import FINGERPRINT_TAG, OWNER_TAG, owned
+from .writes import FINGERPRINT_TAG, OWNER_TAG, compute_owner, owns
 
 #: Azure ML's provisioningState of a compute, and state of a service (their names are ours), lower-cased.
 COMPUTE_STATES = {
@@ -22,18 +22,22 @@ COMPUTE_STATES = {
 SERVICE_STATES = {state.value.lower(): state for state in ServiceState if state != ServiceState.ABSENT}
 
 
-def observed_compute(name: str, found: Any, is_aks: bool) -> ObservedCompute:
-    """The compute ``found`` (an SDK compute target); ``is_aks``: whether it is an ``AksCompute``."""
-    is_ours, attached = owned(found.tags, found.description), bool(found.is_attached)
+def observed_compute(name: str, found: Any, is_aks: bool, owner: str) -> ObservedCompute:
+    """The compute ``found`` (an SDK compute target); ``is_aks``: whether it is an ``AksCompute``; ``owner``: the
+    resource observing it, whose compute it is only if the owner tag names it with its uid."""
+    tagged, attached = compute_owner(found.tags, found.description), bool(found.is_attached)
+    is_ours = owns(tagged, owner)
     if not is_aks:
         message = f"{name} is a {type(found).__name__}, not an AKS cluster; choose another spec.compute.name"
-        return ObservedCompute(name, ComputeState.FAILED, attached=attached, message=message)
+        return ObservedCompute(name, ComputeState.FAILED, attached=attached, message=message, owner=tagged)
     raw = str(found.provisioning_state or "")
     state = COMPUTE_STATES.get(raw.lower(), ComputeState.CREATING)
     size = f"{found.agent_count} x {found.agent_vm_size}"
     if state == ComputeState.FAILED:
         message = error_line(found.provisioning_errors) or f"provisioning state {raw}"
-        return ObservedCompute(name, state, created_by_operator=is_ours, attached=attached, message=message)
+        return ObservedCompute(
+            name, state, created_by_operator=is_ours, attached=attached, message=message, owner=tagged
+        )
     nodes: tuple[int, ...] = ()
     unknown = ""
     try:
@@ -51,6 +55,7 @@ def observed_compute(name: str, found: Any, is_aks: bool) -> ObservedCompute:
         message=message,
         capacity_error=unknown,
         surges_on_redeploy=True,  # AKS replaces a service's pods in a rolling update
+        owner=tagged,
     )
 
 

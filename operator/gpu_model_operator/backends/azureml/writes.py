@@ -35,8 +35,22 @@ FINGERPRINT_TAG, OWNER_TAG = "gpumodel.io/fingerprint", "gpumodel.io/owner"
 _PARSE_LOCK = threading.Lock()
 
 
-def owned(tags: dict[str, str] | None, description: str | None) -> bool:
-    return (tags or {}).get(COMPUTE_TAGS[0]) == MANAGER or (description or "").startswith(f"managed-by {MANAGER}")
+def compute_owner(tags: dict[str, str] | None, description: str | None) -> str | None:
+    """The owner a compute's tags name (``namespace/name/uid``), or its description where ARM kept no tags; None for
+    a compute the operator did not tag. ``managed-by`` alone proves nothing: a compute made for another resource (an
+    earlier one of this name, kept by deletionPolicy Retain; another cluster's) carries it too."""
+    tags = tags or {}
+    if tags.get(COMPUTE_TAGS[0]) == MANAGER and tags.get(COMPUTE_TAGS[1]):
+        return tags[COMPUTE_TAGS[1]]
+    prefix = f"managed-by {MANAGER} owner="
+    text = description or ""
+    return text.removeprefix(prefix).split()[0] if text.startswith(prefix) and text != prefix else None
+
+
+def owns(found_owner: str | None, owner: str) -> bool:
+    """Whether a compute whose tags name ``found_owner`` is the resource ``owner``'s by its uid (a tag from before
+    tags carried the uid is judged by the resource's own record, in the core)."""
+    return found_owner == owner
 
 
 def _mark(payload: dict[str, Any], owner: str) -> dict[str, Any]:
@@ -79,11 +93,19 @@ def provision_compute(arm: Arm, ws: Any, name: str, provision: Provision, owner:
     arm.send("PUT", _compute_path(ws, name), COMPUTE_API_VERSION, _mark(body, owner), ok=(200, 201, 202))
 
 
-def delete_compute(reads: Reads, ws: Any, auth: Any, name: str) -> None:
-    """Start deleting a provisioned cluster, or detach an attached one; gone or going already is success."""
+def delete_compute(reads: Reads, ws: Any, auth: Any, name: str, owner: str, take_over: bool) -> None:
+    """Start deleting a provisioned cluster, or detach an attached one; gone or going already is success. Ownership
+    is read again at the write: the core decided on its pass's observation, and the compute may have been deleted
+    and made again for another resource since (its owner tag says whose it is)."""
     found = reads.compute(ws, auth, name)
     if found is None or str(found.provisioning_state).lower() == "deleting":
         return
+    tagged = compute_owner(found.tags, found.description)
+    if not take_over and not owns(tagged, owner) and not is_legacy_tag_of(tagged, owner):
+        raise TransientBackendError(
+            f"not deleting compute {name}: it is not tagged as this resource's (owner {tagged or 'none'}); "
+            "the next pass observes it"
+        )
     if found.is_attached:
         found.detach()  # the AKS cluster is someone else's: only the workspace's link to it goes
     else:
