@@ -142,4 +142,5 @@ def other_workers_evidence(factory: pytest.TempPathFactory, timeout: float) -> l
         if time.monotonic() > deadline:
             raise TimeoutError(f"workers {running()} did not end in {timeout}s")
         time.sleep(1)
-    return [Evidence(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json")) if p.stem != worker()]
+    saved: list[Evidence] = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if p.stem != worker()]
+    return saved

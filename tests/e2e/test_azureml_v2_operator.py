@@ -196,7 +196,9 @@ def test_a_rollout_refused_at_the_call_gives_production_its_instances_back_and_s
 
         def given_back() -> dict[str, Any] | None:
             obj = v2.get("refused")
-            cond = next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+            cond: dict[str, Any] = next(
+                (c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {}
+            )
             found = deployments(v2, "refused-ep")
             back = set(found) == {old} and found[old]["instance_count"] == 2 and live(v2, "refused-ep") == {old: 100}
             told = cond.get("status") == "False" and cond.get("observedGeneration") == obj["metadata"]["generation"]
