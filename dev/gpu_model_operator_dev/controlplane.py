@@ -157,7 +157,7 @@ class ControlPlane:
             f"--controllers={','.join(CONTROLLERS)}", "--leader-elect=false", "--secure-port=0",
             "--use-service-account-credentials=false",
         ])  # fmt: skip
-        self._wait_log(self._controller_manager, "Started controller", "namespace")
+        self._wait_log(self._controller_manager, "Starting namespace controller")
 
     def stop_controller_manager(self, timeout: float = 15.0) -> None:
         """Stops kube-controller-manager only (the apiserver and etcd go on); a namespace deleted afterwards stays
