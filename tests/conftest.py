@@ -49,10 +49,17 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Each file is one xdist group, handed out longest first; audits of what the whole session left behind
     (``@pytest.mark.audit``) run after every other test (``tests/parallel.py``)."""
-    parallel.schedule(items)
+    parallel.schedule(config, items)
+
+
+_timings = parallel.Timings()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _timings.add(report)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -80,6 +87,7 @@ def azure_contract() -> Iterator[None]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """What emulators recorded after the last test that used them (a module's teardown) fails the session."""
+    _timings.save(session.config)
     found = _contract_failures()
     if found:
         print("\nexchanges outside Azure's REST contract after the tests that made them:\n" + "\n".join(found))

@@ -13,8 +13,9 @@ machine runs several at once. What they share, and how each is kept apart:
 
 A file is the unit of scheduling (its module-scoped operator and emulator are started once), marked with the
 ``xdist_group`` of its path; files that must not overlap each other share one group, ``MEASURES``. Files are
-handed out longest first (``LONGEST``), so that a long file does not start last and keep one worker busy while
-the others are idle.
+handed out longest first, so that a long file does not start last and keep one worker busy while the others are
+idle: by the seconds each file took in the last run on this machine (pytest's cache, ``FILE_SECONDS``), else by
+its number of tests times a typical test's seconds in its directory (a clean clone, as CI has).
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from tests import secrets_seen
 MEASURES = "measures"
 MEASURING_FILES = frozenset({"tests/e2e/test_leader_election.py", "tests/e2e/test_convergence.py"})
 
-#: Seconds each of the longest files took (``pytest --durations=0``, summed per file, on a 2-core machine); a
-#: file not named here counts as ``DEFAULT_SECONDS`` of its directory. Only the order matters: longest first.
-LONGEST: dict[str, float] = {}
-DEFAULT_SECONDS = {"tests/e2e": 60.0, "tests/integration": 10.0, "tests/unit": 1.0}
+#: The pytest cache key of the seconds each file took in the last run (set up, call and tear down, summed).
+FILE_SECONDS = "gpu-model-operator/file-seconds"
+#: A typical test's seconds by directory, for a file the cache does not know; only the order matters.
+TEST_SECONDS = {"tests/e2e": 20.0, "tests/integration": 2.0, "tests/unit": 0.05}
 
 
 def worker() -> str:
@@ -52,31 +53,59 @@ def session_dir(factory: pytest.TempPathFactory) -> Path:
     return base.parent if worker() else base
 
 
+def file_of(nodeid: str) -> str:
+    """The test's file, relative to the repository (the start of its node id)."""
+    return nodeid.split("::", 1)[0]
+
+
 def group_of(item: pytest.Item) -> str:
     """The xdist group of a test: its file's path, or ``MEASURES`` for a file that measures."""
-    path = item.nodeid.split("::", 1)[0]
+    path = file_of(item.nodeid)
     return MEASURES if path in MEASURING_FILES else path
 
 
-def seconds_of(group: str) -> float:
-    """How long a group is expected to take: the sum over its files."""
-    files = MEASURING_FILES if group == MEASURES else {group}
-    return sum(LONGEST.get(f, DEFAULT_SECONDS.get(str(Path(f).parent), 1.0)) for f in files)
-
-
-def schedule(items: list[pytest.Item]) -> None:
+def schedule(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Marks every test with its group and orders the collection longest group first, the tests of a file in
-    their order, audits (``@pytest.mark.audit``) after everything else (xdist hands groups out in this order)."""
+    their order, audits (``@pytest.mark.audit``) after everything else (xdist hands groups out in this order).
+    Every worker reads the same cache, so every worker collects the same order, as xdist requires."""
+    cache = getattr(config, "cache", None)
+    measured: dict[str, float] = cache.get(FILE_SECONDS, {}) if cache is not None else {}
+    guessed: dict[str, float] = {}
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group_of(item)))
+        path = file_of(item.nodeid)
+        guessed[path] = guessed.get(path, 0.0) + TEST_SECONDS.get(str(Path(path).parent), 1.0)
+    group_seconds: dict[str, float] = {}
+    for path, guess in guessed.items():
+        group = MEASURES if path in MEASURING_FILES else path
+        group_seconds[group] = group_seconds.get(group, 0.0) + measured.get(path, guess)
     position = {id(item): n for n, item in enumerate(items)}
 
     def key(item: pytest.Item) -> tuple[bool, float, int]:
         audit = item.get_closest_marker("audit") is not None
-        return audit, -seconds_of(group_of(item)), position[id(item)]
+        return audit, -group_seconds[group_of(item)], position[id(item)]
 
     items.sort(key=key)
+
+
+class Timings:
+    """The seconds each file takes, summed from the test reports (in the controller under xdist: every worker's
+    reports reach it), kept in pytest's cache for the next run's order; files not run this time keep theirs."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, report: pytest.TestReport) -> None:
+        path = file_of(report.nodeid)
+        self.seconds[path] = self.seconds.get(path, 0.0) + report.duration
+
+    def save(self, config: pytest.Config) -> None:
+        cache = getattr(config, "cache", None)
+        if cache is None or worker() or not self.seconds:
+            return
+        known: dict[str, float] = cache.get(FILE_SECONDS, {})
+        cache.set(FILE_SECONDS, {**known, **{path: round(s, 1) for path, s in self.seconds.items()}})
 
 
 # What a worker leaves for the audit of the whole session, which runs on one worker after the others have ended.
