@@ -33,6 +33,9 @@ COMPUTE_NAME_PATTERN = r"^[a-zA-Z]([a-zA-Z0-9]*|[a-zA-Z0-9-]*-[a-zA-Z0-9]*[a-zA-
 #: Azure's most instances of one managed online deployment (how-to-manage-quotas, "Number of instances per
 #: deployment: 50"); more needs a limit increase from Azure support.
 MAX_MANAGED_INSTANCES = 50
+#: An online deployment's longest request timeout (reference-yaml-deployment-managed-online,
+#: request_settings.request_timeout_ms: "max 180000").
+MAX_REQUEST_TIMEOUT_MS = 180_000
 MODEL_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
 K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
@@ -346,7 +349,7 @@ class RequestSettings(_Model):
 
     #: The scoring timeout, at most 180000 ms (Azure's limit); unset, spec.service.scoringTimeoutMs is sent (the
     #: operator's default of 60000, not Azure's 5000, so that a model answers within the same time as before).
-    request_timeout_ms: Annotated[int | None, Field(ge=1, le=180000)] = None
+    request_timeout_ms: Annotated[int | None, Field(ge=1, le=MAX_REQUEST_TIMEOUT_MS)] = None
     max_concurrent_requests_per_instance: Annotated[int, Field(ge=1, le=INT32_MAX)] = 1
     #: Deprecated by Azure (raise the request timeout instead), sent as given.
     max_queue_wait_ms: Annotated[int, Field(ge=1, le=INT32_MAX)] = 500
@@ -443,6 +446,11 @@ class AzureMLV2Spec(_Spec):
             raise ValueError(
                 "spec.rollout.mirrorPercent needs a managed endpoint: Azure does not mirror traffic on Kubernetes "
                 "online endpoints (how-to-safely-rollout-online-endpoints)"
+            )
+        if self.service.scoring_timeout_ms > MAX_REQUEST_TIMEOUT_MS:
+            raise ValueError(
+                f"spec.service.scoringTimeoutMs is at most {MAX_REQUEST_TIMEOUT_MS} with backend azureml-v2 (an online "
+                "deployment's request timeout)"
             )
         if "--" in self.service.name:
             raise ValueError(

@@ -17,6 +17,7 @@ in 2026). Retired sizes have no price: they can no longer be created.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Annotated
@@ -43,8 +44,15 @@ class PriceTable(BaseModel):
     source: str = ""
     region: str = ""
     as_of: str = ""
-    #: Price of one VM per hour, by size (Azure's names are case-insensitive: looked up in lower case).
-    prices: Mapping[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    #: Price of one VM per hour, by size (Azure's names are case-insensitive: looked up in lower case). Finite: the
+    #: status is JSON, which has no infinity, and one such price would make every status patch of its users refused.
+    prices: Mapping[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(default_factory=dict)
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _date_as_written(cls, value: object) -> object:
+        """``asOf: 2026-12-01`` unquoted is a date to YAML: take it as the day it names."""
+        return value.isoformat() if isinstance(value, datetime.date) else value
 
     @field_validator("prices")
     @classmethod

@@ -41,6 +41,15 @@ REFUSED: dict[str, Refused] = {
         "spec.deployment (an online deployment's probes and request settings) is backend azureml-v2's",
         False,
     ),
+    "rollout-on-azureml": Refused(
+        with_("spec.rollout", {"steps": [{"trafficPercent": 10, "holdSeconds": 60}]}, AKS),
+        "spec.rollout (a canary over an online endpoint's traffic) is backend azureml-v2's",
+        False,
+    ),
+    "a-scoring-timeout-past-azure-s-limit": Refused(
+        with_("spec.service.scoringTimeoutMs", 180001),
+        "spec.service.scoringTimeoutMs is at most 180000 with backend azureml-v2",
+    ),
     "a-request-timeout-past-azure-s-limit": Refused(
         with_("spec.deployment", {"requestSettings": {"requestTimeoutMs": 180001}}),
         "spec.deployment.requestSettings.requestTimeoutMs",

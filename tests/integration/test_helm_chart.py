@@ -282,7 +282,20 @@ def test_leader_election_values_name_the_lease_and_its_role(helm: Helm) -> None:
         {"kind": "ServiceAccount", "name": "gpu-model-operator", "namespace": "gpu-model-operator"}
     ]
     other = helm("template", "shard-b", CHART, "-n", "gpu-model-operator").stdout
-    assert "value: shard-b-gpu-model-operator" in other, "another release, another lease"
+    assert 'value: "shard-b-gpu-model-operator"' in other, "another release, another lease"
+
+
+def test_names_yaml_would_read_as_numbers_or_booleans_stay_strings(helm: Helm) -> None:
+    """`123`, `on` and `no` are valid namespace names and YAML 1.1 scalars of other types: rendered unquoted, the API
+    server would refuse a number or a boolean where a namespace or an env value goes."""
+    docs = helm.template(
+        "--set", "watch.scope=namespaced", "--set-string", "watch.namespaces={123,on}", "--set-string",
+        "leaderElection.leaseNamespace=no", "--set-string", "leaderElection.leaseName=1",
+    )  # fmt: skip
+    namespaces = {d["metadata"].get("namespace") for d in docs if d["kind"] in ("Role", "RoleBinding")}
+    assert namespaces == {"123", "on", "no"}
+    env = _deployment_env(docs)
+    assert (env["GMO_LEASE_NAME"], env["GMO_LEASE_NAMESPACE"]) == ("1", "no")
 
 
 def test_without_leader_election_one_replica_is_replaced_never_doubled(helm: Helm) -> None:

@@ -225,6 +225,13 @@ TABLES: dict[str, TableCase] = {
     "a-negative-price-is-refused": TableCase(
         "prices: {Standard_NC4as_T4_v3: -1}", "prices.Standard_NC4as_T4_v3: Input should be greater than or equal to 0"
     ),
+    "an-infinite-price-is-refused": TableCase(
+        "prices: {Standard_NC4as_T4_v3: .inf}", "prices.Standard_NC4as_T4_v3: Input should be a finite number"
+    ),
+    "a-price-past-a-double-is-refused": TableCase(
+        "prices: {Standard_NC4as_T4_v3: 1.0e+309}", "prices.Standard_NC4as_T4_v3: Input should be a finite number"
+    ),
+    "an-unquoted-date-is-the-day-it-names": TableCase("asOf: 2026-12-01", PriceTable(as_of="2026-12-01")),
     "an-unknown-field-is-refused": TableCase("price: {}", "price: Extra inputs are not permitted"),
     "not-yaml-is-refused": TableCase("prices: [", "not YAML: ParserError"),
 }

@@ -20,9 +20,6 @@ from ..vm_sizes import vm_size
 from . import arm, bodies
 from .session import Inputs, Session, Workspace, WsKey
 
-#: Azure's most for an online deployment's request timeout (reference-yaml-deployment-managed-online:
-#: request_timeout_ms "the maximum value allowed is 180000 milliseconds").
-MAX_REQUEST_TIMEOUT_MS = 180_000
 #: Azure ML holds back 20% more quota than a managed deployment's instances use, for upgrades
 #: (learn.microsoft.com/azure/machine-learning/how-to-manage-quotas, "Azure Machine Learning online endpoints and
 #: batch endpoints"), but for the sizes its managed SKU list marks "Skip 20% Reservation" (``VmSize.skip_reserve``).
@@ -46,7 +43,6 @@ class Computes:
 
     async def observe(self, inputs: Inputs, ws: Workspace) -> ObservedCompute:
         compute = inputs.spec.compute
-        _check_timeout(inputs.spec)
         if isinstance(compute, KubernetesEndpointCompute):
             return await self._observe_kubernetes(inputs, ws, compute.kubernetes)
         return await self._observe_quota(inputs, ws, compute.managed.instance_type)
@@ -148,10 +144,4 @@ def _check_gpu_cores(spec: AzureMLV2Spec, instance_type: str, gpus: int) -> None
             f"spec.service.gpuCores is {spec.service.gpu_cores} but each {instance_type} instance has {gpus} GPU(s), "
             f"and a replica is one instance: set spec.service.gpuCores: {gpus}"
         )
-        raise PermanentBackendError(message, reason=c.INVALID_SPEC)
-
-
-def _check_timeout(spec: AzureMLV2Spec) -> None:
-    if spec.service.scoring_timeout_ms > MAX_REQUEST_TIMEOUT_MS:
-        message = f"spec.service.scoringTimeoutMs is at most {MAX_REQUEST_TIMEOUT_MS} for an online deployment"
         raise PermanentBackendError(message, reason=c.INVALID_SPEC)
