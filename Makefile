@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-azureml demo-azureml-v2 test unit lint tools controlplane helm argocd-health kstatus prometheus image clean
+.PHONY: demo demo-azureml demo-azureml-v2 test unit soak lint tools controlplane helm argocd-health kstatus prometheus image clean
 
 $(STAMP): pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,11 @@ test: $(STAMP) tools lint
 # runs them too, with everything else.
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
+
+# The invariants over tens of thousands of generated histories (tests/invariants; `make test` runs a few hundred):
+# GMO_HISTORIES sets how many.
+soak: $(STAMP)
+	GMO_HYPOTHESIS_PROFILE=soak $(PY) -m pytest -p no:cacheprovider tests/invariants
 
 clean:
 	rm -rf $(VENV) .demo

@@ -15,7 +15,7 @@ from dataclasses import replace
 from . import conditions as c
 from . import costs, rollout, rollout_outcome
 from .annotations import MANAGING, POLICIES, POLICY_SKIP, RECONCILE_POLICY
-from .backends.base import ComputeState, ServiceState, compute_is_ours
+from .backends.base import ComputeState, ServiceState, compute_is_ours, is_legacy_tag_of
 from .capacity import Capacity, capped_replicas
 from .decision import (
     Action,
@@ -225,7 +225,9 @@ def _observed(
         status.keys_secret_name = obs.secret_name
     elif _reason(outcome) == c.SECRET_CONFLICT:
         status.keys_secret_name = None
-    theirs = _reason(outcome) in (c.SERVICE_EXISTS, c.SERVICE_CONFLICT)  # its replicas hold none of our GPUs
+    # Its replicas hold none of our GPUs: said so, or tagged for another resource (a pass that ends on the cap or the
+    # quota before the ownership verdict must not count another resource's endpoint of the same name as serving).
+    theirs = _reason(outcome) in (c.SERVICE_EXISTS, c.SERVICE_CONFLICT) or _tagged_for_another(obs)
     effective = outcome.replicas if outcome.action != Action.NONE else 0 if theirs else obs.service.replicas
     if endpoint:
         # What Azure shows serving and holding, never what was asked for (a rollout may have halved production).
@@ -241,6 +243,11 @@ def _observed(
 
 def _ours(obs: Observation, previous: GpuModelDeploymentStatus) -> bool:
     return compute_is_ours(obs.compute, obs.owner, take_over=obs.take_over, recorded=previous.ownership.compute_created)
+
+
+def _tagged_for_another(obs: Observation) -> bool:
+    tag = obs.service.owner
+    return tag is not None and tag != obs.owner and not is_legacy_tag_of(tag, obs.owner) and not obs.take_over
 
 
 def _compute_ready(obs: Observation, previous: GpuModelDeploymentStatus) -> Verdict:
