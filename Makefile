@@ -64,8 +64,13 @@ lint: $(STAMP)
 tools:
 	@$(MAKE) --no-print-directory -j 3 controlplane helm argocd-health kstatus prometheus image >/dev/null
 
+# The suite in parallel (pytest-xdist): the e2e tests mostly wait, so TEST_WORKERS processes share 2 cores well.
+# Each worker has its own control plane; a file is the unit handed out, longest first, in the order the
+# collection gives (tests/parallel.py), not xdist's own (by number of tests). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 4
+
 test: $(STAMP) tools lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=30
 
 # The pure unit tests alone, in seconds while editing: no control plane, helm or Argo CD, no lint. `make test`
 # runs them too, with everything else.

@@ -1,7 +1,9 @@
-"""Shared fixtures: one real control plane per test session, a fresh namespace per test.
+"""Shared fixtures: one real control plane per test session (per pytest-xdist worker), a fresh namespace per test.
 
-There is no controller-manager, so namespace deletion never finishes and ownerReferences are never
-garbage-collected: tests use a fresh namespace each and never wait on either.
+The session's control plane runs no controller-manager, so namespace deletion never finishes and ownerReferences
+are never garbage-collected: tests use a fresh namespace each and never wait on either. A module that needs a
+namespace really deleted starts the controller manager for itself (``ControlPlane.start_controller_manager``).
+How the suite runs in parallel, and what keeps that safe: ``tests/parallel.py``.
 """
 
 from __future__ import annotations
@@ -18,9 +20,17 @@ from kubernetes import client, config
 from gpu_model_operator_dev.azureml_emulator import take_violations
 from gpu_model_operator_dev.azureml_emulator.contract.conformance import Violation
 from gpu_model_operator_dev.controlplane import ControlPlane
-from tests import secrets_seen
+from tests import parallel, secrets_seen
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_span(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Marks when this worker began and ended its tests (set up first, torn down last), for the session's audit."""
+    parallel.started(tmp_path_factory)
+    yield
+    parallel.ended(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -34,11 +44,22 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         yield cp
         stop.set()
         recorder.join(10)
+        if parallel.worker():
+            parallel.save_evidence(tmp_path_factory, parallel.evidence(cp))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Audits of what the whole session left behind (``@pytest.mark.audit``) run after every other test."""
-    items.sort(key=lambda item: item.get_closest_marker("audit") is not None)
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each file is one xdist group, handed out longest first; audits of what the whole session left behind
+    (``@pytest.mark.audit``) run after every other test (``tests/parallel.py``)."""
+    parallel.schedule(config, items)
+
+
+_timings = parallel.Timings()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _timings.add(report)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -66,6 +87,7 @@ def azure_contract() -> Iterator[None]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """What emulators recorded after the last test that used them (a module's teardown) fails the session."""
+    _timings.save(session.config)
     found = _contract_failures()
     if found:
         print("\nexchanges outside Azure's REST contract after the tests that made them:\n" + "\n".join(found))

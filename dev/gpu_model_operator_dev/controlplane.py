@@ -1,12 +1,15 @@
 """A real Kubernetes control plane on loopback, started the way controller-runtime's envtest does it.
 
-kube-apiserver backed by etcd; no kubelet, no controller-manager, no nodes. Tests and the demo talk to it
-exactly as to any cluster (kubeconfig, kubectl, RBAC, TokenRequest), which is the point: no API mocks.
+kube-apiserver backed by etcd; no kubelet, no nodes. Tests and the demo talk to it exactly as to any cluster
+(kubeconfig, kubectl, RBAC, TokenRequest), which is the point: no API mocks. On request it also runs
+kube-controller-manager with the namespace and garbage-collector controllers, so that ``kubectl delete namespace``
+deletes what the namespace holds (finalizers respected, as a cluster does) and ownerReferences are collected.
 Binaries come from ``hack/controlplane/build.sh`` (pinned Go modules, cached outside the repository).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -26,17 +29,34 @@ from .pki import PrivateCA, write_rsa_key_pair
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN_ENV = "GPU_MODEL_OPERATOR_CONTROLPLANE_BIN"
+#: The controllers the tests' control plane runs: what makes a namespace's deletion and ownerReferences behave as
+#: in a cluster. No controller that needs nodes or a kubelet.
+CONTROLLERS = ("namespace-controller", "garbage-collector-controller")
+
+
+def run_build(tool: str) -> str:
+    """Runs ``hack/<tool>/build.sh``, which builds into the cache outside the repository once and then only
+    prints where the result is, and returns that (the script's last line of output).
+
+    One build of a tool at a time on this machine: test processes running in parallel (pytest-xdist workers) may
+    all ask for a tool that is not built yet, and two builds writing the same files would corrupt them; the others
+    wait on the lock, then find the cache filled."""
+    lock = Path(tempfile.gettempdir()) / f"gpu-model-operator-build-{tool}.lock"
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        script = str(REPO_ROOT / "hack" / tool / "build.sh")
+        out = subprocess.run([script], check=True, stdout=subprocess.PIPE, text=True)
+    return out.stdout.strip().splitlines()[-1]
 
 
 def _build(tool: str) -> Path:
-    """Runs ``hack/<tool>/build.sh``, which builds into the cache outside the repository once and then only
-    prints the directory, and returns that directory (the script's last line of output)."""
-    out = subprocess.run([str(REPO_ROOT / "hack" / tool / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
-    return Path(out.stdout.strip().splitlines()[-1])
+    """The directory ``hack/<tool>/build.sh`` built into (``run_build``)."""
+    return Path(run_build(tool))
 
 
 def ensure_binaries() -> Path:
-    """The directory with kube-apiserver, etcd and kubectl; builds them on first use (minutes, once)."""
+    """The directory with kube-apiserver, kube-controller-manager, etcd and kubectl; builds them on first use
+    (minutes, once)."""
     override = os.environ.get(BIN_ENV)
     if override:
         return Path(override)
@@ -56,15 +76,20 @@ def ensure_argocd_health() -> Path:
 
 
 class ControlPlane:
-    """etcd + kube-apiserver as child processes, with certificates and an admin kubeconfig in ``directory``."""
+    """etcd + kube-apiserver as child processes, with certificates and an admin kubeconfig in ``directory``;
+    kube-controller-manager too when ``controller_manager`` is set, or from ``start_controller_manager()`` on."""
 
-    def __init__(self, directory: Path | None = None, *, start_timeout: float = 120.0) -> None:
+    def __init__(
+        self, directory: Path | None = None, *, start_timeout: float = 120.0, controller_manager: bool = False
+    ) -> None:
         self._own_dir = directory is None
         self.dir = Path(directory or tempfile.mkdtemp(prefix="gmo-controlplane-"))
         self.start_timeout = start_timeout
+        self.with_controller_manager = controller_manager
         self.binaries_dir = Path()
         self.server = ""
         self._procs: list[subprocess.Popen[bytes]] = []
+        self._controller_manager: subprocess.Popen[bytes] | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -114,10 +139,47 @@ class ControlPlane:
         self._write_kubeconfig()
         try:
             self._wait_ready(apiserver)
+            if self.with_controller_manager:
+                self.start_controller_manager()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start_controller_manager(self) -> None:
+        """kube-controller-manager with ``CONTROLLERS`` only, signed in as the admin (no leader election: it is
+        the only one), serving nothing. Ready when the namespace controller has started: a namespace deleted
+        from then on is emptied and removed. Idempotent."""
+        if self._controller_manager is not None and self._controller_manager.poll() is None:
+            return
+        self._controller_manager = self._spawn("kube-controller-manager", [
+            str(self.binaries_dir / "kube-controller-manager"), f"--kubeconfig={self.kubeconfig}",
+            f"--controllers={','.join(CONTROLLERS)}", "--leader-elect=false", "--secure-port=0",
+            "--use-service-account-credentials=false",
+        ])  # fmt: skip
+        self._wait_log(self._controller_manager, "Starting namespace controller")
+
+    def stop_controller_manager(self, timeout: float = 15.0) -> None:
+        """Stops kube-controller-manager only (the apiserver and etcd go on); a namespace deleted afterwards stays
+        Terminating, as before it ran."""
+        proc, self._controller_manager = self._controller_manager, None
+        if proc is None:
+            return
+        self._terminate(proc, timeout)
+        self._procs.remove(proc)
+
+    def _wait_log(self, proc: subprocess.Popen[bytes], *needles: str) -> None:
+        """Polls ``proc``'s log for a line holding every one of ``needles``, until ``start_timeout``."""
+        path = self.dir / f"{self._name(proc)}.log"
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{self._name(proc)} exited with {proc.returncode}:\n{self._log_tail(proc)}")
+            text = path.read_text(errors="replace") if path.exists() else ""
+            if any(all(n in line for n in needles) for line in text.splitlines()):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{self._name(proc)} not started in {self.start_timeout}s:\n{self._log_tail(proc)}")
 
     def _write_kubeconfig(self) -> None:
         pki = self.dir / "pki"
@@ -180,17 +242,24 @@ class ControlPlane:
                     raise TimeoutError(f"{name} not Established in {timeout}s")
                 time.sleep(0.1)
 
+    @staticmethod
+    def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``."""
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
     def stop(self, timeout: float = 15.0) -> None:
-        """apiserver first (it depends on etcd), each SIGTERM then SIGKILL after a deadline."""
+        """In the reverse order of their start (the controller manager and the apiserver depend on what started
+        before them), each SIGTERM then SIGKILL after a deadline."""
         for proc in reversed(self._procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            self._terminate(proc, timeout)
         self._procs.clear()
+        self._controller_manager = None
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
         else:
@@ -217,8 +286,9 @@ def build() -> None:
 @main.command()
 @click.option("--dir", "directory", type=click.Path(path_type=Path), required=True, help="Where to keep state.")
 def up(directory: Path) -> None:
-    """Start it, print the kubeconfig path, and run until interrupted."""
-    with ControlPlane(directory) as cp:
+    """Start it (with the namespace and garbage-collector controllers), print the kubeconfig path, and run until
+    interrupted."""
+    with ControlPlane(directory, controller_manager=True) as cp:
         click.echo(str(cp.kubeconfig), err=False)
         stop = False
 

@@ -42,7 +42,10 @@ class OperatorProcess:
         self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> OperatorProcess:
+    def start(self, timeout: float = 180.0) -> OperatorProcess:
+        """Starts the process and polls its health endpoint until ``timeout``: generous, because the test suite
+        runs in parallel (pytest-xdist) and several workers start an operator, importing the Azure SDKs, at the
+        same moment on a 2-core machine (60 s was seen to pass before the first health answer)."""
         args = [sys.executable, "-m", "gpu_model_operator", "run", "--state-dir", str(self.state_dir)]
         for ns in self.namespaces:
             args += ["--namespace", ns]

@@ -4,16 +4,15 @@ library or program, never an imitation of it."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .controlplane import run_build
 
 
 def build(tool: str) -> Path:
-    """Runs ``hack/<tool>/build.sh`` and returns the directory it prints last (where the binaries are)."""
-    out = subprocess.run([str(REPO_ROOT / "hack" / tool / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
-    return Path(out.stdout.strip().splitlines()[-1])
+    """Runs ``hack/<tool>/build.sh`` and returns the directory it prints last (where the binaries are); one build of
+    a tool at a time (``controlplane.run_build``)."""
+    return Path(run_build(tool))
 
 
 def ensure_kstatus() -> Path:
@@ -30,7 +29,4 @@ def ensure_prometheus() -> Path:
 def ensure_image() -> str:
     """The operator's image, built by ``hack/image/build.sh`` (``make image``: buildah on a Debian base made with
     debootstrap, cached); returns its name in buildah's storage."""
-    out = subprocess.run(
-        [str(REPO_ROOT / "hack" / "image" / "build.sh")], check=True, stdout=subprocess.PIPE, text=True
-    )
-    return out.stdout.strip().splitlines()[-1]
+    return run_build("image")

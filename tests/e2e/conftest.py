@@ -1,7 +1,8 @@
 """Fixtures of the end-to-end tests: the trained example model and the operator as a real process.
 
 The operator runs with a declared GPU inventory of 2 (its testing setting), so the GPU cap and pinning are
-exercised on machines without a GPU. One operator per test module; modules run one after another.
+exercised on machines without a GPU. One operator per test module; the modules of one pytest-xdist worker run one
+after another, each worker against its own control plane (``tests/parallel.py``).
 """
 
 from __future__ import annotations

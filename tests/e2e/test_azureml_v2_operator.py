@@ -180,6 +180,46 @@ def test_a_failed_rollout_gives_production_its_instances_back(v2: AzureV2) -> No
         v2.wait_endpoint_gone("halved-ep")
 
 
+def test_a_rollout_refused_at_the_call_gives_production_its_instances_back_and_says_so(v2: AzureV2) -> None:
+    """Quota for two T4 instances and their reserve, as above: the rollout halves the live deployment to make room,
+    then Azure refuses the new deployment at the call (400: the model version it names is not registered), before
+    any operation starts. The refusal is the rollout's end as much as a later failure is: the live deployment is
+    back at 2 instances with all the traffic, and the status says 2 run and why the change was not made (issue 20:
+    it stayed halved while ``status.replicas`` reported the spec's count)."""
+    family = "standardNCASv3_T4Family"
+    v2.emu.v2.configure(family_limits={family: 16})
+    v2.apply("unregistered", "unregistered-ep", managed(), replicas=2)
+    try:
+        v2.wait_ready("unregistered")
+        old = next(iter(live(v2, "unregistered-ep")))
+        v2.apply("unregistered", "unregistered-ep", managed(), replicas=2, version=3)  # digits:3 is not registered
+
+        def given_back() -> dict[str, Any] | None:
+            obj = v2.get("unregistered")
+            cond: dict[str, Any] = next(
+                (c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {}
+            )
+            found = deployments(v2, "unregistered-ep")
+            serving = live(v2, "unregistered-ep") == {old: 100}
+            back = set(found) == {old} and found[old]["instance_count"] == 2 and serving
+            current = cond.get("observedGeneration") == obj["metadata"]["generation"]
+            told = current and cond.get("status") == "False" and "Azure refused" in cond.get("message", "")
+            counted = obj["status"].get("replicas", {}).get("effective") == 2
+            return obj if back and told and counted else None
+
+        try:
+            obj = wait_for("production given back, counted and the refusal said", given_back, 90)
+        except AssertionError:
+            raise AssertionError(f"{v2.get('unregistered')['status']}\n{deployments(v2, 'unregistered-ep')}") from None
+        cond = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+        assert "keeps serving" in cond["message"], cond
+        assert v2.score("unregistered").status_code == 200
+    finally:
+        v2.emu.v2.configure(family_limits={family: 24})
+        v2.delete("unregistered")
+        v2.wait_endpoint_gone("unregistered-ep")
+
+
 def test_a_rollout_keeps_what_the_operator_does_not_manage_on_the_endpoint(v2: AzureV2) -> None:
     """A security team makes the operator's endpoint private and tags it, as ``az ml online-endpoint update`` does
     (a GET, the change, a PUT of the whole endpoint). The rollout's traffic shift is a PUT too, which replaces the

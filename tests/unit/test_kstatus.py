@@ -1,7 +1,8 @@
 """Reconciling and Stalled (kstatus.py) as named cases: for every phase and every reason the core writes, the status
 a pass leaves and the two conditions it must carry, compared whole. Then the README's table of what status tools
 see, row by row, and every decision of the reconcile core's own cases: the two conditions agree with its phase and
-Ready whatever the pass decided. tests/integration/test_kstatus_tool.py asks kstatus itself, kubectl wait and Argo CD."""
+Ready whatever the pass decided. tests/integration/test_kstatus_tool.py asks kstatus itself, kubectl wait and
+Argo CD."""
 
 from __future__ import annotations
 
