@@ -1,7 +1,8 @@
 """The door every Azure call of both backends passes (``backends/azure/calls.py``), the sign-ins kept per workspace
-and credential (``connections.py``), and the scoring keys (``scoring.py``): a 429 closes its workspace and only
-its workspace until Retry-After has passed, a call past its time is given up, a failure is what the backend's table
-makes of it; a changed Secret signs in again and a failed sign-in keeps nothing; a refused probe drops the keys."""
+and credential (``connections.py``), and the scoring keys (``scoring.py``): a 429 pauses the calls of its
+subscription and principal, whatever the workspace, and no one else's, until Retry-After has passed, a call past
+its time is given up, a failure is what the backend's table makes of it; a changed Secret signs in again and a
+failed sign-in keeps nothing; a refused probe drops the keys."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from gpu_model_operator.backends.azure.arm_budget import ArmBudget
 from gpu_model_operator.backends.azure.calls import CallKind, Calls, Scope
 from gpu_model_operator.backends.azure.connections import Connections
 from gpu_model_operator.backends.azure.scoring import ScoringKeys
@@ -19,6 +21,8 @@ from gpu_model_operator.backends.base import BackendError, PermanentBackendError
 
 CREDS = {"tenantId": "T", "clientId": "App", "clientSecret": "s1"}
 WS1, WS2 = Scope.of("Sub", "RG", "ws1", CREDS), Scope.of("sub", "rg", "ws2", CREDS)
+OTHER_SUB = Scope.of("sub2", "rg", "ws1", CREDS)
+OTHER_PRINCIPAL = Scope.of("sub", "rg", "ws1", {**CREDS, "clientId": "Other"})
 
 
 def explain(exc: BaseException) -> BackendError:
@@ -46,10 +50,13 @@ class Case:
     second: str
 
 
+PAUSED = "reading: Azure asked to wait (Retry-After); 30.0s left"
 CASES: dict[str, Case] = {
-    "a 429 closes its workspace": Case("429", WS1, "reading: Azure asked to wait (HTTP 429, Retry-After); 30.0s left"),
-    "and no other": Case("429", WS2, "ran"),
-    "another refusal closes nothing": Case("400", WS1, "ran"),
+    "a 429 pauses its principal": Case("429", WS1, PAUSED),
+    "in every workspace": Case("429", WS2, PAUSED),
+    "not another subscription": Case("429", OTHER_SUB, "ran"),
+    "nor another principal": Case("429", OTHER_PRINCIPAL, "ran"),
+    "another refusal pauses nothing": Case("400", WS1, "ran"),
 }
 
 
@@ -58,7 +65,7 @@ def test_the_retry_after_gate(name: str) -> None:
     case = CASES[name]
 
     async def two_calls() -> tuple[str, str]:
-        calls = Calls(2, "test")
+        calls = Calls(2, "test", ArmBudget(max_wait=1.0))  # a pause past a second is refused, not waited out
 
         def first() -> None:
             raise RuntimeError(case.first)
