@@ -96,8 +96,8 @@ class TokenBucket:
             self.stamp = now
 
     def floor(self, priority: CallPriority) -> float:
-        """The tokens a call of ``priority`` leaves in the bucket for those above it."""
-        return RESERVE[priority] * self.limit.size
+        """The tokens a call of ``priority`` leaves in the bucket for those above it (a full bucket lets any go)."""
+        return min(RESERVE[priority] * self.limit.size, self.limit.size - 1.0)
 
     def seconds_until(self, priority: CallPriority, now: float) -> float:
         """0 when a call of ``priority`` may take a token now; else the seconds until it may (at the refill rate,
