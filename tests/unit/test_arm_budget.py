@@ -20,7 +20,8 @@ P = CallPriority
 @dataclass(frozen=True)
 class Case:
     limit: Limit
-    #: What happens to a full bucket at t=0, in order: ("take", t), ("observe", remaining, t), ("empty", t).
+    #: What happens to a full bucket at t=0, in order: ("take", t), ("answered", t) (a call taken came back),
+    #: ("observe", remaining, t), ("empty", t).
     steps: tuple[tuple[object, ...], ...]
     #: When the steps are done (seconds).
     at: float
@@ -40,7 +41,12 @@ CASES: dict[str, Case] = {
     "the refill rate says when": Case(
         R10, (("take", 0.0),) * 9, 0.0, 1.0, {P.UNBLOCK: 0.0, P.STATUS: 0.5, P.RESYNC: 1.5, P.PROBE: 2.5}
     ),
-    "a bucket refills up to its size and no further": Case(R10, (("take", 0.0),) * 3, 100.0, 10.0, {P.PROBE: 0.0}),
+    "a bucket refills up to its size and no further": Case(
+        R10, (("take", 0.0),) * 3 + (("answered", 0.0),) * 3, 100.0, 10.0, {P.PROBE: 0.0}
+    ),
+    "calls in flight keep it below its size (ARM may not have taken their tokens yet)": Case(
+        R10, (("take", 0.0),) * 3 + (("answered", 0.0),), 100.0, 8.0, {P.PROBE: 0.0}
+    ),
     "ARM's remaining count brings it down": Case(
         R10, (("observe", 2, 0.0),), 0.0, 2.0, {P.UNBLOCK: 0.0, P.STATUS: 0.0, P.RESYNC: 1.0}
     ),
@@ -49,7 +55,9 @@ CASES: dict[str, Case] = {
     "ARM's published reads: 250, refilled at 25 a second": Case(
         PUBLISHED[CallKind.READ], (("take", 0.0),) * 250, 0.0, 0.0, {P.UNBLOCK: 0.04, P.STATUS: 1.04, P.PROBE: 5.04}
     ),
-    "and writes: 200 at 10": Case(PUBLISHED[CallKind.WRITE], (("take", 0.0),) * 200, 2.0, 20.0, {P.PROBE: 8.1}),
+    "and writes: 200 at 10": Case(
+        PUBLISHED[CallKind.WRITE], (("take", 0.0), ("answered", 0.0)) * 200, 2.0, 20.0, {P.PROBE: 8.1}
+    ),
 }
 
 
@@ -60,6 +68,8 @@ def test_the_bucket(name: str) -> None:
     for step in case.steps:
         if step[0] == "take":
             bucket.take(float(step[1]))  # type: ignore[arg-type]
+        elif step[0] == "answered":
+            bucket.answered(float(step[1]))  # type: ignore[arg-type]
         elif step[0] == "observe":
             bucket.observe(float(step[1]), float(step[2]))  # type: ignore[arg-type]
         else:
@@ -90,6 +100,7 @@ def test_calls_waiting_for_tokens_go_highest_priority_first() -> None:
         budget = ArmBudget({CallKind.READ: Limit(10, 40), CallKind.WRITE: Limit(10, 40)})
         for _ in range(9):
             await budget.acquire(KEY, CallKind.READ, P.STATUS, "reading")
+            budget.answered(KEY, CallKind.READ)
         served: list[CallPriority] = []
 
         async def one(priority: CallPriority) -> None:

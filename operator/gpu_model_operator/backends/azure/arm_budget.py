@@ -7,12 +7,15 @@ the bucket comes back as 429s, and every refused call is a pass that failed, wro
 comes back later to call again: at a thousand resources the calls an operator makes are its speed. So the operator
 keeps ARM's buckets itself and sends a call only once its bucket has a token for it.
 
-- **The same buckets as ARM's.** Taken when a call is sent, refilled at ARM's rate; ARM takes its token later,
-  when the call arrives, so while this process is the principal's only caller ARM's bucket is never below this
-  one's. Another caller with the same principal (a person's script, another operator) spends ARM's tokens too:
-  every answer's ``x-ms-ratelimit-remaining-subscription-{reads,writes}`` (the document's table) brings this
-  bucket down to what ARM says is left (:meth:`ArmBudget.observe`), never up. Writes and deletes share one bucket
-  here, the smaller of ARM's two (both 200 at 10): conservative, and the operator deletes rarely.
+- **The same buckets as ARM's.** Taken when a call is sent, refilled at ARM's rate. ARM takes its token later, when
+  the call arrives, and a bucket never holds more than its size: calls sent one by one over a second can arrive
+  together at a full bucket, which refilled nothing meanwhile. So a call counts as in flight until its answer came
+  back, and this bucket never holds more than the size less the calls in flight: while this process is the
+  principal's only caller, what it may still send never exceeds what ARM's bucket holds. Another caller with the
+  same principal (a person's script, another operator) spends ARM's tokens too: every answer's
+  ``x-ms-ratelimit-remaining-subscription-{reads,writes}`` (the document's table) brings this bucket down to what
+  ARM says is left (:meth:`ArmBudget.observe`), never up. Writes and deletes share one bucket here, the smaller of
+  ARM's two (both 200 at 10): conservative, and the operator deletes rarely.
 - **Priorities** (:class:`~..base.CallPriority`): a call waits in its bucket's queue, highest priority first, and
   each priority leaves part of the bucket to those above it (:data:`RESERVE`): a write that unblocks a resource may
   take the last token, a status read leaves a tenth of the bucket, a resync read 30%, a probe half. Under load the
@@ -80,11 +83,13 @@ PUBLISHED: Mapping[CallKind, Limit] = {CallKind.READ: Limit(250, 25), CallKind.W
 
 @dataclass
 class TokenBucket:
-    """ARM's token bucket, fractional tokens, on an injected clock (``now``: seconds, monotonic)."""
+    """ARM's token bucket, fractional tokens, on an injected clock (``now``: seconds, monotonic), less the calls
+    in flight (sent, not yet answered: ARM may not have taken their tokens yet)."""
 
     limit: Limit
     tokens: float
     stamp: float
+    in_flight: int = 0
 
     @classmethod
     def full(cls, limit: Limit, now: float) -> TokenBucket:
@@ -92,8 +97,14 @@ class TokenBucket:
 
     def refill(self, now: float) -> None:
         if now > self.stamp:
-            self.tokens = min(self.limit.size, self.tokens + (now - self.stamp) * self.limit.refill_per_s)
+            room = self.limit.size - self.in_flight
+            self.tokens = min(max(room, self.tokens), self.tokens + (now - self.stamp) * self.limit.refill_per_s)
             self.stamp = now
+
+    def answered(self, now: float) -> None:
+        """A call taken earlier came back: ARM has taken its token, and the bucket may fill up to its size again."""
+        self.refill(now)
+        self.in_flight = max(0, self.in_flight - 1)
 
     def floor(self, priority: CallPriority) -> float:
         """The tokens a call of ``priority`` leaves in the bucket for those above it (a full bucket lets any go)."""
@@ -109,6 +120,7 @@ class TokenBucket:
     def take(self, now: float) -> None:
         self.refill(now)
         self.tokens -= 1.0
+        self.in_flight += 1
 
     def observe(self, remaining: float, now: float) -> None:
         """ARM says ``remaining`` tokens are left: never believe more than that (another caller spent them)."""
@@ -239,6 +251,16 @@ class ArmBudget:
         with self._lock:
             principal.timers[kind] = None
             self._schedule(principal, kind, self._clock())
+
+    def answered(self, key: tuple[str, str], kind: CallKind) -> None:
+        """A call that took a token of ``kind`` has its answer (or gave up waiting for it); on the event loop, so
+        the calls it held back may go now."""
+        with self._lock:
+            if self.enabled:
+                principal, now = self._of(key), self._clock()
+                principal.buckets[kind].answered(now)
+                if principal.queues[kind]:
+                    self._schedule(principal, kind, now)
 
     def pause(self, key: tuple[str, str], seconds: float, *, empty: bool = True) -> None:
         """Azure answered with Retry-After ``seconds``: no call of this subscription and principal before then;

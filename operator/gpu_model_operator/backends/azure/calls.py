@@ -159,6 +159,9 @@ class Calls:
             if error is exc:
                 raise
             raise error from exc
+        finally:
+            if arm:
+                self.budget.answered(scope.principal_key, kind)
 
     async def run(self, fn: Callable[[], T], timeout: float) -> T:
         """A blocking call in the pool, nothing classified (a scoring request is no call to Azure's management)."""
