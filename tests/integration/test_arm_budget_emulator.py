@@ -28,6 +28,7 @@ pytestmark = pytest.mark.timeout(120)
 
 #: The emulator's buckets and the operator's: reads 15 at 10 a second, writes 10 at 5.
 READS, WRITES = Limit(15, 10), Limit(10, 5)
+EMULATOR = {"reads": READS, "writes": WRITES, "deletes": WRITES}
 #: Resources polling at once, and the reads each pass makes (an endpoint and its deployments, twice over).
 RESOURCES, READS_PER_PASS = 20, 4
 
@@ -100,8 +101,8 @@ def passes(emulator: Emulator, budget: ArmBudget) -> tuple[int, list[str], int]:
 
 
 def limits() -> dict[str, Any]:
-    as_dict = lambda limit: {"size": limit.size, "refill_per_s": limit.refill_per_s}  # noqa: E731
-    return {"reads": as_dict(READS), "writes": as_dict(WRITES), "deletes": as_dict(WRITES)}
+    """The emulator's settings of the same buckets."""
+    return {kind: {"size": limit.size, "refill_per_s": limit.refill_per_s} for kind, limit in EMULATOR.items()}
 
 
 def test_with_the_budget_no_call_is_throttled(emulator: Emulator) -> None:
