@@ -39,15 +39,15 @@ def build_controller(settings: Settings) -> object:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     backends: dict[BackendKind, Backend[Any]] = {}
     azure = {BackendKind.AZUREML, BackendKind.AZUREML_V2} & set(settings.backends)
-    budget = arm_budget(settings) if azure else None
+    budget, refresh = (arm_budget(settings) if azure else None), settings.keys_refresh_seconds
     if BackendKind.AZUREML in settings.backends:
         from .backends.azureml.backend import AzureMLBackend
 
-        backends[BackendKind.AZUREML] = AzureMLBackend(workers=settings.azure_workers, budget=budget)
+        backends[BackendKind.AZUREML] = AzureMLBackend(settings.azure_workers, budget, refresh)
     if BackendKind.AZUREML_V2 in settings.backends:
         from .backends.azureml_v2.backend import AzureMLV2Backend
 
-        backends[BackendKind.AZUREML_V2] = AzureMLV2Backend(workers=settings.azure_workers, budget=budget)
+        backends[BackendKind.AZUREML_V2] = AzureMLV2Backend(settings.azure_workers, budget, refresh)
     if BackendKind.LOCAL in settings.backends:
         from .backends.local.backend import LocalBackend
 
@@ -132,6 +132,11 @@ def main() -> None:
     "install). Every application federates with the operator's own ServiceAccount token: none listed, none allowed.",
 )
 @click.option(
+    "--keys-refresh-seconds",
+    default=3600.0,
+    help="Seconds after which a resync reads a service's keys again (a probe refused with them reads them at once).",
+)
+@click.option(
     "--arm-budget/--no-arm-budget",
     default=True,
     help="Keep ARM's token buckets on the client side, one per subscription and principal shared by both Azure "
@@ -181,6 +186,7 @@ def run(
     state_dir: Path,
     declared_gpus: int | None,
     azure_workers: int,
+    keys_refresh_seconds: float,
     arm_budget: bool,
     arm_limits: tuple[tuple[str, float, float], ...],
     workload_identities: tuple[tuple[str, str], ...],
@@ -220,6 +226,7 @@ def run(
         state_dir=state_dir,
         declared_gpus=declared_gpus,
         azure_workers=azure_workers,
+        keys_refresh_seconds=keys_refresh_seconds,
         arm_budget=arm_budget,
         arm_limits=arm_limits,
         workload_identities=workload_identities,

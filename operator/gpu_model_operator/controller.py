@@ -199,9 +199,9 @@ class Controller:
         return observation
 
     async def _glance(self, backend: Backend[SpecT], inputs: DeploymentInputs[SpecT], res: Resource) -> Observation:
-        """The resync of a settled resource: one read of the service, its keys read afresh (regenerated at Azure,
-        they reach the Secret within one interval), the probe, and a read of the keys Secret (Kubernetes). Its
-        calls to Azure go behind those of resources still converging (CallPriority.RESYNC)."""
+        """The resync of a settled resource: one read of the service, its keys read afresh once past the keys'
+        refresh interval (a probe refused with them reads them at once), the probe, and a read of the keys Secret
+        (Kubernetes). Its calls to Azure go behind those of resources still converging (CallPriority.RESYNC)."""
         priority = pass_priority.set(CallPriority.RESYNC)
         try:
             return await self._glance_at(backend, inputs, res)

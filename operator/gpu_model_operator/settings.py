@@ -93,6 +93,9 @@ class Settings:
     workload_identities: tuple[tuple[str, str], ...] = ()
     #: Threads for the synchronous Azure ML SDK, so its calls never block the event loop.
     azure_workers: int = 8
+    #: Seconds after which a resync reads a service's keys again; a probe refused with them reads them at once. A
+    #: listKeys is an ARM write: read at every resync it would double a converged resource's calls.
+    keys_refresh_seconds: float = 3600.0
     #: Keep ARM's token buckets on the client side, one per subscription and principal for both Azure backends: a
     #: call waits for its token, by priority, instead of drawing a 429 (off: only Azure's Retry-After is kept).
     arm_budget: bool = True

@@ -125,21 +125,26 @@ def test_a_changed_secret_signs_in_again_and_a_failed_sign_in_keeps_nothing() ->
     assert (made, closed) == (["a", "b", "c"], ["a", "b", "c"])
 
 
-def test_keys_are_read_once_and_again_when_fresh_or_refused() -> None:
+def test_keys_are_read_once_and_again_when_refused_or_fresh_past_the_refresh_interval() -> None:
     reads: list[int] = []
+    now = [0.0]
 
     async def read() -> tuple[str, str]:
         reads.append(1)
         return (f"k{len(reads)}", "s")
 
     async def probes() -> list[str]:
-        keys = ScoringKeys()
+        keys = ScoringKeys(refresh_seconds=100, clock=lambda: now[0])
         seen = [(await keys.get("svc", read))[0], (await keys.get("svc", read))[0]]
         keys.answered("svc", 200)
         seen.append((await keys.get("svc", read))[0])
         keys.answered("svc", 401)
         seen.append((await keys.get("svc", read))[0])
+        now[0] = 99.0  # a resync within the interval keeps them
         seen.append((await keys.get("svc", read, fresh=True))[0])
+        now[0] = 100.0  # past it, a resync reads them again
+        seen.append((await keys.get("svc", read, fresh=True))[0])
+        seen.append((await keys.get("svc", read))[0])
         return seen
 
-    assert asyncio.run(probes()) == ["k1", "k1", "k1", "k2", "k3"]
+    assert asyncio.run(probes()) == ["k1", "k1", "k1", "k2", "k2", "k3", "k3"]

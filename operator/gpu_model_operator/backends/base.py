@@ -232,7 +232,8 @@ class Backend(Protocol[SpecT]):
 
     async def get_keys(self, inputs: DeploymentInputs[SpecT], *, fresh: bool = False) -> tuple[str, str] | None:
         """Primary and secondary scoring keys, or None when auth is disabled. A backend may answer from what it
-        read before, unless ``fresh``: then it asks again (keys can be regenerated behind the operator's back)."""
+        read before, unless ``fresh`` (a resync): then it asks again once what it holds is older than its refresh
+        interval (keys can be regenerated behind the operator's back)."""
 
     async def get_token(self, inputs: DeploymentInputs[SpecT]) -> ScoringToken | None:
         """The Azure ML token a client scores with, where the service takes tokens (an online endpoint with

@@ -31,7 +31,7 @@ from ...keys import ScoringToken
 from ...models import AzureMLV2Spec, KubernetesEndpointCompute, uses_token
 from ..azure.arm_budget import ArmBudget
 from ..azure.calls import CallKind
-from ..azure.scoring import ScoringKeys, ScoringTokens
+from ..azure.scoring import KEYS_REFRESH_SECONDS, ScoringKeys, ScoringTokens
 from ..azure.tls import use_hashed_ca_directory
 from ..base import (
     Backend,
@@ -58,7 +58,9 @@ ENDPOINT_STATES = {"deleting": ServiceState.DELETING, "failed": ServiceState.FAI
 class AzureMLV2Backend(Backend[AzureMLV2Spec]):
     name = "azureml-v2"
 
-    def __init__(self, workers: int = 8, budget: ArmBudget | None = None) -> None:
+    def __init__(
+        self, workers: int = 8, budget: ArmBudget | None = None, keys_refresh_seconds: float = KEYS_REFRESH_SECONDS
+    ) -> None:
         # The scoring probe opens a new connection per endpoint (each is its own host): with the CAs as a hashed
         # directory OpenSSL reads the one a chain names instead of parsing the whole bundle each time.
         use_hashed_ca_directory()
@@ -66,7 +68,7 @@ class AzureMLV2Backend(Backend[AzureMLV2Spec]):
         self._computes = Computes(self._session)
         self._steps = Steps(self._session)
         #: Keys, read once and again when asked ``fresh`` or after scoring refused them.
-        self._keys = ScoringKeys()
+        self._keys = ScoringKeys(keys_refresh_seconds)
         #: Tokens of AMLToken endpoints, until Azure's refresh time (never logged: ScoringToken hides it).
         self._tokens = ScoringTokens()
         #: Why a deployment failed (Azure's GET of it says Failed and nothing more), per attempt.
