@@ -191,7 +191,8 @@ def test_an_existing_compute_is_adopted_and_never_deleted(azure: Azure) -> None:
 
 def test_a_settled_resource_costs_one_service_read_and_no_write_per_resync(azure: Azure) -> None:
     """The steady state against Azure: each resync of a Ready resource reads its service once (its keys only past
-    their refresh interval) and probes it; it reads no compute, lists nothing, writes nothing, and leaves the unchanged resource unpatched."""
+    their refresh interval) and probes it; it reads no compute, lists nothing, writes nothing, and leaves the
+    unchanged resource unpatched."""
     azure.apply("steady", "steady-svc", provision("gpu-steady", agents=1), replicas=1)
     version = azure.wait_ready("steady")["metadata"]["resourceVersion"]
     azure.emu.clear_calls()

@@ -57,11 +57,11 @@ from ..base import (
 )
 from ..endpoint import RequestCounts, RolloutStep
 from ..vm_sizes import check_provisionable
-from . import writes
+from . import sdk, writes
 from .errors import classify, none_if_not_found
 from .observed import gpu_holders, observed_compute, observed_service
 from .reads import Reads
-from .sdk import SDK_IMPORTED_EARLY, AksCompute, Model, ServicePrincipalAuthentication, Workspace
+from .sdk import SDK_IMPORTED_EARLY
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -155,9 +155,9 @@ class AzureMLBackend(Backend[AzureMLSpec]):
 
         def connect() -> _Connection:
             tenant, client, secret = (creds[k] for k in CREDENTIAL_KEYS)
-            auth = ServicePrincipalAuthentication(tenant, client, secret)
+            auth = sdk.ServicePrincipalAuthentication(tenant, client, secret)
             sub, group = ws_spec.subscription_id, ws_spec.resource_group
-            ws = Workspace.get(ws_spec.name, auth=auth, subscription_id=sub, resource_group=group)
+            ws = sdk.Workspace.get(ws_spec.name, auth=auth, subscription_id=sub, resource_group=group)
             self._reads.endpoints(ws)  # the discovery document, read once here rather than in a poll
             return _Connection(ws, auth, Arm(auth, USER_AGENT, observe=observe))
 
@@ -178,15 +178,15 @@ class AzureMLBackend(Backend[AzureMLSpec]):
         )
         if found is None:
             return ObservedCompute(name, ComputeState.ABSENT)
-        return observed_compute(name, found, isinstance(found, AksCompute))
+        return observed_compute(name, found, isinstance(found, sdk.AksCompute))
 
     def _model(self, key: WsKey, ws: Any, name: str, version: int | None) -> Any:
         """``Model(ws, name, version)``; a pinned version is cached (immutable), the latest is read every time.
         Runs in a pool thread; two threads racing to fill the cache only read the same model twice."""
         if version is None:
-            return Model(ws, name=name)
+            return sdk.Model(ws, name=name)
         if (key, name, version) not in self._models:
-            self._models[(key, name, version)] = Model(ws, name=name, version=version)
+            self._models[(key, name, version)] = sdk.Model(ws, name=name, version=version)
         return self._models[(key, name, version)]
 
     async def create_compute(self, inputs: Inputs) -> None:
