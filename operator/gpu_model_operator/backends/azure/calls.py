@@ -135,11 +135,12 @@ class Calls:
     ) -> T:
         """Run one blocking Azure call (``action``, e.g. "reading compute gpu1") in the pool; its failure comes back
         as the Transient/PermanentBackendError ``explain`` makes of it. ``timeout`` defaults to the kind's. An
-        ``arm`` call first waits for its token (a write as UNBLOCK, a read at the pass's priority by default);
-        any call waits out a 429's pause of its principal."""
+        ``arm`` call first waits for its token (by default at the pass's priority, a write of a pass in progress
+        as UNBLOCK); any call waits out a 429's pause of its principal."""
         timeout = kind.timeout if timeout is None else timeout
-        if priority is None:
-            priority = CallPriority.UNBLOCK if kind is CallKind.WRITE else pass_priority.get()
+        if priority is None:  # a write moves a resource on, unless it is a resync's (its keys read again)
+            priority = pass_priority.get()
+            priority = CallPriority.UNBLOCK if kind is CallKind.WRITE and priority is CallPriority.STATUS else priority
         if arm:
             await self.budget.acquire(scope.principal_key, kind, priority, action)
         else:
