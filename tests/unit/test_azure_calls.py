@@ -17,6 +17,7 @@ from gpu_model_operator.backends.azure.arm_budget import ArmBudget
 from gpu_model_operator.backends.azure.calls import CallKind, Calls, Scope
 from gpu_model_operator.backends.azure.connections import Connections
 from gpu_model_operator.backends.azure.scoring import ScoringKeys
+from gpu_model_operator.backends.azure.shared_reads import SharedReads
 from gpu_model_operator.backends.base import BackendError, PermanentBackendError, TransientBackendError
 
 CREDS = {"tenantId": "T", "clientId": "App", "clientSecret": "s1"}
@@ -148,3 +149,38 @@ def test_keys_are_read_once_and_again_when_refused_or_fresh_past_the_refresh_int
         return seen
 
     assert asyncio.run(probes()) == ["k1", "k1", "k1", "k2", "k2", "k3", "k3"]
+
+
+def test_a_read_in_flight_is_shared_and_nothing_is_kept() -> None:
+    """Three passes ask for the same usage while one read is under way: one read answers them; a pass after it
+    reads afresh; a failure reaches every pass that shared it; another key reads on its own."""
+    reads: list[str] = []
+    release = asyncio.Event()
+
+    async def passes() -> tuple[list[object], int]:
+        shared: SharedReads[str] = SharedReads()
+
+        async def read(key: str) -> str:
+            reads.append(key)
+            number = len(reads)
+            await release.wait()
+            if key == "broken":
+                raise PermanentBackendError("refused")
+            return f"{key}-{number}"
+
+        async def ask(key: str) -> object:
+            try:
+                return await shared.read(key, lambda: read(key))
+            except PermanentBackendError as exc:
+                return exc.message
+
+        asked = [asyncio.ensure_future(ask(k)) for k in ("usage", "usage", "usage", "other", "broken", "broken")]
+        await asyncio.sleep(0)  # one turn of the loop: each ask reaches its read or its shared wait, no time passes
+        release.set()
+        answers = list(await asyncio.gather(*asked))
+        answers.append(await ask("usage"))
+        return answers, shared.shared
+
+    answers, shared = asyncio.run(passes())
+    assert answers == ["usage-1", "usage-1", "usage-1", "other-2", "refused", "refused", "usage-4"]
+    assert (reads, shared) == (["usage", "other", "broken", "usage"], 3)
