@@ -164,3 +164,21 @@ def test_remaining_headers_feed_the_buckets() -> None:
         },
     )
     assert (round(budget.tokens(KEY, CallKind.READ)), round(budget.tokens(KEY, CallKind.WRITE))) == (17, 200)
+
+
+def test_a_pass_cancelled_while_it_waits_takes_no_token() -> None:
+    """A waiting call whose pass is cancelled leaves the queue: the token it waited for goes to the next call."""
+
+    async def cancelled() -> tuple[bool, float]:
+        budget = ArmBudget({CallKind.READ: Limit(1, 20), CallKind.WRITE: Limit(1, 20)})
+        await budget.acquire(KEY, CallKind.READ, P.STATUS, "first")
+        budget.answered(KEY, CallKind.READ)
+        waiting = asyncio.ensure_future(budget.acquire(KEY, CallKind.READ, P.STATUS, "cancelled"))
+        await asyncio.sleep(0)  # one turn of the loop: it is queued
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        await budget.acquire(KEY, CallKind.READ, P.STATUS, "next")
+        return waiting.cancelled(), budget.tokens(KEY, CallKind.READ)
+
+    was_cancelled, left = asyncio.run(cancelled())
+    assert was_cancelled and left < 1.0

@@ -205,12 +205,13 @@ class ArmBudget:
         try:
             await asyncio.wait_for(asyncio.shield(future), self.max_wait)
         except asyncio.TimeoutError:
-            future.cancel()
-            with self._lock:
-                now = self._clock()
-                raise self._refusal(action, self._wait(principal, kind, priority, now), principal, now) from None
+            if future.cancel():  # else it was served meanwhile: the token is this call's
+                with self._lock:
+                    now = self._clock()
+                    raise self._refusal(action, self._wait(principal, kind, priority, now), principal, now) from None
         except asyncio.CancelledError:
-            future.cancel()
+            if not future.cancel():  # served, then the pass was cancelled: the token goes back as answered
+                self.answered(key, kind)
             raise
 
     def _refusal(self, action: str, wait: float, principal: _Principal, now: float) -> TransientBackendError:
