@@ -140,7 +140,7 @@ def v1_resources(n: int) -> list[dict[str, Any]]:
         doc["metadata"]["name"] = f"model-{i:04d}"
         spec = doc["spec"]
         spec["compute"] = {
-            "name": f"gpu-{i:04d}",
+            "name": f"gpu{i:04d}",  # a dash followed by digits alone is refused (the CRD, as Azure)
             "provision": {"vmSize": T4, "agentCount": 1, "clusterPurpose": "DevTest"},
             "deletionPolicy": "Delete",
         }

@@ -38,19 +38,31 @@ def build_controller(settings: Settings) -> object:
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     backends: dict[BackendKind, Backend[Any]] = {}
+    azure = {BackendKind.AZUREML, BackendKind.AZUREML_V2} & set(settings.backends)
+    budget, refresh = (arm_budget(settings) if azure else None), settings.keys_refresh_seconds
     if BackendKind.AZUREML in settings.backends:
         from .backends.azureml.backend import AzureMLBackend
 
-        backends[BackendKind.AZUREML] = AzureMLBackend(workers=settings.azure_workers)
+        backends[BackendKind.AZUREML] = AzureMLBackend(settings.azure_workers, budget, refresh)
     if BackendKind.AZUREML_V2 in settings.backends:
         from .backends.azureml_v2.backend import AzureMLV2Backend
 
-        backends[BackendKind.AZUREML_V2] = AzureMLV2Backend(workers=settings.azure_workers)
+        backends[BackendKind.AZUREML_V2] = AzureMLV2Backend(settings.azure_workers, budget, refresh)
     if BackendKind.LOCAL in settings.backends:
         from .backends.local.backend import LocalBackend
 
         backends[BackendKind.LOCAL] = LocalBackend(state_dir=settings.state_dir, declared_gpus=settings.declared_gpus)
     return Controller(settings, backends, KubeClient(client.ApiClient()))
+
+
+def arm_budget(settings: Settings) -> Any:
+    """The one ARM budget of the process, shared by both Azure backends (per subscription and principal)."""
+    from .backends.azure.arm_budget import ArmBudget, Limit
+    from .backends.azure.calls import CallKind
+
+    kinds = {"reads": CallKind.READ, "writes": CallKind.WRITE}
+    limits = {kinds[kind]: Limit(size, rate) for kind, size, rate in settings.arm_limits}
+    return ArmBudget(limits, enabled=settings.arm_budget)
 
 
 class RequeueIsNotAnError(logging.Filter):
@@ -120,6 +132,26 @@ def main() -> None:
     "install). Every application federates with the operator's own ServiceAccount token: none listed, none allowed.",
 )
 @click.option(
+    "--keys-refresh-seconds",
+    default=3600.0,
+    help="Seconds after which a resync reads a service's keys again (a probe refused with them reads them at once).",
+)
+@click.option(
+    "--arm-budget/--no-arm-budget",
+    default=True,
+    help="Keep ARM's token buckets on the client side, one per subscription and principal shared by both Azure "
+    "backends: calls wait for a token by priority instead of drawing 429s.",
+)
+@click.option(
+    "--arm-limit",
+    "arm_limits",
+    multiple=True,
+    metavar="KIND=SIZE/REFILL",
+    callback=lambda ctx, param, value: parse_arm_limits(value),
+    help="A bucket's size and refill per second (repeatable; KIND reads or writes, writes and deletes share one). "
+    "Default: ARM's published limits, reads=250/25 writes=200/10.",
+)
+@click.option(
     "--call-budget", default=300, help="Backend calls one resource may make per resync interval (0: no limit)."
 )
 @click.option(
@@ -154,6 +186,9 @@ def run(
     state_dir: Path,
     declared_gpus: int | None,
     azure_workers: int,
+    keys_refresh_seconds: float,
+    arm_budget: bool,
+    arm_limits: tuple[tuple[str, float, float], ...],
     workload_identities: tuple[tuple[str, str], ...],
     call_budget: int,
     leader_elect: bool,
@@ -191,6 +226,9 @@ def run(
         state_dir=state_dir,
         declared_gpus=declared_gpus,
         azure_workers=azure_workers,
+        keys_refresh_seconds=keys_refresh_seconds,
+        arm_budget=arm_budget,
+        arm_limits=arm_limits,
         workload_identities=workload_identities,
         call_budget=call_budget,
         health_port=health_port,
@@ -232,6 +270,26 @@ def parse_workload_identities(values: tuple[str, ...]) -> tuple[tuple[str, str],
             raise click.BadParameter(f"{value!r} is not NAMESPACE=CLIENT_ID (NAMESPACE * for every namespace)")
         pairs.append((namespace.strip(), client_id.strip()))
     return tuple(pairs)
+
+
+#: ARM's published limits per principal (reads 250 refilled at 25 a second, writes 200 at 10).
+ARM_LIMITS = {"reads": (250.0, 25.0), "writes": (200.0, 10.0)}
+
+
+def parse_arm_limits(values: tuple[str, ...]) -> tuple[tuple[str, float, float], ...]:
+    """``KIND=SIZE/REFILL`` pairs over ARM's published limits (from the options or GMO_ARM_LIMITS)."""
+    limits = dict(ARM_LIMITS)
+    for value in values:
+        kind, _, numbers = value.partition("=")
+        size, _, rate = numbers.partition("/")
+        try:
+            parsed = (float(size), float(rate))
+        except ValueError:
+            parsed = (0.0, 0.0)
+        if kind.strip() not in ARM_LIMITS or parsed[0] < 1 or parsed[1] <= 0:
+            raise click.BadParameter(f"{value!r} is not KIND=SIZE/REFILL (KIND reads or writes, e.g. reads=250/25)")
+        limits[kind.strip()] = parsed
+    return tuple((kind, size, rate) for kind, (size, rate) in limits.items())
 
 
 def serve(settings: Settings, all_namespaces: bool) -> None:

@@ -26,6 +26,7 @@ from .annotations import MANAGING, POLICY_DETACH, POLICY_SKIP
 from .backends.base import (
     Backend,
     BackendError,
+    CallPriority,
     ComputeState,
     DeploymentInputs,
     ObservedCompute,
@@ -34,6 +35,7 @@ from .backends.base import (
     ServiceState,
     SpecT,
     TransientBackendError,
+    pass_priority,
 )
 from .backends.endpoint import StepKind
 from .budget import CallBudget
@@ -202,8 +204,16 @@ class Controller:
         return observation
 
     async def _glance(self, backend: Backend[SpecT], inputs: DeploymentInputs[SpecT], res: Resource) -> Observation:
-        """The resync of a settled resource: one read of the service, its keys read afresh (regenerated at Azure,
-        they reach the Secret within one interval), the probe, and a read of the keys Secret (Kubernetes)."""
+        """The resync of a settled resource: one read of the service, its keys read afresh once past the keys'
+        refresh interval (a probe refused with them reads them at once), the probe, and a read of the keys Secret
+        (Kubernetes). Its calls to Azure go behind those of resources still converging (CallPriority.RESYNC)."""
+        priority = pass_priority.set(CallPriority.RESYNC)
+        try:
+            return await self._glance_at(backend, inputs, res)
+        finally:
+            pass_priority.reset(priority)
+
+    async def _glance_at(self, backend: Backend[SpecT], inputs: DeploymentInputs[SpecT], res: Resource) -> Observation:
         service = await backend.observe_service(inputs)
         if service.endpoint is not None:
             service = rollout.summarize(service, inputs.fingerprint)

@@ -84,15 +84,16 @@ async def one_pass(
 ) -> None:
     """The one pass every trigger runs: a change of the spec (create, update, resume), of an annotation the user
     sets (retry-now, reconcile-policy, take-over), and the periodic resync. Skipped while the resource is being
-    deleted (the delete handler owns it then). A resync that changed nothing writes nothing: no watch event for
-    every resource at every interval; and when it finds something to do it keeps polling until the resource has
-    converged (a TemporaryError re-runs a timer after its delay), not only at the next resync."""
+    deleted (the delete handler owns it then). A pass that changed nothing in the status does not patch it (a
+    poll of an operation in flight, a resync): each patch is an API-server write and a watch event for every
+    client; and a resync that finds something to do keeps polling until the resource has converged (a
+    TemporaryError re-runs a timer after its delay), not only at the next resync."""
     if body["metadata"].get("deletionTimestamp"):
         return
     controller: Controller = memo["controller"]
     res = resource_of(body)
     decision = await controller.reconcile(res, resync=resync, holdings=holdings_of(index, res.spec, res.owner))
-    if not resync or _dumped(decision.status) != dict(body.get("status", {})):
+    if _dumped(decision.status) != dict(body.get("status", {})):
         write_status(patch, decision.status)
     for key in decision.clear_annotations:  # acted on (promote, abort): removed with the status that says so
         patch.meta.annotations[key] = None

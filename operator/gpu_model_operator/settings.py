@@ -93,6 +93,15 @@ class Settings:
     workload_identities: tuple[tuple[str, str], ...] = ()
     #: Threads for the synchronous Azure ML SDK, so its calls never block the event loop.
     azure_workers: int = 8
+    #: Seconds after which a resync reads a service's keys again; a probe refused with them reads them at once. A
+    #: listKeys is an ARM write: read at every resync it would double a converged resource's calls.
+    keys_refresh_seconds: float = 3600.0
+    #: Keep ARM's token buckets on the client side, one per subscription and principal for both Azure backends: a
+    #: call waits for its token, by priority, instead of drawing a 429 (off: only Azure's Retry-After is kept).
+    arm_budget: bool = True
+    #: The buckets' sizes and refills per second, ``reads`` and ``writes`` (writes and deletes share one): ARM's
+    #: published limits by default; a subscription with lower limits (a free trial) sets its own.
+    arm_limits: tuple[tuple[str, float, float], ...] = (("reads", 250.0, 25.0), ("writes", 200.0, 10.0))
     #: Seconds a graceful stop waits for the backends' calls in flight (a write already sent to Azure runs on in
     #: its thread) before it hands the lease over. Past it, the lease is kept and left to expire. It fits inside
     #: the pod's terminationGracePeriodSeconds (60 in the manifests and the chart) after kopf's own stop.

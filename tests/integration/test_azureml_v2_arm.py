@@ -274,13 +274,14 @@ REFUSALS: dict[str, Refusal] = {
 @pytest.mark.parametrize("name", REFUSALS)
 def test_a_refusal_is_sent_once_and_classified(emulator: Emulator, name: str) -> None:
     """No retry inside the pipeline (azure-core would sleep and send again, inside the pass): one request, and
-    Azure's answer (its Retry-After) classified by the shared table; a 429 then closes the workspace to the next call
-    before anything is sent."""
+    Azure's answer (its Retry-After) classified by the shared table; a 429 then pauses the principal's next call
+    before anything is sent (a Retry-After past the ARM budget's longest wait is answered at once, not waited out)."""
+    from gpu_model_operator.backends.azure.arm_budget import ArmBudget
     from gpu_model_operator.backends.azureml_v2 import arm
     from gpu_model_operator.backends.azureml_v2.session import Session
 
     refusal = REFUSALS[name]
-    session = Session(2)
+    session = Session(2, ArmBudget(max_wait=1.0))
 
     async def twice() -> list[tuple[str, str, float | None]]:
         ws = await session.workspace(inputs())

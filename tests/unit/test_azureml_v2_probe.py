@@ -55,7 +55,9 @@ class Session:
     async def workspace(self, inputs: V2Inputs) -> Any:
         return None
 
-    async def call(self, inputs: V2Inputs, action: str, area: str, fn: Callable[[], Any], t: float = 0) -> Any:
+    async def call(
+        self, inputs: V2Inputs, action: str, area: str, fn: Callable[[], Any], t: float = 0, **how: Any
+    ) -> Any:
         return ("key1", "key2")
 
     async def run(self, fn: Callable[[], Any], timeout: float) -> Any:

@@ -11,6 +11,7 @@ The contract is generic in the spec a backend takes: ``AzureMLBackend`` is a ``B
 
 from __future__ import annotations
 
+import contextvars
 import enum
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
@@ -22,6 +23,24 @@ from .endpoint import EndpointSnapshot, QuotaReading, RequestCounts, RolloutStep
 
 #: The spec of one backend (``LocalSpec``, ``AzureMLSpec``, ``AzureMLV2Spec``), or the union where any will do.
 SpecT = TypeVar("SpecT", bound=GpuModelDeploymentSpec)
+
+
+class CallPriority(enum.IntEnum):
+    """How soon a call to Azure should go when calls must wait for ARM's buckets (lower goes first): a write that
+    moves a resource on, then a read that a pass in progress needs, then a converged resource's drift check, then
+    a probe that can wait (metrics, an operation's status)."""
+
+    UNBLOCK = 0
+    STATUS = 1
+    RESYNC = 2
+    PROBE = 3
+
+
+#: The priority of the reads of the pass running in this task: the controller sets RESYNC for a periodic drift
+#: check, so a backend need not be told which pass it serves (writes always go as UNBLOCK).
+pass_priority: contextvars.ContextVar[CallPriority] = contextvars.ContextVar(
+    "pass_priority", default=CallPriority.STATUS
+)
 
 
 class ComputeState(str, enum.Enum):
@@ -225,7 +244,8 @@ class Backend(Protocol[SpecT]):
 
     async def get_keys(self, inputs: DeploymentInputs[SpecT], *, fresh: bool = False) -> tuple[str, str] | None:
         """Primary and secondary scoring keys, or None when auth is disabled. A backend may answer from what it
-        read before, unless ``fresh``: then it asks again (keys can be regenerated behind the operator's back)."""
+        read before, unless ``fresh`` (a resync): then it asks again once what it holds is older than its refresh
+        interval (keys can be regenerated behind the operator's back)."""
 
     async def get_token(self, inputs: DeploymentInputs[SpecT]) -> ScoringToken | None:
         """The Azure ML token a client scores with, where the service takes tokens (an online endpoint with

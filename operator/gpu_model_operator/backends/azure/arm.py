@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,10 +88,28 @@ def _resource_manager(metadata: str, name: str) -> ResourceManager:
     return ResourceManager(str(endpoints["resource_manager"]).rstrip("/"), tuple(endpoints["credential_scopes"]))
 
 
-class Arm:
-    """One principal's ARM client; thread-safe, its connections kept alive."""
+class RemainingCalls(policies.SansIOHTTPPolicy[Any, Any]):
+    """Hands every ARM answer's headers to ``observe``: the ``x-ms-ratelimit-remaining-*`` counts feed the
+    operator's budget (:mod:`.arm_budget`), a 429's included."""
 
-    def __init__(self, credential: TokenCredential, user_agent: str, manager: ResourceManager | None = None) -> None:
+    def __init__(self, observe: Callable[[Mapping[str, str]], None]) -> None:
+        self._observe = observe
+
+    def on_response(self, request: Any, response: Any) -> None:
+        self._observe(response.http_response.headers)
+
+
+class Arm:
+    """One principal's ARM client; thread-safe, its connections kept alive. ``observe`` gets every answer's
+    headers (the budget's remaining-calls counts)."""
+
+    def __init__(
+        self,
+        credential: TokenCredential,
+        user_agent: str,
+        manager: ResourceManager | None = None,
+        observe: Callable[[Mapping[str, str]], None] | None = None,
+    ) -> None:
         manager = manager or resource_manager()
         # The policies of azure-ai-ml's generated clients, in their order, with no retry (see the module).
         pipeline = [
@@ -110,6 +128,8 @@ class Arm:
             policies.SensitiveHeaderCleanupPolicy(),
             ARMHttpLoggingPolicy(),
         ]
+        if observe is not None:
+            pipeline.append(RemainingCalls(observe))
         self._client: ARMPipelineClient[HttpRequest, Any] = ARMPipelineClient(base_url=manager.url, policies=pipeline)
 
     def send(

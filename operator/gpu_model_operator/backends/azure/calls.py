@@ -6,12 +6,14 @@ it runs: with a thousand resources polling, calls queued inside the executor tim
 anyway afterwards (a thread cannot be cancelled), and the queue grew.
 
 Why a gate: the SDKs' own retries are off (they would sleep inside a pass, whatever Retry-After says); the
-operator's backoff honours Retry-After instead, and a 429 closes the workspace to every call of the backend until
-it has passed, so a periodic resync cannot call Azure early either.
+operator's backoff honours Retry-After instead.
 
-Each call says where it goes and as whom (:class:`Scope`: the subscription, the workspace, the principal) and what
-kind of call it is (:class:`CallKind`: ARM counts reads apart from writes and deletes). A client-side budget per
-subscription and principal (ARM's token buckets) belongs in :meth:`Calls.call`, where every call passes with both.
+Each call says where it goes and as whom (:class:`Scope`: the subscription, the workspace, the principal), what
+kind of call it is (:class:`CallKind`: ARM counts reads apart from writes and deletes), whether ARM sees it (v1's
+calls to the workspace's regional host do not) and how soon it should go (:class:`~..base.CallPriority`). An ARM
+call waits for its token in the budget of its subscription and principal (:mod:`.arm_budget`), one budget shared
+by both Azure backends; a 429 pauses that whole budget until its Retry-After has passed, so no other resource of
+either backend calls ARM early either.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import concurrent.futures
 import enum
 import hashlib
 import threading
-import time
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from ..base import BackendError, TransientBackendError
+from ..base import BackendError, CallPriority, TransientBackendError, pass_priority
+
+if TYPE_CHECKING:
+    from .arm_budget import ArmBudget
 
 T = TypeVar("T")
 #: Seconds one call may take before the pass gives up on it (its thread finishes in the background).
@@ -62,6 +66,11 @@ class Scope(NamedTuple):
     @property
     def workspace_key(self) -> tuple[str, str, str]:
         return self.subscription, self.resource_group, self.workspace
+
+    @property
+    def principal_key(self) -> tuple[str, str]:
+        """What ARM throttles by: the subscription and the principal."""
+        return self.subscription, self.principal
 
     @classmethod
     def of(cls, subscription: str, resource_group: str, workspace: str, credentials: Mapping[str, str]) -> Scope:
@@ -102,13 +111,15 @@ class DrainablePool(concurrent.futures.ThreadPoolExecutor):
 
 
 class Calls:
-    """The pool, its slots and the Retry-After gate of one backend."""
+    """The pool and its slots of one backend, and the ARM budget both backends share."""
 
-    def __init__(self, workers: int, thread_name_prefix: str) -> None:
+    def __init__(self, workers: int, thread_name_prefix: str, budget: ArmBudget | None = None) -> None:
+        from .arm_budget import ArmBudget
+
         self._pool = DrainablePool(max_workers=workers, thread_name_prefix=thread_name_prefix)
         self._slots = asyncio.Semaphore(workers)
-        #: Per workspace: no Azure call before this monotonic time (a 429's Retry-After).
-        self._not_before: dict[tuple[str, str, str], float] = {}
+        #: One per process, given by whoever builds the backends; a backend built alone has its own.
+        self.budget = budget if budget is not None else ArmBudget()
 
     async def call(
         self,
@@ -118,15 +129,26 @@ class Calls:
         fn: Callable[[], T],
         explain: Callable[[BaseException], BackendError],
         timeout: float | None = None,
+        *,
+        arm: bool = True,
+        priority: CallPriority | None = None,
     ) -> T:
         """Run one blocking Azure call (``action``, e.g. "reading compute gpu1") in the pool; its failure comes back
-        as the Transient/PermanentBackendError ``explain`` makes of it. ``timeout`` defaults to the kind's."""
+        as the Transient/PermanentBackendError ``explain`` makes of it. ``timeout`` defaults to the kind's. An
+        ``arm`` call first waits for its token (by default at the pass's priority, a write of a pass in progress
+        as UNBLOCK); any call waits out a 429's pause of its principal."""
         timeout = kind.timeout if timeout is None else timeout
-        wait = self._not_before.get(scope.workspace_key, 0.0) - time.monotonic()
-        if wait > 0:
-            raise TransientBackendError(
-                f"{action}: Azure asked to wait (HTTP 429, Retry-After); {wait:.1f}s left", retry_after=wait
-            )
+        if priority is None:  # a write moves a resource on, unless it is a resync's (its keys read again)
+            priority = pass_priority.get()
+            priority = CallPriority.UNBLOCK if kind is CallKind.WRITE and priority is CallPriority.STATUS else priority
+        if arm:
+            await self.budget.acquire(scope.principal_key, kind, priority, action)
+        else:
+            paused = self.budget.paused_for(scope.principal_key)
+            if paused > 0:
+                raise TransientBackendError(
+                    f"{action}: Azure asked to wait (HTTP 429, Retry-After); {paused:.1f}s left", retry_after=paused
+                )
         try:
             return await self.run(fn, timeout)
         except asyncio.TimeoutError:
@@ -134,10 +156,13 @@ class Calls:
         except Exception as exc:
             error = explain(exc)
             if isinstance(error, TransientBackendError) and error.retry_after:
-                self._not_before[scope.workspace_key] = time.monotonic() + error.retry_after
+                self.budget.pause(scope.principal_key, error.retry_after, empty=_throttled(exc))
             if error is exc:
                 raise
             raise error from exc
+        finally:
+            if arm:
+                self.budget.answered(scope.principal_key, kind)
 
     async def run(self, fn: Callable[[], T], timeout: float) -> T:
         """A blocking call in the pool, nothing classified (a scoring request is no call to Azure's management)."""
@@ -149,3 +174,10 @@ class Calls:
         """Stop taking calls, and wait up to ``timeout`` seconds for the calls in flight: a thread cannot be
         cancelled, so a write sent keeps running after its pass was cancelled. True when none is left."""
         return await self._pool.drain(timeout)
+
+
+def _throttled(exc: BaseException) -> bool:
+    """Azure's 429 (azure-core's error carries the status; the SDK v1's text names it): ARM's bucket is empty.
+    Any Retry-After pauses the principal's calls, as Azure asked; only a 429 says its bucket is empty."""
+    status = getattr(exc, "status_code", None)
+    return status == 429 if status is not None else "429" in str(exc)

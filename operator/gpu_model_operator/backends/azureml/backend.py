@@ -26,6 +26,7 @@ SDK object outlives the call that read it, and no read is handed from one call t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,9 +39,10 @@ from ... import __version__
 from ... import conditions as c
 from ...models import AttachedCompute, AzureMLSpec
 from ..azure.arm import Arm
+from ..azure.arm_budget import ArmBudget
 from ..azure.calls import READ_TIMEOUT, WRITE_TIMEOUT, CallKind, Calls, Scope
 from ..azure.connections import Connections
-from ..azure.scoring import ScoringKeys
+from ..azure.scoring import KEYS_REFRESH_SECONDS, ScoringKeys
 from ..azure.tls import use_hashed_ca_directory
 from ..base import (
     Backend,
@@ -55,11 +57,11 @@ from ..base import (
 )
 from ..endpoint import RequestCounts, RolloutStep
 from ..vm_sizes import check_provisionable
-from . import writes
+from . import sdk, writes
 from .errors import classify, none_if_not_found
 from .observed import gpu_holders, observed_compute, observed_service
 from .reads import Reads
-from .sdk import SDK_IMPORTED_EARLY, AksCompute, Model, ServicePrincipalAuthentication, Workspace
+from .sdk import SDK_IMPORTED_EARLY
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -103,13 +105,16 @@ class _Connection:
 class AzureMLBackend(Backend[AzureMLSpec]):
     name = "azureml"
 
-    def __init__(self, workers: int = 8) -> None:
+    def __init__(
+        self, workers: int = 8, budget: ArmBudget | None = None, keys_refresh_seconds: float = KEYS_REFRESH_SECONDS
+    ) -> None:
         use_hashed_ca_directory()
-        self._calls = Calls(workers, "azureml-sdk")
+        #: ``budget``: ARM's buckets, shared with the azureml-v2 backend in one process.
+        self._calls = Calls(workers, "azureml-sdk", budget)
         self._reads = Reads(workers, READ_TIMEOUT)
         self._connections: Connections[_Connection] = Connections(lambda conn: conn.arm.close())
         #: Each service's keys, per (workspace key, service name): read once, again after a refusal or when fresh.
-        self._keys = ScoringKeys()
+        self._keys = ScoringKeys(keys_refresh_seconds)
         #: Registered model versions, which Azure ML never changes: read once, not at every deployment.
         self._models: dict[tuple[WsKey, str, int], Any] = {}
         if SDK_IMPORTED_EARLY:
@@ -126,12 +131,22 @@ class AzureMLBackend(Backend[AzureMLSpec]):
         return Scope.of(ws.subscription_id, ws.resource_group, ws.name, credentials)
 
     async def _call(
-        self, inputs: Inputs, action: str, area: str, fn: Callable[[], T], timeout: float = READ_TIMEOUT
+        self,
+        inputs: Inputs,
+        action: str,
+        area: str,
+        fn: Callable[[], T],
+        timeout: float = READ_TIMEOUT,
+        *,
+        arm: bool = False,
     ) -> T:
-        """Run one blocking call to Azure in the pool; its failure comes back as a Transient/PermanentBackendError."""
+        """Run one blocking call to Azure in the pool; its failure comes back as a Transient/PermanentBackendError.
+        ``arm``: the call goes to Azure Resource Manager (the workspace, a compute's PUT or DELETE) and takes a token
+        of the ARM budget; the SDK's other calls go to the workspace's regional host, which ARM does not count."""
         credential = _credential(inputs)
         explain = lambda exc: classify(exc, action, area=area, credential=credential)  # noqa: E731
-        return await self._calls.call(self._key(inputs), CallKind.given(timeout), action, fn, explain, timeout)
+        kind = CallKind.given(timeout)
+        return await self._calls.call(self._key(inputs), kind, action, fn, explain, timeout, arm=arm)
 
     async def _connect(self, inputs: Inputs) -> tuple[WsKey, _Connection]:
         """The workspace signed in, once per workspace and set of credentials (see ``Connections``)."""
@@ -140,14 +155,16 @@ class AzureMLBackend(Backend[AzureMLSpec]):
 
         def connect() -> _Connection:
             tenant, client, secret = (creds[k] for k in CREDENTIAL_KEYS)
-            auth = ServicePrincipalAuthentication(tenant, client, secret)
+            auth = sdk.ServicePrincipalAuthentication(tenant, client, secret)
             sub, group = ws_spec.subscription_id, ws_spec.resource_group
-            ws = Workspace.get(ws_spec.name, auth=auth, subscription_id=sub, resource_group=group)
+            ws = sdk.Workspace.get(ws_spec.name, auth=auth, subscription_id=sub, resource_group=group)
             self._reads.endpoints(ws)  # the discovery document, read once here rather than in a poll
-            return _Connection(ws, auth, Arm(auth, USER_AGENT))
+            return _Connection(ws, auth, Arm(auth, USER_AGENT, observe=observe))
+
+        observe = functools.partial(self._calls.budget.observe, key.principal_key)
 
         async def sign_in() -> _Connection:
-            return await self._call(inputs, f"connecting to workspace {ws_spec.name}", "workspace", connect)
+            return await self._call(inputs, f"connecting to workspace {ws_spec.name}", "workspace", connect, arm=True)
 
         return key, await self._connections.get(key, sign_in)
 
@@ -161,15 +178,15 @@ class AzureMLBackend(Backend[AzureMLSpec]):
         )
         if found is None:
             return ObservedCompute(name, ComputeState.ABSENT)
-        return observed_compute(name, found, isinstance(found, AksCompute), inputs.owner)
+        return observed_compute(name, found, isinstance(found, sdk.AksCompute), inputs.owner)
 
     def _model(self, key: WsKey, ws: Any, name: str, version: int | None) -> Any:
         """``Model(ws, name, version)``; a pinned version is cached (immutable), the latest is read every time.
         Runs in a pool thread; two threads racing to fill the cache only read the same model twice."""
         if version is None:
-            return Model(ws, name=name)
+            return sdk.Model(ws, name=name)
         if (key, name, version) not in self._models:
-            self._models[(key, name, version)] = Model(ws, name=name, version=version)
+            self._models[(key, name, version)] = sdk.Model(ws, name=name, version=version)
         return self._models[(key, name, version)]
 
     async def create_compute(self, inputs: Inputs) -> None:
@@ -188,7 +205,7 @@ class AzureMLBackend(Backend[AzureMLSpec]):
             check_provisionable(provision.vm_size, provision.agent_count, provision.cluster_purpose.value)
             start = lambda: writes.provision_compute(conn.arm, conn.ws, name, provision, owner)  # noqa: E731
             verb = f"creating compute {name}"
-        await self._call(inputs, verb, "compute", start, WRITE_TIMEOUT)
+        await self._call(inputs, verb, "compute", start, WRITE_TIMEOUT, arm=True)
 
     async def delete_compute(self, inputs: Inputs) -> None:
         """Start deleting a provisioned cluster, or detach an attached one; gone already is success."""
@@ -198,7 +215,7 @@ class AzureMLBackend(Backend[AzureMLSpec]):
         start = none_if_not_found(
             lambda: writes.delete_compute(self._reads, conn.ws, conn.auth, name, owner, take_over)
         )
-        await self._call(inputs, f"deleting compute {name}", "compute", start, WRITE_TIMEOUT)
+        await self._call(inputs, f"deleting compute {name}", "compute", start, WRITE_TIMEOUT, arm=True)
 
     async def services_on_compute(self, inputs: Inputs) -> list[ServiceOnCompute]:
         """Every AKS service of the workspace, with the compute it is on and the GPUs it holds (a failed one holds

@@ -28,7 +28,7 @@ from urllib3.util.retry import Retry
 
 from ... import __version__
 from ..azure.tls import SharedContextAdapter
-from .sdk import AksCompute, AksWebservice, ComputeTarget, ComputeTargetException, Webservice, WebserviceException
+from . import sdk
 
 ARM_PATH = "subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}"
 #: The API versions azureml-core 1.61 sends (``MMS_ROUTE_API_VERSION``, ``MLC_WORKSPACE_API_VERSION``).
@@ -103,11 +103,11 @@ class Reads:
         if response.status_code == 404:
             return None
         if response.status_code != 200:
-            raise WebserviceException(_bad_response("Model Management Service", response))
+            raise sdk.WebserviceException(_bad_response("Model Management Service", response))
         payload = json.loads(response.content)
         if payload.get("computeType") != "AKS":
-            return Webservice(ws, name)  # not an AKS service: the SDK picks its class
-        return AksWebservice.deserialize(ws, payload)
+            return sdk.Webservice(ws, name)  # not an AKS service: the SDK picks its class
+        return sdk.AksWebservice.deserialize(ws, payload)
 
     def compute(self, ws: Any, auth: Any, name: str) -> Any | None:
         """``ComputeTarget(ws, name)``, or None where the SDK raises ComputeTargetNotFound."""
@@ -116,11 +116,11 @@ class Reads:
         if response.status_code == 404:
             return None
         if response.status_code != 200:
-            raise ComputeTargetException(_bad_response("Resource Provider", response))
+            raise sdk.ComputeTargetException(_bad_response("Resource Provider", response))
         payload = json.loads(response.content)
         if (payload.get("properties") or {}).get("computeType") != "AKS":
-            return ComputeTarget(ws, name)  # not an AKS cluster: the SDK picks its class
-        return AksCompute.deserialize(ws, payload)
+            return sdk.ComputeTarget(ws, name)  # not an AKS cluster: the SDK picks its class
+        return sdk.AksCompute.deserialize(ws, payload)
 
     def aks_services(self, ws: Any, auth: Any) -> list[Any]:
         """``AksWebservice.list(ws, compute_type="AKS")``, every page of it."""
@@ -131,13 +131,13 @@ class Reads:
             try:
                 response = self._send("GET", url, auth, LIST_TIMEOUT, params=params)
             except requests.Timeout:
-                raise WebserviceException(f"Error, request to MMS timed out to URL: {url}") from None
+                raise sdk.WebserviceException(f"Error, request to MMS timed out to URL: {url}") from None
             if response.status_code >= 400:
-                raise WebserviceException(_bad_response("Model Management Service", response))
+                raise sdk.WebserviceException(_bad_response("Model Management Service", response))
             page = json.loads(response.content)
             if "value" not in page:
-                raise WebserviceException(f'Error, invalid paginated response payload, missing "value":\n{page}')
-            services += [AksWebservice.deserialize(ws, s) for s in page["value"] if s.get("computeType") == "AKS"]
+                raise sdk.WebserviceException(f'Error, invalid paginated response payload, missing "value":\n{page}')
+            services += [sdk.AksWebservice.deserialize(ws, s) for s in page["value"] if s.get("computeType") == "AKS"]
             url, params = page.get("nextLink"), None
         return services
 
@@ -149,9 +149,9 @@ class Reads:
         """``service.get_keys()``: the primary and secondary key."""
         response = self._send("POST", f"{self.endpoints(ws).mms}/services/{name}/listkeys", auth)
         if response.status_code >= 400:
-            raise WebserviceException(_bad_response("Model Management Service", response))
+            raise sdk.WebserviceException(_bad_response("Model Management Service", response))
         keys = json.loads(response.content)
         for field in ("primaryKey", "secondaryKey"):
             if field not in keys:
-                raise WebserviceException(f"Invalid response key: {field}")
+                raise sdk.WebserviceException(f"Invalid response key: {field}")
         return str(keys["primaryKey"]), str(keys["secondaryKey"])

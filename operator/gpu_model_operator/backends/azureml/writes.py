@@ -22,8 +22,8 @@ import requests
 from ...models import Provision
 from ..azure.arm import Arm
 from ..base import TransientBackendError, is_legacy_tag_of
+from . import sdk
 from .reads import COMPUTE_API_VERSION, Reads
-from .sdk import AksWebservice, ComputeTargetException, Environment, InferenceConfig, Model, WebserviceException
 
 MANAGER = "gpu-model-operator"
 #: ARM tag names may not contain "/", so the compute's tags differ from the services' (MMS allows it).
@@ -125,7 +125,8 @@ def delete_service(reads: Reads, ws: Any, auth: Any, name: str, timeout: float) 
 def scale_service(reads: Reads, ws: Any, auth: Any, name: str, replicas: int) -> None:
     service = reads.service(ws, auth, name)
     if service is None:
-        raise WebserviceException(f"WebserviceNotFound: Webservice with name {name} not found in provided workspace")
+        missing = f"WebserviceNotFound: Webservice with name {name} not found in provided workspace"
+        raise sdk.WebserviceException(missing)
     service.update(num_replicas=replicas)
 
 
@@ -150,7 +151,7 @@ def deploy(reads: Reads, ws: Any, auth: Any, d: Deployment, model: Any) -> None:
     """Create (``Model.deploy``) or redeploy in place (``service.update``); returns once Azure accepted it."""
     compute = reads.compute(ws, auth, d.compute)
     if compute is None:
-        raise ComputeTargetException(
+        raise sdk.ComputeTargetException(
             f"ComputeTargetNotFound: Compute Target with name {d.compute} not found in provided workspace"
         )
     existing = reads.service(ws, auth, d.name)
@@ -159,10 +160,10 @@ def deploy(reads: Reads, ws: Any, auth: Any, d: Deployment, model: Any) -> None:
         entry.write_text(d.entry_script)
         conda = Path(tmp) / "conda.yml"
         conda.write_text(d.conda_spec)
-        env = Environment.from_conda_specification(f"{d.name}-env", str(conda))
+        env = sdk.Environment.from_conda_specification(f"{d.name}-env", str(conda))
         env.docker.base_image = d.base_image
         with _PARSE_LOCK:  # InferenceConfig ast.parse()s the entry script, see _PARSE_LOCK
-            config = InferenceConfig(entry_script=str(entry), environment=env)
+            config = sdk.InferenceConfig(entry_script=str(entry), environment=env)
         if existing is not None:
             # Never replace what is not ours: the reconciler decided on an observation, and a service of this
             # name may have appeared since (its owner tag says whose it is).
@@ -170,18 +171,19 @@ def deploy(reads: Reads, ws: Any, auth: Any, d: Deployment, model: Any) -> None:
             # A tag from before tags carried the uid: the reconciler decided from this resource's own record.
             if owner != d.owner and not is_legacy_tag_of(owner, d.owner) and not d.take_over:
                 raise TransientBackendError(f"service {d.name} appeared meanwhile (owner {owner or 'none'})")
-        if isinstance(existing, AksWebservice) and existing.compute_name == compute.name:
+        if isinstance(existing, sdk.AksWebservice) and existing.compute_name == compute.name:
             existing.update(
                 models=[model], inference_config=config, num_replicas=d.replicas, tags=d.tags, **d.resources
             )
             return
-        deployment = AksWebservice.deploy_configuration(
+        deployment = sdk.AksWebservice.deploy_configuration(
             autoscale_enabled=False, num_replicas=d.replicas, tags=d.tags, **d.resources
         )
         # Overwrite only a service that is ours (or taken over) and must move to this compute. Otherwise the SDK
         # asks Azure whether the name is free first, and Azure refuses a create over an existing service, so a
         # service made meanwhile by someone else is never replaced.
-        Model.deploy(ws, d.name, [model], config, deployment, deployment_target=compute, overwrite=existing is not None)
+        overwrite = existing is not None
+        sdk.Model.deploy(ws, d.name, [model], config, deployment, deployment_target=compute, overwrite=overwrite)
 
 
 def appeared_is_transient(deploy: Callable[[], None]) -> Callable[[], None]:

@@ -29,10 +29,13 @@ import requests
 from ... import conditions as c
 from ...keys import ScoringToken
 from ...models import AzureMLV2Spec, KubernetesEndpointCompute, uses_token
-from ..azure.scoring import ScoringKeys, ScoringTokens
+from ..azure.arm_budget import ArmBudget
+from ..azure.calls import CallKind
+from ..azure.scoring import KEYS_REFRESH_SECONDS, ScoringKeys, ScoringTokens
 from ..azure.tls import use_hashed_ca_directory
 from ..base import (
     Backend,
+    CallPriority,
     ObservedCompute,
     ObservedService,
     PermanentBackendError,
@@ -55,15 +58,17 @@ ENDPOINT_STATES = {"deleting": ServiceState.DELETING, "failed": ServiceState.FAI
 class AzureMLV2Backend(Backend[AzureMLV2Spec]):
     name = "azureml-v2"
 
-    def __init__(self, workers: int = 8) -> None:
+    def __init__(
+        self, workers: int = 8, budget: ArmBudget | None = None, keys_refresh_seconds: float = KEYS_REFRESH_SECONDS
+    ) -> None:
         # The scoring probe opens a new connection per endpoint (each is its own host): with the CAs as a hashed
         # directory OpenSSL reads the one a chain names instead of parsing the whole bundle each time.
         use_hashed_ca_directory()
-        self._session = Session(workers)
+        self._session = Session(workers, budget)
         self._computes = Computes(self._session)
         self._steps = Steps(self._session)
         #: Keys, read once and again when asked ``fresh`` or after scoring refused them.
-        self._keys = ScoringKeys()
+        self._keys = ScoringKeys(keys_refresh_seconds)
         #: Tokens of AMLToken endpoints, until Azure's refresh time (never logged: ScoringToken hides it).
         self._tokens = ScoringTokens()
         #: Why a deployment failed (Azure's GET of it says Failed and nothing more), per attempt.
@@ -217,7 +222,9 @@ class AzureMLV2Backend(Backend[AzureMLV2Spec]):
         read = lambda: arm.list_keys(ws, name)  # noqa: E731
         action = f"reading the keys of endpoint {name}"
         key = (self._session.key(inputs), name)
-        return await self._keys.get(key, lambda: self._session.call(inputs, action, "endpoint", read), fresh=fresh)
+        # listKeys is a POST: ARM counts it as a write.
+        call = lambda: self._session.call(inputs, action, "endpoint", read, kind=CallKind.WRITE)  # noqa: E731
+        return await self._keys.get(key, call, fresh=fresh)
 
     async def get_token(self, inputs: Inputs) -> ScoringToken | None:
         """An Azure ML token of an ``AMLToken`` endpoint (None for a key endpoint), kept until Azure's refresh time
@@ -229,7 +236,8 @@ class AzureMLV2Backend(Backend[AzureMLV2Spec]):
         read = lambda: arm.get_token(ws, name)  # noqa: E731
         action = f"getting a token of endpoint {name}"
         key = (self._session.key(inputs), name)
-        return await self._tokens.get(key, lambda: self._session.call(inputs, action, "endpoint", read))
+        call = lambda: self._session.call(inputs, action, "endpoint", read, kind=CallKind.WRITE)  # noqa: E731
+        return await self._tokens.get(key, call)
 
     async def _bearer(self, inputs: Inputs) -> str:
         """What the probe sends as ``Authorization: Bearer``: a token for an AMLToken endpoint, else its key."""
@@ -273,6 +281,7 @@ class AzureMLV2Backend(Backend[AzureMLV2Spec]):
             f"reading the request metrics of deployment {deployment} of endpoint {name}",
             "endpoint",
             lambda: arm.request_metrics(ws, name, deployment, start, end),
+            priority=CallPriority.PROBE,
         )
         return bodies.request_counts(deployment, found)
 

@@ -14,6 +14,7 @@ import functools
 
 from ... import conditions as c
 from ...models import AzureMLV2Spec, KubernetesCompute, KubernetesEndpointCompute
+from ..azure.shared_reads import SharedReads
 from ..base import ComputeState, ObservedCompute, PermanentBackendError, ServiceOnCompute
 from ..endpoint import QuotaReading
 from ..vm_sizes import vm_size
@@ -38,6 +39,9 @@ class Computes:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._sizes: dict[tuple[str, str], dict[str, tuple[str, int]]] = {}
+        #: A quota family's usage is the same for every resource of the workspace: one read in flight answers all
+        #: the passes of the same workspace and sign-in that ask meanwhile (nothing is kept after it).
+        self._usage: SharedReads[tuple[int, int]] = SharedReads()
         #: GPUs per instance of each Kubernetes compute's instance types, as observe last read them.
         self._instance_gpus: dict[tuple[WsKey, str], dict[str, int]] = {}
 
@@ -67,8 +71,11 @@ class Computes:
         if not family:
             message = f"instance type {size.name} is not offered in {ws.location} for online endpoints"
             raise PermanentBackendError(message, reason=c.INVALID_VM_SIZE)
-        used, limit = await self._session.call(
-            inputs, f"reading the quota of {family}", "workspace", lambda: arm.family_usage(ws, family)
+        used, limit = await self._usage.read(
+            (self._session.key(inputs), family.lower()),  # the same workspace, signed in the same way
+            lambda: self._session.call(
+                inputs, f"reading the quota of {family}", "workspace", lambda: arm.family_usage(ws, family)
+            ),
         )
         reserve = 0.0 if size.skip_reserve else QUOTA_RESERVE
         reading = QuotaReading(family, size.name, vcpus, size.gpus, limit, used, reserve)

@@ -8,8 +8,9 @@ Neither retries on its own (``retry_total=0``): see :mod:`..azure.calls`.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
@@ -17,9 +18,10 @@ from ... import __version__
 from ... import conditions as c
 from ...models import AzureMLV2Spec, SecretWorkspace
 from ..azure.arm import Arm
+from ..azure.arm_budget import ArmBudget
 from ..azure.calls import READ_TIMEOUT, WRITE_TIMEOUT, CallKind, Calls, Scope
 from ..azure.connections import Connections
-from ..base import DeploymentInputs, PermanentBackendError
+from ..base import CallPriority, DeploymentInputs, PermanentBackendError
 from .errors import classify
 
 __all__ = ["READ_TIMEOUT", "WRITE_TIMEOUT", "Inputs", "Session", "Workspace", "WsKey", "credential_source"]
@@ -69,8 +71,9 @@ class Workspace:
 class Session:
     """The signed-in workspaces, and the door every call of this backend passes."""
 
-    def __init__(self, workers: int) -> None:
-        self._calls = Calls(workers, "azureml-v2")
+    def __init__(self, workers: int, budget: ArmBudget | None = None) -> None:
+        #: ``budget``: ARM's buckets, shared with the azureml backend in one process.
+        self._calls = Calls(workers, "azureml-v2", budget)
         self._workspaces: Connections[Workspace] = Connections(_close)
 
     def key(self, inputs: Inputs) -> WsKey:
@@ -90,13 +93,15 @@ class Session:
         timeout: float = READ_TIMEOUT,
         *,
         kind: CallKind | None = None,
+        priority: CallPriority | None = None,
     ) -> T:
         """Run one blocking call to Azure in the pool; its failure comes back as a Transient/PermanentBackendError.
-        ``kind`` is what ARM counts it as (by default, what the timeout says: :meth:`CallKind.given`)."""
+        ``kind`` is what ARM counts it as (by default, what the timeout says: :meth:`CallKind.given`); every call
+        of this backend goes to ARM and waits for its token (``priority``: by default, a write's or the pass's)."""
         credential = credential_source(inputs)
         kind = kind or CallKind.given(timeout)
         explain = lambda exc: classify(exc, action, area=area, credential=credential)  # noqa: E731
-        return await self._calls.call(self.key(inputs), kind, action, fn, explain, timeout)
+        return await self._calls.call(self.key(inputs), kind, action, fn, explain, timeout, priority=priority)
 
     async def run(self, fn: Callable[[], T], timeout: float) -> T:
         """A blocking call that is not Azure's management API (a scoring request): the pool, no classification."""
@@ -106,9 +111,10 @@ class Session:
         """One signed-in workspace per workspace and credential (a changed Secret signs in again), with its
         location; a refused sign-in keeps nothing and is tried afresh next time."""
         name = inputs.spec.workspace.name
+        observe = functools.partial(self._calls.budget.observe, self.key(inputs).principal_key)
 
         async def connect() -> Workspace:
-            return await self.call(inputs, f"reading workspace {name}", "workspace", lambda: _sign_in(inputs))
+            return await self.call(inputs, f"reading workspace {name}", "workspace", lambda: _sign_in(inputs, observe))
 
         return await self._workspaces.get(self.key(inputs), connect)
 
@@ -120,8 +126,9 @@ class Session:
         return drained
 
 
-def _sign_in(inputs: Inputs) -> Workspace:
-    """The clients of the workspace, and its location read with them (a blocking call, in the pool)."""
+def _sign_in(inputs: Inputs, observe: Callable[[Mapping[str, str]], None]) -> Workspace:
+    """The clients of the workspace, and its location read with them (a blocking call, in the pool); ``observe``
+    gets the ARM client's answers' headers (the budget's remaining-calls counts)."""
     from azure.ai.ml import MLClient
 
     ws = inputs.spec.workspace
@@ -136,7 +143,8 @@ def _sign_in(inputs: Inputs) -> Workspace:
         enable_telemetry=False,
         user_agent=USER_AGENT,
     )
-    made = Workspace(client, credential, ws.subscription_id, ws.resource_group, ws.name, Arm(credential, USER_AGENT))
+    client_arm = Arm(credential, USER_AGENT, observe=observe)
+    made = Workspace(client, credential, ws.subscription_id, ws.resource_group, ws.name, client_arm)
     try:
         made.location = str(client.workspaces.get(ws.name).location)
     except Exception:
