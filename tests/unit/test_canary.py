@@ -17,6 +17,7 @@ from gpu_model_operator.annotations import ABORT, PROMOTE
 from gpu_model_operator.backends.base import ProbeResult
 from gpu_model_operator.backends.endpoint import (
     FAILED_ROLLOUT_TAG,
+    VERDICT_TAG,
     EndpointSnapshot,
     RequestCounts,
     RolloutStep,
@@ -32,12 +33,14 @@ from gpu_model_operator.models import (
     RolloutStatus,
 )
 from gpu_model_operator.reconcile import decide
-from tests.unit.test_rollout import FP, NEW, NOW, OLD, OWNER, d, ep, marked, observed, quota_of
+from tests.unit.test_rollout import MINE, FP, NEW, NOW, OLD, OWNER, d, ep, marked, observed, quota_of
 
 STEPS = [{"trafficPercent": 10, "holdSeconds": 60}, {"trafficPercent": 50, "holdSeconds": 60}]
 STEPS += [{"trafficPercent": 80, "holdSeconds": 60}]
 HALF_MINUTE_AGO, MINUTE_AGO, TWO_MINUTES_AGO = "2026-01-01T00:59:30Z", "2026-01-01T00:59:00Z", "2026-01-01T00:58:00Z"
-ANSWERS, NO_ANSWER = ProbeResult(True, "POST answered 200"), ProbeResult(False, "POST answered 424")
+ANSWERS, NO_ANSWER = ProbeResult(True, "POST answered 200", 200), ProbeResult(False, "POST answered 424", 424)
+#: A probe lost on the way (no answer at all): the network's, not the model's.
+LOST = ProbeResult(False, "POST https://digits-svc/score failed: ReadTimeout")
 COUNTED = "errors (5xx, 408, 424)"
 
 
@@ -452,10 +455,16 @@ ROLLED_BACK = RolloutStatus(
 )
 MARK = f"{NEW}: {FAILED_2}"
 ROLL_BACK = RolloutStep(
-    StepKind.ROLL_BACK, NEW, why=f"rollout of {NEW} failed: {FAILED_2}", traffic={OLD: 100}, mirror={}
+    StepKind.ROLL_BACK,
+    NEW,
+    mark=FAILED_2,
+    tags={**MINE, VERDICT_TAG: FAILED_2},
+    why=f"rollout of {NEW} failed: {FAILED_2}",
+    traffic={OLD: 100},
+    mirror={},
 )
 GIVE_BACK = RolloutStep(
-    StepKind.GIVE_BACK, OLD, 2, MARK, {FAILED_ROLLOUT_TAG: MARK}, f"rollout of {NEW} failed: {FAILED_2}"
+    StepKind.GIVE_BACK, OLD, 2, MARK, {**MINE, FAILED_ROLLOUT_TAG: MARK}, f"rollout of {NEW} failed: {FAILED_2}"
 )
 
 
@@ -545,6 +554,8 @@ PASSES: dict[str, tuple[Judged, Canaried]] = {
             RolloutStep(
                 StepKind.ROLL_BACK,
                 NEW,
+                mark=f"aborted by {ABORT} ({STEP_1})",
+                tags={**MINE, VERDICT_TAG: f"aborted by {ABORT} ({STEP_1})"},
                 why=f"rollout of {NEW} failed: aborted by {ABORT} ({STEP_1})",
                 traffic={OLD: 100},
                 mirror={},

@@ -15,6 +15,9 @@ from gpu_model_operator import quota, rollout
 from gpu_model_operator.backends.base import ComputeState, ObservedCompute, ObservedService, ProbeResult, ServiceState
 from gpu_model_operator.backends.endpoint import (
     FAILED_ROLLOUT_TAG,
+    MADE_ROOM_TAG,
+    OWNER_TAG,
+    VERDICT_TAG,
     DeploymentSnapshot,
     EndpointSnapshot,
     QuotaReading,
@@ -34,8 +37,18 @@ CRASH = "ResourceNotReady: User container has crashed"
 REFUSED = "Azure refused it: model digits version 2 is not registered in workspace ws1"
 
 
+#: The owner tag of this resource's deployments.
+MINE = {OWNER_TAG: OWNER}
+
+
 def d(name: str, state: str = "Succeeded", count: int = 2, error: str = "", **tags: str) -> DeploymentSnapshot:
-    return DeploymentSnapshot(name, state, count, "Standard_NC4as_T4_v3", error, dict(tags))
+    """A deployment this resource made: its owner tag, and any others given."""
+    return DeploymentSnapshot(name, state, count, "Standard_NC4as_T4_v3", error, {OWNER_TAG: OWNER, **tags})
+
+
+def theirs(name: str, count: int = 2) -> DeploymentSnapshot:
+    """A deployment someone else added to the endpoint (``az ml online-deployment create``): no operator tags."""
+    return DeploymentSnapshot(name, "Succeeded", count, "Standard_NC4as_T4_v3")
 
 
 def marked(name: str, count: int, record: str) -> DeploymentSnapshot:
@@ -208,7 +221,7 @@ STEPS: dict[str, StepCase] = {
     ),
     "no room: the live deployment is halved first, still serving": StepCase(
         ep(d(OLD, count=3), traffic={OLD: 100}),
-        RolloutStep(StepKind.MAKE_ROOM, OLD, 2, why=f"no room for {NEW} ({NO_ROOM.why})"),
+        RolloutStep(StepKind.MAKE_ROOM, OLD, 2, None, {**MINE, MADE_ROOM_TAG: NEW}, f"no room for {NEW} ({NO_ROOM.why})"),
         room=NO_ROOM,
     ),
     "halving frees less quota than one new instance needs: blocked, production untouched": StepCase(
@@ -233,7 +246,7 @@ STEPS: dict[str, StepCase] = {
             OLD,
             4,
             f"{NEW}: no room ({HALVING_FREES_TOO_LITTLE.why})",
-            {FAILED_ROLLOUT_TAG: f"{NEW}: no room ({HALVING_FREES_TOO_LITTLE.why})"},
+            {**MINE, FAILED_ROLLOUT_TAG: f"{NEW}: no room ({HALVING_FREES_TOO_LITTLE.why})"},
             f"no room for {NEW} ({HALVING_FREES_TOO_LITTLE.why}): {OLD} gets its instances back",
         ),
         replicas=4,
@@ -268,21 +281,49 @@ STEPS: dict[str, StepCase] = {
         RolloutStep(StepKind.HOLD, NEW, why="canary step 1 of 2 (10% of requests), held 5s of 60s"),
         move=RolloutStep(StepKind.HOLD, NEW, why="canary step 1 of 2 (10% of requests), held 5s of 60s"),
     ),
-    "a canary step given up: all its traffic back to the live deployment first": StepCase(
+    # Review finding 5: the verdict goes on the new deployment's tags with the RollBack (before its traffic goes
+    # back), so a status write lost after it cannot start the canary again.
+    "a canary step given up: all its traffic back to the live deployment first, the verdict recorded on Azure": StepCase(
         ep(d(OLD), d(NEW), traffic={OLD: 50, NEW: 50}),
-        RolloutStep(StepKind.ROLL_BACK, NEW, why=f"rollout of {NEW} failed: {ERRORS}", traffic={OLD: 100}, mirror={}),
+        RolloutStep(
+            StepKind.ROLL_BACK,
+            NEW,
+            mark=ERRORS,
+            tags={**MINE, VERDICT_TAG: ERRORS},
+            why=f"rollout of {NEW} failed: {ERRORS}",
+            traffic={OLD: 100},
+            mirror={},
+        ),
         abandon=ERRORS,
     ),
-    "...shared back in proportion where several deployments serve": StepCase(
-        ep(d(OLD), d(STRAY), d(NEW), traffic={OLD: 30, STRAY: 40, NEW: 30}),
+    "...shared back in proportion where several deployments serve (one of them someone else's)": StepCase(
+        ep(d(OLD), theirs(STRAY), d(NEW), traffic={OLD: 30, STRAY: 40, NEW: 30}),
         RolloutStep(
-            StepKind.ROLL_BACK, NEW, why=f"rollout of {NEW} failed: {ERRORS}", traffic={OLD: 43, STRAY: 57}, mirror={}
+            StepKind.ROLL_BACK,
+            NEW,
+            mark=ERRORS,
+            tags={**MINE, VERDICT_TAG: ERRORS},
+            why=f"rollout of {NEW} failed: {ERRORS}",
+            traffic={OLD: 43, STRAY: 57},
+            mirror={},
         ),
+        abandon=ERRORS,
+    ),
+    "...its verdict already recorded (a pass cut off before the traffic PUT): the RollBack alone": StepCase(
+        ep(d(OLD), d(NEW, **{VERDICT_TAG: ERRORS}), traffic={OLD: 50, NEW: 50}),
+        RolloutStep(StepKind.ROLL_BACK, NEW, why=f"rollout of {NEW} failed: {ERRORS}", traffic={OLD: 100}, mirror={}),
         abandon=ERRORS,
     ),
     "the mirroring given up: it stops before the new deployment can go": StepCase(
         ep(d(OLD), d(NEW), traffic={OLD: 100}, mirror={NEW: 20}),
-        RolloutStep(StepKind.ROLL_BACK, NEW, why=f"rollout of {NEW} failed: {ERRORS}", mirror={}),
+        RolloutStep(
+            StepKind.ROLL_BACK,
+            NEW,
+            mark=ERRORS,
+            tags={**MINE, VERDICT_TAG: ERRORS},
+            why=f"rollout of {NEW} failed: {ERRORS}",
+            mirror={},
+        ),
         abandon=ERRORS,
     ),
     "a new deployment that fails while it takes canary traffic is rolled back, never given all of it": StepCase(
@@ -303,7 +344,7 @@ STEPS: dict[str, StepCase] = {
             OLD,
             2,
             GAVE_BACK,
-            {"team": "a", FAILED_ROLLOUT_TAG: GAVE_BACK},
+            {**MINE, "team": "a", FAILED_ROLLOUT_TAG: GAVE_BACK},
             f"rollout of {NEW} failed: {CRASH}",
         ),
     ),
@@ -314,7 +355,7 @@ STEPS: dict[str, StepCase] = {
     "the live deployment gets back only what the capacity allows, and never less than it has": StepCase(
         ep(d(OLD, count=3), d(NEW, "Failed", 1, CRASH), traffic={OLD: 100}),
         RolloutStep(
-            StepKind.GIVE_BACK, OLD, 3, GAVE_BACK, {FAILED_ROLLOUT_TAG: GAVE_BACK}, f"rollout of {NEW} failed: {CRASH}"
+            StepKind.GIVE_BACK, OLD, 3, GAVE_BACK, {**MINE, FAILED_ROLLOUT_TAG: GAVE_BACK}, f"rollout of {NEW} failed: {CRASH}"
         ),
     ),
     "refused at the call before Azure marked it Failed: the live deployment gets its instances back": StepCase(
@@ -324,7 +365,7 @@ STEPS: dict[str, StepCase] = {
             OLD,
             2,
             f"{NEW}: {REFUSED}",
-            {FAILED_ROLLOUT_TAG: f"{NEW}: {REFUSED}"},
+            {**MINE, FAILED_ROLLOUT_TAG: f"{NEW}: {REFUSED}"},
             f"rollout of {NEW} failed: {REFUSED}",
         ),
         abandon=REFUSED,
@@ -341,7 +382,7 @@ STEPS: dict[str, StepCase] = {
             OLD,
             2,
             f"{NEW}: {NO_ANSWER}",
-            {FAILED_ROLLOUT_TAG: f"{NEW}: {NO_ANSWER}"},
+            {**MINE, FAILED_ROLLOUT_TAG: f"{NEW}: {NO_ANSWER}"},
             f"rollout of {NEW} failed: {NO_ANSWER}",
         ),
         abandon=NO_ANSWER,
@@ -373,12 +414,12 @@ STEPS: dict[str, StepCase] = {
     "an old record on the deployment that serves alone is cleared": StepCase(
         ep(marked(NEW, 2, f"{OLD}: crash"), traffic={NEW: 100}),
         RolloutStep(
-            StepKind.CLEAR_RECORD, NEW, 2, "", {}, "it serves alone: the record of an earlier failed rollout goes"
+            StepKind.CLEAR_RECORD, NEW, 2, "", MINE, "it serves alone: the record of an earlier failed rollout goes"
         ),
     ),
     "the retry of a failed rollout: halving the live deployment clears its record": StepCase(
         ep(marked(OLD, 2, GAVE_BACK), traffic={OLD: 100}),
-        RolloutStep(StepKind.MAKE_ROOM, OLD, 1, "", {}, f"no room for {NEW} ({NO_ROOM.why})"),
+        RolloutStep(StepKind.MAKE_ROOM, OLD, 1, "", {**MINE, MADE_ROOM_TAG: NEW}, f"no room for {NEW} ({NO_ROOM.why})"),
         room=NO_ROOM,
     ),
 }
@@ -540,7 +581,7 @@ PASSES: dict[str, PassCase] = {
                 OLD,
                 2,
                 f"{NEW}: {NO_ANSWER}",
-                {FAILED_ROLLOUT_TAG: f"{NEW}: {NO_ANSWER}"},
+                {**MINE, FAILED_ROLLOUT_TAG: f"{NEW}: {NO_ANSWER}"},
                 f"rollout of {NEW} failed: {NO_ANSWER}",
             ),
             rolling(StepKind.GIVE_BACK, OLD, f"rollout of {NEW} failed: {NO_ANSWER}", abandoned=NO_ANSWER),
@@ -575,7 +616,7 @@ PASSES: dict[str, PassCase] = {
                 OLD,
                 2,
                 f"{NEW}: {REFUSED}",
-                {FAILED_ROLLOUT_TAG: f"{NEW}: {REFUSED}"},
+                {**MINE, FAILED_ROLLOUT_TAG: f"{NEW}: {REFUSED}"},
                 f"rollout of {NEW} failed: {REFUSED}",
             ),
             rolling(StepKind.GIVE_BACK, OLD, f"rollout of {NEW} failed: {REFUSED}", abandoned=REFUSED),
