@@ -89,7 +89,9 @@ CASES: dict[str, Case] = {
     "a 2xx passes": Case(Answer(200, "[1]"), None, ProbeResult(True, f"{TO} answered 200", 200)),
     "a 2xx to the probe request passes": Case(Answer(200, "[1]"), BODY, ProbeResult(True, f"{TO} answered 200", 200)),
     "the model failing on the default body is not ready, and says what to set": Case(
-        Answer(424, '{"message": "KeyError: data"}', MODEL_ERROR), None, ProbeResult(False, f"{TO} {DEFAULT_BODY_HINT}", 424)
+        Answer(424, '{"message": "KeyError: data"}', MODEL_ERROR),
+        None,
+        ProbeResult(False, f"{TO} {DEFAULT_BODY_HINT}", 424),
     ),
     "the model failing on the probe request is not ready": Case(
         Answer(424, '{"message": "bad shape"}', MODEL_ERROR),

@@ -15,7 +15,10 @@ from gpu_model_operator import quota, rollout
 from gpu_model_operator.backends.base import ComputeState, ObservedCompute, ObservedService, ProbeResult, ServiceState
 from gpu_model_operator.backends.endpoint import (
     FAILED_ROLLOUT_TAG,
+    FINGERPRINT_TAG,
     MADE_ROOM_TAG,
+    MANAGED_BY,
+    MANAGER,
     OWNER_TAG,
     VERDICT_TAG,
     DeploymentSnapshot,
@@ -29,6 +32,10 @@ from gpu_model_operator.models import AzureMLV2Spec, GpuModelDeploymentStatus, O
 from gpu_model_operator.reconcile import decide
 
 NEW, OLD, STRAY = "gmo-new", "gmo-old", "gmo-stray"
+#: A canary's candidate the spec was edited away from mid-canary, and the deployment of the edited spec.
+STALE, EDITED = "gmo-stale", "gmo-edited"
+#: A deployment someone else added to the operator's endpoint (``az ml online-deployment create``).
+FOREIGN = "alice-debug"
 OWNER = "team-a/digits/uid-1"
 FP = "fp-1"
 URI = "https://digits-svc.eastus.inference.ml.azure.com/score"
@@ -221,7 +228,9 @@ STEPS: dict[str, StepCase] = {
     ),
     "no room: the live deployment is halved first, still serving": StepCase(
         ep(d(OLD, count=3), traffic={OLD: 100}),
-        RolloutStep(StepKind.MAKE_ROOM, OLD, 2, None, {**MINE, MADE_ROOM_TAG: NEW}, f"no room for {NEW} ({NO_ROOM.why})"),
+        RolloutStep(
+            StepKind.MAKE_ROOM, OLD, 2, None, {**MINE, MADE_ROOM_TAG: NEW}, f"no room for {NEW} ({NO_ROOM.why})"
+        ),
         room=NO_ROOM,
     ),
     "halving frees less quota than one new instance needs: blocked, production untouched": StepCase(
@@ -251,6 +260,107 @@ STEPS: dict[str, StepCase] = {
         ),
         replicas=4,
         room=HALVING_FREES_TOO_LITTLE,
+    ),
+    # Review finding 2: MakeRoom halved production again on every pass that found no room (4 -> 2 -> 1, then a
+    # permanent Blocked). The halving is recorded on the live deployment (on Azure); once it is there, no room means
+    # production gets its instances back (a failed rollout, retried after the back-off), never a second halving.
+    "halved for this rollout and the room is gone: never halved again, production gets its instances back": StepCase(
+        ep(d(OLD, count=2, **{MADE_ROOM_TAG: NEW}), traffic={OLD: 100}),
+        RolloutStep(
+            StepKind.GIVE_BACK,
+            OLD,
+            4,
+            f"{NEW}: no room after halving ({NO_ROOM.why})",
+            {**MINE, FAILED_ROLLOUT_TAG: f"{NEW}: no room after halving ({NO_ROOM.why})"},
+            f"no room for {NEW} after halving {OLD} ({NO_ROOM.why}): {OLD} gets its instances back",
+        ),
+        replicas=4,
+        room=NO_ROOM,
+    ),
+    "...halved for this rollout with room now: the new deployment beside it, the record kept": StepCase(
+        ep(d(OLD, count=2, **{MADE_ROOM_TAG: NEW}), traffic={OLD: 100}),
+        RolloutStep(StepKind.CREATE_DEPLOYMENT, NEW, 2, why="beside the live deployment (2 of 4 fit now: quota)"),
+        replicas=4,
+        room=rollout.Room(2, 2, "quota"),
+    ),
+    "...halved for another rollout (the spec changed since): this one may halve it": StepCase(
+        ep(d(OLD, count=2, **{MADE_ROOM_TAG: STALE}), traffic={OLD: 100}),
+        RolloutStep(
+            StepKind.MAKE_ROOM, OLD, 1, None, {**MINE, MADE_ROOM_TAG: NEW}, f"no room for {NEW} ({NO_ROOM.why})"
+        ),
+        room=NO_ROOM,
+    ),
+    "a failed rollout's give-back drops the halving's record with the instances it returns": StepCase(
+        ep(d(OLD, count=1, **{MADE_ROOM_TAG: NEW}), d(NEW, "Failed", 1, CRASH), traffic={OLD: 100}),
+        RolloutStep(
+            StepKind.GIVE_BACK,
+            OLD,
+            2,
+            GAVE_BACK,
+            {**MINE, FAILED_ROLLOUT_TAG: GAVE_BACK},
+            f"rollout of {NEW} failed: {CRASH}",
+        ),
+    ),
+    # Review finding 3: the spec edited while a canary step holds. The old candidate is neither desired nor the
+    # stable deployment: its share goes back to the stable one first (whatever else runs), then it is deleted.
+    "edited mid-canary: the stale candidate's share goes back to the stable deployment first": StepCase(
+        ep(d(OLD, count=2), d(STALE, count=1), traffic={OLD: 90, STALE: 10}, desired=EDITED),
+        RolloutStep(
+            StepKind.ROLL_BACK,
+            STALE,
+            why=f"{STALE} is neither desired nor the stable {OLD}: its 10% of requests go back to {OLD}",
+            traffic={OLD: 100},
+            mirror={},
+        ),
+        room=NO_ROOM,
+    ),
+    "...with the edited deployment beside them already: the stale one never shares the new split": StepCase(
+        ep(d(OLD), d(STALE, count=1), d(EDITED), traffic={OLD: 90, STALE: 10}, desired=EDITED),
+        RolloutStep(
+            StepKind.ROLL_BACK,
+            STALE,
+            why=f"{STALE} is neither desired nor the stable {OLD}: its 10% of requests go back to {OLD}",
+            traffic={OLD: 100},
+            mirror={},
+        ),
+        answers=True,
+    ),
+    "...its share back: it is deleted as any stray": StepCase(
+        ep(d(OLD), d(STALE, count=1), traffic={OLD: 100}, desired=EDITED),
+        RolloutStep(StepKind.DELETE_DEPLOYMENT, STALE, why="old deployment, its traffic moved"),
+    ),
+    "...an abort (or a failed canary of the edited one) gives the halved production back once it is gone": StepCase(
+        ep(d(OLD, count=2, **{MADE_ROOM_TAG: STALE}), traffic={OLD: 100}, desired=EDITED),
+        RolloutStep(
+            StepKind.GIVE_BACK,
+            OLD,
+            4,
+            f"{EDITED}: aborted",
+            {**MINE, FAILED_ROLLOUT_TAG: f"{EDITED}: aborted"},
+            f"rollout of {EDITED} failed: aborted",
+        ),
+        replicas=4,
+        abandon="aborted",
+    ),
+    # Review finding 4: ownership of a deployment is its owner tag; what someone else added is reported, never touched.
+    "a deployment someone else added to the endpoint (no operator tags) is never deleted": StepCase(
+        ep(d(NEW), theirs(FOREIGN), traffic={NEW: 100}), RolloutStep(StepKind.NONE)
+    ),
+    "...nor one tagged as another resource's": StepCase(
+        ep(d(NEW), d(FOREIGN, count=2, **{OWNER_TAG: "team-b/digits/uid-9"}), traffic={NEW: 100}),
+        RolloutStep(StepKind.NONE),
+    ),
+    "...while the operator's own strays beside it go": StepCase(
+        ep(d(NEW), theirs(FOREIGN), d(STRAY), traffic={NEW: 100}),
+        RolloutStep(StepKind.DELETE_DEPLOYMENT, STRAY, why="old deployment, its traffic moved"),
+    ),
+    "a deployment the operator made before deployments carried the owner tag is its own: deleted as a stray": StepCase(
+        ep(
+            d(NEW),
+            DeploymentSnapshot(STRAY, "Succeeded", 2, tags={MANAGED_BY: MANAGER, FINGERPRINT_TAG: "fp-0"}),
+            traffic={NEW: 100},
+        ),
+        RolloutStep(StepKind.DELETE_DEPLOYMENT, STRAY, why="old deployment, its traffic moved"),
     ),
     "the new deployment is up: it is probed before any traffic": StepCase(
         ep(d(OLD), d(NEW), traffic={OLD: 100}),
@@ -283,7 +393,7 @@ STEPS: dict[str, StepCase] = {
     ),
     # Review finding 5: the verdict goes on the new deployment's tags with the RollBack (before its traffic goes
     # back), so a status write lost after it cannot start the canary again.
-    "a canary step given up: all its traffic back to the live deployment first, the verdict recorded on Azure": StepCase(
+    "a canary step given up: all its traffic back to the live deployment, the verdict recorded on Azure": StepCase(
         ep(d(OLD), d(NEW), traffic={OLD: 50, NEW: 50}),
         RolloutStep(
             StepKind.ROLL_BACK,
@@ -310,7 +420,7 @@ STEPS: dict[str, StepCase] = {
         abandon=ERRORS,
     ),
     "...its verdict already recorded (a pass cut off before the traffic PUT): the RollBack alone": StepCase(
-        ep(d(OLD), d(NEW, **{VERDICT_TAG: ERRORS}), traffic={OLD: 50, NEW: 50}),
+        ep(d(OLD), d(NEW, count=2, **{VERDICT_TAG: ERRORS}), traffic={OLD: 50, NEW: 50}),
         RolloutStep(StepKind.ROLL_BACK, NEW, why=f"rollout of {NEW} failed: {ERRORS}", traffic={OLD: 100}, mirror={}),
         abandon=ERRORS,
     ),
@@ -355,7 +465,12 @@ STEPS: dict[str, StepCase] = {
     "the live deployment gets back only what the capacity allows, and never less than it has": StepCase(
         ep(d(OLD, count=3), d(NEW, "Failed", 1, CRASH), traffic={OLD: 100}),
         RolloutStep(
-            StepKind.GIVE_BACK, OLD, 3, GAVE_BACK, {**MINE, FAILED_ROLLOUT_TAG: GAVE_BACK}, f"rollout of {NEW} failed: {CRASH}"
+            StepKind.GIVE_BACK,
+            OLD,
+            3,
+            GAVE_BACK,
+            {**MINE, FAILED_ROLLOUT_TAG: GAVE_BACK},
+            f"rollout of {NEW} failed: {CRASH}",
         ),
     ),
     "refused at the call before Azure marked it Failed: the live deployment gets its instances back": StepCase(
