@@ -87,8 +87,9 @@ def decide(facts: Facts) -> Decision:
 
 def _see_retry_token(facts: Facts, status: GpuModelDeploymentStatus) -> None:
     """A gpumodel.io/retry-now value is handled by the first pass that decides on what it observed, acted on or not
-    (a pass stopped by a problem leaves it for the next): one set while nothing had failed (Argo CD offers Retry now whenever Ready is False, so throughout a rollout or a canary's
-    hold) must not retry a later failure at once, a canary's judged one included."""
+    (a pass stopped by a problem leaves it for the next). One set while nothing had failed (Argo CD offers Retry now
+    whenever Ready is False: throughout a rollout or a canary's hold) must not retry a later failure at once, a
+    canary's judged one included."""
     obs = facts.observation
     if obs is not None and obs.retry_token is not None and status.retry.handled_token != obs.retry_token:
         status.retry = status.retry.model_copy(update={"handled_token": obs.retry_token})

@@ -277,13 +277,16 @@ def _create(ep: EndpointSnapshot, replicas: int, room: Room) -> RolloutStep:
         # it is retried after the back-off.
         why = f"no room for {ep.desired} after halving {old.name} ({room.why}): {old.name} gets its instances back"
         mark = f"{ep.desired}: no room after halving ({room.why})"[:TAG_VALUE_LIMIT]
-        return RolloutStep(StepKind.GIVE_BACK, old.name, max(old.instance_count, replicas), mark, old.tags_with(mark), why)
+        return RolloutStep(
+            StepKind.GIVE_BACK, old.name, max(old.instance_count, replicas), mark, old.tags_with(mark), why
+        )
     if old is not None and old.instance_count >= 2 and room.if_halved >= 1:
         # A failed rollout recorded on it goes (this is the retry): halved, it would otherwise read as that failure.
-        mark = "" if old.failed_rollout is not None else None
+        cleared = "" if old.failed_rollout is not None else None
         tags = {**old.tags_with(""), MADE_ROOM_TAG: ep.desired}
         half = math.ceil(old.instance_count / 2)
-        return RolloutStep(StepKind.MAKE_ROOM, old.name, half, mark, tags, f"no room for {ep.desired} ({room.why})")
+        why = f"no room for {ep.desired} ({room.why})"
+        return RolloutStep(StepKind.MAKE_ROOM, old.name, half, cleared, tags, why)
     live = ep.live
     if len(live) == 1 and live[0].instance_count < replicas:
         # Halved to make room that is not there now (the quota shrank, or someone else took what the halving

@@ -237,7 +237,10 @@ def rollout_status(facts: Facts, obs: Observation, outcome: Outcome) -> RolloutS
     )
     since = previous.since if same and previous is not None else facts.now
     keep = None if step.kind == StepKind.CREATE_DEPLOYMENT else gave_up
-    kept = previous.canary if keep is not None and previous is not None else None
+    was = previous.canary if previous is not None else None
+    # A canary's record is kept with the failure it gave up for; a hold's (a status that lost the verdict, read back
+    # from Azure) would say the step still holds.
+    kept = was if keep is not None and was is not None and was.verdict in canary.GIVEN_UP else None
     return RolloutStatus(
         step=step.kind.value,
         deployment=step.deployment or None,
