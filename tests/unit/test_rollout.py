@@ -118,6 +118,10 @@ SUMMARIES: dict[str, SummaryCase] = {
         Reading(ServiceState.UNHEALTHY, 1, FP, f"rollout of {NEW} under way"),
     ),
     "converged": SummaryCase(ep(d(NEW), traffic={NEW: 100}), Reading(ServiceState.HEALTHY, 2, FP, "")),
+    "converged beside a deployment someone else added: healthy, and it is named as left alone": SummaryCase(
+        ep(d(NEW), theirs(FOREIGN), traffic={NEW: 100}),
+        Reading(ServiceState.HEALTHY, 2, FP, f"left alone: {FOREIGN} (not tagged as this resource's deployment)"),
+    ),
     "converged, names in another letter case": SummaryCase(
         ep(d(NEW), traffic={NEW.upper(): 100}), Reading(ServiceState.HEALTHY, 2, FP, "")
     ),
