@@ -6,7 +6,8 @@ the desired one in the snapshot), so every step is idempotent: after a crash the
 would have created and goes on from there. A rollout of new inputs:
 
 1. create the new deployment beside the live one, without traffic (with fewer instances when the quota or the
-   GPUs leave room for fewer; with none, the live deployment is halved first, if that frees room for one);
+   GPUs leave room for fewer; with none, the live deployment is halved first, if that frees room for one, at most
+   once per rollout: the halving is recorded in its tags, and no room after it gives the instances back);
 2. once it has succeeded and answered the scoring probe (sent to it alone), give it all the traffic (blue/green),
    or take it through the spec's mirroring and canary steps first (:mod:`.canary` decides those moves);
 3. delete the old deployment, which now has none, and scale the new one to the spec.
@@ -16,7 +17,13 @@ within the deadline, whose write Azure refused, or whose canary step failed its 
 traffic, or has its traffic and mirroring rolled back first (RollBack); the live deployment then gets its instances back
 with the failure recorded in its tags (:data:`~.backends.endpoint.FAILED_ROLLOUT_TAG`, on Azure, so a restarted
 operator still knows), then the new one is deleted, and only then is the service FAILED, which the core retries
-later (``service_rules._failed``). Deployments that are neither live nor desired are deleted first.
+later (``service_rules._failed``). A canary's verdict goes on the new deployment's tags with its RollBack, read
+back on every pass, so a lost status write never starts the canary again.
+
+Only this resource's deployments (its owner tag) are shifted or deleted: its strays first, those that are neither
+desired nor the stable one (the live deployment with the largest share), a stray that still takes requests (a
+candidate the spec was edited away from mid-canary) having its share given back to the stable one before it is
+deleted. A deployment someone else added to the endpoint is left alone and named in the service's message.
 """
 
 from __future__ import annotations
