@@ -144,6 +144,8 @@ def _nothing_under_way(facts: Facts, ep: EndpointSnapshot | None, new: Deploymen
     previous = facts.previous.rollout
     if previous is not None and previous.abandoned and (previous.to or "").lower() == ep.desired.lower():
         return f"the rollout of {ep.desired} was given up already ({previous.abandoned})"
+    if new is not None and new.verdict is not None:
+        return f"the rollout of {ep.desired} was given up already ({new.verdict})"
     return None
 
 
@@ -193,7 +195,19 @@ def _held(
             RolloutStep(StepKind.HOLD, new.name, why=why), status=current.status(HOLDING, counts), requeue=requeue
         )
     if not answers:
-        said = obs.candidate_probe.message if obs.candidate_probe is not None else "no answer"
+        probe = obs.candidate_probe
+        said = probe.message if probe is not None else "no answer"
+        model_error = probe is not None and probe.model_error
+        deadline = facts.timing.probe_deadline
+        if not model_error and held < current.hold + deadline:
+            # No answer is the network's (a lost request, a timeout), not the model's: probed again until the probe's
+            # deadline after the hold, as blue/green waits for its probe; a model error fails the step at once.
+            why = f"{current.describe()} held its {current.hold}s: probing {new.name} again until {deadline:.0f}s after"
+            return Canary(
+                RolloutStep(StepKind.HOLD, new.name, why=f"{why} (last: {said})"),
+                status=current.status(HOLDING, counts),
+                requeue=facts.timing.poll,
+            )
         why = f"{current.describe()} failed its check: the scoring probe to {new.name} did not answer ({said})"
         return Canary(failure=why, status=current.status(FAILED, counts))
     verdict = (

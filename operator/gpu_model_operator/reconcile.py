@@ -61,12 +61,15 @@ def decide(facts: Facts) -> Decision:
     status = facts.previous.model_copy(deep=True)
     status.observed_generation = facts.generation
     outcome = _policy(facts) or _budget(facts) or rollout_outcome.refused(facts, status) or _problem(facts)
+    observed = outcome is None
     if outcome is None:
         assert facts.observation is not None and facts.spec is not None, "a manage pass without a problem observed"
         outcome = _observed(facts.spec, facts, facts.observation, status)
     bind(status, outcome, facts.generation, facts.now)
     if outcome.retry is not None:
         status.retry = outcome.retry
+    if observed:
+        _see_retry_token(facts, status)
     record_cost(facts, status)
     return Decision(
         outcome.action,
@@ -80,6 +83,16 @@ def decide(facts: Facts) -> Decision:
         outcome.step if outcome.step is not None and outcome.step.kind.writes else None,
         outcome.clear_annotations,
     )
+
+
+def _see_retry_token(facts: Facts, status: GpuModelDeploymentStatus) -> None:
+    """A gpumodel.io/retry-now value is handled by the first pass that decides on what it observed, acted on or not
+    (a pass stopped by a problem leaves it for the next). One set while nothing had failed (Argo CD offers Retry now
+    whenever Ready is False: throughout a rollout or a canary's hold) must not retry a later failure at once, a
+    canary's judged one included."""
+    obs = facts.observation
+    if obs is not None and obs.retry_token is not None and status.retry.handled_token != obs.retry_token:
+        status.retry = status.retry.model_copy(update={"handled_token": obs.retry_token})
 
 
 def record_cost(facts: Facts, status: GpuModelDeploymentStatus) -> None:

@@ -6,7 +6,8 @@ the desired one in the snapshot), so every step is idempotent: after a crash the
 would have created and goes on from there. A rollout of new inputs:
 
 1. create the new deployment beside the live one, without traffic (with fewer instances when the quota or the
-   GPUs leave room for fewer; with none, the live deployment is halved first, if that frees room for one);
+   GPUs leave room for fewer; with none, the live deployment is halved first, if that frees room for one, at most
+   once per rollout: the halving is recorded in its tags, and no room after it gives the instances back);
 2. once it has succeeded and answered the scoring probe (sent to it alone), give it all the traffic (blue/green),
    or take it through the spec's mirroring and canary steps first (:mod:`.canary` decides those moves);
 3. delete the old deployment, which now has none, and scale the new one to the spec.
@@ -16,7 +17,13 @@ within the deadline, whose write Azure refused, or whose canary step failed its 
 traffic, or has its traffic and mirroring rolled back first (RollBack); the live deployment then gets its instances back
 with the failure recorded in its tags (:data:`~.backends.endpoint.FAILED_ROLLOUT_TAG`, on Azure, so a restarted
 operator still knows), then the new one is deleted, and only then is the service FAILED, which the core retries
-later (``service_rules._failed``). Deployments that are neither live nor desired are deleted first.
+later (``service_rules._failed``). A canary's verdict goes on the new deployment's tags with its RollBack, read
+back on every pass, so a lost status write never starts the canary again.
+
+Only this resource's deployments (its owner tag) are shifted or deleted: its strays first, those that are neither
+desired nor the stable one (the live deployment with the largest share), a stray that still takes requests (a
+candidate the spec was edited away from mid-canary) having its share given back to the stable one before it is
+deleted. A deployment someone else added to the endpoint is left alone and named in the service's message.
 """
 
 from __future__ import annotations
@@ -26,7 +33,16 @@ from dataclasses import dataclass, replace
 
 from . import canary, quota
 from .backends.base import ObservedService, ServiceState
-from .backends.endpoint import BUSY, FAILED_ROLLOUT_TAG, TAG_VALUE_LIMIT, EndpointSnapshot, RolloutStep, StepKind
+from .backends.endpoint import (
+    BUSY,
+    FAILED_ROLLOUT_TAG,
+    MADE_ROOM_TAG,
+    TAG_VALUE_LIMIT,
+    VERDICT_TAG,
+    EndpointSnapshot,
+    RolloutStep,
+    StepKind,
+)
 from .decision import Observation
 from .models import AzureMLV2Spec, KubernetesEndpointCompute
 
@@ -62,6 +78,7 @@ def summarize(observed: ObservedService, fingerprint: str, given_up: str | None 
     if ep is None:
         return observed
     live, desired = ep.live, ep.desired
+    ours = [d for d in live if ep.ours(d)]
     serving = sum(d.instance_count for d in live)
     uri = ep.scoring_uri if live else None
 
@@ -85,7 +102,7 @@ def summarize(observed: ObservedService, fingerprint: str, given_up: str | None 
     if busy:
         return service(ServiceState.TRANSITIONING, ", ".join(f"deployment {d.name} is {d.state}" for d in busy))
     new = ep.candidate
-    recorded = live[0].failed_beside(desired) if new is None and len(live) == 1 else None
+    recorded = ours[0].failed_beside(desired) if new is None and len(ours) == 1 else None
     if recorded is not None or (new is None and given_up is not None and not live):
         why = recorded if recorded is not None else given_up
         message = f"new deployment {desired} failed: {why or 'Azure gave no reason'}; {serving_note(ep)}"
@@ -98,11 +115,11 @@ def summarize(observed: ObservedService, fingerprint: str, given_up: str | None 
         return service(ServiceState.HEALTHY if live else ServiceState.UNHEALTHY, f"serving: {old}")
     if new.failed and ep.share(new.name) == 0:
         message = f"new deployment {new.name} failed: {new.error or 'Azure gave no reason'}; {serving_note(ep)}"
-        return service(ServiceState.UNHEALTHY if len(live) == 1 else ServiceState.FAILED, message, fp=fingerprint)
-    if ep.share(new.name) < 100 or len(ep.deployments) > 1 or new.failed_rollout is not None:
+        return service(ServiceState.UNHEALTHY if len(ours) == 1 else ServiceState.FAILED, message, fp=fingerprint)
+    if ep.share(new.name) < 100 or len(ep.deployments) - len(ep.foreign()) > 1 or new.failed_rollout is not None:
         return service(ServiceState.UNHEALTHY, f"rollout of {new.name} under way", fp=fingerprint)
     # Alone with all the traffic. A failed scale leaves the old instances serving: healthy, and the reason said.
-    message = f"last update failed: {new.error}" if new.failed else ""
+    message = "; ".join(filter(None, [f"last update failed: {new.error}" if new.failed else "", foreign_note(ep)]))
     healthy = service(ServiceState.HEALTHY, message, fp=fingerprint, replicas=new.instance_count)
     return replace(healthy, scoring_uri=ep.scoring_uri)
 
@@ -112,6 +129,15 @@ def serving_note(ep: EndpointSnapshot) -> str:
     if not live:
         return "no deployment serves requests"
     return ", ".join(f"{d.name} keeps serving {ep.share(d.name)}% of requests" for d in live)
+
+
+def foreign_note(ep: EndpointSnapshot) -> str:
+    """The deployments someone else added to the endpoint, said (they are never shifted or deleted)."""
+    found = ep.foreign()
+    if not found:
+        return ""
+    names = ", ".join(d.name for d in found)
+    return f"left alone: {names} (not tagged as this resource's deployment{'s' if len(found) > 1 else ''})"
 
 
 def probe_target(service: ObservedService) -> str | None:
@@ -150,7 +176,10 @@ def next_step(
     strays = ep.strays()
     if strays:
         stray = strays[0]
-        if ep.mirrored(stray.name):  # Azure deletes no deployment that still takes mirrored requests
+        stable = ep.stable()
+        if ep.share(stray.name) and stable is not None:  # Azure deletes no deployment that takes requests
+            return _share_back(ep, stray.name, stable.name)
+        if ep.mirrored(stray.name):
             return roll_back(ep, stray.name, f"mirrored requests to {stray.name} stop: it is not the desired one")
         why = (
             "old deployment, its traffic moved"
@@ -168,7 +197,8 @@ def next_step(
     share = ep.share(new.name) if new is not None else 0
     exposed = new is not None and share < 100 and share + ep.mirrored(new.name) > 0
     if new is not None and exposed and (new.failed or abandon is not None):
-        return roll_back(ep, new.name, f"rollout of {new.name} failed: {new.error if new.failed else abandon}")
+        why = f"rollout of {new.name} failed: {new.error if new.failed else abandon}"
+        return roll_back(ep, new.name, why, verdict=None if new.failed else abandon)
     failed = new is not None and not exposed and share == 0 and (new.failed or abandon is not None)
     if failed or (new is None and abandon is not None):
         return _give_back(ep, replicas, new.error if new is not None and new.failed else abandon or "")
@@ -197,21 +227,40 @@ def all_traffic(ep: EndpointSnapshot, deployment: str, why: str) -> RolloutStep:
     )
 
 
-def roll_back(ep: EndpointSnapshot, deployment: str, why: str) -> RolloutStep:
+def roll_back(ep: EndpointSnapshot, deployment: str, why: str, verdict: str | None = None) -> RolloutStep:
     """No more requests to ``deployment``, live or mirrored: its live share goes back to the other live deployments
-    in their proportions (None: it had none, the split stays as read)."""
+    in their proportions (None: it had none, the split stays as read). ``verdict``: why the desired deployment is
+    given up, written to its tags before the traffic goes back, so a status write lost after the RollBack cannot
+    start its canary again (:data:`~.backends.endpoint.VERDICT_TAG`)."""
     traffic = canary.split(ep, deployment, 0) if ep.share(deployment) else None
     mirror = {k: v for k, v in ep.mirror.items() if v and k.lower() != deployment.lower()}
-    return RolloutStep(StepKind.ROLL_BACK, deployment, why=why, traffic=traffic, mirror=mirror)
+    found = ep.find(deployment)
+    mark, tags = None, None
+    if verdict is not None and found is not None and found.verdict is None:
+        mark = verdict[:TAG_VALUE_LIMIT]
+        tags = {**found.tags, VERDICT_TAG: mark}
+    return RolloutStep(StepKind.ROLL_BACK, deployment, mark=mark, tags=tags, why=why, traffic=traffic, mirror=mirror)
+
+
+def _share_back(ep: EndpointSnapshot, stray: str, stable: str) -> RolloutStep:
+    """A live deployment that is neither desired nor the stable one (a canary's candidate the spec was edited away
+    from): its share of the requests, and any mirrored to it, go back to the stable deployment, the rest of the
+    split as read; then it is deleted as any stray."""
+    share = ep.share(stray)
+    traffic = {d.name: ep.share(d.name) for d in ep.live if d.name.lower() != stray.lower()}
+    traffic[stable] = traffic.get(stable, 0) + share
+    mirror = {k: v for k, v in ep.mirror.items() if v and k.lower() != stray.lower()}
+    why = f"{stray} is neither desired nor the stable {stable}: its {share}% of requests go back to {stable}"
+    return RolloutStep(StepKind.ROLL_BACK, stray, why=why, traffic=traffic, mirror=mirror)
 
 
 def _give_back(ep: EndpointSnapshot, replicas: int, why: str) -> RolloutStep:
     """A rollout that failed or was refused: first the live deployment gets back what the rollout took (room
     permitting: ``replicas`` is what the capacity allows), with the failure recorded on it; then the new one goes."""
-    live, new = ep.live, ep.candidate
-    if len(live) == 1:
-        old, mark = live[0], f"{ep.desired}: {why or 'Azure gave no reason'}"[:TAG_VALUE_LIMIT]
-        if old.tags.get(FAILED_ROLLOUT_TAG) != mark or old.instance_count < replicas:
+    old, new = ep.stable(), ep.candidate
+    if old is not None:
+        mark = f"{ep.desired}: {why or 'Azure gave no reason'}"[:TAG_VALUE_LIMIT]
+        if old.tags.get(FAILED_ROLLOUT_TAG) != mark or old.instance_count < replicas or MADE_ROOM_TAG in old.tags:
             back = max(old.instance_count, replicas)
             why = f"rollout of {ep.desired} failed: {why}"
             return RolloutStep(StepKind.GIVE_BACK, old.name, back, mark, old.tags_with(mark), why)
@@ -221,19 +270,31 @@ def _give_back(ep: EndpointSnapshot, replicas: int, why: str) -> RolloutStep:
 
 
 def _create(ep: EndpointSnapshot, replicas: int, room: Room) -> RolloutStep:
-    """The new deployment, fitted to the room beside the live one; or the live one halved first, where that leaves
-    room for at least one new instance; or BLOCKED (no rollout without downtime fits)."""
+    """The new deployment, fitted to the room beside the live one; or the live one halved first, once per rollout
+    (recorded on it: :data:`~.backends.endpoint.MADE_ROOM_TAG`), where that leaves room for at least one new
+    instance; or BLOCKED (no rollout without downtime fits)."""
     if room.now >= 1:
         fits = min(replicas, room.now)
         why = "beside the live deployment" + (f" ({fits} of {replicas} fit now: {room.why})" if fits < replicas else "")
         return RolloutStep(StepKind.CREATE_DEPLOYMENT, ep.desired, fits, why=why)
-    live = ep.live
-    if len(live) == 1 and live[0].instance_count >= 2 and room.if_halved >= 1:
-        old = live[0]
+    old = ep.stable()
+    if old is not None and old.made_room_for(ep.desired):
+        # Halved for this rollout already, and the room is gone (someone else took what the halving freed, or the
+        # quota shrank): never halved again; production gets its instances back, recorded as a failed rollout so
+        # it is retried after the back-off.
+        why = f"no room for {ep.desired} after halving {old.name} ({room.why}): {old.name} gets its instances back"
+        mark = f"{ep.desired}: no room after halving ({room.why})"[:TAG_VALUE_LIMIT]
+        return RolloutStep(
+            StepKind.GIVE_BACK, old.name, max(old.instance_count, replicas), mark, old.tags_with(mark), why
+        )
+    if old is not None and old.instance_count >= 2 and room.if_halved >= 1:
         # A failed rollout recorded on it goes (this is the retry): halved, it would otherwise read as that failure.
-        mark, tags = ("", old.tags_with("")) if old.failed_rollout is not None else (None, None)
+        cleared = "" if old.failed_rollout is not None else None
+        tags = {**old.tags_with(""), MADE_ROOM_TAG: ep.desired}
         half = math.ceil(old.instance_count / 2)
-        return RolloutStep(StepKind.MAKE_ROOM, old.name, half, mark, tags, f"no room for {ep.desired} ({room.why})")
+        why = f"no room for {ep.desired} ({room.why})"
+        return RolloutStep(StepKind.MAKE_ROOM, old.name, half, cleared, tags, why)
+    live = ep.live
     if len(live) == 1 and live[0].instance_count < replicas:
         # Halved to make room that is not there now (the quota shrank, or someone else took what the halving
         # freed): the rollout cannot go on, so production gets its instances back before it is blocked.
@@ -249,8 +310,8 @@ def room_for(spec: AzureMLV2Spec, obs: Observation) -> Room:
     """What limits a new deployment beside everything that runs now (the live deployment included): a managed
     endpoint's quota left, or a Kubernetes compute's usable GPUs less every deployment's on it."""
     ep, compute = obs.service.endpoint, obs.compute
-    live = ep.live if ep is not None else []
-    count = live[0].instance_count if len(live) == 1 else 0
+    stable = ep.stable() if ep is not None else None
+    count = stable.instance_count if stable is not None else 0
     half = math.ceil(count / 2)
     if compute.quota is not None:
         q = compute.quota

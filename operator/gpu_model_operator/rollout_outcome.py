@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from . import canary
 from . import conditions as c
+from .annotations import PROMOTE
 from .backends.base import ServiceState
 from .backends.endpoint import RolloutStep, StepKind
 from .decision import Action, Facts, Observation, Outcome, Verdict, normal, warning
@@ -71,12 +72,16 @@ def _record_served(facts: Facts, status: GpuModelDeploymentStatus) -> None:
 
 
 def abandoned(previous: RolloutStatus | None, obs: Observation) -> str | None:
-    """Why the desired deployment was given up, as the status recorded it; None if it was not (or the record is of
-    other inputs)."""
+    """Why the desired deployment was given up, as the status recorded it, or as its own tags do (a canary's
+    verdict, written before its traffic went back: the status may have lost it); None if it was not (or the record
+    is of other inputs)."""
     ep = obs.service.endpoint
-    if ep is None or previous is None or previous.abandoned is None:
+    if ep is None:
         return None
-    return previous.abandoned if (previous.to or "").lower() == ep.desired.lower() else None
+    if previous is not None and previous.abandoned is not None and (previous.to or "").lower() == ep.desired.lower():
+        return previous.abandoned
+    new = ep.candidate
+    return new.verdict if new is not None else None
 
 
 def abandon_reason(facts: Facts, obs: Observation) -> str | None:
@@ -119,22 +124,34 @@ def with_step(spec: AzureMLV2Spec, facts: Facts, obs: Observation, outcome: Outc
     judged = canary.judge(spec, facts, obs)
     waiting = outcome.action == Action.NONE and obs.service.state == ServiceState.TRANSITIONING
     if outcome.action == Action.NONE and not waiting:
-        return replace(outcome, events=(*outcome.events, *judged.events), clear_annotations=judged.clear)
+        return replace(outcome, events=(*outcome.events, *judged.events), clear_annotations=_cleared(judged, None))
     abandon = given_up(facts, obs, outcome, judged)
     answers = obs.candidate_probe is not None and obs.candidate_probe.ok
     step = next_step(obs.service.endpoint, outcome.replicas, room_for(spec, obs), answers, abandon, judged.move)
     if waiting:
         taken = replace(outcome, step=step, canary=judged.status if judged.failure else None)
-        return replace(taken, events=(*taken.events, *judged.events), clear_annotations=judged.clear)
+        return replace(taken, events=(*taken.events, *judged.events), clear_annotations=_cleared(judged, None))
     taken = step_outcome(spec, facts, obs, step, outcome, judged)
-    return replace(taken, events=(*taken.events, *judged.events), clear_annotations=judged.clear)
+    return replace(taken, events=(*taken.events, *judged.events), clear_annotations=_cleared(judged, step))
+
+
+def _cleared(judged: canary.Canary, taken: RolloutStep | None) -> tuple[str, ...]:
+    """The annotations this pass removes: only those whose effect is recorded. An abort is (the status records the
+    rollout given up), and so is one found with nothing to act on (said in an event); a promotion is its move, so
+    gpumodel.io/promote stays until a pass takes that move (one that only waits for Azure, or takes another step
+    first, leaves it for the next)."""
+    if judged.move is None or taken == judged.move:
+        return judged.clear
+    return tuple(key for key in judged.clear if key != PROMOTE)
 
 
 def _canary_failed(facts: Facts, judged: canary.Canary | None) -> bool:
     """The new deployment is being given up because a canary step failed its check or the user aborted."""
     if judged is not None and judged.failure is not None:
         return True
-    previous = facts.previous.rollout
+    previous, ep = facts.previous.rollout, facts.observation.service.endpoint if facts.observation else None
+    if ep is not None and ep.candidate is not None and ep.candidate.verdict is not None:
+        return True
     return bool(previous and previous.abandoned and previous.canary and previous.canary.verdict in canary.GIVEN_UP)
 
 
@@ -220,7 +237,10 @@ def rollout_status(facts: Facts, obs: Observation, outcome: Outcome) -> RolloutS
     )
     since = previous.since if same and previous is not None else facts.now
     keep = None if step.kind == StepKind.CREATE_DEPLOYMENT else gave_up
-    kept = previous.canary if keep is not None and previous is not None else None
+    was = previous.canary if previous is not None else None
+    # A canary's record is kept with the failure it gave up for; a hold's (a status that lost the verdict, read back
+    # from Azure) would say the step still holds.
+    kept = was if keep is not None and was is not None and was.verdict in canary.GIVEN_UP else None
     return RolloutStatus(
         step=step.kind.value,
         deployment=step.deployment or None,

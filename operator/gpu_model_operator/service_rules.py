@@ -242,6 +242,9 @@ def _healthy(spec: GpuModelDeploymentSpec, facts: Facts, obs: Observation, cap: 
         "on CPU (no GPU on this machine; spec.local.allowCpuFallback)" if cap.cpu_fallback else "each on its own GPU"
     )
     healthy = f"service {spec.service.name} is healthy with {service.replicas} replica(s) {where}"
+    if service.endpoint is not None and service.message:
+        # An online endpoint's note: a failed scale of what serves, or deployments someone else added (left alone).
+        healthy += f"; {service.message}"
     if cap.message:
         healthy += f"; capped: {cap.message}"
     serving = Verdict(True, c.REPLICAS_CAPPED if cap.message else c.SERVICE_HEALTHY, healthy)

@@ -159,6 +159,11 @@ STEPS: dict[str, Step] = {
         "tags": {"a": "b"}}),), None),
     "a deployment is scaled": Step(lambda arm, ws: arm.scale_deployment(ws, "ep1", "gmo-a", 1),
         (Request("PATCH", "onlineEndpoints/ep1/deployments/gmo-a", DEP, {"sku": {"capacity": 1}}),), None),
+    "a deployment's tags alone are replaced (a canary's verdict, before its RollBack)": Step(
+        lambda arm, ws: arm.tag_deployment(ws, "ep1", "gmo-a", {"gpumodel-verdict": "failed"}),
+        (Request("PATCH", "onlineEndpoints/ep1/deployments/gmo-a", DEP, {"tags": {"gpumodel-verdict": "failed"}}),),
+        None,
+    ),
     "an endpoint's keys": Step(lambda arm, ws: [bool(k) for k in arm.list_keys(ws, "ep1")],
         (Request("POST", "onlineEndpoints/ep1/listKeys", EP),), [True, True]),
     "a deployment's logs": Step(lambda arm, ws: "Entry script: score.py" in arm.failure_logs(ws, "ep1", "gmo-a"),

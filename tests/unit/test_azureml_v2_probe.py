@@ -88,20 +88,22 @@ class Case:
 
 TO = f"POST {URI} (deployment gmo-new)"
 CASES: dict[str, Case] = {
-    "a 2xx passes": Case(Answer(200, "[1]"), None, ProbeResult(True, f"{TO} answered 200")),
-    "a 2xx to the probe request passes": Case(Answer(200, "[1]"), BODY, ProbeResult(True, f"{TO} answered 200")),
+    "a 2xx passes": Case(Answer(200, "[1]"), None, ProbeResult(True, f"{TO} answered 200", 200)),
+    "a 2xx to the probe request passes": Case(Answer(200, "[1]"), BODY, ProbeResult(True, f"{TO} answered 200", 200)),
     "the model failing on the default body is not ready, and says what to set": Case(
-        Answer(424, '{"message": "KeyError: data"}', MODEL_ERROR), None, ProbeResult(False, f"{TO} {DEFAULT_BODY_HINT}")
+        Answer(424, '{"message": "KeyError: data"}', MODEL_ERROR),
+        None,
+        ProbeResult(False, f"{TO} {DEFAULT_BODY_HINT}", 424),
     ),
     "the model failing on the probe request is not ready": Case(
         Answer(424, '{"message": "bad shape"}', MODEL_ERROR),
         BODY,
-        ProbeResult(False, f'{TO} answered 424: the model\'s run() failed with 500 {{"message": "bad shape"}}'),
+        ProbeResult(False, f'{TO} answered 424: the model\'s run() failed with 500 {{"message": "bad shape"}}', 424),
     ),
-    "401": Case(Answer(401, "no"), None, ProbeResult(False, f"{TO} answered 401 no")),
-    "404": Case(Answer(404, "no"), None, ProbeResult(False, f"{TO} answered 404 no")),
-    "502": Case(Answer(502, "no"), None, ProbeResult(False, f"{TO} answered 502 no")),
-    "503": Case(Answer(503, "no"), None, ProbeResult(False, f"{TO} answered 503 no")),
+    "401": Case(Answer(401, "no"), None, ProbeResult(False, f"{TO} answered 401 no", 401)),
+    "404": Case(Answer(404, "no"), None, ProbeResult(False, f"{TO} answered 404 no", 404)),
+    "502": Case(Answer(502, "no"), None, ProbeResult(False, f"{TO} answered 502 no", 502)),
+    "503": Case(Answer(503, "no"), None, ProbeResult(False, f"{TO} answered 503 no", 503)),
 }
 
 

@@ -14,9 +14,12 @@ import pytest
 from gpu_model_operator import canary
 from gpu_model_operator import conditions as c
 from gpu_model_operator.annotations import ABORT, PROMOTE
-from gpu_model_operator.backends.base import ProbeResult
+from gpu_model_operator.backends.base import ComputeState, ObservedCompute, ProbeResult
 from gpu_model_operator.backends.endpoint import (
     FAILED_ROLLOUT_TAG,
+    MADE_ROOM_TAG,
+    VERDICT_TAG,
+    DeploymentSnapshot,
     EndpointSnapshot,
     RequestCounts,
     RolloutStep,
@@ -27,17 +30,20 @@ from gpu_model_operator.models import (
     AzureMLV2Spec,
     CanaryStatus,
     GpuModelDeploymentStatus,
+    KubernetesEndpointCompute,
     Ownership,
     Phase,
     RolloutStatus,
 )
 from gpu_model_operator.reconcile import decide
-from tests.unit.test_rollout import FP, NEW, NOW, OLD, OWNER, d, ep, marked, observed, quota_of
+from tests.unit.test_rollout import EDITED, FP, MINE, NEW, NOW, OLD, OWNER, STALE, d, ep, marked, observed, quota_of
 
 STEPS = [{"trafficPercent": 10, "holdSeconds": 60}, {"trafficPercent": 50, "holdSeconds": 60}]
 STEPS += [{"trafficPercent": 80, "holdSeconds": 60}]
 HALF_MINUTE_AGO, MINUTE_AGO, TWO_MINUTES_AGO = "2026-01-01T00:59:30Z", "2026-01-01T00:59:00Z", "2026-01-01T00:58:00Z"
-ANSWERS, NO_ANSWER = ProbeResult(True, "POST answered 200"), ProbeResult(False, "POST answered 424")
+ANSWERS, NO_ANSWER = ProbeResult(True, "POST answered 200", 200), ProbeResult(False, "POST answered 424", 424)
+#: A probe lost on the way (no answer at all): the network's, not the model's.
+LOST = ProbeResult(False, "POST https://digits-svc/score failed: ReadTimeout")
 COUNTED = "errors (5xx, 408, 424)"
 
 
@@ -212,6 +218,29 @@ JUDGED: dict[str, Judged] = {
         previous=holding(2, 50, TWO_MINUTES_AGO),
         probe=NO_ANSWER,
         metrics=counts(s200=100),
+    ),
+    # Review finding 7: one probe lost on the way as a clean hold ends is the network's, not the model's: probed again
+    # until the probe's deadline after the hold, as blue/green waits for its probe; a model error fails at once.
+    "the hold over, one probe lost on the way: probed again until the probe deadline": Judged(
+        ep(d(OLD), d(NEW), traffic=AT_50),
+        canary.Canary(
+            hold(f"{STEP_2} held its 60s: probing {NEW} again until 900s after (last: {LOST.message})"),
+            status=stage(2, 50, requests=600, errors=0, verdict=canary.HOLDING),
+            requeue=10,
+        ),
+        previous=holding(2, 50, TWO_MINUTES_AGO),
+        probe=LOST,
+        metrics=counts(s200=600),
+    ),
+    "...still no answer past the probe deadline: failed": Judged(
+        ep(d(OLD), d(NEW), traffic=AT_50),
+        canary.Canary(
+            failure=f"{STEP_2} failed its check: the scoring probe to {NEW} did not answer ({LOST.message})",
+            status=stage(2, 50, requests=600, errors=0, verdict=canary.FAILED),
+        ),
+        previous=holding(2, 50, "2026-01-01T00:44:00Z"),  # 16 minutes: the 60 s hold and the 900 s deadline are over
+        probe=LOST,
+        metrics=counts(s200=600),
     ),
     "a hold that another step held before it starts from now": Judged(
         ep(d(OLD), d(NEW), traffic=AT_50),
@@ -452,10 +481,25 @@ ROLLED_BACK = RolloutStatus(
 )
 MARK = f"{NEW}: {FAILED_2}"
 ROLL_BACK = RolloutStep(
-    StepKind.ROLL_BACK, NEW, why=f"rollout of {NEW} failed: {FAILED_2}", traffic={OLD: 100}, mirror={}
+    StepKind.ROLL_BACK,
+    NEW,
+    mark=FAILED_2,
+    tags={**MINE, VERDICT_TAG: FAILED_2},
+    why=f"rollout of {NEW} failed: {FAILED_2}",
+    traffic={OLD: 100},
+    mirror={},
 )
 GIVE_BACK = RolloutStep(
-    StepKind.GIVE_BACK, OLD, 2, MARK, {FAILED_ROLLOUT_TAG: MARK}, f"rollout of {NEW} failed: {FAILED_2}"
+    StepKind.GIVE_BACK, OLD, 2, MARK, {**MINE, FAILED_ROLLOUT_TAG: MARK}, f"rollout of {NEW} failed: {FAILED_2}"
+)
+
+
+STALE_BACK = RolloutStep(
+    StepKind.ROLL_BACK,
+    STALE,
+    why=f"{STALE} is neither desired nor the stable {OLD}: its 10% of requests go back to {OLD}",
+    traffic={OLD: 100},
+    mirror={},
 )
 
 
@@ -545,6 +589,8 @@ PASSES: dict[str, tuple[Judged, Canaried]] = {
             RolloutStep(
                 StepKind.ROLL_BACK,
                 NEW,
+                mark=f"aborted by {ABORT} ({STEP_1})",
+                tags={**MINE, VERDICT_TAG: f"aborted by {ABORT} ({STEP_1})"},
                 why=f"rollout of {NEW} failed: aborted by {ABORT} ({STEP_1})",
                 traffic={OLD: 100},
                 mirror={},
@@ -572,6 +618,59 @@ PASSES: dict[str, tuple[Judged, Canaried]] = {
                 ),
             ),
             clear=(ABORT,),
+        ),
+    ),
+    # Review finding 5: the RollBack recorded the verdict on the new deployment's tags; the status write after it was
+    # lost (a crash, the API server away), so the status still says the step holds. The canary never starts again.
+    "a RollBack whose status was lost: the verdict on Azure gives production back, the failed model gets nothing": (
+        Judged(
+            ep(d(OLD, count=1), d(NEW, count=2, **{VERDICT_TAG: FAILED_2}), traffic={OLD: 100}),
+            canary.Canary(),
+            previous=holding(2, 50, HALF_MINUTE_AGO),
+        ),
+        Canaried(
+            GIVE_BACK,
+            ROLLED_BACK.model_copy(
+                update={"step": StepKind.GIVE_BACK.value, "deployment": OLD, "message": GIVE_BACK.why, "canary": None}
+            ),
+            Phase.DEGRADED,
+            (c.CANARY_FAILED, said(GIVE_BACK)),
+            (warning(StepKind.GIVE_BACK.value, said(GIVE_BACK)),),
+        ),
+    ),
+    # Review finding 3: the spec edited while STALE held canary step 1. STALE is neither desired (EDITED) nor the
+    # stable OLD: its share goes back to OLD first, not a permanent block with production halved.
+    "an edit mid-canary: the stale candidate's share goes back to the stable deployment first": (
+        Judged(
+            ep(d(OLD, count=2), d(STALE, count=1), traffic={OLD: 90, STALE: 10}, desired=EDITED),
+            canary.Canary(),
+            previous=holding(1, 10, HALF_MINUTE_AGO).model_copy(update={"deployment": STALE, "to": STALE}),
+        ),
+        Canaried(
+            STALE_BACK,
+            RolloutStatus(
+                step=StepKind.ROLL_BACK.value, deployment=STALE, to=EDITED, message=STALE_BACK.why, since=NOW
+            ),
+            Phase.DEPLOYING,
+            (c.WAITING_FOR_SERVICE, said(STALE_BACK)),
+            (warning(StepKind.ROLL_BACK.value, said(STALE_BACK)),),
+        ),
+    ),
+    # Review finding 8: promote while the endpoint is still Updating from the step's traffic PUT. The pass can only
+    # wait: the annotation stays for the pass that takes the promotion.
+    "promote while Azure updates the endpoint: the pass waits, the annotation stays": (
+        Judged(
+            ep(d(OLD), d(NEW), traffic=AT_50, state="Updating"),
+            canary.Canary(),
+            previous=holding(2, 50, HALF_MINUTE_AGO),
+            promote=True,
+        ),
+        Canaried(
+            None,
+            RolloutStatus(step=StepKind.WAIT.value, to=NEW, message="endpoint digits-svc is Updating", since=NOW),
+            Phase.DEPLOYING,
+            (c.WAITING_FOR_SERVICE, "service digits-svc is updating: endpoint is Updating"),
+            (),
         ),
     ),
     "promote: all the traffic, a Normal event, the annotation removed": (
@@ -611,3 +710,54 @@ PASSES: dict[str, tuple[Judged, Canaried]] = {
 def test_a_pass_of_a_canary(name: str) -> None:
     case, want = PASSES[name]
     assert pass_of(case) == want
+
+
+def test_a_retry_now_set_while_nothing_failed_never_retries_a_judged_model_later() -> None:
+    """Review finding 6: Argo CD offers Retry now whenever Ready is False, so throughout a canary's hold. A value set
+    then is handled by the pass that sees it (acted on or not), so when the step later fails its check the judged
+    model is not retried at once on the stale value ("retried only when asked")."""
+    held = facts_of(Judged(ep(d(OLD), d(NEW), traffic=AT_10), canary.Canary(), holding(1, 10, HALF_MINUTE_AGO)))
+    assert held.observation is not None
+    first = decide(replace(held, observation=replace(held.observation, retry_token="1")))
+    assert (first.step, first.status.retry.handled_token) == (None, "1")
+    failed = facts_of(Judged(ep(marked(OLD, 2, MARK), traffic={OLD: 100}), canary.Canary(), previous=ROLLED_BACK))
+    failed = replace(failed, previous=failed.previous.model_copy(update={"retry": first.status.retry}))
+    assert failed.observation is not None
+    second = decide(replace(failed, observation=replace(failed.observation, retry_token="1")))
+    assert (second.step, second.status.phase, second.status.retry.attempts) == (None, Phase.FAILED, 0)
+
+
+def test_a_rollout_halves_production_once_and_gives_it_back_when_the_room_is_taken() -> None:
+    """Review finding 2, as passes of the core: a Kubernetes compute of one 4-GPU node shared with another resource
+    capped at 0 of its 2 replicas. The first pass halves OLD (4 -> 2) and records it on OLD's tags; the other resource
+    takes the 2 GPUs freed; the next pass finds OLD halved for this rollout and no room: OLD gets its instances back
+    (what the cap now allows), recorded as a failed rollout to retry after the back-off, never halved to 1."""
+
+    def pass_on(old: DeploymentSnapshot, others: tuple[int, ...], previous: GpuModelDeploymentStatus) -> Facts:
+        compute = ObservedCompute("k8s", ComputeState.READY, (4,), attached=True)
+        obs = Observation(compute, observed(ep(old, traffic={OLD: 100})), others, FP, owner=OWNER, secret_name="s")
+        kube = spec(steps=[], kubernetes=True)
+        assert isinstance(kube.compute, KubernetesEndpointCompute)
+        nodes = kube.compute.kubernetes.model_copy(update={"node_gpus": [4]})
+        kube = kube.model_copy(
+            update={
+                "service": kube.service.model_copy(update={"replicas": 4}),
+                "compute": kube.compute.model_copy(update={"kubernetes": nodes}),
+            }
+        )
+        return Facts(3, previous, NOW, Timing(poll=10), spec=kube, observation=obs)
+
+    first = decide(pass_on(d(OLD, count=4), (), GpuModelDeploymentStatus(ownership=Ownership(service_created=True))))
+    assert first.step == RolloutStep(
+        StepKind.MAKE_ROOM,
+        OLD,
+        2,
+        None,
+        {**MINE, MADE_ROOM_TAG: NEW},
+        f"no room for {NEW} (compute k8s: 4 of 4 usable GPUs held, 1 per instance)",
+    )
+    halved = DeploymentSnapshot(OLD, "Succeeded", 2, tags=first.step.tags or {})  # what Azure shows after it
+    second = decide(pass_on(halved, (1, 1), first.status))
+    assert second.step is not None
+    assert (second.step.kind, second.step.replicas, second.permanent) == (StepKind.GIVE_BACK, 2, False)
+    assert second.step.tags is not None and MADE_ROOM_TAG not in second.step.tags

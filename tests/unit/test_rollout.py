@@ -15,6 +15,12 @@ from gpu_model_operator import quota, rollout
 from gpu_model_operator.backends.base import ComputeState, ObservedCompute, ObservedService, ProbeResult, ServiceState
 from gpu_model_operator.backends.endpoint import (
     FAILED_ROLLOUT_TAG,
+    FINGERPRINT_TAG,
+    MADE_ROOM_TAG,
+    MANAGED_BY,
+    MANAGER,
+    OWNER_TAG,
+    VERDICT_TAG,
     DeploymentSnapshot,
     EndpointSnapshot,
     QuotaReading,
@@ -26,6 +32,10 @@ from gpu_model_operator.models import AzureMLV2Spec, GpuModelDeploymentStatus, O
 from gpu_model_operator.reconcile import decide
 
 NEW, OLD, STRAY = "gmo-new", "gmo-old", "gmo-stray"
+#: A canary's candidate the spec was edited away from mid-canary, and the deployment of the edited spec.
+STALE, EDITED = "gmo-stale", "gmo-edited"
+#: A deployment someone else added to the operator's endpoint (``az ml online-deployment create``).
+FOREIGN = "alice-debug"
 OWNER = "team-a/digits/uid-1"
 FP = "fp-1"
 URI = "https://digits-svc.eastus.inference.ml.azure.com/score"
@@ -34,8 +44,18 @@ CRASH = "ResourceNotReady: User container has crashed"
 REFUSED = "Azure refused it: model digits version 2 is not registered in workspace ws1"
 
 
+#: The owner tag of this resource's deployments.
+MINE = {OWNER_TAG: OWNER}
+
+
 def d(name: str, state: str = "Succeeded", count: int = 2, error: str = "", **tags: str) -> DeploymentSnapshot:
-    return DeploymentSnapshot(name, state, count, "Standard_NC4as_T4_v3", error, dict(tags))
+    """A deployment this resource made: its owner tag, and any others given."""
+    return DeploymentSnapshot(name, state, count, "Standard_NC4as_T4_v3", error, {OWNER_TAG: OWNER, **tags})
+
+
+def theirs(name: str, count: int = 2) -> DeploymentSnapshot:
+    """A deployment someone else added to the endpoint (``az ml online-deployment create``): no operator tags."""
+    return DeploymentSnapshot(name, "Succeeded", count, "Standard_NC4as_T4_v3")
 
 
 def marked(name: str, count: int, record: str) -> DeploymentSnapshot:
@@ -98,6 +118,10 @@ SUMMARIES: dict[str, SummaryCase] = {
         Reading(ServiceState.UNHEALTHY, 1, FP, f"rollout of {NEW} under way"),
     ),
     "converged": SummaryCase(ep(d(NEW), traffic={NEW: 100}), Reading(ServiceState.HEALTHY, 2, FP, "")),
+    "converged beside a deployment someone else added: healthy, and it is named as left alone": SummaryCase(
+        ep(d(NEW), theirs(FOREIGN), traffic={NEW: 100}),
+        Reading(ServiceState.HEALTHY, 2, FP, f"left alone: {FOREIGN} (not tagged as this resource's deployment)"),
+    ),
     "converged, names in another letter case": SummaryCase(
         ep(d(NEW), traffic={NEW.upper(): 100}), Reading(ServiceState.HEALTHY, 2, FP, "")
     ),
@@ -208,7 +232,9 @@ STEPS: dict[str, StepCase] = {
     ),
     "no room: the live deployment is halved first, still serving": StepCase(
         ep(d(OLD, count=3), traffic={OLD: 100}),
-        RolloutStep(StepKind.MAKE_ROOM, OLD, 2, why=f"no room for {NEW} ({NO_ROOM.why})"),
+        RolloutStep(
+            StepKind.MAKE_ROOM, OLD, 2, None, {**MINE, MADE_ROOM_TAG: NEW}, f"no room for {NEW} ({NO_ROOM.why})"
+        ),
         room=NO_ROOM,
     ),
     "halving frees less quota than one new instance needs: blocked, production untouched": StepCase(
@@ -233,11 +259,112 @@ STEPS: dict[str, StepCase] = {
             OLD,
             4,
             f"{NEW}: no room ({HALVING_FREES_TOO_LITTLE.why})",
-            {FAILED_ROLLOUT_TAG: f"{NEW}: no room ({HALVING_FREES_TOO_LITTLE.why})"},
+            {**MINE, FAILED_ROLLOUT_TAG: f"{NEW}: no room ({HALVING_FREES_TOO_LITTLE.why})"},
             f"no room for {NEW} ({HALVING_FREES_TOO_LITTLE.why}): {OLD} gets its instances back",
         ),
         replicas=4,
         room=HALVING_FREES_TOO_LITTLE,
+    ),
+    # Review finding 2: MakeRoom halved production again on every pass that found no room (4 -> 2 -> 1, then a
+    # permanent Blocked). The halving is recorded on the live deployment (on Azure); once it is there, no room means
+    # production gets its instances back (a failed rollout, retried after the back-off), never a second halving.
+    "halved for this rollout and the room is gone: never halved again, production gets its instances back": StepCase(
+        ep(d(OLD, count=2, **{MADE_ROOM_TAG: NEW}), traffic={OLD: 100}),
+        RolloutStep(
+            StepKind.GIVE_BACK,
+            OLD,
+            4,
+            f"{NEW}: no room after halving ({NO_ROOM.why})",
+            {**MINE, FAILED_ROLLOUT_TAG: f"{NEW}: no room after halving ({NO_ROOM.why})"},
+            f"no room for {NEW} after halving {OLD} ({NO_ROOM.why}): {OLD} gets its instances back",
+        ),
+        replicas=4,
+        room=NO_ROOM,
+    ),
+    "...halved for this rollout with room now: the new deployment beside it, the record kept": StepCase(
+        ep(d(OLD, count=2, **{MADE_ROOM_TAG: NEW}), traffic={OLD: 100}),
+        RolloutStep(StepKind.CREATE_DEPLOYMENT, NEW, 2, why="beside the live deployment (2 of 4 fit now: quota)"),
+        replicas=4,
+        room=rollout.Room(2, 2, "quota"),
+    ),
+    "...halved for another rollout (the spec changed since): this one may halve it": StepCase(
+        ep(d(OLD, count=2, **{MADE_ROOM_TAG: STALE}), traffic={OLD: 100}),
+        RolloutStep(
+            StepKind.MAKE_ROOM, OLD, 1, None, {**MINE, MADE_ROOM_TAG: NEW}, f"no room for {NEW} ({NO_ROOM.why})"
+        ),
+        room=NO_ROOM,
+    ),
+    "a failed rollout's give-back drops the halving's record with the instances it returns": StepCase(
+        ep(d(OLD, count=1, **{MADE_ROOM_TAG: NEW}), d(NEW, "Failed", 1, CRASH), traffic={OLD: 100}),
+        RolloutStep(
+            StepKind.GIVE_BACK,
+            OLD,
+            2,
+            GAVE_BACK,
+            {**MINE, FAILED_ROLLOUT_TAG: GAVE_BACK},
+            f"rollout of {NEW} failed: {CRASH}",
+        ),
+    ),
+    # Review finding 3: the spec edited while a canary step holds. The old candidate is neither desired nor the
+    # stable deployment: its share goes back to the stable one first (whatever else runs), then it is deleted.
+    "edited mid-canary: the stale candidate's share goes back to the stable deployment first": StepCase(
+        ep(d(OLD, count=2), d(STALE, count=1), traffic={OLD: 90, STALE: 10}, desired=EDITED),
+        RolloutStep(
+            StepKind.ROLL_BACK,
+            STALE,
+            why=f"{STALE} is neither desired nor the stable {OLD}: its 10% of requests go back to {OLD}",
+            traffic={OLD: 100},
+            mirror={},
+        ),
+        room=NO_ROOM,
+    ),
+    "...with the edited deployment beside them already: the stale one never shares the new split": StepCase(
+        ep(d(OLD), d(STALE, count=1), d(EDITED), traffic={OLD: 90, STALE: 10}, desired=EDITED),
+        RolloutStep(
+            StepKind.ROLL_BACK,
+            STALE,
+            why=f"{STALE} is neither desired nor the stable {OLD}: its 10% of requests go back to {OLD}",
+            traffic={OLD: 100},
+            mirror={},
+        ),
+        answers=True,
+    ),
+    "...its share back: it is deleted as any stray": StepCase(
+        ep(d(OLD), d(STALE, count=1), traffic={OLD: 100}, desired=EDITED),
+        RolloutStep(StepKind.DELETE_DEPLOYMENT, STALE, why="old deployment, its traffic moved"),
+    ),
+    "...an abort (or a failed canary of the edited one) gives the halved production back once it is gone": StepCase(
+        ep(d(OLD, count=2, **{MADE_ROOM_TAG: STALE}), traffic={OLD: 100}, desired=EDITED),
+        RolloutStep(
+            StepKind.GIVE_BACK,
+            OLD,
+            4,
+            f"{EDITED}: aborted",
+            {**MINE, FAILED_ROLLOUT_TAG: f"{EDITED}: aborted"},
+            f"rollout of {EDITED} failed: aborted",
+        ),
+        replicas=4,
+        abandon="aborted",
+    ),
+    # Review finding 4: ownership of a deployment is its owner tag; what someone else added is reported, never touched.
+    "a deployment someone else added to the endpoint (no operator tags) is never deleted": StepCase(
+        ep(d(NEW), theirs(FOREIGN), traffic={NEW: 100}), RolloutStep(StepKind.NONE)
+    ),
+    "...nor one tagged as another resource's": StepCase(
+        ep(d(NEW), d(FOREIGN, count=2, **{OWNER_TAG: "team-b/digits/uid-9"}), traffic={NEW: 100}),
+        RolloutStep(StepKind.NONE),
+    ),
+    "...while the operator's own strays beside it go": StepCase(
+        ep(d(NEW), theirs(FOREIGN), d(STRAY), traffic={NEW: 100}),
+        RolloutStep(StepKind.DELETE_DEPLOYMENT, STRAY, why="old deployment, its traffic moved"),
+    ),
+    "a deployment the operator made before deployments carried the owner tag is its own: deleted as a stray": StepCase(
+        ep(
+            d(NEW),
+            DeploymentSnapshot(STRAY, "Succeeded", 2, tags={MANAGED_BY: MANAGER, FINGERPRINT_TAG: "fp-0"}),
+            traffic={NEW: 100},
+        ),
+        RolloutStep(StepKind.DELETE_DEPLOYMENT, STRAY, why="old deployment, its traffic moved"),
     ),
     "the new deployment is up: it is probed before any traffic": StepCase(
         ep(d(OLD), d(NEW), traffic={OLD: 100}),
@@ -268,21 +395,49 @@ STEPS: dict[str, StepCase] = {
         RolloutStep(StepKind.HOLD, NEW, why="canary step 1 of 2 (10% of requests), held 5s of 60s"),
         move=RolloutStep(StepKind.HOLD, NEW, why="canary step 1 of 2 (10% of requests), held 5s of 60s"),
     ),
-    "a canary step given up: all its traffic back to the live deployment first": StepCase(
+    # Review finding 5: the verdict goes on the new deployment's tags with the RollBack (before its traffic goes
+    # back), so a status write lost after it cannot start the canary again.
+    "a canary step given up: all its traffic back to the live deployment, the verdict recorded on Azure": StepCase(
         ep(d(OLD), d(NEW), traffic={OLD: 50, NEW: 50}),
-        RolloutStep(StepKind.ROLL_BACK, NEW, why=f"rollout of {NEW} failed: {ERRORS}", traffic={OLD: 100}, mirror={}),
+        RolloutStep(
+            StepKind.ROLL_BACK,
+            NEW,
+            mark=ERRORS,
+            tags={**MINE, VERDICT_TAG: ERRORS},
+            why=f"rollout of {NEW} failed: {ERRORS}",
+            traffic={OLD: 100},
+            mirror={},
+        ),
         abandon=ERRORS,
     ),
-    "...shared back in proportion where several deployments serve": StepCase(
-        ep(d(OLD), d(STRAY), d(NEW), traffic={OLD: 30, STRAY: 40, NEW: 30}),
+    "...shared back in proportion where several deployments serve (one of them someone else's)": StepCase(
+        ep(d(OLD), theirs(STRAY), d(NEW), traffic={OLD: 30, STRAY: 40, NEW: 30}),
         RolloutStep(
-            StepKind.ROLL_BACK, NEW, why=f"rollout of {NEW} failed: {ERRORS}", traffic={OLD: 43, STRAY: 57}, mirror={}
+            StepKind.ROLL_BACK,
+            NEW,
+            mark=ERRORS,
+            tags={**MINE, VERDICT_TAG: ERRORS},
+            why=f"rollout of {NEW} failed: {ERRORS}",
+            traffic={OLD: 43, STRAY: 57},
+            mirror={},
         ),
+        abandon=ERRORS,
+    ),
+    "...its verdict already recorded (a pass cut off before the traffic PUT): the RollBack alone": StepCase(
+        ep(d(OLD), d(NEW, count=2, **{VERDICT_TAG: ERRORS}), traffic={OLD: 50, NEW: 50}),
+        RolloutStep(StepKind.ROLL_BACK, NEW, why=f"rollout of {NEW} failed: {ERRORS}", traffic={OLD: 100}, mirror={}),
         abandon=ERRORS,
     ),
     "the mirroring given up: it stops before the new deployment can go": StepCase(
         ep(d(OLD), d(NEW), traffic={OLD: 100}, mirror={NEW: 20}),
-        RolloutStep(StepKind.ROLL_BACK, NEW, why=f"rollout of {NEW} failed: {ERRORS}", mirror={}),
+        RolloutStep(
+            StepKind.ROLL_BACK,
+            NEW,
+            mark=ERRORS,
+            tags={**MINE, VERDICT_TAG: ERRORS},
+            why=f"rollout of {NEW} failed: {ERRORS}",
+            mirror={},
+        ),
         abandon=ERRORS,
     ),
     "a new deployment that fails while it takes canary traffic is rolled back, never given all of it": StepCase(
@@ -303,7 +458,7 @@ STEPS: dict[str, StepCase] = {
             OLD,
             2,
             GAVE_BACK,
-            {"team": "a", FAILED_ROLLOUT_TAG: GAVE_BACK},
+            {**MINE, "team": "a", FAILED_ROLLOUT_TAG: GAVE_BACK},
             f"rollout of {NEW} failed: {CRASH}",
         ),
     ),
@@ -314,7 +469,12 @@ STEPS: dict[str, StepCase] = {
     "the live deployment gets back only what the capacity allows, and never less than it has": StepCase(
         ep(d(OLD, count=3), d(NEW, "Failed", 1, CRASH), traffic={OLD: 100}),
         RolloutStep(
-            StepKind.GIVE_BACK, OLD, 3, GAVE_BACK, {FAILED_ROLLOUT_TAG: GAVE_BACK}, f"rollout of {NEW} failed: {CRASH}"
+            StepKind.GIVE_BACK,
+            OLD,
+            3,
+            GAVE_BACK,
+            {**MINE, FAILED_ROLLOUT_TAG: GAVE_BACK},
+            f"rollout of {NEW} failed: {CRASH}",
         ),
     ),
     "refused at the call before Azure marked it Failed: the live deployment gets its instances back": StepCase(
@@ -324,7 +484,7 @@ STEPS: dict[str, StepCase] = {
             OLD,
             2,
             f"{NEW}: {REFUSED}",
-            {FAILED_ROLLOUT_TAG: f"{NEW}: {REFUSED}"},
+            {**MINE, FAILED_ROLLOUT_TAG: f"{NEW}: {REFUSED}"},
             f"rollout of {NEW} failed: {REFUSED}",
         ),
         abandon=REFUSED,
@@ -341,7 +501,7 @@ STEPS: dict[str, StepCase] = {
             OLD,
             2,
             f"{NEW}: {NO_ANSWER}",
-            {FAILED_ROLLOUT_TAG: f"{NEW}: {NO_ANSWER}"},
+            {**MINE, FAILED_ROLLOUT_TAG: f"{NEW}: {NO_ANSWER}"},
             f"rollout of {NEW} failed: {NO_ANSWER}",
         ),
         abandon=NO_ANSWER,
@@ -373,12 +533,12 @@ STEPS: dict[str, StepCase] = {
     "an old record on the deployment that serves alone is cleared": StepCase(
         ep(marked(NEW, 2, f"{OLD}: crash"), traffic={NEW: 100}),
         RolloutStep(
-            StepKind.CLEAR_RECORD, NEW, 2, "", {}, "it serves alone: the record of an earlier failed rollout goes"
+            StepKind.CLEAR_RECORD, NEW, 2, "", MINE, "it serves alone: the record of an earlier failed rollout goes"
         ),
     ),
     "the retry of a failed rollout: halving the live deployment clears its record": StepCase(
         ep(marked(OLD, 2, GAVE_BACK), traffic={OLD: 100}),
-        RolloutStep(StepKind.MAKE_ROOM, OLD, 1, "", {}, f"no room for {NEW} ({NO_ROOM.why})"),
+        RolloutStep(StepKind.MAKE_ROOM, OLD, 1, "", {**MINE, MADE_ROOM_TAG: NEW}, f"no room for {NEW} ({NO_ROOM.why})"),
         room=NO_ROOM,
     ),
 }
@@ -540,7 +700,7 @@ PASSES: dict[str, PassCase] = {
                 OLD,
                 2,
                 f"{NEW}: {NO_ANSWER}",
-                {FAILED_ROLLOUT_TAG: f"{NEW}: {NO_ANSWER}"},
+                {**MINE, FAILED_ROLLOUT_TAG: f"{NEW}: {NO_ANSWER}"},
                 f"rollout of {NEW} failed: {NO_ANSWER}",
             ),
             rolling(StepKind.GIVE_BACK, OLD, f"rollout of {NEW} failed: {NO_ANSWER}", abandoned=NO_ANSWER),
@@ -575,7 +735,7 @@ PASSES: dict[str, PassCase] = {
                 OLD,
                 2,
                 f"{NEW}: {REFUSED}",
-                {FAILED_ROLLOUT_TAG: f"{NEW}: {REFUSED}"},
+                {**MINE, FAILED_ROLLOUT_TAG: f"{NEW}: {REFUSED}"},
                 f"rollout of {NEW} failed: {REFUSED}",
             ),
             rolling(StepKind.GIVE_BACK, OLD, f"rollout of {NEW} failed: {REFUSED}", abandoned=REFUSED),

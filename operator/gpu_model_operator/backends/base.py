@@ -131,6 +131,14 @@ class ObservedService:
 class ProbeResult:
     ok: bool
     message: str = ""
+    #: The HTTP status the service answered; None when no answer came (a connection refused or reset, a timeout).
+    status: int | None = None
+
+    @property
+    def model_error(self) -> bool:
+        """The answer says the deployment failed the request (any 5xx, 408 or 424: :mod:`gpu_model_operator.canary`);
+        no answer at all is the network's, not the model's."""
+        return self.status is not None and (self.status >= 500 or self.status in (408, 424))
 
 
 @dataclass(frozen=True)

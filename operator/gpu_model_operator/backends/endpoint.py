@@ -18,6 +18,16 @@ BUSY = frozenset({"creating", "updating", "deleting", "scaling", "accepted", "pr
 #: The live deployment's tag that records a failed rollout beside it: ``<deployment>: <why>`` (ARM tag values hold
 #: 256 characters). On Azure, so that a restarted operator still knows the rollout failed and what it gave back.
 FAILED_ROLLOUT_TAG, TAG_VALUE_LIMIT = "gpumodel-failed-rollout", 256
+#: The live deployment's tag that records the rollout it was halved for (MakeRoom): the desired deployment's name. On
+#: Azure, so a rollout halves production at most once, a restarted operator included; a give-back removes it.
+MADE_ROOM_TAG = "gpumodel-made-room"
+#: A canary's verdict on the new deployment, on its own tags, written before its traffic goes back (RollBack): what
+#: the status says (``status.rollout.abandoned``) may be lost with a status write, this is read back on every pass.
+VERDICT_TAG = "gpumodel-verdict"
+#: The operator's tags on what it creates (ARM tag names may not contain "/"): ``managed-by``, and whose it is
+#: ("namespace/name/uid" of a GpuModelDeployment) on endpoints and, since they carry it, deployments.
+MANAGED_BY, MANAGER = "managed-by", "gpu-model-operator"
+OWNER_TAG, FINGERPRINT_TAG = "gpumodel-owner", "gpumodel-fingerprint"
 
 
 @dataclass(frozen=True)
@@ -47,9 +57,31 @@ class DeploymentSnapshot:
         return found[1] if found is not None and found[0].lower() == deployment.lower() else None
 
     def tags_with(self, mark: str) -> dict[str, str]:
-        """Its tags with ``mark`` as the failed rollout it records ("" for none)."""
-        kept = {k: v for k, v in self.tags.items() if k != FAILED_ROLLOUT_TAG}
+        """Its tags with ``mark`` as the failed rollout it records ("" for none), and no record of a halving: a
+        give-back (or the retry that clears the record) ends the rollout the halving was for."""
+        kept = {k: v for k, v in self.tags.items() if k not in (FAILED_ROLLOUT_TAG, MADE_ROOM_TAG)}
         return {**kept, FAILED_ROLLOUT_TAG: mark} if mark else kept
+
+    def made_room_for(self, deployment: str) -> bool:
+        """Whether this one was halved (MakeRoom) for the rollout of ``deployment``."""
+        return self.tags.get(MADE_ROOM_TAG, "").lower() == deployment.lower() != ""
+
+    @property
+    def verdict(self) -> str | None:
+        """Why a canary gave this deployment up, as its tags record it; None if they record no verdict."""
+        return self.tags.get(VERDICT_TAG) or None
+
+    @property
+    def owner(self) -> str | None:
+        """Its owner tag ("namespace/name/uid"), or None."""
+        return self.tags.get(OWNER_TAG) or None
+
+    @property
+    def made_before_owner_tags(self) -> bool:
+        """Made by the operator before deployments carried the owner tag: the operator's ``managed-by`` and
+        fingerprint tags, no owner tag."""
+        tags = self.tags
+        return tags.get(MANAGED_BY) == MANAGER and bool(tags.get(FINGERPRINT_TAG)) and OWNER_TAG not in tags
 
     @property
     def busy(self) -> bool:
@@ -104,9 +136,37 @@ class EndpointSnapshot:
         """The desired deployment, when it exists."""
         return self.find(self.desired)
 
+    def ours(self, deployment: DeploymentSnapshot) -> bool:
+        """Whether the deployment is this resource's to shift or delete: it carries the endpoint's owner tag (the
+        endpoint is this resource's whenever the core takes a step on it), or it was made by the operator before
+        deployments carried one. The desired deployment is ours by its name (made from this resource's inputs)."""
+        if deployment.name.lower() == self.desired.lower():
+            return True
+        owner = deployment.owner
+        if owner is None:
+            return deployment.made_before_owner_tags
+        return self.owner is not None and (owner == self.owner or owner.startswith(self.owner + "/"))
+
+    def foreign(self) -> list[DeploymentSnapshot]:
+        """Deployments someone else added to the endpoint: reported, never shifted or deleted."""
+        return [d for d in self.deployments if not self.ours(d)]
+
     def strays(self) -> list[DeploymentSnapshot]:
-        """Deployments without traffic that are not the desired one: left by an earlier rollout or attempt."""
-        return [d for d in self.deployments if d.name.lower() != self.desired.lower() and self.share(d.name) == 0]
+        """This resource's deployments that are neither desired nor the previous stable one: without traffic
+        (left by an earlier rollout or attempt), or, beside another live one of ours, with traffic (a candidate the
+        spec was edited away from mid-canary). Its traffic goes back first, then it is deleted."""
+        stable = self.stable()
+        return [
+            d
+            for d in self.deployments
+            if self.ours(d) and d.name.lower() != self.desired.lower() and (stable is None or d is not stable)
+        ]
+
+    def stable(self) -> DeploymentSnapshot | None:
+        """The previous stable deployment: of this resource's live ones that are not desired, the one with the
+        largest share (the canary's candidates take the smaller share)."""
+        live = [d for d in self.live if self.ours(d) and d.name.lower() != self.desired.lower()]
+        return max(live, key=lambda d: self.share(d.name)) if live else None
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,12 @@ def scale_deployment(
     ws.arm.send("PATCH", path, DEPLOYMENTS_API, body, ok=(200, 202))
 
 
+def tag_deployment(ws: Workspace, endpoint: str, name: str, tags: Mapping[str, str]) -> None:
+    """A PATCH of the tags alone, whole (ARM's PATCH replaces them): a record on the deployment, nothing it runs."""
+    path = _path(ws, "onlineEndpoints", endpoint, "deployments", name)
+    ws.arm.send("PATCH", path, DEPLOYMENTS_API, {"tags": dict(tags)}, ok=(200, 202))
+
+
 def delete_deployment(ws: Workspace, endpoint: str, name: str) -> None:
     path = _path(ws, "onlineEndpoints", endpoint, "deployments", name)
     try:

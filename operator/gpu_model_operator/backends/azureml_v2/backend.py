@@ -305,7 +305,7 @@ def _verdict(
     to = f" (deployment {deployment})" if deployment else ""
     backend.answered(inputs, response.status_code)
     if 200 <= response.status_code < 300:
-        return ProbeResult(True, f"POST {uri}{to} answered {response.status_code}")
+        return ProbeResult(True, f"POST {uri}{to} answered {response.status_code}", response.status_code)
     hint = ""
     if response.status_code == 424:
         model = response.headers.get("ms-azureml-model-error-statuscode")
@@ -315,4 +315,4 @@ def _verdict(
             else " on the probe's default body {}; set spec.rollout.probeRequest to a request the model answers"
         )
     text = f"POST {uri}{to} answered {response.status_code}{hint} {response.text[:200].strip()}"
-    return ProbeResult(False, text.rstrip())
+    return ProbeResult(False, text.rstrip(), response.status_code)

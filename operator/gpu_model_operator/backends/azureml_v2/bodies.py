@@ -14,13 +14,20 @@ from ... import conditions as c
 from ...models import AzureMLV2Spec, KubernetesEndpointCompute, OnlineDeploymentSettings, ProbeSettings
 from ..azure.failures import error_line
 from ..base import is_legacy_tag_of, same_name
-from ..endpoint import DeploymentSnapshot, EndpointSnapshot, RequestCounts
+from ..endpoint import FINGERPRINT_TAG as FINGERPRINT_TAG
+from ..endpoint import MANAGED_BY as MANAGED_BY
+from ..endpoint import MANAGER as MANAGER
+from ..endpoint import OWNER_TAG as OWNER_TAG
+from ..endpoint import (
+    DeploymentSnapshot,
+    EndpointSnapshot,
+    RequestCounts,
+)
 from .session import Inputs
 
-#: ARM tag names may not contain "/" (learn.microsoft.com/azure/azure-resource-manager/management/tag-resources,
-#: "Limitations"), so these differ from the v1 services' tags.
-MANAGED_BY, MANAGER = "managed-by", "gpu-model-operator"
-OWNER_TAG, FINGERPRINT_TAG = "gpumodel-owner", "gpumodel-fingerprint"
+#: The operator's tags (MANAGED_BY, OWNER_TAG, FINGERPRINT_TAG) are the contract's (:mod:`..endpoint`): ARM tag names
+#: may not contain "/" (learn.microsoft.com/azure/azure-resource-manager/management/tag-resources, "Limitations"),
+#: so these differ from the v1 services' tags.
 #: What Azure sets on an endpoint and ignores or refuses in a PUT: the ARM envelope and the server's properties.
 READ_ONLY = ("id", "name", "type", "systemData", "etag")
 READ_ONLY_PROPERTIES = ("provisioningState", "scoringUri", "swaggerUri")
@@ -174,7 +181,7 @@ def new_deployment(inputs: Inputs, location: str, model: str, env: str, code: st
         kind, instance_type = "Managed", compute.managed.instance_type
     return {
         "location": location,
-        "tags": {MANAGED_BY: MANAGER, FINGERPRINT_TAG: fingerprint(inputs)},
+        "tags": {MANAGED_BY: MANAGER, OWNER_TAG: inputs.owner, FINGERPRINT_TAG: fingerprint(inputs)},
         "sku": {"name": "Default", "capacity": replicas},
         "properties": {
             "endpointComputeType": kind,

@@ -57,8 +57,13 @@ class Steps:
     async def _traffic(self, inputs: Inputs, ws: Workspace, endpoint: dict[str, Any], step: RolloutStep) -> None:
         """The traffic split and mirrored traffic the step says (ShiftTraffic, MirrorTraffic, RollBack), the endpoint
         sent back whole; a step that gives no split keeps it as read now (a ShiftTraffic without one: all of it to
-        the step's deployment)."""
+        the step's deployment), after the tags the step records on its deployment, where it has any."""
         name = inputs.spec.service.name
+        if step.tags is not None:
+            # A RollBack's verdict goes on the deployment before its traffic goes back (the status may be lost).
+            tags = dict(step.tags)
+            what = f"recording on deployment {step.deployment} of endpoint {name}: {step.mark}"
+            await self._write(inputs, what, lambda: arm.tag_deployment(ws, name, step.deployment, tags))
         traffic = step.traffic
         if traffic is None and step.kind == StepKind.SHIFT_TRAFFIC:
             traffic = {step.deployment: 100}
