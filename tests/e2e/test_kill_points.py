@@ -91,7 +91,7 @@ def _gone(azure: Azure, name: str) -> bool:
 @pytest.mark.parametrize("name", POINTS)
 def test_killed_operator_resumes_without_duplicates_or_orphans(azure: Azure, name: str) -> None:
     point, index = POINTS[name], list(POINTS).index(name)
-    gmd, compute, service = "kp", f"kp-gpu-{index}", f"kp-svc-{index}"
+    gmd, compute, service = "kp", f"kp-gpu{index}", f"kp-svc-{index}"
     azure.emu.clear_calls()
 
     def kill_when_reached() -> None:
