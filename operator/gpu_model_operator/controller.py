@@ -34,6 +34,7 @@ from .backends.base import (
     ServiceState,
     SpecT,
     TransientBackendError,
+    owner_name,
 )
 from .backends.endpoint import StepKind
 from .budget import CallBudget
@@ -328,7 +329,9 @@ class Controller:
         except BackendError as exc:
             return replace(facts, problem=_problem(exc)), None
         others = users(inputs.owner, holdings, listed)
-        return replace(facts, service=service, compute=compute, other_users_of_compute=len(others)), inputs
+        who = tuple(sorted(owner_name(o) for o in others))
+        facts = replace(facts, service=service, compute=compute, other_users_of_compute=len(others), compute_users=who)
+        return facts, inputs
 
     async def _finish_deletion(self, res: Resource, decision: DeletionDecision) -> DeletionDecision:
         """The keys Secret goes if it is ours (someone else's of that name is left, and said so); the credentials

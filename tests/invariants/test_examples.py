@@ -35,6 +35,12 @@ def create(ns: str, name: str, kind: str, *, retain: bool = False, replicas: int
     return lambda m: m.create(ns=ns, name=name, kind=kind, retain=retain, replicas=replicas)
 
 
+def check_nothing_left(m: Histories) -> None:
+    """The end of a history that deleted everything: the cluster is empty and Azure holds nothing."""
+    assert not m.cluster.resources, list(m.cluster.resources)
+    assert not (m.azure.computes or m.azure.services or m.azure.endpoints), (m.azure.computes, m.azure.services)
+
+
 def passes(times: int) -> Step:
     return lambda m: m.passes(times=times)
 
@@ -98,6 +104,22 @@ CASES: dict[str, Case] = {
             passes(4),
             lambda m: m.delete(ns="team-b", name="m1"),
             passes(4),
+        )
+    ),
+    # Found by the soak: a compute made by team-a/m1 and used by team-b/m1 (the same names) was kept when team-a/m1
+    # went, since team-b/m1 still used it, and then deleted by no one, since team-b/m1 only adopted it. The creator
+    # now waits for its users, naming them, and deletes the compute when the last is gone.
+    "soak: a shared compute is deleted by its creator once its last user is gone": Case(
+        (
+            create("team-a", "m1", "azureml"),
+            passes(4),
+            create("team-b", "m1", "azureml"),
+            passes(4),
+            lambda m: m.delete(ns="team-a", name="m1"),
+            passes(10),
+            lambda m: m.delete(ns="team-b", name="m1"),
+            passes(6),
+            lambda m: check_nothing_left(m),
         )
     ),
     # Found by the soak: another namespace's resource of the same name holds the endpoint, and the quota is full; the
