@@ -339,6 +339,10 @@ class Histories(RuleBasedStateMachine):
         """Someone deletes the service or endpoint outside the operator."""
         self.azure.services.pop(f"svc-{name}", None)
         self.azure.endpoints.pop(f"ep-{name}", None)
+        for gmd in self.cluster.resources.values():
+            if gmd.name == name:
+                # What served is gone by another party's hand, not by a change: the capacity promise starts over.
+                self.before[gmd.owner] = 0
         self._disturb()
 
     @invariant()
