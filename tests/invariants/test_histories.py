@@ -22,6 +22,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from gpu_model_operator import conditions as c
+from gpu_model_operator.annotations import POLICY_DETACH, RECONCILE_POLICY, RETRY_NOW
+from gpu_model_operator.backends.base import TransientBackendError
 from gpu_model_operator.controller import Controller
 from gpu_model_operator.decision import DeleteAction
 from gpu_model_operator.handlers import holdings_of
@@ -30,8 +33,8 @@ from gpu_model_operator.models import BackendKind, parse_spec
 from gpu_model_operator.quota import instances_within
 from gpu_model_operator.settings import Settings
 
-from .azure_model import INSTANCE_TYPE, RESERVE, VCPUS, VM_SIZE, Azure, ComputeBackend, EndpointBackend
-from .cluster_model import Cluster, Gmd, new_uid
+from .azure_model import GPUS_PER_NODE, INSTANCE_TYPE, RESERVE, VCPUS, VM_SIZE, Azure, ComputeBackend, EndpointBackend
+from .cluster_model import CREDENTIALS, Cluster, Gmd, Secret, new_uid
 
 NAMESPACES = ("team-a", "team-b")
 NAMES = ("m1", "m2")
@@ -90,21 +93,27 @@ def ownership(azure: Azure) -> None:
         )
 
 
-def nothing_billing_unseen(azure: Azure, cluster: Cluster, gone: dict[str, bool]) -> None:
+def nothing_billing_unseen(azure: Azure, cluster: Cluster, gone: dict[str, str]) -> None:
     """README, Trust: "Deletion never depends on an input that can vanish first (a namespace's Secrets go before its
     resources)" and the resource "deletes what it created" with it, unless `deletionPolicy: Retain` keeps it.
 
-    Once a resource is gone from the cluster, nothing tagged as its own is left in Azure, but a compute it was told to
-    retain: a compute others still use keeps its creator until they are gone (README: "the last one out deletes
-    it")."""
+    Once a resource is gone from the cluster, nothing tagged as its own is left in Azure, but a compute or endpoint it
+    was told to retain, or anything it was told to leave (detach-on-delete): a compute others still use keeps its
+    creator until they are gone (README: "the last one out deletes it"). A namespace whose resources are gone is gone:
+    nothing holds its Secrets."""
     for name, svc in azure.services.items():
-        assert svc.tags.get("gpumodel.io/owner") not in gone, f"service {name} left billing by a deleted resource"
+        owner = svc.tags.get("gpumodel.io/owner")
+        assert gone.get(owner or "", "detach") == "detach", f"service {name} left billing by a deleted resource"
     for name, ep in azure.endpoints.items():
         owner = ep.tags.get("gpumodel-owner")
-        assert owner not in gone or gone[owner], f"endpoint {name} left billing by a deleted resource"
+        assert gone.get(owner or "", "retain") != "delete", f"endpoint {name} left billing by a deleted resource"
     for name, comp in azure.computes.items():
         owner = comp.tags.get("gpumodel-owner")
-        assert owner not in gone or gone[owner], f"compute {name} left billing by a deleted resource"
+        assert gone.get(owner or "", "retain") != "delete", f"compute {name} left billing by a deleted resource"
+    for (ns, name), secret in cluster.secrets.items():
+        live = {gmd.uid for gmd in cluster.resources.values() if gmd.namespace == ns}
+        stale = [f for f in secret.finalizers if f[-36:] not in live]  # credentials-in-use-<uid>
+        assert not stale, f"Secret {ns}/{name} held by resources that are gone: {stale}"
 
 
 def deletion_finishes(gmd: Gmd, quiet: int, cluster: Cluster) -> bool:
@@ -156,6 +165,39 @@ def status_tells_the_truth(gmd: Gmd, azure: Azure, serving_seen: int) -> None:
         assert azure.serving(gmd.spec["service"]["name"], gmd.owner) > 0, f"{gmd.owner} Ready with nothing serving"
 
 
+def progress(gmd: Gmd, quiet: int, azure: Azure) -> None:
+    """README, Trust: "When the world stops changing and Azure stops failing, every resource reaches Ready or a named
+    permanent reason within a bounded number of passes; nothing waits without a condition that says what it waits
+    for."
+
+    After ``SETTLE`` passes with nothing changing and no fault pending, a live resource's Ready is True, or False with
+    a reason and a message saying why (Stalled True for a permanent one)."""
+    if gmd.deleting or quiet < SETTLE or azure.stuck or azure.faults:
+        return
+    conditions = {x["type"]: x for x in gmd.status.get("conditions") or []}
+    ready = conditions.get("Ready")
+    assert ready is not None, f"{gmd.owner}: no Ready condition after {quiet} passes"
+    if ready["status"] == "True":
+        return
+    assert ready.get("reason") and ready.get("message"), f"{gmd.owner} waits saying nothing: {ready}"
+    stalled = conditions.get("Stalled", {}).get("status") == "True"
+    reconciling = conditions.get("Reconciling", {}).get("status") == "True"
+    assert stalled or not reconciling, (
+        f"{gmd.owner} still reconciling after {quiet} quiet passes: {ready['reason']}: {ready['message']}"
+    )
+
+
+def limits(azure: Azure) -> None:
+    """README, Trust: "Nothing asks for more GPUs per node or more quota than Azure's accounting allows."
+
+    Azure refused no create or scale for quota (the operator reads the family's usage in the same pass, and nothing
+    else changes it within a pass), and the services on each compute hold no more GPUs than its nodes have."""
+    assert not azure.over_asked, f"asked beyond the quota: {azure.over_asked}"
+    for name, comp in azure.computes.items():
+        held = sum(s.replicas * GPUS_PER_NODE for s in azure.services.values() if s.compute == name)
+        assert held <= comp.agent_count * GPUS_PER_NODE, f"compute {name}: {held} GPUs held of {comp.agent_count}"
+
+
 # ---- the histories -----------------------------------------------------------------------------------------------
 
 
@@ -168,8 +210,9 @@ class Histories(RuleBasedStateMachine):
         for ns in NAMESPACES:
             self.cluster.namespace(ns)
         self.controller = self._controller()
-        #: Owner ids of resources gone from the cluster, and whether they were told to retain their compute.
-        self.gone: dict[str, bool] = {}
+        #: Owner ids of resources gone from the cluster, and what they were told to keep: "delete" (nothing),
+        #: "retain" (deletionPolicy: Retain: the compute, or the endpoint), "detach" (detach-on-delete: everything).
+        self.gone: dict[str, str] = {}
         #: Passes of each resource since the world last changed for it.
         self.quiet: dict[str, int] = {}
         #: What served before the last change of each endpoint resource.
@@ -243,7 +286,9 @@ class Histories(RuleBasedStateMachine):
                 gmd.status = deleted.status.model_dump(by_alias=True, mode="json", exclude_none=True)
             if deleted.action == DeleteAction.DONE:
                 del self.cluster.resources[(gmd.namespace, gmd.name)]
-                self.gone[gmd.owner] = gmd.spec["compute"].get("deletionPolicy") == "Retain"
+                detached = gmd.annotations.get(RECONCILE_POLICY) == POLICY_DETACH
+                retained = gmd.spec["compute"].get("deletionPolicy") == "Retain"
+                self.gone[gmd.owner] = "detach" if detached else "retain" if retained else "delete"
                 self.cluster.settle_namespace(gmd.namespace)
         else:
             decision = self.loop.run_until_complete(self.controller.reconcile(res, holdings=self._holdings(gmd)))
@@ -251,6 +296,7 @@ class Histories(RuleBasedStateMachine):
             status_tells_the_truth(gmd, self.azure, seen)
         self.quiet[gmd.owner] = self.quiet.get(gmd.owner, 0) + 1
         capacity(gmd, self.azure, self.before.get(gmd.owner, 0), self.quiet[gmd.owner])
+        progress(gmd, self.quiet[gmd.owner], self.azure)
         if deletion_finishes(gmd, self.quiet[gmd.owner], self.cluster):
             self.quiet[gmd.owner] = 0
 
@@ -344,6 +390,74 @@ class Histories(RuleBasedStateMachine):
                 # What served is gone by another party's hand, not by a change: the capacity promise starts over.
                 self.before[gmd.owner] = 0
         self._disturb()
+
+    @rule(ns=st.sampled_from(NAMESPACES), name=st.sampled_from(NAMES))
+    def revert_model_version(self, ns: str, name: str) -> None:
+        """The last change taken back (git revert) while its rollout may be under way."""
+        gmd = self.cluster.resources.get((ns, name))
+        if gmd is None or gmd.deleting or gmd.spec["model"]["version"] == 1:
+            return
+        gmd.spec["model"]["version"] -= 1
+        gmd.generation += 1
+        self._disturb(gmd.owner)
+
+    @rule(ns=st.sampled_from(NAMESPACES), name=st.sampled_from(NAMES), key=st.sampled_from(["retry", "detach"]))
+    def annotate(self, ns: str, name: str, key: str) -> None:
+        """The user's annotations: retry-now (a new value), detach-on-delete."""
+        gmd = self.cluster.resources.get((ns, name))
+        if gmd is None:
+            return
+        if key == "retry":
+            gmd.annotations[RETRY_NOW] = str(int(gmd.annotations.get(RETRY_NOW, "0")) + 1)
+        else:
+            gmd.annotations[RECONCILE_POLICY] = POLICY_DETACH
+        self._disturb(gmd.owner)
+
+    @rule(ns=st.sampled_from(NAMESPACES), name=st.sampled_from(NAMES))
+    def switch_credentials(self, ns: str, name: str) -> None:
+        """The spec names another credentials Secret (a new service principal): the old one is no longer needed."""
+        gmd = self.cluster.resources.get((ns, name))
+        if gmd is None or gmd.deleting or ns in self.cluster.terminating:
+            return
+        ref = gmd.spec["workspace"]["credentialsSecretRef"]
+        ref["name"] = "creds2" if ref["name"] == "creds" else "creds"
+        self.cluster.secrets.setdefault((ns, ref["name"]), Secret(dict(CREDENTIALS)))
+        gmd.generation += 1
+        self._disturb(gmd.owner)
+
+    @rule(
+        times=st.integers(1, 3),
+        kind=st.sampled_from(["throttled", "server-error", "conflict"]),
+    )
+    def azure_fails(self, times: int, kind: str) -> None:
+        """The next calls fail: 429 with Retry-After, a 5xx, a 409 while another operation runs."""
+        answers = {
+            "throttled": TransientBackendError("429 Too Many Requests", reason=c.BACKEND_UNAVAILABLE, retry_after=5),
+            "server-error": TransientBackendError("503 Service Unavailable"),
+            "conflict": TransientBackendError("409 Conflict: AnotherOperationInProgress"),
+        }
+        self.azure.faults = [answers[kind]] * times
+        self._disturb()
+
+    @rule()
+    def operations_canceled(self) -> None:
+        """Operations in flight end Canceled (someone canceled them, or Azure did)."""
+        self.azure.cancel()
+        self._disturb()
+
+    @rule(name=st.sampled_from(NAMES), owner=st.sampled_from(["none", "other"]))
+    def others_edit_tags(self, name: str, owner: str) -> None:
+        """Someone removes the operator's tags from an endpoint or compute, or names another owner in them."""
+        for obj in (self.azure.endpoints.get(f"ep-{name}"), self.azure.computes.get(f"gpu-{name}")):
+            if obj is not None:
+                obj.tags.pop("gpumodel-owner", None)
+                if owner == "other":
+                    obj.tags["gpumodel-owner"] = "elsewhere/x/00000000-0000-0000-0000-000000000000"
+        self._disturb()
+
+    @invariant()
+    def asks_within_limits(self) -> None:
+        limits(self.azure)
 
     @invariant()
     def no_write_to_what_is_not_ours(self) -> None:
