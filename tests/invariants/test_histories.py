@@ -129,7 +129,7 @@ def deletion_finishes(gmd: Gmd, quiet: int, cluster: Cluster) -> bool:
     Returns whether it waits for such users (the bound then counts from when they are gone)."""
     if not gmd.deleting:
         return False
-    ready = next((x for x in gmd.status.get("conditions") or [] if x["type"] == "Ready"), {})
+    ready: dict[str, Any] = next((x for x in gmd.status.get("conditions") or [] if x["type"] == "Ready"), {})
     users = [f"{o.namespace}/{o.name}" for o in cluster.resources.values() if o is not gmd]
     named = [u for u in users if u in ready.get("message", "")]
     waits = ready.get("message", "").startswith("waiting to delete compute") and bool(named)
