@@ -16,8 +16,9 @@ removed (not replaced) by another party. Known breaks the generator found, not f
 an ``azureml`` compute whose owner tag another party removed is still deleted on the status's record (the product
 lets its record stand for an untagged compute, for computes made before tags carried the uid); after the spec names
 another credentials Secret, the old one keeps the resource's hold after the resource is gone (nothing records its
-name to release it: a ``kubectl delete`` of that Secret, or of its namespace, then waits for good); and a namespace deleted before any pass saw the
-new Secret's name leaves the deletion waiting on that Secret, gone with the namespace.
+name to release it: a ``kubectl delete`` of that Secret, or of its namespace, then waits for good); and a
+namespace deleted before any pass saw the new Secret's name leaves the deletion waiting on that Secret, gone with the
+namespace.
 
 How many histories: ``make test`` runs the ``ci`` profile (a few hundred); ``make soak`` the ``soak`` profile (tens of
 thousands), chosen with ``GMO_HYPOTHESIS_PROFILE``; ``GMO_HISTORIES`` sets the count of either.
