@@ -99,6 +99,10 @@ def namespace(control_plane: ControlPlane) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     control_plane.kubectl("create", "namespace", name)
     yield name
+    # The resources go first, while the module's operator still runs: a namespace is never really deleted here (no
+    # controller manager), and what a test left would otherwise stay for the worker's later files to see (GPUs a
+    # local service still holds, a Failed resource in the phase gauges).
+    control_plane.kubectl("delete", "gpumodeldeployments", "--all", "-n", name, "--wait=false", check=False)
     control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 

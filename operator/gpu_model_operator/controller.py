@@ -35,6 +35,7 @@ from .backends.base import (
     ServiceState,
     SpecT,
     TransientBackendError,
+    owner_name,
     pass_priority,
 )
 from .backends.endpoint import StepKind
@@ -338,7 +339,9 @@ class Controller:
         except BackendError as exc:
             return replace(facts, problem=_problem(exc)), None
         others = users(inputs.owner, holdings, listed)
-        return replace(facts, service=service, compute=compute, other_users_of_compute=len(others)), inputs
+        who = tuple(sorted(owner_name(o) for o in others))
+        facts = replace(facts, service=service, compute=compute, other_users_of_compute=len(others), compute_users=who)
+        return facts, inputs
 
     async def _finish_deletion(self, res: Resource, decision: DeletionDecision) -> DeletionDecision:
         """The keys Secret goes if it is ours (someone else's of that name is left, and said so); the credentials

@@ -3,8 +3,9 @@
 Every branch is decided here, as crossplane's reconciler sets ``Deleting()`` as one outcome among the others: the
 reconcile-policy annotation (skip and detach-on-delete leave everything running), a backend this operator does not
 serve, a spec it cannot parse, inputs it cannot load (a Secret gone), a backend error, and then the service and the
-compute. Service first; then the compute, only if the operator created it (or was told to take it over), the policy
-says Delete and no one else uses it. The adoption record wins over any tag: a service recorded as adopted is never
+compute. Service first; then the compute, only if the operator created it (or was told to take it over) and the policy
+says Delete; while others still use it, its creator waits for them (the last one out deletes it, and only the
+creator may). The adoption record wins over any tag: a service recorded as adopted is never
 deleted, whatever its tags say. Deleting what is already gone is success.
 
 Whatever stops a deletion, the resource keeps its finalizer while its status says something it made may still
@@ -24,6 +25,7 @@ from .backends.base import (
     ServiceState,
     compute_is_ours,
     is_legacy_tag_of,
+    owner_name,
 )
 from .decision import DeleteAction, Event, Outcome, Problem, Verdict, bind, normal, warning
 from .models import (
@@ -57,6 +59,9 @@ class DeletionFacts:
     #: The compute, observed only where deleting the resource may delete it (azureml).
     compute: ObservedCompute | None = None
     other_users_of_compute: int = 0
+    #: Who those users are (``namespace/name`` of a resource, ``service:<name>`` of an untagged service), for the
+    #: message of a deletion that waits for them.
+    compute_users: tuple[str, ...] = ()
     #: Seconds between deletion passes.
     poll: float = 10.0
     #: The gpumodel.io/take-over annotation: a compute taken over is deleted as the resource's own.
@@ -196,10 +201,12 @@ def _remote(facts: DeletionFacts) -> DeletionDecision:
         # The service we leave keeps our compute busy if it runs there (or where the backend does not say).
         on_ours = compute is None or (service.compute_name or compute.name).lower() == compute.name.lower()
         events = (normal(c.RETAINED_SERVICE, message),)
-        return _compute_step(facts, compute, facts.other_users_of_compute + int(on_ours), events)
+        user = owner_name(service.owner) if service.owner else f"service:{service.name}"
+        users = tuple(sorted({*facts.compute_users, user})) if on_ours else facts.compute_users
+        return _compute_step(facts, compute, facts.other_users_of_compute + int(on_ours), events, users)
     if service.state == ServiceState.DELETING:
         return DeletionDecision(DeleteAction.WAIT, f"waiting for service {service.name} to be deleted")
-    return _compute_step(facts, compute, facts.other_users_of_compute, ())
+    return _compute_step(facts, compute, facts.other_users_of_compute, (), facts.compute_users)
 
 
 def _retains_service(spec: GpuModelDeploymentSpec) -> bool:
@@ -212,6 +219,7 @@ def _compute_step(
     compute: ObservedCompute | None,
     others: int,
     events: tuple[Event, ...],
+    users: tuple[str, ...] = (),
 ) -> DeletionDecision:
     spec, status = facts.spec, facts.status
     assert spec is not None, "observed without a problem"
@@ -230,6 +238,17 @@ def _compute_step(
     name = compute.name
     if not created or status.ownership.compute_adopted:
         return _done(f"leaving compute {name}: the operator did not create it", c.RETAINED_COMPUTE, events)
+    keep = compute.attached or spec.compute.deletion_policy == DeletionPolicy.RETAIN
+    if others > 0 and not keep:
+        # The last one out deletes the compute, and only its creator may: one that merely uses it never deletes it.
+        # So the creator waits for the users to go (keeping its finalizer, and its hold on the credentials Secret),
+        # rather than leave a cluster billing that no one would ever delete.
+        who = ", ".join(users) or f"{others} other deployment(s)"
+        message = (
+            f"waiting to delete compute {name} (deletionPolicy: Delete): still used by {who}; it is deleted once "
+            f"they are gone, or annotate {RECONCILE_POLICY}={POLICY_DETACH} to leave it running"
+        )
+        return DeletionDecision(DeleteAction.WAIT, message, events)
     if others > 0:
         return _done(f"leaving compute {name}: {others} other deployment(s) still use it", c.RETAINED_COMPUTE, events)
     if compute.attached:

@@ -88,19 +88,28 @@ def test_attached_cluster_is_detached_not_deleted(azure: Azure) -> None:
 
 
 def test_shared_compute_is_deleted_with_its_last_user(azure: Azure) -> None:
+    """Its creator, deleted first, waits for the other user (naming it) and deletes it when that one is gone."""
     azure.apply("first", "shared-first", provision("gpu-shared"))
     azure.wait_ready("first")  # first creates the cluster ...
     azure.apply("second", "shared-second", provision("gpu-shared"))
     obj = azure.wait_ready("second")  # ... second uses it, next to first's replica
     assert obj["status"]["gpus"] == {"total": 2, "heldByOthers": 1, "held": 1}
 
-    azure.delete("first")
+    # The creator goes first: it deletes its service and waits for the cluster's other user, saying who that is.
+    azure.cp.kubectl("delete", "gmd", "first", "-n", azure.ns, "--wait=false")
+    waiting = wait_for(
+        "first waiting for the cluster's other user",
+        lambda: (cond := azure.condition("first")).get("message", "").startswith("waiting to delete compute") and cond,
+        60,
+    )
+    assert f"still used by {azure.ns}/second" in waiting["message"]
     computes, services = azure.cloud()
     assert "gpu-shared" in computes and services >= {"shared-second"} and "shared-first" not in services
-    assert "still use it" in azure.events("first", "RetainedCompute")[0]["message"]
     azure.wait_ready("second")
 
+    # The last user out: the creator, still waiting, deletes the cluster once second is gone.
     azure.delete("second")
+    wait_for("first gone", lambda: azure.cp.kubectl("get", "gmd", "first", "-n", azure.ns, check=False).returncode, 90)
     computes, services = azure.cloud()
     assert "gpu-shared" not in computes and "shared-second" not in services
 

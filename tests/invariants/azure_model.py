@@ -19,6 +19,14 @@ What Azure does, and where it says so:
   how fast usage follows a scale-down: the model frees it at once.
 - A deployment naming a model version that is not registered is refused at the call with 400 (the operator's
   model read, or the PUT itself).
+- Any call may be throttled (429 with Retry-After: ARM's request limits,
+  learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling), fail with a 5xx
+  (to be retried: learn.microsoft.com/azure/architecture/best-practices/retry-service-specific), or be refused with
+  409 Conflict while another operation on the same resource runs (ARM's async operations: a resource with an
+  operation in progress refuses a conflicting write). Each is refused before it acts: nothing changes.
+- An operation can end Canceled (ARM's terminal provisioning states are Succeeded, Failed and Canceled, same page
+  as above); a canceled online deployment keeps what it held before the operation (the docs are silent on its
+  instance count after a cancel: the model keeps the count it was given).
 
 The backends here read Azure's objects through the product's own pure readings where the product has one (an
 ``azureml`` compute's and service's tags: ``observed_compute``, ``observed_service``), so a wrong reading of a tag
@@ -44,6 +52,7 @@ from gpu_model_operator.backends.base import (
     ProbeResult,
     ServiceOnCompute,
     ServiceState,
+    TransientBackendError,
 )
 from gpu_model_operator.backends.endpoint import (
     DeploymentSnapshot,
@@ -57,6 +66,8 @@ from gpu_model_operator.keys import ScoringToken
 
 MANAGER = "gpu-model-operator"
 VM_SIZE, INSTANCE_TYPE, VCPUS, RESERVE = "Standard_NC4as_T4_v3", "Standard_NC4as_T4_v3", 4, 0.2
+#: GPUs of one node of VM_SIZE (one T4: learn.microsoft.com/azure/virtual-machines/nct4-v3-series).
+GPUS_PER_NODE = 1
 FAMILY = "standardNCASv3_T4Family"
 
 
@@ -121,6 +132,10 @@ class Azure:
         self.writes: list[Write] = []
         self.refuse_next_deployment = False
         self.stuck = False
+        #: Calls to refuse next, each with the transient error Azure answers (429, 5xx, 409).
+        self.faults: list[TransientBackendError] = []
+        #: Creates and scales Azure refused for quota: what the operator asked beyond Azure's accounting.
+        self.over_asked: list[str] = []
 
     def used(self) -> int:
         """The family's usage as Azure's usages API reports it: every deployment that is not being deleted."""
@@ -141,6 +156,21 @@ class Azure:
             for dep in ep.deployments.values():
                 if dep.state in ("Creating", "Updating"):
                     dep.state = "Succeeded"
+
+    def cancel(self) -> None:
+        """Operations in flight end Canceled: a compute being created, an online deployment being created or scaled."""
+        for comp in self.computes.values():
+            if comp.state == "Creating":
+                comp.state = "Canceled"
+        for ep in self.endpoints.values():
+            for dep in ep.deployments.values():
+                if dep.state in ("Creating", "Updating"):
+                    dep.state = "Canceled"
+
+    def call(self) -> None:
+        """A call reaches Azure: the next fault, if any, answers it before anything changes."""
+        if self.faults:
+            raise self.faults.pop(0)
 
     def log(self, kind: str, target: str, inputs: DeploymentInputs[Any], tags: dict[str, str] | None) -> None:
         owner = None
@@ -171,6 +201,7 @@ class ComputeBackend:
         self.azure = azure
 
     async def observe_compute(self, inputs: DeploymentInputs[Any]) -> ObservedCompute:
+        self.azure.call()
         name = inputs.spec.compute.name
         comp = self.azure.computes.get(name)
         if comp is None:
@@ -189,6 +220,7 @@ class ComputeBackend:
         return observed_compute(name, found, True)  # type: ignore[call-arg,unused-ignore]
 
     async def create_compute(self, inputs: DeploymentInputs[Any]) -> None:
+        self.azure.call()
         name = inputs.spec.compute.name
         existing = self.azure.computes.get(name)
         self.azure.log("put-compute", name, inputs, existing.tags if existing else None)
@@ -196,6 +228,7 @@ class ComputeBackend:
         self.azure.computes[name] = Compute(tags, f"managed-by {MANAGER} owner={inputs.owner}")
 
     async def delete_compute(self, inputs: DeploymentInputs[Any]) -> None:
+        self.azure.call()
         name = inputs.spec.compute.name
         comp = self.azure.computes.get(name)
         if comp is None:
@@ -204,12 +237,14 @@ class ComputeBackend:
         del self.azure.computes[name]
 
     async def services_on_compute(self, inputs: DeploymentInputs[Any]) -> list[ServiceOnCompute]:
+        self.azure.call()
         return [
             ServiceOnCompute(n, s.replicas, 1, s.tags.get("gpumodel.io/owner"), compute=s.compute.lower())
             for n, s in self.azure.services.items()
         ]
 
     async def observe_service(self, inputs: DeploymentInputs[Any]) -> ObservedService:
+        self.azure.call()
         name = inputs.spec.service.name
         svc = self.azure.services.get(name)
         if svc is None:
@@ -225,6 +260,7 @@ class ComputeBackend:
         return observed_service(name, found)
 
     async def deploy_service(self, inputs: DeploymentInputs[Any], replicas: int) -> list[str]:
+        self.azure.call()
         name = inputs.spec.service.name
         existing = self.azure.services.get(name)
         self.azure.log("deploy-service", name, inputs, existing.tags if existing else None)
@@ -233,6 +269,7 @@ class ComputeBackend:
         return []
 
     async def scale_service(self, inputs: DeploymentInputs[Any], replicas: int) -> None:
+        self.azure.call()
         name = inputs.spec.service.name
         svc = self.azure.services.get(name)
         self.azure.log("scale-service", name, inputs, svc.tags if svc else None)
@@ -240,6 +277,7 @@ class ComputeBackend:
             svc.replicas, svc.state = replicas, "Transitioning"
 
     async def delete_service(self, inputs: DeploymentInputs[Any]) -> None:
+        self.azure.call()
         name = inputs.spec.service.name
         svc = self.azure.services.get(name)
         if svc is None:
@@ -264,6 +302,7 @@ class ComputeBackend:
         return None
 
     async def take_step(self, inputs: DeploymentInputs[Any], step: RolloutStep) -> str | None:
+        self.azure.call()
         raise AssertionError("an azureml resource is never given a rollout step")
 
     async def close(self, timeout: float = 0.0) -> bool:
@@ -276,13 +315,16 @@ class EndpointBackend(ComputeBackend):
     name = "azureml-v2"
 
     async def observe_compute(self, inputs: DeploymentInputs[Any]) -> ObservedCompute:
+        self.azure.call()
         reading = QuotaReading(FAMILY, INSTANCE_TYPE, VCPUS, 1, self.azure.quota_limit, self.azure.used(), RESERVE)
         return ObservedCompute(INSTANCE_TYPE, ComputeState.READY, created_by_operator=True, quota=reading)
 
     async def services_on_compute(self, inputs: DeploymentInputs[Any]) -> list[ServiceOnCompute]:
+        self.azure.call()
         return []
 
     async def observe_service(self, inputs: DeploymentInputs[Any]) -> ObservedService:
+        self.azure.call()
         name = inputs.spec.service.name
         ep = self.azure.endpoints.get(name)
         if ep is None:
@@ -303,6 +345,7 @@ class EndpointBackend(ComputeBackend):
         return ObservedService(name, ServiceState.HEALTHY, owner=owner, endpoint=snapshot)
 
     async def delete_service(self, inputs: DeploymentInputs[Any]) -> None:
+        self.azure.call()
         name = inputs.spec.service.name
         ep = self.azure.endpoints.get(name)
         if ep is None:
@@ -311,6 +354,7 @@ class EndpointBackend(ComputeBackend):
         del self.azure.endpoints[name]
 
     async def take_step(self, inputs: DeploymentInputs[Any], step: RolloutStep) -> str | None:
+        self.azure.call()
         name = inputs.spec.service.name
         ep = self.azure.endpoints.get(name)
         self.azure.log(f"step-{step.kind.value}", name, inputs, ep.tags if ep else None)
@@ -345,6 +389,7 @@ class EndpointBackend(ComputeBackend):
     def _charge(self, more: int) -> None:
         """Azure refuses a create or scale whose vCPUs the family's quota cannot hold, at the call."""
         if more > 0 and self.azure.used() + more > self.azure.quota_limit:
+            self.azure.over_asked.append(f"{more} vCPUs with {self.azure.used()} of {self.azure.quota_limit} used")
             raise PermanentBackendError(
                 f"not enough quota: {FAMILY} {self.azure.used()} of {self.azure.quota_limit} vCPUs used, "
                 f"{more} more asked",

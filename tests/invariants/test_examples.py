@@ -35,6 +35,21 @@ def create(ns: str, name: str, kind: str, *, retain: bool = False, replicas: int
     return lambda m: m.create(ns=ns, name=name, kind=kind, retain=retain, replicas=replicas)
 
 
+def check_nothing_left(m: Histories) -> None:
+    """The end of a history that deleted everything: the cluster is empty and Azure holds nothing."""
+    assert not m.cluster.resources, list(m.cluster.resources)
+    assert not (m.azure.computes or m.azure.services or m.azure.endpoints), (m.azure.computes, m.azure.services)
+
+
+def check_ready(m: Histories, ns: str, name: str) -> None:
+    conditions = {x["type"]: x for x in m.cluster.resources[(ns, name)].status["conditions"]}
+    assert conditions["Ready"]["status"] == "True", conditions["Ready"]
+
+
+def check_kept(m: Histories) -> None:
+    assert not m.cluster.resources and "gpu-m1" in m.azure.computes and "svc-m1" in m.azure.services
+
+
 def passes(times: int) -> Step:
     return lambda m: m.passes(times=times)
 
@@ -98,6 +113,59 @@ CASES: dict[str, Case] = {
             passes(4),
             lambda m: m.delete(ns="team-b", name="m1"),
             passes(4),
+        )
+    ),
+    # Found by the soak: a compute made by team-a/m1 and used by team-b/m1 (the same names) was kept when team-a/m1
+    # went, since team-b/m1 still used it, and then deleted by no one, since team-b/m1 only adopted it. The creator
+    # now waits for its users, naming them, and deletes the compute when the last is gone.
+    "soak: a shared compute is deleted by its creator once its last user is gone": Case(
+        (
+            create("team-a", "m1", "azureml"),
+            passes(4),
+            create("team-b", "m1", "azureml"),
+            passes(4),
+            lambda m: m.delete(ns="team-a", name="m1"),
+            passes(10),
+            lambda m: m.delete(ns="team-b", name="m1"),
+            passes(6),
+            lambda m: check_nothing_left(m),
+        )
+    ),
+    # Progress: Azure throttles, answers 5xx and 409 for a while, then stops failing: the resource still reaches Ready
+    # within the bound (a refused pass keeps what the last pass saw, saying BackendUnavailable).
+    "progress: after 429, 5xx and 409 the resource reaches Ready": Case(
+        (
+            create("team-a", "m1", "azureml-v2", replicas=2),
+            lambda m: m.azure_fails(times=3, kind="throttled"),
+            passes(2),
+            lambda m: m.azure_fails(times=2, kind="server-error"),
+            create("team-b", "m1", "azureml"),
+            lambda m: m.azure_fails(times=2, kind="conflict"),
+            passes(12),
+            lambda m: check_ready(m, "team-a", "m1"),
+            lambda m: check_ready(m, "team-b", "m1"),
+        )
+    ),
+    # Limits and the retry-now annotation: a model version refused at the call, retried once the user says so.
+    "retry-now: a refused deployment is tried again and serves": Case(
+        (
+            create("team-a", "m1", "azureml-v2", replicas=1),
+            lambda m: m.refuse_next_deployment(),
+            passes(3),
+            lambda m: m.annotate(ns="team-a", name="m1", key="retry"),
+            passes(10),
+            lambda m: check_ready(m, "team-a", "m1"),
+        )
+    ),
+    # detach-on-delete: deleting the resource leaves what it made running, and nothing holds the namespace.
+    "detach-on-delete: the resource goes and its compute and service stay": Case(
+        (
+            create("team-a", "m1", "azureml"),
+            passes(4),
+            lambda m: m.annotate(ns="team-a", name="m1", key="detach"),
+            lambda m: m.delete(ns="team-a", name="m1"),
+            passes(2),
+            lambda m: check_kept(m),
         )
     ),
     # Found by the soak: another namespace's resource of the same name holds the endpoint, and the quota is full; the

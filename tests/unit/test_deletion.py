@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from gpu_model_operator import conditions as c
+from gpu_model_operator.annotations import POLICY_DETACH, RECONCILE_POLICY
 from gpu_model_operator.backends.base import ComputeState, ObservedCompute, ObservedService, ServiceState
 from gpu_model_operator.controller import Controller
 from gpu_model_operator.decision import DeleteAction, Event, Problem, normal, warning
@@ -48,6 +49,14 @@ def v2_spec(policy: str = "Delete") -> GpuModelDeploymentSpec:
             "backend": "azureml-v2",
             "compute": {"managed": {"instanceType": "Standard_NC4as_T4_v3"}, "deletionPolicy": policy},
         }
+    )
+
+
+def waiting_for(who: str) -> str:
+    """The creator of a compute that others still use, deleting it: the compute goes once they are gone."""
+    return (
+        f"waiting to delete compute gpu-cluster (deletionPolicy: Delete): still used by {who}; it is deleted once "
+        f"they are gone, or annotate {RECONCILE_POLICY}={POLICY_DETACH} to leave it running"
     )
 
 
@@ -147,7 +156,14 @@ CASES: dict[str, Case] = {
         ),
         spec=retained(spec()),
     ),
-    "a-shared-compute-is-kept-for-its-other-users": Case(
+    # The compute leak the invariants found: the creator of a shared compute waits for its users, then deletes it
+    # (one that merely adopted it never deletes it, so leaving it here would leave it billing for good).
+    "the-creator-of-a-shared-compute-waits-for-its-other-users": Case(
+        ABSENT, compute(), Ownership(compute_created=True),
+        DeletionDecision(DeleteAction.WAIT, waiting_for("1 other deployment(s)")),
+        others=1,
+    ),
+    "a-shared-compute-retained-is-left-to-its-other-users": Case(
         ABSENT, compute(), Ownership(compute_created=True),
         DeletionDecision(
             DeleteAction.DONE,
@@ -155,6 +171,7 @@ CASES: dict[str, Case] = {
             (normal(c.RETAINED_COMPUTE, "leaving compute gpu-cluster: 1 other deployment(s) still use it"),),
         ),
         others=1,
+        spec=retained(spec()),
     ),
     "an-adopted-compute-is-never-deleted": Case(
         ABSENT, compute(created_by_operator=False), Ownership(compute_adopted=True),
@@ -193,12 +210,7 @@ CASES: dict[str, Case] = {
     "the-adoption-record-wins-over-a-tag": Case(
         service(),  # our tag on it, but the record says adopted (someone else put the tag there)
         compute(), Ownership(service_adopted=True, compute_created=True),
-        DeletionDecision(
-            DeleteAction.DONE,
-            "leaving compute gpu-cluster: 1 other deployment(s) still use it",
-            (normal(c.RETAINED_SERVICE, LEAVE_THEIRS),
-             normal(c.RETAINED_COMPUTE, "leaving compute gpu-cluster: 1 other deployment(s) still use it")),
-        ),
+        DeletionDecision(DeleteAction.WAIT, waiting_for("team-a/digits"), (normal(c.RETAINED_SERVICE, LEAVE_THEIRS),)),
     ),
     "a-conflicting-service-elsewhere-does-not-keep-our-compute": Case(
         service(owner="team-b/other", compute_name="their-cluster"), compute(), Ownership(compute_created=True),
@@ -210,21 +222,11 @@ CASES: dict[str, Case] = {
     ),
     "a-service-left-on-our-compute-keeps-it-whatever-the-letter-case": Case(
         service(owner="team-b/other", compute_name="GPU-Cluster"), compute(), Ownership(compute_created=True),
-        DeletionDecision(
-            DeleteAction.DONE,
-            "leaving compute gpu-cluster: 1 other deployment(s) still use it",
-            (normal(c.RETAINED_SERVICE, LEAVE_THEIRS),
-             normal(c.RETAINED_COMPUTE, "leaving compute gpu-cluster: 1 other deployment(s) still use it")),
-        ),
+        DeletionDecision(DeleteAction.WAIT, waiting_for("team-b/other"), (normal(c.RETAINED_SERVICE, LEAVE_THEIRS),)),
     ),
     "an-earlier-resource-of-this-name-keeps-its-service": Case(
         service(owner="team-a/digits/uid-0"), compute(), Ownership(compute_created=True),
-        DeletionDecision(
-            DeleteAction.DONE,
-            "leaving compute gpu-cluster: 1 other deployment(s) still use it",
-            (normal(c.RETAINED_SERVICE, LEAVE_THEIRS),
-             normal(c.RETAINED_COMPUTE, "leaving compute gpu-cluster: 1 other deployment(s) still use it")),
-        ),
+        DeletionDecision(DeleteAction.WAIT, waiting_for("team-a/digits"), (normal(c.RETAINED_SERVICE, LEAVE_THEIRS),)),
     ),
     "a-tag-from-before-uids-is-ours-by-our-own-record": Case(
         service(owner=LEGACY_OWNER), compute(), Ownership(service_created=True),
@@ -236,12 +238,7 @@ CASES: dict[str, Case] = {
     ),
     "a-tag-from-before-uids-without-our-record-is-not-ours": Case(
         service(owner=LEGACY_OWNER), compute(), Ownership(compute_created=True),
-        DeletionDecision(
-            DeleteAction.DONE,
-            "leaving compute gpu-cluster: 1 other deployment(s) still use it",
-            (normal(c.RETAINED_SERVICE, LEAVE_THEIRS),
-             normal(c.RETAINED_COMPUTE, "leaving compute gpu-cluster: 1 other deployment(s) still use it")),
-        ),
+        DeletionDecision(DeleteAction.WAIT, waiting_for("team-a/digits"), (normal(c.RETAINED_SERVICE, LEAVE_THEIRS),)),
     ),
     # ---- azureml-v2: the policy is the endpoint's; the compute is never the operator's ------------------
     "azureml-v2-deletes-its-endpoint": Case(
