@@ -370,7 +370,10 @@ class EndpointBackend(ComputeBackend):
                     f"model version of {step.deployment} is not registered in the workspace", reason=c.MODEL_NOT_FOUND
                 )
             self._charge(charge(step.replicas))
-            ep.deployments[step.deployment] = Deployment(step.replicas)
+            # The tags the operator's PUT carries (bodies.deployment_body): Azure keeps what it is sent.
+            ep.deployments[step.deployment] = Deployment(
+                step.replicas, {"managed-by": MANAGER, "gpumodel-owner": inputs.owner}
+            )
         elif step.kind in (StepKind.MAKE_ROOM, StepKind.GIVE_BACK, StepKind.SCALE, StepKind.CLEAR_RECORD):
             assert dep is not None
             self._charge(charge(step.replicas) - charge(dep.count))
