@@ -17,7 +17,8 @@ an answer that says the new deployment failed the request (how-to-troubleshoot-o
 codes"): any 5xx (the deployment's server failed, was unreachable, or had no instance ready), 408 (the model ran past
 the request timeout) and 424 (the model's own answer was not 2xx: a ``run()`` that raised). Other 4xx are the
 client's (a bad key, a wrong route, a request it made wrong) or throttling (429), which the live deployment would
-answer alike: judging the new one by them would roll back a good model.
+answer alike: judging the new one by them would roll back a good model. Nothing is judged while the endpoint updates
+(Azure applying the last traffic shift): its split is the stage being left, the probe may meet the next one.
 
 A step that fails its check, or a rollout aborted with ``gpumodel.io/abort``, gives up the new deployment: the
 status records why (``status.rollout.abandoned``, with the step and what was measured), all traffic goes back to the
