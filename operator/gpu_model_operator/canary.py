@@ -17,7 +17,8 @@ an answer that says the new deployment failed the request (how-to-troubleshoot-o
 codes"): any 5xx (the deployment's server failed, was unreachable, or had no instance ready), 408 (the model ran past
 the request timeout) and 424 (the model's own answer was not 2xx: a ``run()`` that raised). Other 4xx are the
 client's (a bad key, a wrong route, a request it made wrong) or throttling (429), which the live deployment would
-answer alike: judging the new one by them would roll back a good model.
+answer alike: judging the new one by them would roll back a good model. Nothing is judged while the endpoint updates
+(Azure applying the last traffic shift): its split is the stage being left, the probe may meet the next one.
 
 A step that fails its check, or a rollout aborted with ``gpumodel.io/abort``, gives up the new deployment: the
 status records why (``status.rollout.abandoned``, with the step and what was measured), all traffic goes back to the
@@ -32,7 +33,7 @@ from datetime import datetime, timezone
 
 from .annotations import ABORT, PROMOTE
 from .backends.base import ObservedService
-from .backends.endpoint import DeploymentSnapshot, EndpointSnapshot, RequestCounts, RolloutStep, StepKind
+from .backends.endpoint import BUSY, DeploymentSnapshot, EndpointSnapshot, RequestCounts, RolloutStep, StepKind
 from .conditions import ABORTED as ABORTED_EVENT
 from .conditions import PROMOTED as PROMOTED_EVENT
 from .decision import Event, Facts, Observation, normal
@@ -119,6 +120,12 @@ def judge(spec: AzureMLV2Spec, facts: Facts, obs: Observation) -> Canary:
         why = f"aborted by {ABORT} (" + (current.describe() if current else f"{share}% of requests to {ep.desired}")
         return Canary(failure=why + ")", status=status, clear=(ABORT, PROMOTE) if obs.promote else (ABORT,))
     if new is None or new.busy or new.failed or new.canceled:
+        return Canary()
+    if ep.state.lower() in BUSY:
+        # Azure is applying a write to the endpoint (the last pass's traffic PUT): the split it shows is the one it is
+        # leaving, and the probe and request counts of this pass may already be the next stage's. Judging the stage
+        # it leaves on them failed it for the next stage's errors (a stale status, or a lost write, still saying it
+        # held): nothing is judged while it updates, the pass only waits (an abort still acts, above).
         return Canary()
     answers = obs.candidate_probe is not None and obs.candidate_probe.ok
     if obs.promote:

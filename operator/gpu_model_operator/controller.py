@@ -104,49 +104,65 @@ class Controller:
         self._compute_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         #: Consecutive transient problems per resource, for the back-off (a success clears it).
         self._transient_streak: dict[str, int] = {}
+        #: Per resource: how many passes ended, and the status the last one decided. A pass that waited for the
+        #: resource's lock behind another (the spec handler's retry and the resync timer run side by side) holds the
+        #: status of kopf's body from before that pass: it starts from the status that pass decided instead.
+        self._passes: dict[str, tuple[int, GpuModelDeploymentStatus]] = {}
 
     # ---- one reconcile pass ----------------------------------------------------------------------
 
     async def reconcile(self, res: Resource, *, resync: bool = False, holdings: Iterable[Holding] = ()) -> Decision:
         """One pass. A ``resync`` of a settled resource first glances at its service (see ``reconcile.settled``).
-        ``holdings``: what the resources using the same compute hold, from their status (the handlers' index)."""
+        ``holdings``: what the resources using the same compute hold, from their status (the handlers' index).
+        A pass that another pass of the same resource went before (it waited for the lock) starts from the status
+        that one decided, not from its body's: judged on the older status (a canary step the endpoint has left, no
+        record of a RollBack just taken), it would overwrite the newer one with a verdict on the wrong step."""
+        ended, _ = self._passes.get(res.uid, (0, None))
         async with self._resource_locks[res.uid]:
-            previous = GpuModelDeploymentStatus.model_validate(dict(res.status or {}))
-            budget_wait = self.budget.wait_seconds(res.owner) if res.policy in MANAGING else 0.0
-            facts = Facts(
-                res.generation, previous, utcnow(), self.timing, res.policy, budget_wait, prices=self.prices.table()
-            )
-            if not may_observe(res.policy, budget_wait):
-                return decide(facts)
-            try:
-                spec = parse_spec(res, self.backends.keys())
-                inputs = await load_inputs(self.kube, res, spec, identities=self.settings.workload_identities)
-            except InputError as exc:
-                return self._decide_problem(res, facts, Problem(exc.reason, exc.message, exc.transient, slow=True))
-            facts = replace(facts, spec=spec)
-            backend = backend_for(self.backends, inputs)
-            key = compute_key(spec)
-            async with self._compute_locks[key]:
-                decision: Decision | None = None
-                observation: Observation | None = None
-                try:
-                    quiet = resync and settled(previous, res.generation, spec.service.replicas)
-                    glanced = await self._glance(backend, inputs, res) if quiet else None
-                    if glanced is not None and still_settled(previous, glanced, facts.now, self.timing.resync):
-                        self._transient_streak.pop(res.uid, None)
-                        return unchanged_decision(previous, facts.prices)
-                    observation = await self._observe(backend, inputs, res, list(holdings), facts)
-                    decision = decide(replace(facts, observation=observation))
-                    self._remember(key, inputs, decision)
-                    decision = await self._act(backend, inputs, decision)
-                except (BackendError, SecretConflict) as exc:
-                    step = decision.step if decision is not None else None
-                    # A refused rollout step is decided on what this pass observed: the status says what serves now.
-                    seen = observation if step is not None else None
-                    failed = replace(facts, failed_step=step, observation=seen)
-                    return self._decide_problem(res, failed, _problem(exc))
-            self._transient_streak.pop(res.uid, None)
+            count, decided = self._passes.get(res.uid, (0, None))
+            if count != ended and decided is not None:
+                res = replace(res, status=decided.model_dump(by_alias=True, mode="json", exclude_none=True))
+            decision = await self._reconcile(res, resync=resync, holdings=holdings)
+            self._passes[res.uid] = (count + 1, decision.status)
             return decision
+
+    async def _reconcile(self, res: Resource, *, resync: bool, holdings: Iterable[Holding]) -> Decision:
+        previous = GpuModelDeploymentStatus.model_validate(dict(res.status or {}))
+        budget_wait = self.budget.wait_seconds(res.owner) if res.policy in MANAGING else 0.0
+        facts = Facts(
+            res.generation, previous, utcnow(), self.timing, res.policy, budget_wait, prices=self.prices.table()
+        )
+        if not may_observe(res.policy, budget_wait):
+            return decide(facts)
+        try:
+            spec = parse_spec(res, self.backends.keys())
+            inputs = await load_inputs(self.kube, res, spec, identities=self.settings.workload_identities)
+        except InputError as exc:
+            return self._decide_problem(res, facts, Problem(exc.reason, exc.message, exc.transient, slow=True))
+        facts = replace(facts, spec=spec)
+        backend = backend_for(self.backends, inputs)
+        key = compute_key(spec)
+        async with self._compute_locks[key]:
+            decision: Decision | None = None
+            observation: Observation | None = None
+            try:
+                quiet = resync and settled(previous, res.generation, spec.service.replicas)
+                glanced = await self._glance(backend, inputs, res) if quiet else None
+                if glanced is not None and still_settled(previous, glanced, facts.now, self.timing.resync):
+                    self._transient_streak.pop(res.uid, None)
+                    return unchanged_decision(previous, facts.prices)
+                observation = await self._observe(backend, inputs, res, list(holdings), facts)
+                decision = decide(replace(facts, observation=observation))
+                self._remember(key, inputs, decision)
+                decision = await self._act(backend, inputs, decision)
+            except (BackendError, SecretConflict) as exc:
+                step = decision.step if decision is not None else None
+                # A refused rollout step is decided on what this pass observed: the status says what serves now.
+                seen = observation if step is not None else None
+                failed = replace(facts, failed_step=step, observation=seen)
+                return self._decide_problem(res, failed, _problem(exc))
+        self._transient_streak.pop(res.uid, None)
+        return decision
 
     def _decide_problem(self, res: Resource, facts: Facts, problem: Problem) -> Decision:
         streak = 0

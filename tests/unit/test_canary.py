@@ -673,6 +673,26 @@ PASSES: dict[str, tuple[Judged, Canaried]] = {
             (),
         ),
     ),
+    # The canary e2e's second step failing, recorded as step 1: the pass after the ShiftTraffic to step 2 read the
+    # endpoint while Azure still applied that PUT (Updating, step 1's split) with a status still saying step 1 held
+    # (a stale body, or a lost status write), and its probe answered after the model failed at step 2. It judged
+    # step 1 failed on them: abandoned and canary step 1 Failed, and the next pass rolled back with that verdict.
+    "a pass while Azure applies the next step's split: nothing judged on it, the pass waits": (
+        Judged(
+            ep(d(OLD), d(NEW), traffic=AT_10, state="Updating"),
+            canary.Canary(),
+            previous=holding(1, 10, TWO_MINUTES_AGO),
+            probe=NO_ANSWER,
+            metrics=counts(s200=20, s424=20),
+        ),
+        Canaried(
+            None,
+            RolloutStatus(step=StepKind.WAIT.value, to=NEW, message="endpoint digits-svc is Updating", since=NOW),
+            Phase.DEPLOYING,
+            (c.WAITING_FOR_SERVICE, "service digits-svc is updating: endpoint is Updating"),
+            (),
+        ),
+    ),
     "promote: all the traffic, a Normal event, the annotation removed": (
         Judged(
             ep(d(OLD), d(NEW), traffic=AT_10), canary.Canary(), previous=holding(1, 10, HALF_MINUTE_AGO), promote=True
