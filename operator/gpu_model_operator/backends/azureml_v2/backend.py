@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
-from typing import Any
 
 import requests
 
@@ -45,7 +44,7 @@ from ..base import (
     TransientBackendError,
 )
 from ..endpoint import BUSY, RequestCounts, RolloutStep, StepKind
-from . import arm, bodies
+from . import arm, bodies, probe
 from .compute import Computes
 from .session import Inputs, Session, Workspace, WsKey
 from .steps import Steps
@@ -67,6 +66,7 @@ class AzureMLV2Backend(Backend[AzureMLV2Spec]):
         self._session = Session(workers, budget)
         self._computes = Computes(self._session)
         self._steps = Steps(self._session)
+        self._prober = probe.Prober(workers)
         #: Keys, read once and again when asked ``fresh`` or after scoring refused them.
         self._keys = ScoringKeys(keys_refresh_seconds)
         #: Tokens of AMLToken endpoints, until Azure's refresh time (never logged: ScoringToken hides it).
@@ -249,24 +249,22 @@ class AzureMLV2Backend(Backend[AzureMLV2Spec]):
 
     async def probe(self, inputs: Inputs, service: ObservedService, deployment: str | None = None) -> ProbeResult:
         """A real scoring request to the endpoint observed in this pass, as a client sends it (with a key, or a
-        token): through its traffic split, or (``deployment``) to that deployment alone, by the header that bypasses
-        the split."""
+        token), over a kept-alive connection (:mod:`.probe`): through its traffic split, or (``deployment``) to that
+        deployment alone, by the header that bypasses the split."""
         uri = service.endpoint.scoring_uri if service.endpoint is not None else service.scoring_uri
         if not uri:
             return ProbeResult(False, f"endpoint {inputs.spec.service.name} has no scoring URI yet")
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {await self._bearer(inputs)}"}
         if deployment:
             headers["azureml-model-deployment"] = deployment
-        body = inputs.spec.rollout.probe_request
+        body, to = inputs.spec.rollout.probe_request, f" (deployment {deployment})" if deployment else ""
         timeout = inputs.spec.service.scoring_timeout_ms / 1000 + 5
         try:
-            response = await self._session.run(
-                lambda: requests.post(uri, data=(body or "{}").encode(), headers=headers, timeout=timeout),
-                timeout + 5,
-            )
+            response = await self._session.run(lambda: self._prober.post(uri, body, headers, timeout), timeout + 5)
         except (requests.RequestException, asyncio.TimeoutError) as exc:
-            return ProbeResult(False, f"POST {uri} failed: {type(exc).__name__}")
-        return _verdict(self, inputs, uri, deployment, body, response)
+            return ProbeResult(False, f"POST {uri}{to} failed: {type(exc).__name__}")
+        self.answered(inputs, response.status_code)
+        return probe.verdict(uri, to, body, response)
 
     async def request_metrics(self, inputs: Inputs, deployment: str, start: str, end: str) -> RequestCounts | None:
         """Azure Monitor's count of the deployment's requests from ``start`` to ``end``, by status code. None for a
@@ -293,26 +291,5 @@ class AzureMLV2Backend(Backend[AzureMLV2Spec]):
         self._tokens.answered(key, status)
 
     async def close(self, timeout: float = 0.0) -> bool:
+        self._prober.close()
         return await self._session.close(timeout)
-
-
-def _verdict(
-    backend: AzureMLV2Backend, inputs: Inputs, uri: str, deployment: str | None, body: str | None, response: Any
-) -> ProbeResult:
-    """Ready means a client can score: only a 2xx passes. Azure's 424 is the model's run() failing (its status in
-    ms-azureml-model-error-statuscode), which a client sees as a failed request, so it never passes, with a probe
-    request or without (then the body is "{}", which a model that needs its input refuses)."""
-    to = f" (deployment {deployment})" if deployment else ""
-    backend.answered(inputs, response.status_code)
-    if 200 <= response.status_code < 300:
-        return ProbeResult(True, f"POST {uri}{to} answered {response.status_code}", response.status_code)
-    hint = ""
-    if response.status_code == 424:
-        model = response.headers.get("ms-azureml-model-error-statuscode")
-        hint = f": the model's run() failed{f' with {model}' if model else ''}" + (
-            ""
-            if body
-            else " on the probe's default body {}; set spec.rollout.probeRequest to a request the model answers"
-        )
-    text = f"POST {uri}{to} answered {response.status_code}{hint} {response.text[:200].strip()}"
-    return ProbeResult(False, text.rstrip(), response.status_code)
