@@ -43,7 +43,7 @@ def build_controller(settings: Settings) -> object:
     if BackendKind.AZUREML in settings.backends:
         from .backends.azureml.backend import AzureMLBackend
 
-        backends[BackendKind.AZUREML] = AzureMLBackend(settings.azure_workers, budget, refresh)
+        backends[BackendKind.AZUREML] = AzureMLBackend(settings.azure_workers, budget)
     if BackendKind.AZUREML_V2 in settings.backends:
         from .backends.azureml_v2.backend import AzureMLV2Backend
 
@@ -134,7 +134,8 @@ def main() -> None:
 @click.option(
     "--keys-refresh-seconds",
     default=3600.0,
-    help="Seconds after which a resync reads a service's keys again (a probe refused with them reads them at once).",
+    help="Seconds after which a resync reads an azureml-v2 endpoint's keys again (a probe refused with them reads them "
+    "at once; azureml reads its services' keys at every resync).",
 )
 @click.option(
     "--arm-budget/--no-arm-budget",

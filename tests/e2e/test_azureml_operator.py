@@ -199,9 +199,8 @@ def test_an_existing_compute_is_adopted_and_never_deleted(azure: Azure) -> None:
 
 
 def test_a_settled_resource_costs_one_service_read_and_no_write_per_resync(azure: Azure) -> None:
-    """The steady state against Azure: each resync of a Ready resource reads its service once (its keys only past
-    their refresh interval) and probes it; it reads no compute, lists nothing, writes nothing, and leaves the
-    unchanged resource unpatched."""
+    """The steady state against Azure: each resync of a Ready resource reads its service and its keys once and
+    probes it; it reads no compute, lists nothing, writes nothing, and leaves the unchanged resource unpatched."""
     azure.apply("steady", "steady-svc", provision("gpu-steady", agents=1), replicas=1)
     version = azure.wait_ready("steady")["metadata"]["resourceVersion"]
     azure.emu.clear_calls()
@@ -218,9 +217,9 @@ def test_a_settled_resource_costs_one_service_read_and_no_write_per_resync(azure
     ]
     # One read per probe; a pass may be between its read and its probe when the calls are cleared or counted.
     assert abs(len(reads) - len(probes)) <= 1
-    # The keys are not read at every resync, only past the keys' refresh interval (an hour by default) or after a
-    # probe refused them: a settled resync costs one read of the service.
-    assert keys == []
+    # The keys are read afresh once per resync (listkeys is a POST to the workspace's regional host, not ARM): AKS's
+    # health route takes no key, so keys regenerated at Azure reach the Secret only this way, within one interval.
+    assert abs(len(keys) - len(probes)) <= 1
     assert writes == []
     assert not [c for c in calls if "/computes/gpu-steady" in c["path"]], "a settled resync reads no compute"
     assert not [c for c in calls if c["path"].endswith("/services") and c["method"] == "GET"], "nor lists services"

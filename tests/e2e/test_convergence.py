@@ -179,7 +179,8 @@ def test_a_scale_aks_refuses_is_reported_not_repeated(azure: Azure) -> None:
 
 def test_names_in_other_letter_cases_are_the_same_cluster(azure: Azure) -> None:
     """Azure names ignore case: two spellings of one cluster share its GPUs, and deleting one resource never
-    deletes the cluster the other still runs on."""
+    deletes the cluster the other still runs on (its creator, deleted first, waits for the other spelling's user and
+    deletes the cluster once that one is gone)."""
     azure.apply("lower", "lower-svc", provision("gpu-mixed", agents=3), replicas=2)
     azure.wait_ready("lower")
     azure.apply(
@@ -188,11 +189,18 @@ def test_names_in_other_letter_cases_are_the_same_cluster(azure: Azure) -> None:
     obj = azure.wait_ready("upper")
     assert obj["status"]["replicasSummary"] == "1/2", "3 GPUs in all, 2 held by the other spelling's replicas"
     assert obj["status"]["gpus"]["heldByOthers"] == 2
-    azure.delete("lower")
+    azure.cp.kubectl("delete", "gmd", "lower", "-n", azure.ns, "--wait=false")
+    waiting = wait_for(
+        "lower waiting for the other spelling's user",
+        lambda: (cond := azure.condition("lower")).get("message", "").startswith("waiting to delete compute") and cond,
+        60,
+    )
+    assert f"still used by {azure.ns}/upper" in waiting["message"]
     computes, services = azure.cloud()
     assert "gpu-mixed" in {c.lower() for c in computes}, "the cluster the other resource runs on stays"
-    assert "upper-svc" in services
+    assert "upper-svc" in services and "lower-svc" not in services
     azure.delete("upper")
+    wait_for("lower gone", lambda: azure.cp.kubectl("get", "gmd", "lower", "-n", azure.ns, check=False).returncode, 90)
     computes, _ = azure.cloud()
     assert "gpu-mixed" not in {c.lower() for c in computes}
 

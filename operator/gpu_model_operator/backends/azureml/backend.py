@@ -42,7 +42,7 @@ from ..azure.arm import Arm
 from ..azure.arm_budget import ArmBudget
 from ..azure.calls import READ_TIMEOUT, WRITE_TIMEOUT, CallKind, Calls, Scope
 from ..azure.connections import Connections
-from ..azure.scoring import KEYS_REFRESH_SECONDS, ScoringKeys
+from ..azure.scoring import ScoringKeys
 from ..azure.tls import use_hashed_ca_directory
 from ..base import (
     Backend,
@@ -105,16 +105,17 @@ class _Connection:
 class AzureMLBackend(Backend[AzureMLSpec]):
     name = "azureml"
 
-    def __init__(
-        self, workers: int = 8, budget: ArmBudget | None = None, keys_refresh_seconds: float = KEYS_REFRESH_SECONDS
-    ) -> None:
+    def __init__(self, workers: int = 8, budget: ArmBudget | None = None) -> None:
         use_hashed_ca_directory()
         #: ``budget``: ARM's buckets, shared with the azureml-v2 backend in one process.
         self._calls = Calls(workers, "azureml-sdk", budget)
         self._reads = Reads(workers, READ_TIMEOUT)
         self._connections: Connections[_Connection] = Connections(lambda conn: conn.arm.close())
-        #: Each service's keys, per (workspace key, service name): read once, again after a refusal or when fresh.
-        self._keys = ScoringKeys(keys_refresh_seconds)
+        #: Each service's keys, per (workspace key, service name): read once, again after a refusal and at every
+        #: resync (``fresh``). Not less often, as azureml-v2 does: AKS's health route takes no key, so no probe can
+        #: notice a key regenerated at Azure, and the keys are read from the workspace's regional host, which ARM's
+        #: limits do not cover.
+        self._keys = ScoringKeys(refresh_seconds=0)
         #: Registered model versions, which Azure ML never changes: read once, not at every deployment.
         self._models: dict[tuple[WsKey, str, int], Any] = {}
         if SDK_IMPORTED_EARLY:
