@@ -80,7 +80,7 @@ unit: $(STAMP)
 # The invariants over tens of thousands of generated histories (tests/invariants; `make test` runs a few hundred):
 # GMO_HISTORIES sets how many.
 soak: $(STAMP)
-	GMO_HYPOTHESIS_PROFILE=soak $(PY) -m pytest -p no:cacheprovider tests/invariants
+	GMO_HYPOTHESIS_PROFILE=soak $(PY) -m pytest -p no:cacheprovider -o timeout=0 tests/invariants
 
 clean:
 	rm -rf $(VENV) .demo

@@ -57,7 +57,7 @@ from .inputs import (
 )
 from .instrumented import InstrumentedBackend
 from .keys import keys_secret_name
-from .kube import KubeClient, SecretConflict, credentials_hold, keys_secret_body
+from .kube import KubeClient, SecretBeingDeleted, SecretConflict, credentials_hold, keys_secret_body
 from .ledger import GpuLedger, users
 from .models import BackendKind, GpuModelDeploymentStatus, uses_token
 from .price_file import PriceFile
@@ -295,7 +295,10 @@ class Controller:
         deletion signs in with it. Released once the deletion has finished (:meth:`_finish_deletion`)."""
         secret = credentials_secret(inputs.spec)
         if secret is not None:
-            await self.kube.hold_secret(inputs.namespace, secret, credentials_hold(inputs.uid))
+            try:
+                await self.kube.hold_secret(inputs.namespace, secret, credentials_hold(inputs.uid))
+            except SecretBeingDeleted as exc:
+                raise TransientBackendError(exc.message, reason=c.CREDENTIALS_INVALID) from exc
 
     # ---- deletion ---------------------------------------------------------------------------------
 
@@ -363,6 +366,11 @@ class Controller:
         """The keys Secret goes if it is ours (someone else's of that name is left, and said so); the credentials
         Secret is no longer held (nothing of the resource's is left in Azure, or the user said to leave it)."""
         self.budget.forget(res.owner)
+        # What the controller kept for the resource goes with it (an operator serving many short-lived resources
+        # would otherwise grow with every one it ever saw).
+        self._passes.pop(res.uid, None)
+        self._transient_streak.pop(res.uid, None)
+        self._resource_locks.pop(res.uid, None)  # held by this pass: a later one (none should come) gets a new one
         secret = _named_secret(res.spec)
         if secret is not None:
             await self.kube.release_secret(res.namespace, secret, credentials_hold(res.uid))
@@ -376,8 +384,10 @@ class Controller:
 def _named_secret(spec: Mapping[str, Any]) -> str | None:
     """The credentials Secret the spec names, read from the spec as written (a deletion releases it whether or not
     the spec still parses)."""
-    ref = ((spec.get("workspace") or {}).get("credentialsSecretRef") or {}).get("name")
-    return str(ref) if ref else None
+    workspace = spec.get("workspace")
+    ref = workspace.get("credentialsSecretRef") if isinstance(workspace, Mapping) else None
+    name = ref.get("name") if isinstance(ref, Mapping) else None
+    return str(name) if name else None
 
 
 def _problem(exc: BackendError | SecretConflict) -> Problem:

@@ -52,6 +52,17 @@ def keys_secret_body(namespace: str, name: str, uid: str, data: dict[str, str]) 
     return body
 
 
+class SecretBeingDeleted(Exception):
+    """The credentials Secret a resource is about to sign in with for a create is being deleted: it cannot be held."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        self.message = (
+            f"the credentials Secret {name} in namespace {namespace} is being deleted, so nothing new is made with it "
+            "(a deletion would have no credentials to sign in with); cancel its deletion or name another Secret"
+        )
+        super().__init__(self.message)
+
+
 class SecretConflict(Exception):
     """A Secret of the name the operator publishes exists and is not the operator's."""
 
@@ -172,6 +183,9 @@ class KubeClient:
             held = list(secret.metadata.finalizers or [])
             if (finalizer in held) == add:
                 return
+            if add and secret.metadata.deletion_timestamp is not None:
+                # The API server refuses a new finalizer on an object being deleted (422): no retry can change that.
+                raise SecretBeingDeleted(namespace, name)
             patch: list[dict[str, Any]] = [
                 {"op": "test", "path": "/metadata/resourceVersion", "value": secret.metadata.resource_version}
             ]

@@ -24,21 +24,19 @@ class SharedReads(Generic[T]):
         self.shared = 0
 
     async def read(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        """The answer of the read under way for ``key``, or of a new one. The read runs as a task of its own that
+        every reader awaits shielded: a reader cancelled (its pass drained or given up) leaves the read, and the
+        others sharing it, alone."""
         found = self._in_flight.get(key)
         if found is not None:
             self.shared += 1
-            return await asyncio.shield(found)
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
-        try:
-            answer = await read()
-        except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()  # retrieved: no "never retrieved" warning when no one else waited
-            raise
         else:
-            future.set_result(answer)
-            return answer
-        finally:
-            self._in_flight.pop(key, None)
+            found = self._in_flight[key] = asyncio.ensure_future(read())
+            found.add_done_callback(lambda done: self._done(key, done))
+        return await asyncio.shield(found)
+
+    def _done(self, key: Hashable, done: asyncio.Future[T]) -> None:
+        if self._in_flight.get(key) is done:
+            del self._in_flight[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: no "never retrieved" warning when every reader was cancelled
