@@ -10,10 +10,12 @@ connection. Nothing is retried here: the verdict is the core's (:mod:`gpu_model_
 
 from __future__ import annotations
 
+import socket
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import requests
+from urllib3.connection import HTTPConnection
 from urllib3.util.retry import Retry
 
 from ..azure.tls import SharedContextAdapter
@@ -21,6 +23,23 @@ from ..base import ProbeResult
 
 #: Endpoint hosts whose connections are kept (least recently probed dropped first).
 HOSTS = 256
+#: TCP keepalives on the kept connections, well inside the idle timeout of Azure's load balancers and NAT gateway
+#: (4 minutes by default, after which an idle flow is dropped without a word: "Load Balancer TCP Idle timeout",
+#: which advises TCP keepalives), so a connection kept between two resyncs is still there for the next probe.
+KEEPALIVE = [
+    (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    *[
+        (socket.IPPROTO_TCP, getattr(socket, name), value)
+        for name, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 30))
+        if hasattr(socket, name)  # Linux's names; elsewhere the system's keepalive times
+    ],
+]
+
+
+class _KeptAlive(SharedContextAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["socket_options"] = [*HTTPConnection.default_socket_options, *KEEPALIVE]
+        super().init_poolmanager(*args, **kwargs)
 
 
 class Prober:
@@ -28,7 +47,7 @@ class Prober:
         self._http = requests.Session()
         self._http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # nothing shared between endpoints
         retry = Retry(0, read=False, redirect=0, status_forcelist=(), respect_retry_after_header=False)
-        adapter = SharedContextAdapter(pool_connections=HOSTS, pool_maxsize=max(1, workers), max_retries=retry)
+        adapter = _KeptAlive(pool_connections=HOSTS, pool_maxsize=max(1, workers), max_retries=retry)
         self._http.mount("https://", adapter)
         self._http.mount("http://", adapter)
 
