@@ -33,7 +33,13 @@ def test_a_resource_past_its_budget_waits_for_the_window_then_converges(azure: A
     assert f"{BUDGET} backend calls in the last {WINDOW}s" in event[0]["message"]
     assert "--call-budget" in event[0]["message"]
 
-    obj = azure.wait_ready("frugal", timeout=120)
-    assert obj["status"]["phase"] == "Ready" and obj["status"].get("lastError") is None
+    azure.wait_ready("frugal", timeout=120)
+
+    def settled() -> dict[str, Any] | None:
+        """Ready with no error left: the pass that made it Ready may still have been one the budget held back."""
+        status = azure.get("frugal")["status"]
+        return status if status.get("phase") == "Ready" and status.get("lastError") is None else None
+
+    wait_for("Ready with the budget's error cleared", settled, 60)
     azure.delete("frugal")  # deletion is never held back by the budget
     wait_for("the compute deleted", lambda: "gpu-frugal" not in azure.cloud()[0], 60)

@@ -369,7 +369,9 @@ class EndpointBackend(ComputeBackend):
                 raise PermanentBackendError(
                     f"model version of {step.deployment} is not registered in the workspace", reason=c.MODEL_NOT_FOUND
                 )
-            self._charge(charge(step.replicas))
+            # A PUT to a deployment that exists (one Canceled or Failed, tried again) replaces it: Azure charges the
+            # difference, not a second deployment (Online Deployments - Create Or Update is an upsert).
+            self._charge(charge(step.replicas) - (charge(dep.count) if dep is not None else 0))
             # The tags the operator's PUT carries (bodies.deployment_body): Azure keeps what it is sent.
             ep.deployments[step.deployment] = Deployment(
                 step.replicas, {"managed-by": MANAGER, "gpumodel-owner": inputs.owner}
